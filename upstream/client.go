@@ -1,0 +1,224 @@
+package upstream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Client calls the ChittyID service in the configured dialect, through the
+// breaker, with the retry policy and the in-flight cap of the config. It is
+// safe for concurrent use. A Client is cheap to rebuild on a config change;
+// the Breaker passed in is kept.
+type Client struct {
+	cfg     Config
+	format  Format
+	breaker *Breaker
+	hc      *fasthttp.HostClient
+	host    string // Host header
+	base    string // path prefix: "/v1" for client-v1, "" for worker
+	slots   chan struct{}
+	agent   string
+}
+
+// Options are the parts of a Client that are not in the config file.
+type Options struct {
+	// Version is sent in the User-Agent ("chittyid-sidecar/<Version>").
+	Version string
+}
+
+// New builds a client for cfg (with defaults filled in and validated) that
+// expects IDs of format and counts failures on b.
+func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
+	if b == nil {
+		panic("upstream: New with a nil Breaker")
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing upstream.url %q: %w", cfg.URL, err)
+	}
+	tls := u.Scheme == "https"
+	addr := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if tls {
+			port = "443"
+		}
+		addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	c := &Client{
+		cfg:     cfg,
+		format:  format,
+		breaker: b,
+		host:    u.Host,
+		base:    strings.TrimRight(u.EscapedPath(), "/"),
+		slots:   make(chan struct{}, cfg.MaxInFlight),
+		agent:   "chittyid-sidecar/" + opts.Version,
+	}
+	if cfg.Dialect == DialectWorker {
+		c.base = "" // the worker's routes hang off the host root
+	}
+	c.hc = &fasthttp.HostClient{
+		Addr:                      addr,
+		IsTLS:                     tls,
+		MaxConns:                  cfg.MaxInFlight + 64, // mints plus validates and polls
+		MaxConnWaitTimeout:        cfg.Timeout,
+		MaxIdleConnDuration:       4 * time.Second, // below common upstream keep-alive timeouts
+		ReadTimeout:               cfg.Timeout,
+		WriteTimeout:              cfg.Timeout,
+		MaxResponseBodySize:       1 << 20,
+		MaxIdemponentCallAttempts: 1, // retries are ours, counted by the breaker one by one
+		NoDefaultUserAgentHeader:  true,
+		DisablePathNormalizing:    true,
+	}
+	return c, nil
+}
+
+// Close releases idle upstream connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Breaker returns the breaker the client counts on.
+func (c *Client) Breaker() *Breaker { return c.breaker }
+
+// CallInfo is what a call carries from the app's request to upstream.
+type CallInfo struct {
+	RequestID   string // X-Request-ID
+	TraceParent string // passed through unchanged
+	TraceState  string
+	// CallerAuth is the app's own Authorization header, sent only when the
+	// sidecar has no token of its own.
+	CallerAuth string
+}
+
+func (c *Client) authorization(info CallInfo) (string, bool) {
+	if tok := c.cfg.Token.Reveal(); tok != "" {
+		return "Bearer " + tok, true
+	}
+	if info.CallerAuth != "" {
+		return info.CallerAuth, true
+	}
+	return "", false
+}
+
+// HasToken reports whether the sidecar holds a token of its own.
+func (c *Client) HasToken() bool { return c.cfg.Token != "" }
+
+// request is one upstream HTTP exchange, repeated identically by retries.
+type request struct {
+	op, method, path string
+	body             []byte
+	auth             string
+	idempotencyKey   string
+	info             CallInfo
+}
+
+// response is what an attempt brings back; body is a private copy.
+type response struct {
+	status     int
+	body       []byte
+	retryAfter time.Duration
+}
+
+// send performs one attempt with the given deadline.
+func (c *Client) send(r *request, deadline time.Time) (response, error) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(r.method)
+	req.SetRequestURI(r.path)
+	req.Header.SetHost(c.host)
+	req.Header.SetUserAgent(c.agent)
+	req.Header.Set("Accept", "application/json")
+	if r.auth != "" {
+		req.Header.Set("Authorization", r.auth)
+	}
+	if r.idempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", r.idempotencyKey)
+	}
+	setIf(req, "X-Request-ID", r.info.RequestID)
+	setIf(req, "traceparent", r.info.TraceParent)
+	setIf(req, "tracestate", r.info.TraceState)
+	if r.body != nil {
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(r.body)
+	}
+	if err := c.hc.DoDeadline(req, resp, deadline); err != nil {
+		return response{}, err
+	}
+	return response{
+		status:     resp.StatusCode(),
+		body:       append([]byte(nil), resp.Body()...),
+		retryAfter: parseRetryAfter(resp.Header.Peek("Retry-After"), time.Now()),
+	}, nil
+}
+
+func setIf(req *fasthttp.Request, k, v string) {
+	if v != "" {
+		req.Header.Set(k, v)
+	}
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 if absent or bad.
+func parseRetryAfter(v []byte, now time.Time) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	s := strings.TrimSpace(string(v))
+	if secs, err := strconv.Atoi(s); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := time.Parse(time.RFC1123, s); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// acquire takes an in-flight slot, waiting no longer than ctx allows.
+func (c *Client) acquire(ctx context.Context, op string) (release func(), err error) {
+	select {
+	case c.slots <- struct{}{}:
+		return func() { <-c.slots }, nil
+	default:
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return func() { <-c.slots }, nil
+	case <-ctx.Done():
+		e := callErr(op, ErrTimeout, 0, "waited for one of %d upstream slots", cap(c.slots))
+		e.Cause = ctx.Err()
+		return nil, e
+	}
+}
+
+// InFlight returns the number of upstream mints under way.
+func (c *Client) InFlight() int { return len(c.slots) }
+
+// NewKey returns a random 128-bit hex key, for Idempotency-Key and X-Request-ID.
+func NewKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// isDialError reports whether err means no connection was made, so the
+// request was certainly not processed and a retry is always safe.
+func isDialError(err error) bool {
+	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}

@@ -1,0 +1,279 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// MintRequest is one ID to mint.
+type MintRequest struct {
+	Entity   Entity
+	Name     string          // optional
+	Metadata json.RawMessage // optional JSON object, already checked by the caller
+}
+
+// Minted is a minted ID as upstream reported it.
+type Minted struct {
+	ID        string
+	Entity    Entity
+	Timestamp string // upstream's, RFC 3339, may be empty
+	Version   string // upstream's, may be empty
+}
+
+// mintBody is the request body in either dialect.
+type mintBody struct {
+	Entity     string          `json:"entity,omitempty"`
+	EntityType string          `json:"entityType,omitempty"`
+	Name       string          `json:"name,omitempty"`
+	Metadata   json.RawMessage `json:"metadata,omitempty"`
+}
+
+func (c *Client) mintBody(m MintRequest) mintBody {
+	b := mintBody{Name: m.Name, Metadata: m.Metadata}
+	if c.cfg.Dialect == DialectWorker {
+		b.EntityType = m.Entity.WorkerType()
+	} else {
+		b.Entity = m.Entity.String()
+	}
+	return b
+}
+
+// mintAnswer is a mint reply in either dialect.
+type mintAnswer struct {
+	ChittyID  string `json:"chittyId"`
+	Snake     string `json:"chitty_id"`
+	Fallback  bool   `json:"fallback"`
+	ErrorCode string `json:"errorCode"`
+	Timestamp string `json:"timestamp"`
+	Version   string `json:"version"`
+}
+
+func (a mintAnswer) id() string {
+	if a.ChittyID != "" {
+		return a.ChittyID
+	}
+	return a.Snake
+}
+
+// Mint mints one ID. key is the Idempotency-Key sent with every attempt
+// (generated when empty). ctx bounds the whole mint, retries included.
+func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallInfo) (Minted, error) {
+	auth, ok := c.authorization(info)
+	if !ok {
+		return Minted{}, callErr("mint", ErrUnauthorized, 0, "no token configured and none sent by the caller")
+	}
+	release, err := c.acquire(ctx, "mint")
+	if err != nil {
+		return Minted{}, err
+	}
+	defer release()
+	body, err := json.Marshal(c.mintBody(m))
+	if err != nil {
+		return Minted{}, callErr("mint", ErrRejected, 0, "encoding the request: %v", err)
+	}
+	if key == "" {
+		key = NewKey()
+	}
+	r := &request{op: "mint", method: "POST", path: c.base + "/mint", body: body, auth: auth, idempotencyKey: key, info: info}
+	if c.cfg.Dialect == DialectWorker {
+		r.path = "/v1/mint"
+	}
+	var ans mintAnswer
+	_, err = c.call(ctx, r, c.cfg.IdempotentMint, func(res response) *CallError {
+		ans = mintAnswer{}
+		if err := json.Unmarshal(res.body, &ans); err != nil {
+			return callErr("mint", ErrBadResponse, res.status, "answer is not JSON")
+		}
+		return c.checkMinted("mint", ans.id(), ans.Fallback || ans.ErrorCode != "")
+	})
+	if err != nil {
+		return Minted{}, err
+	}
+	return Minted{ID: ans.id(), Entity: m.Entity, Timestamp: ans.Timestamp, Version: ans.Version}, nil
+}
+
+// checkMinted vets an ID upstream says it minted.
+func (c *Client) checkMinted(op, id string, fallback bool) *CallError {
+	switch {
+	case id == "":
+		return callErr(op, ErrBadResponse, 200, "answer has no chittyId")
+	case fallback || isFallbackID(id):
+		return callErr(op, ErrFallback, 200, "upstream answered with the placeholder %q", id)
+	case c.format.Check(id) != nil:
+		return callErr(op, ErrBadResponse, 200, "minted id %q does not match the %s format", clip(id), c.format)
+	}
+	return nil
+}
+
+// isFallbackID spots the worker's placeholder IDs (region 0 or location ERR)
+// whatever format is configured.
+func isFallbackID(id string) bool {
+	return FormatNumeric.Check(id) == ErrFallbackID || strings.Contains(id, "-ERR-")
+}
+
+// MintBatch mints len(ms) IDs and returns them in order. On failure it still
+// returns every ID that was minted, with "" where none was, so no minted ID
+// is lost; err then describes the first failure. client-v1 forwards the batch
+// in one call; worker fans out single mints, at most upstream.maxInFlight at once.
+func (c *Client) MintBatch(ctx context.Context, ms []MintRequest, key string, info CallInfo) ([]string, error) {
+	if key == "" {
+		key = NewKey()
+	}
+	if c.cfg.Dialect == DialectWorker {
+		return c.fanOut(ctx, ms, key, info)
+	}
+	auth, ok := c.authorization(info)
+	if !ok {
+		return make([]string, len(ms)), callErr("mint batch", ErrUnauthorized, 0, "no token configured and none sent by the caller")
+	}
+	release, err := c.acquire(ctx, "mint batch")
+	if err != nil {
+		return make([]string, len(ms)), err
+	}
+	defer release()
+	items := make([]mintBody, len(ms))
+	for i, m := range ms {
+		items[i] = c.mintBody(m)
+	}
+	body, err := json.Marshal(struct {
+		Requests []mintBody `json:"requests"`
+	}{items})
+	if err != nil {
+		return make([]string, len(ms)), callErr("mint batch", ErrRejected, 0, "encoding the request: %v", err)
+	}
+	r := &request{op: "mint batch", method: "POST", path: c.base + "/mint/batch", body: body, auth: auth, idempotencyKey: key, info: info}
+	ids := make([]string, len(ms))
+	var partial *CallError
+	_, err = c.call(ctx, r, c.cfg.IdempotentMint, func(res response) *CallError {
+		var ans struct {
+			ChittyIDs []string `json:"chittyIds"`
+			Fallback  bool     `json:"fallback"`
+		}
+		if err := json.Unmarshal(res.body, &ans); err != nil {
+			return callErr("mint batch", ErrBadResponse, res.status, "answer is not JSON")
+		}
+		if len(ans.ChittyIDs) != len(ms) {
+			return callErr("mint batch", ErrBadResponse, res.status, "asked for %d ids, got %d", len(ms), len(ans.ChittyIDs))
+		}
+		partial = nil
+		for i, id := range ans.ChittyIDs {
+			if ce := c.checkMinted("mint batch", id, false); ce != nil {
+				ids[i] = ""
+				if partial == nil {
+					partial = ce
+				}
+				continue
+			}
+			ids[i] = id
+		}
+		return partial
+	})
+	return ids, err
+}
+
+// fanOut mints a batch as single mints for the worker dialect, which has no
+// batch route. Each item gets its own idempotency key derived from key.
+func (c *Client) fanOut(ctx context.Context, ms []MintRequest, key string, info CallInfo) ([]string, error) {
+	ids := make([]string, len(ms))
+	errs := make([]error, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() { // owned here: MintBatch waits for all of them
+			defer wg.Done()
+			got, err := c.Mint(ctx, m, key+"."+strconv.Itoa(i), info)
+			ids[i], errs[i] = got.ID, err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return ids, err
+		}
+	}
+	return ids, nil
+}
+
+// Verdict is upstream's answer to a validate.
+type Verdict struct {
+	Valid  bool
+	Entity string // upstream's entity code, may be empty
+	Reason string // why not valid, as upstream said, may be empty
+}
+
+// Validate asks upstream whether id is a real ID. It makes one attempt, or a
+// few when no connection could be made, within ctx.
+func (c *Client) Validate(ctx context.Context, id string, info CallInfo) (Verdict, error) {
+	auth, ok := c.authorization(info)
+	if !ok {
+		return Verdict{}, callErr("validate", ErrUnauthorized, 0, "no token configured and none sent by the caller")
+	}
+	r := &request{op: "validate", method: "GET", path: c.base + "/validate/" + url.PathEscape(id), auth: auth, info: info}
+	if c.cfg.Dialect == DialectWorker {
+		body, _ := json.Marshal(struct {
+			ID string `json:"id"`
+		}{id})
+		r.method, r.path, r.body = "POST", "/api/validate", body
+	}
+	var v Verdict
+	_, err := c.call(ctx, r, true, func(res response) *CallError {
+		var ans struct {
+			Valid  *bool  `json:"valid"`
+			Entity string `json:"entity"`
+			Reason string `json:"reason"`
+			Error  string `json:"error"`
+		}
+		if err := json.Unmarshal(res.body, &ans); err != nil || ans.Valid == nil {
+			return callErr("validate", ErrBadResponse, res.status, "answer has no boolean valid field")
+		}
+		v = Verdict{Valid: *ans.Valid, Entity: ans.Entity, Reason: clip(ans.Reason + ans.Error)}
+		return nil
+	})
+	return v, err
+}
+
+// Health makes one health poll: nil when the dialect's health route answers
+// 2xx before ctx's deadline or upstream.timeout, whichever comes first. It
+// does not go through the breaker.
+func (c *Client) Health(ctx context.Context) error {
+	r := &request{op: "health", method: "GET", path: c.base + "/health"}
+	ar := c.attempt(ctx, r, func(response) *CallError { return nil })
+	if ar.err != nil {
+		return ar.err
+	}
+	return nil
+}
+
+// upstreamMessage pulls a short message out of an error body, for callers.
+func upstreamMessage(body []byte) string {
+	var ans struct {
+		Message string `json:"message"`
+		Error   any    `json:"error"`
+	}
+	if json.Unmarshal(body, &ans) == nil {
+		if ans.Message != "" {
+			return clip(ans.Message)
+		}
+		if s, ok := ans.Error.(string); ok {
+			return clip(s)
+		}
+	}
+	return "upstream refused the request"
+}
+
+// clip keeps upstream text short and printable before it reaches a caller.
+func clip(s string) string {
+	const n = 200
+	if len(s) > n {
+		s = s[:n]
+	}
+	for !utf8.ValidString(s) && s != "" {
+		s = s[:len(s)-1]
+	}
+	return s
+}

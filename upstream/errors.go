@@ -1,0 +1,90 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Kinds of upstream failure. A CallError wraps exactly one of them, so
+// callers classify with errors.Is and never look at strings.
+var (
+	// ErrUnavailable means upstream could not be reached, or answered 5xx,
+	// after every allowed attempt.
+	ErrUnavailable = errors.New("upstream: unavailable")
+	// ErrCircuitOpen means the breaker is open: no request was sent.
+	ErrCircuitOpen = errors.New("upstream: circuit breaker is open")
+	// ErrFallback means upstream answered with a fallback (placeholder) ID
+	// instead of a real one.
+	ErrFallback = errors.New("upstream: answered with a fallback id")
+	// ErrBadResponse means upstream's answer could not be used: not JSON, a
+	// missing field, or a minted ID that fails the configured format.
+	ErrBadResponse = errors.New("upstream: bad response")
+	// ErrTimeout means the request's deadline ran out before upstream answered.
+	ErrTimeout = errors.New("upstream: timed out")
+	// ErrUnauthorized means there was no token to send, or upstream answered
+	// 401 or 403.
+	ErrUnauthorized = errors.New("upstream: unauthorized")
+	// ErrRateLimited means upstream answered 429 and no retry fitted.
+	ErrRateLimited = errors.New("upstream: rate limited")
+	// ErrRejected means upstream refused the request with another 4xx.
+	ErrRejected = errors.New("upstream: request rejected")
+)
+
+// CallError describes a failed upstream call. Unwrap yields the kind (one of
+// the Err values above); Cause is what went wrong underneath, if anything.
+type CallError struct {
+	Kind       error         // ErrUnavailable, ErrCircuitOpen, …
+	Op         string        // "mint", "mint batch", "validate", "health"
+	Status     int           // upstream's HTTP status, 0 if none
+	RetryAfter time.Duration // when the caller may retry, 0 if unknown
+	Attempts   int           // upstream attempts made
+	Detail     string        // a short explanation safe to show a caller
+	Cause      error         // the transport error, if any
+}
+
+func (e *CallError) Error() string {
+	s := e.Op + ": " + e.Kind.Error()
+	if e.Status != 0 {
+		s += " (HTTP " + strconv.Itoa(e.Status) + ")"
+	}
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	if e.Cause != nil {
+		s += ": " + e.Cause.Error()
+	}
+	return s
+}
+
+// Unwrap returns the kind and the cause, so errors.Is works with both.
+func (e *CallError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.Cause}
+}
+
+// RetryAfterOf returns how long the caller should wait before retrying err,
+// if upstream or the breaker said so.
+func RetryAfterOf(err error) (time.Duration, bool) {
+	var ce *CallError
+	if errors.As(err, &ce) && ce.RetryAfter > 0 {
+		return ce.RetryAfter, true
+	}
+	return 0, false
+}
+
+// AttemptsOf returns the number of upstream attempts behind err.
+func AttemptsOf(err error) int {
+	var ce *CallError
+	if errors.As(err, &ce) {
+		return ce.Attempts
+	}
+	return 0
+}
+
+func callErr(op string, kind error, status int, format string, a ...any) *CallError {
+	return &CallError{Kind: kind, Op: op, Status: status, Detail: fmt.Sprintf(format, a...)}
+}

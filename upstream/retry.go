@@ -1,0 +1,154 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// attemptResult is one attempt, classified.
+type attemptResult struct {
+	res   response
+	err   *CallError // nil on success
+	count outcome
+	// safe means upstream certainly did not process the request (no
+	// connection, or it said 429/503), so another attempt is always allowed.
+	safe bool
+	// unknown means upstream may have processed the request (a timeout or a
+	// broken connection after sending, a 5xx): retry only idempotent calls.
+	unknown bool
+}
+
+// call sends r through the breaker until it succeeds, fails for good, runs
+// out of attempts, or ctx ends. accept vets a 2xx answer. idempotent says a
+// repeat is harmless even when an earlier attempt may have been processed.
+func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept func(response) *CallError) (response, error) {
+	for attempt := 1; ; attempt++ {
+		var ar attemptResult
+		err := c.breaker.do(ctx, func() (outcome, error) {
+			ar = c.attempt(ctx, r, accept)
+			if ar.err == nil {
+				return countSuccess, nil
+			}
+			return ar.count, ar.err
+		})
+		if err == nil {
+			return ar.res, nil
+		}
+		if errors.Is(err, ErrCircuitOpen) {
+			e := callErr(r.op, ErrCircuitOpen, 0, "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in %ds", int(c.breaker.RetryIn().Seconds()))
+			e.RetryAfter = c.breaker.RetryIn()
+			e.Attempts = attempt - 1
+			return response{}, e
+		}
+		ce := ar.err
+		ce.Attempts = attempt
+		if attempt >= c.cfg.Retry.MaxAttempts || !(ar.safe || (ar.unknown && idempotent)) {
+			return response{}, ce
+		}
+		wait := ar.res.retryAfter
+		if wait == 0 {
+			wait = c.backoff(attempt)
+		}
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+			if ce.RetryAfter == 0 {
+				ce.RetryAfter = ar.res.retryAfter
+			}
+			return response{}, ce // the next try would not fit the caller's deadline
+		}
+		if !sleep(ctx, wait) {
+			e := callErr(r.op, ErrTimeout, ce.Status, "deadline ran out while waiting to retry")
+			e.Attempts, e.Cause = attempt, ctx.Err()
+			return response{}, e
+		}
+	}
+}
+
+// attempt sends r once and classifies the outcome.
+func (c *Client) attempt(ctx context.Context, r *request, accept func(response) *CallError) attemptResult {
+	deadline := time.Now().Add(c.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := ctx.Err(); err != nil {
+		e := callErr(r.op, ErrTimeout, 0, "deadline ran out before sending")
+		e.Cause = err
+		return attemptResult{err: e, count: countIgnore}
+	}
+	res, err := c.send(r, deadline)
+	if err != nil {
+		return classifyTransport(ctx, r.op, err)
+	}
+	ar := attemptResult{res: res}
+	switch s := res.status; {
+	case s >= 200 && s < 300:
+		if ce := accept(res); ce != nil {
+			ar.err, ar.count = ce, countFailure
+		}
+	case s == 401 || s == 403:
+		ar.err, ar.count = callErr(r.op, ErrUnauthorized, s, "upstream refused the token"), countIgnore
+	case s == 429:
+		ar.err, ar.count, ar.safe = callErr(r.op, ErrRateLimited, s, "upstream is rate limiting"), countFailure, true
+		ar.err.RetryAfter = res.retryAfter
+	case s == 503:
+		ar.err, ar.count, ar.safe = callErr(r.op, ErrUnavailable, s, "upstream is unavailable"), countFailure, true
+		ar.err.RetryAfter = res.retryAfter
+	case s >= 500:
+		ar.err, ar.count, ar.unknown = callErr(r.op, ErrUnavailable, s, "upstream failed"), countFailure, true
+	default:
+		ar.err, ar.count = callErr(r.op, ErrRejected, s, "%s", upstreamMessage(res.body)), countIgnore
+	}
+	return ar
+}
+
+func classifyTransport(ctx context.Context, op string, err error) attemptResult {
+	switch {
+	case isDialError(err) || errors.Is(err, syscall.ECONNREFUSED):
+		e := callErr(op, ErrUnavailable, 0, "cannot connect")
+		e.Cause = err
+		return attemptResult{err: e, count: countFailure, safe: true}
+	case errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded):
+		e := callErr(op, ErrTimeout, 0, "no answer in time")
+		e.Cause = err
+		// Past the caller's own deadline there is no point in retrying.
+		return attemptResult{err: e, count: countFailure, unknown: ctx.Err() == nil && !pastDeadline(ctx)}
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e := callErr(op, ErrBadResponse, 0, "response body too large")
+		e.Cause = err
+		return attemptResult{err: e, count: countFailure}
+	}
+	e := callErr(op, ErrUnavailable, 0, "connection failed")
+	e.Cause = err
+	return attemptResult{err: e, count: countFailure, unknown: true}
+}
+
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
+// backoff is full jitter: a uniform wait in [0, min(maxDelay, baseDelay·2^(n-1))].
+func (c *Client) backoff(n int) time.Duration {
+	ceil := c.cfg.Retry.BaseDelay << min(n-1, 30)
+	if ceil <= 0 || ceil > c.cfg.Retry.MaxDelay {
+		ceil = c.cfg.Retry.MaxDelay
+	}
+	return rand.N(ceil + 1)
+}
+
+// sleep waits d or until ctx ends; it reports whether the wait was complete.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
