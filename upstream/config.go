@@ -112,8 +112,10 @@ func Defaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("upstream.url must be an http or https URL with a host, got %q", c.URL)
+	if u, err := url.Parse(c.URL); err != nil {
+		bad("upstream.url must be an http or https URL with a host: it does not parse")
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("upstream.url must be an http or https URL with a host, got %q", u.Redacted())
 	}
 	if c.Dialect != DialectClientV1 && c.Dialect != DialectWorker {
 		bad("upstream.dialect must be client-v1 or worker, got %q", c.Dialect)

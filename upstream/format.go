@@ -48,7 +48,7 @@ func ParseFormat(s string) (Format, error) {
 	case "numeric":
 		return FormatNumeric, nil
 	}
-	return 0, fmt.Errorf("upstream: unknown format %q (want official or numeric)", s)
+	return 0, fmt.Errorf("unknown format %q (want official or numeric)", s)
 }
 
 // String returns the config word of the profile.

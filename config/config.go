@@ -1,0 +1,152 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/upstream"
+)
+
+// Config is the whole config file. Parse and Load return it with every
+// default filled in, the environment applied and the token resolved.
+type Config struct {
+	// Listen is the host:port of the local API; the host is an IP address or
+	// "localhost". Port 0 picks a free port. Restart needed to change.
+	// Default 127.0.0.1:8787.
+	Listen string `yaml:"listen"`
+	// Upstream is the ChittyID service the sidecar talks to.
+	Upstream upstream.Config `yaml:"upstream"`
+	// Format is the ID format profile, official or numeric. Default official.
+	Format upstream.Format `yaml:"format"`
+	// Validation says how IDs are validated and how long verdicts are cached.
+	// (The field is not called Validate because that is Config's method.)
+	Validation Validate `yaml:"validate"`
+	// Cache sizes the verdict cache. Restart needed to change.
+	Cache cache.Config `yaml:"cache"`
+	// Shutdown bounds a graceful stop.
+	Shutdown Shutdown `yaml:"shutdown"`
+	// Limits bound what one request may carry.
+	Limits Limits `yaml:"limits"`
+	// Log configures the process log.
+	Log Log `yaml:"log"`
+}
+
+// ValidateMode says who decides whether an ID is valid.
+type ValidateMode string
+
+const (
+	// ValidateModeUpstream asks upstream on a cache miss (the default).
+	ValidateModeUpstream ValidateMode = "upstream"
+	// ValidateModeLocal trusts the local format check alone: a well-formed ID
+	// is valid and upstream is never asked.
+	ValidateModeLocal ValidateMode = "local"
+)
+
+// Validate is the validate section.
+type Validate struct {
+	// Mode is upstream or local (see ValidateMode). Default upstream.
+	Mode ValidateMode `yaml:"mode"`
+	// TTL is how long a "valid" verdict is served from the cache. Default 10m.
+	TTL time.Duration `yaml:"ttl"`
+	// NegativeTTL is how long a "not valid" verdict is served from the cache;
+	// at most TTL. Default 1m.
+	NegativeTTL time.Duration `yaml:"negativeTtl"`
+	// StaleIfError is how old a cached verdict may be and still be served,
+	// marked stale, while upstream fails; at least TTL. Default 24h.
+	StaleIfError time.Duration `yaml:"staleIfError"`
+}
+
+// Policy returns the cache freshness policy of the section.
+func (v Validate) Policy() cache.Policy {
+	return cache.Policy{TTL: v.TTL, NegativeTTL: v.NegativeTTL, StaleIfError: v.StaleIfError}
+}
+
+// Shutdown is the shutdown section.
+type Shutdown struct {
+	// DrainTimeout bounds how long in-flight requests may take to finish
+	// after SIGTERM; at most 5m. Default 20s.
+	DrainTimeout time.Duration `yaml:"drainTimeout"`
+}
+
+// Limits is the limits section.
+type Limits struct {
+	// MaxBodyBytes caps a request body, in bytes, 1 KiB to 16 MiB. Default 65536.
+	MaxBodyBytes int `yaml:"maxBodyBytes"`
+	// MaxMetadataBytes caps the metadata of one mint, in bytes, at most
+	// MaxBodyBytes. Default 10240.
+	MaxMetadataBytes int `yaml:"maxMetadataBytes"`
+	// MaxBatch caps the number of IDs in one batch request, 1 to 1000. Default 100.
+	MaxBatch int `yaml:"maxBatch"`
+}
+
+// Log is the log section.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json or text. Default json.
+	Format string `yaml:"format"`
+}
+
+// SlogLevel returns Level as a slog.Level; an unknown level gives slog.LevelInfo.
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// Defaults returns the config with every default filled in; it is what an
+// empty mapping ("{}") in the file gives.
+func Defaults() Config {
+	return Config{
+		Listen:   "127.0.0.1:8787",
+		Upstream: upstream.Defaults(),
+		Format:   upstream.FormatOfficial,
+		Validation: Validate{
+			Mode:         ValidateModeUpstream,
+			TTL:          10 * time.Minute,
+			NegativeTTL:  time.Minute,
+			StaleIfError: 24 * time.Hour,
+		},
+		Cache:    cache.Defaults(),
+		Shutdown: Shutdown{DrainTimeout: 20 * time.Second},
+		Limits:   Limits{MaxBodyBytes: 64 << 10, MaxMetadataBytes: 10 << 10, MaxBatch: 100},
+		Log:      Log{Level: "info", Format: "json"},
+	}
+}
+
+// Summary returns one line for `check-config`: the listen address, the
+// upstream URL (its password redacted), dialect, format, validate mode and
+// whether a token is configured. It never contains the token.
+func (c *Config) Summary() string {
+	return fmt.Sprintf("listen=%s upstream=%s dialect=%s format=%s validate=%s token=%s",
+		c.Listen, redactURL(c.Upstream.URL), c.Upstream.Dialect, c.Format, c.Validation.Mode, c.tokenState())
+}
+
+func (c *Config) tokenState() string {
+	switch {
+	case c.Upstream.Token == "":
+		return "none"
+	case c.Upstream.TokenFile != "":
+		return "from-file"
+	}
+	return "set"
+}
+
+// redactURL hides the password of a URL's userinfo, which is as secret as
+// the token.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}

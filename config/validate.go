@@ -1,0 +1,115 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/upstream"
+)
+
+// Bounds of the settings this package owns.
+const (
+	maxDrainTimeout = 5 * time.Minute
+	minBodyBytes    = 1 << 10
+	maxBodyBytes    = 16 << 20
+	maxBatchLimit   = 1000
+	logLevelWords   = "debug, info, warn or error"
+)
+
+// Validate reports every problem of the config, each naming its dotted key:
+// the upstream and cache sections' own problems and those of this package's
+// sections, joined with errors.Join. It returns nil if there is none.
+func (c *Config) Validate() error {
+	return errors.Join(
+		c.validateListen(),
+		c.Upstream.Validate(),
+		c.validateFormat(),
+		c.Validation.validate(),
+		c.Cache.Validate(),
+		c.Shutdown.validate(),
+		c.Limits.validate(),
+		c.Log.validate(),
+	)
+}
+
+func (c *Config) validateListen() error {
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen must be host:port, got %q", c.Listen)
+	}
+	var errs []error
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		errs = append(errs, fmt.Errorf("listen port must be a number from 0 to 65535, got %q", port))
+	}
+	if _, err := netip.ParseAddr(host); err != nil && host != "localhost" {
+		errs = append(errs, fmt.Errorf("listen host must be an IP address or localhost, got %q", host))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateFormat() error {
+	if c.Format != upstream.FormatOfficial && c.Format != upstream.FormatNumeric {
+		return fmt.Errorf("format must be official or numeric, got %s", c.Format)
+	}
+	return nil
+}
+
+func (v Validate) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if v.Mode != ValidateModeUpstream && v.Mode != ValidateModeLocal {
+		bad("validate.mode must be upstream or local, got %q", v.Mode)
+	}
+	if v.TTL <= 0 {
+		bad("validate.ttl must be > 0, got %s", v.TTL)
+	}
+	if v.NegativeTTL <= 0 {
+		bad("validate.negativeTtl must be > 0, got %s", v.NegativeTTL)
+	}
+	if v.NegativeTTL > v.TTL {
+		bad("validate.negativeTtl must be <= validate.ttl (%s), got %s", v.TTL, v.NegativeTTL)
+	}
+	if v.StaleIfError < v.TTL {
+		bad("validate.staleIfError must be >= validate.ttl (%s), got %s", v.TTL, v.StaleIfError)
+	}
+	return errors.Join(errs...)
+}
+
+func (s Shutdown) validate() error {
+	if s.DrainTimeout <= 0 || s.DrainTimeout > maxDrainTimeout {
+		return fmt.Errorf("shutdown.drainTimeout must be > 0 and <= %s, got %s", maxDrainTimeout, s.DrainTimeout)
+	}
+	return nil
+}
+
+func (l Limits) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if l.MaxBodyBytes < minBodyBytes || l.MaxBodyBytes > maxBodyBytes {
+		bad("limits.maxBodyBytes must be between %d and %d, got %d", minBodyBytes, maxBodyBytes, l.MaxBodyBytes)
+	}
+	if l.MaxMetadataBytes < 1 || l.MaxMetadataBytes > l.MaxBodyBytes {
+		bad("limits.maxMetadataBytes must be between 1 and limits.maxBodyBytes (%d), got %d", l.MaxBodyBytes, l.MaxMetadataBytes)
+	}
+	if l.MaxBatch < 1 || l.MaxBatch > maxBatchLimit {
+		bad("limits.maxBatch must be between 1 and %d, got %d", maxBatchLimit, l.MaxBatch)
+	}
+	return errors.Join(errs...)
+}
+
+func (l Log) validate() error {
+	var errs []error
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level must be %s, got %q", logLevelWords, l.Level))
+	}
+	if l.Format != "json" && l.Format != "text" {
+		errs = append(errs, fmt.Errorf("log.format must be json or text, got %q", l.Format))
+	}
+	return errors.Join(errs...)
+}
