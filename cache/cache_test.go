@@ -1,0 +1,330 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/allegro/bigcache/v3"
+)
+
+func TestStatusString(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		s    Status
+		want string
+	}{
+		{StatusMiss, "MISS"},
+		{StatusHit, "HIT"},
+		{StatusStale, "STALE"},
+		{Status(7), "Status(7)"},
+	} {
+		if got := tc.s.String(); got != tc.want {
+			t.Errorf("Status(%d).String() = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+}
+
+func TestLookupBoundaries(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, smallConfig, testPolicy)
+	t0 := time.Now()
+	mustStore(t, c, "valid", Entry{Valid: true, FetchedAt: t0, Value: []byte("v")})
+	mustStore(t, c, "invalid", Entry{Valid: false, FetchedAt: t0, Value: []byte("n")})
+	short := Policy{TTL: 10 * time.Second, NegativeTTL: 2 * time.Second, StaleIfError: 5 * time.Second}
+	for _, tc := range []struct {
+		name string
+		id   string
+		p    Policy
+		age  time.Duration
+		want Status
+	}{
+		{"valid fresh", "valid", testPolicy, 0, StatusHit},
+		{"valid fetched in the future", "valid", testPolicy, -time.Second, StatusHit},
+		{"valid just before TTL", "valid", testPolicy, 10*time.Second - 1, StatusHit},
+		{"valid at TTL", "valid", testPolicy, 10 * time.Second, StatusStale},
+		{"valid just before StaleIfError", "valid", testPolicy, time.Minute - 1, StatusStale},
+		{"valid at StaleIfError", "valid", testPolicy, time.Minute, StatusMiss},
+		{"valid past TTL, StaleIfError shorter than TTL", "valid", short, 10 * time.Second, StatusMiss},
+		{"not valid fresh", "invalid", testPolicy, 0, StatusHit},
+		{"not valid just before NegativeTTL", "invalid", testPolicy, 2*time.Second - 1, StatusHit},
+		{"not valid at NegativeTTL", "invalid", testPolicy, 2 * time.Second, StatusStale},
+		{"not valid at 3s, inside valid TTL", "invalid", testPolicy, 3 * time.Second, StatusStale},
+		{"not valid just before StaleIfError", "invalid", testPolicy, time.Minute - 1, StatusStale},
+		{"not valid at StaleIfError", "invalid", testPolicy, time.Minute, StatusMiss},
+		{"zero policy", "valid", Policy{}, 0, StatusMiss},
+		{"unknown id", "nope", testPolicy, 0, StatusMiss},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, st := c.Lookup(tc.id, tc.p, t0.Add(tc.age))
+			if st != tc.want {
+				t.Fatalf("Lookup(%q) at age %v = %v, want %v", tc.id, tc.age, st, tc.want)
+			}
+			if st == StatusMiss {
+				if e.Value != nil || !e.FetchedAt.IsZero() {
+					t.Errorf("miss returned %+v, want zero Entry", e)
+				}
+				return
+			}
+			if e.Valid != (tc.id == "valid") || !e.FetchedAt.Equal(t0) {
+				t.Errorf("Lookup(%q) = %+v, want Valid=%v FetchedAt=%v", tc.id, e, tc.id == "valid", t0)
+			}
+		})
+	}
+}
+
+func TestLookupCounts(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, smallConfig, testPolicy)
+	t0 := time.Now()
+	mustStore(t, c, "a", Entry{Valid: true, FetchedAt: t0})
+	c.Lookup("a", testPolicy, t0)                     // hit
+	c.Lookup("a", testPolicy, t0.Add(30*time.Second)) // stale: a miss
+	c.Lookup("b", testPolicy, t0)                     // miss
+	c.ServeStale()
+	s := c.Stats()
+	if s.Hits != 1 || s.Misses != 2 || s.StaleServed != 1 || s.Entries != 1 {
+		t.Errorf("Stats = %+v, want Hits 1, Misses 2, StaleServed 1, Entries 1", s)
+	}
+}
+
+func TestShorterTTLAppliesToStoredEntries(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, smallConfig, Policy{TTL: time.Hour, NegativeTTL: time.Hour, StaleIfError: time.Hour})
+	t0 := time.Now()
+	mustStore(t, c, "v", Entry{Valid: true, FetchedAt: t0})
+	mustStore(t, c, "n", Entry{Valid: false, FetchedAt: t0})
+	now := t0.Add(time.Minute)
+	for _, tc := range []struct {
+		name string
+		id   string
+		p    Policy
+		want Status
+	}{
+		{"valid, long TTL", "v", Policy{TTL: time.Hour}, StatusHit},
+		{"valid, TTL shortened", "v", Policy{TTL: 30 * time.Second, StaleIfError: time.Hour}, StatusStale},
+		{"valid, TTL and stale shortened", "v", Policy{TTL: 30 * time.Second, StaleIfError: 40 * time.Second}, StatusMiss},
+		{"not valid, long NegativeTTL", "n", Policy{NegativeTTL: time.Hour}, StatusHit},
+		{"not valid, NegativeTTL shortened", "n", Policy{NegativeTTL: 30 * time.Second}, StatusMiss},
+		{"valid, longer again", "v", Policy{TTL: time.Hour}, StatusHit},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, st := c.Lookup(tc.id, tc.p, now); st != tc.want {
+				t.Errorf("Lookup(%q, %+v) = %v, want %v", tc.id, tc.p, st, tc.want)
+			}
+		})
+	}
+}
+
+func TestStoreReplacesOppositeVerdict(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		first, second bool
+	}{
+		{"valid replaces not valid", false, true},
+		{"not valid replaces valid", true, false},
+		{"valid replaces valid", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newTestCache(t, smallConfig, testPolicy)
+			t0 := time.Now()
+			mustStore(t, c, "id", Entry{Valid: tc.first, FetchedAt: t0.Add(-time.Hour), Value: []byte("old")})
+			mustStore(t, c, "id", Entry{Valid: tc.second, FetchedAt: t0, Value: []byte("new")})
+			e, st := c.Lookup("id", testPolicy, t0)
+			if st != StatusHit || e.Valid != tc.second || string(e.Value) != "new" {
+				t.Errorf("Lookup = %+v, %v; want Valid=%v Value=new HIT", e, st, tc.second)
+			}
+			if n := c.Stats().Entries; n != 1 {
+				t.Errorf("Entries = %d, want 1", n)
+			}
+		})
+	}
+}
+
+func TestStoreCopiesValueAndFillsFetchedAt(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, smallConfig, testPolicy)
+	v := []byte("abc")
+	before := time.Now()
+	mustStore(t, c, "id", Entry{Valid: true, Value: v})
+	v[0] = 'X'
+	e, st := c.Lookup("id", testPolicy, time.Now())
+	if st != StatusHit || string(e.Value) != "abc" {
+		t.Fatalf("Lookup = %+v, %v; want abc HIT", e, st)
+	}
+	if e.FetchedAt.Before(before.Truncate(0)) || e.FetchedAt.After(time.Now()) {
+		t.Errorf("FetchedAt = %v, want the time of Store", e.FetchedAt)
+	}
+	if e2, _ := c.Lookup("id", testPolicy, time.Now()); &e2.Value[0] == &e.Value[0] {
+		t.Error("two Lookups share Value; want private copies")
+	}
+}
+
+func TestIDAndValueLimits(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, smallConfig, testPolicy)
+	for _, tc := range []struct {
+		name    string
+		id      string
+		value   int
+		wantErr error
+	}{
+		{"longest id", strings.Repeat("a", MaxIDLen), 1, nil},
+		{"id too long", strings.Repeat("b", MaxIDLen+1), 1, ErrInvalidID},
+		{"huge id", strings.Repeat("c", 70000), 1, ErrInvalidID},
+		{"empty id", "", 1, ErrInvalidID},
+		{"largest value", "big", MaxValueLen, nil},
+		{"value too large", "bigger", MaxValueLen + 1, ErrValueTooLarge},
+		{"empty value", "empty", 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			now := time.Now()
+			val := bytes.Repeat([]byte{'x'}, tc.value)
+			err := c.Store(tc.id, Entry{Valid: true, FetchedAt: now, Value: val})
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Store = %v, want %v", err, tc.wantErr)
+			}
+			e, st := c.Lookup(tc.id, testPolicy, now)
+			if want := tc.wantErr == nil; (st == StatusHit) != want {
+				t.Fatalf("Lookup = %v, want hit %v", st, want)
+			}
+			if tc.wantErr == nil && !bytes.Equal(e.Value, val) {
+				t.Errorf("Value has %d bytes, want %d", len(e.Value), len(val))
+			}
+			if tc.wantErr == ErrInvalidID {
+				_, _, err := c.Fetch(context.Background(), tc.id, testPolicy, func(context.Context) (Entry, error) {
+					t.Error("fetch called for an invalid id")
+					return Entry{}, nil
+				})
+				if !errors.Is(err, ErrInvalidID) {
+					t.Errorf("Fetch = %v, want %v", err, ErrInvalidID)
+				}
+			}
+		})
+	}
+}
+
+func TestNew(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		p       Policy
+		wantErr string
+	}{
+		{"zero config means defaults", Config{}, testPolicy, ""},
+		{"defaults", Defaults(), testPolicy, ""},
+		{"smallest", Config{MaxSizeMB: 2, Shards: 1}, Policy{}, ""},
+		{"sub-second TTL", smallConfig, Policy{TTL: 300 * time.Millisecond}, ""},
+		{"negative durations", smallConfig, Policy{TTL: -time.Second, NegativeTTL: -1, StaleIfError: -1}, ""},
+		{"huge durations", smallConfig, Policy{TTL: 1 << 62, StaleIfError: 1<<63 - 1}, ""},
+		{"too small", Config{MaxSizeMB: 1, Shards: 4}, testPolicy, "cache.maxSizeMB"},
+		{"shards not a power of two", Config{MaxSizeMB: 2, Shards: 3}, testPolicy, "cache.shards"},
+		{"shards too small for size", Config{MaxSizeMB: 2, Shards: 128}, testPolicy, "at most 64"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := New(tc.cfg, tc.p)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("New = %v, want error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			defer c.Close()
+			now := time.Now()
+			if err := c.Store("id", Entry{Valid: true, FetchedAt: now}); err != nil {
+				t.Errorf("Store: %v", err)
+			}
+		})
+	}
+}
+
+// TestInitialAllocationIsSmall guards against bigcache's default ~300 MB
+// preallocation: with the defaults both parts start at 128 KiB in total.
+func TestInitialAllocationIsSmall(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, Config{}, Policy{TTL: time.Hour, StaleIfError: 24 * time.Hour})
+	if b := c.Stats().Bytes; b > 256<<10 {
+		t.Errorf("Bytes = %d after New, want <= 256 KiB", b)
+	}
+}
+
+func TestLifeWindow(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		ttl, stale, want time.Duration
+	}{
+		{0, 0, time.Second},
+		{300 * time.Millisecond, 0, 2 * time.Second},
+		{time.Second, 0, 2 * time.Second},
+		{1500 * time.Millisecond, time.Second, 3 * time.Second},
+		{time.Minute, time.Hour, time.Hour + time.Second},
+		{-time.Second, -time.Second, time.Second},
+	} {
+		if got := lifeWindow(tc.ttl, tc.stale); got != tc.want {
+			t.Errorf("lifeWindow(%v, %v) = %v, want %v", tc.ttl, tc.stale, got, tc.want)
+		}
+	}
+}
+
+func TestCloseTwice(t *testing.T) {
+	t.Parallel()
+	c, err := New(smallConfig, testPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := c.Close(); err != nil {
+			t.Fatalf("Close #%d: %v", i+1, err)
+		}
+	}
+	_, _, err = c.Fetch(context.Background(), "id", testPolicy, func(context.Context) (Entry, error) {
+		return Entry{Valid: true}, nil
+	})
+	if !errors.Is(err, ErrClosed) {
+		t.Errorf("Fetch after Close = %v, want %v", err, ErrClosed)
+	}
+}
+
+// TestLookupHitAllocs checks that a hit allocates nothing beyond what
+// bigcache.Get itself allocates for the same key. Not parallel: the
+// allocation count is process-wide.
+func TestLookupHitAllocs(t *testing.T) {
+	c := newTestCache(t, smallConfig, testPolicy)
+	const id = "01-1-USR-1234-5-2024-A-17"
+	now := time.Now()
+	mustStore(t, c, id, Entry{Valid: true, FetchedAt: now, Value: []byte("ok")})
+	mustStore(t, c, "n"+id, Entry{Valid: false, FetchedAt: now, Value: []byte("no")})
+	raw, err := bigcache.New(context.Background(), bigcache.Config{Shards: 4, LifeWindow: time.Minute, MaxEntrySize: 64, HardMaxCacheSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.Set(id, encode(Entry{Valid: true, FetchedAt: now, Value: []byte("ok")})); err != nil {
+		t.Fatal(err)
+	}
+	floor := testing.AllocsPerRun(1000, func() { _, _ = raw.Get(id) })
+	for _, key := range []string{id, "n" + id} {
+		got := testing.AllocsPerRun(1000, func() {
+			if _, st := c.Lookup(key, testPolicy, now); st != StatusHit {
+				t.Fatalf("Lookup(%q) = %v, want HIT", key, st)
+			}
+		})
+		t.Logf("Lookup(%q) hit: %v allocs; bigcache.Get: %v", key, got, floor)
+		if got > floor {
+			t.Errorf("Lookup(%q) hit: %v allocs, want <= %v (bigcache.Get's own)", key, got, floor)
+		}
+	}
+}
