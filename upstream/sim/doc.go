@@ -1,0 +1,17 @@
+// Package sim is a stand-in for the ChittyID service, for tests, the dev
+// mode, benchmarks and fault drills. Start serves the upstream API of either
+// dialect (client-v1 or worker, minting IDs of either format) on one loopback
+// listener and a control API on another, so that a fault injected through the
+// control API never cuts the control API off. Every minted ID is unique (a
+// counter written in mixed radix into the ID's segments), passes the
+// configured upstream.Format check and carries its entity's type letter; the
+// simulator remembers the last million of them, so validate answers valid
+// exactly for those. Faults (status, slow, hang, refuse, fallback, badformat,
+// garbage) can be set over HTTP (POST /sim/faults) or in process (SetFault)
+// with the same semantics; the control API also reports per-route counters,
+// the minted IDs and the last 1000 API requests.
+//
+// A Sim owns every goroutine it starts: Close releases hung requests, stops
+// both servers and waits for them. The package has no mutable package-level
+// state, so any number of simulators can run side by side.
+package sim

@@ -1,0 +1,151 @@
+package sim
+
+import (
+	"strings"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/upstream"
+)
+
+// version is the "version" the simulator reports in mint and health answers.
+const version = "sim-1"
+
+// fallbackCode is the worker's error code for "unavailable", carried by the
+// fallback IDs of the fallback fault.
+const fallbackCode = "0001"
+
+// Radices of the numeric ID's varying segments, least significant first:
+// SSSS 0100-9999 (0000-0099 are reserved for error codes), G 1-9, LLL three
+// letters, C 0-5. Together about 9.4e9 distinct IDs per type letter and month.
+const (
+	numericSeqBase  = 100
+	numericSeqRadix = 10000 - numericSeqBase
+	numericGRadix   = 9
+	letters3Radix   = 26 * 26 * 26
+	numericCRadix   = 6
+	// numericCapacity is how many distinct numeric IDs the counter spans
+	// (per type letter and month) before it wraps.
+	numericCapacity = numericSeqRadix * numericGRadix * letters3Radix * numericCRadix
+)
+
+// Radices of the official ID's varying segments, least significant first:
+// SSSS 0000-9999, G A-Z, LLL three letters, C A-Z, X 0-9A-Z. About 1.6e12.
+const (
+	officialSeqRadix = 10000
+	officialGRadix   = 26
+	officialCRadix   = 26
+	officialXRadix   = 36
+	// officialCapacity is how many distinct official IDs the counter spans
+	// (per type letter and year) before it wraps.
+	officialCapacity = officialSeqRadix * officialGRadix * letters3Radix * officialCRadix * officialXRadix
+	// officialVersion is the VV segment; never "CD", which the format rejects.
+	officialVersion = "CT"
+)
+
+// formatID writes the n-th ID of format f with type letter t, dated now.
+// Distinct n below the format's capacity give distinct IDs.
+func formatID(f upstream.Format, n uint64, t byte, now time.Time) string {
+	if f == upstream.FormatNumeric {
+		return numericID(n, t, now)
+	}
+	return officialID(n, t, now)
+}
+
+// numericID writes 03-G-LLL-SSSS-T-YYMM-C-XX.
+func numericID(n uint64, t byte, now time.Time) string {
+	b := []byte("03-1-AAA-0100-P-0000-0-00")
+	putDigits(b[9:13], numericSeqBase+n%numericSeqRadix)
+	n /= numericSeqRadix
+	b[3] = byte('1' + n%numericGRadix)
+	n /= numericGRadix
+	putLetters(b[5:8], n%letters3Radix)
+	n /= letters3Radix
+	b[21] = byte('0' + n%numericCRadix)
+	b[14] = t
+	putYYMM(b[16:20], now)
+	putDigits(b[23:25], uint64(upstream.NumericChecksum(string(b[:22]))))
+	return string(b)
+}
+
+// officialID writes CT-G-LLL-SSSS-T-YY-C-X.
+func officialID(n uint64, t byte, now time.Time) string {
+	b := []byte(officialVersion + "-A-AAA-0000-P-00-A-0")
+	putDigits(b[9:13], n%officialSeqRadix)
+	n /= officialSeqRadix
+	b[3] = byte('A' + n%officialGRadix)
+	n /= officialGRadix
+	putLetters(b[5:8], n%letters3Radix)
+	n /= letters3Radix
+	b[19] = byte('A' + n%officialCRadix)
+	n /= officialCRadix
+	b[21] = alnum(n % officialXRadix)
+	b[14] = t
+	putDigits(b[16:18], uint64(now.Year()%100))
+	return string(b)
+}
+
+// fallbackID writes the placeholder the worker hands out when its own minting
+// fails: 03-0-ERR-<code>-T-YYMM-0-XX, with a correct checksum.
+func fallbackID(t byte, now time.Time) string {
+	b := []byte("03-0-ERR-" + fallbackCode + "-P-0000-0-00")
+	b[14] = t
+	putYYMM(b[16:20], now)
+	putDigits(b[23:25], uint64(upstream.NumericChecksum(string(b[:22]))))
+	return string(b)
+}
+
+// putDigits writes v in decimal into b, right-aligned and zero-padded,
+// keeping only the last len(b) digits.
+func putDigits(b []byte, v uint64) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+}
+
+// putLetters writes v in base 26 (A-Z) into b, right-aligned.
+func putLetters(b []byte, v uint64) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('A' + v%26)
+		v /= 26
+	}
+}
+
+func putYYMM(b []byte, now time.Time) {
+	putDigits(b[:2], uint64(now.Year()%100))
+	putDigits(b[2:], uint64(now.Month()))
+}
+
+func alnum(v uint64) byte {
+	if v < 10 {
+		return byte('0' + v)
+	}
+	return byte('A' + v - 10)
+}
+
+// otherFormat is the format the badformat fault mints in.
+func otherFormat(f upstream.Format) upstream.Format {
+	if f == upstream.FormatNumeric {
+		return upstream.FormatOfficial
+	}
+	return upstream.FormatNumeric
+}
+
+// workerEntity reads the worker dialect's entityType (a word or its first
+// letter, any case) and returns the entity whose type letter it stands for
+// and the word the answer echoes.
+func workerEntity(v string) (upstream.Entity, string, bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "person", "p":
+		return upstream.EntityPEO, "person", true
+	case "place", "l":
+		return upstream.EntityPLACE, "place", true
+	case "thing", "t":
+		return upstream.EntityPROP, "thing", true
+	case "event", "e":
+		return upstream.EntityEVNT, "event", true
+	case "authority", "a":
+		return upstream.EntityAUTH, "authority", true
+	}
+	return 0, "", false
+}
