@@ -108,6 +108,7 @@ type Stats struct {
 type Cache struct {
 	valid   *bigcache.BigCache // "valid" verdicts
 	invalid *bigcache.BigCache // "not valid" verdicts
+	now     func() time.Time   // time.Now unless WithClock
 	group   singleflight.Group
 	once    sync.Once
 
@@ -120,6 +121,14 @@ type Cache struct {
 	coalesced, fetches, storeErrors      atomic.Int64
 }
 
+// Option adjusts a Cache at construction.
+type Option func(*Cache)
+
+// WithClock makes the cache read time from now instead of time.Now (Fetch's
+// freshness checks and Store's default FetchedAt). Tests use it to move TTLs
+// without sleeping.
+func WithClock(now func() time.Time) Option { return func(c *Cache) { c.now = now } }
+
 // New builds a cache sized by cfg; a zero field of cfg means its default.
 // p only bounds memory: an entry is dropped at the latest a little over
 // max(TTL or NegativeTTL, StaleIfError) + 1s after it was stored, whatever
@@ -127,12 +136,15 @@ type Cache struct {
 // needs a new Cache to take full effect; shortening them does not.
 //
 // New starts two cleaner goroutines; Close stops them.
-func New(cfg Config, p Policy) (*Cache, error) {
+func New(cfg Config, p Policy, opts ...Option) (*Cache, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("creating cache: %w", err)
 	}
-	c := &Cache{}
+	c := &Cache{now: time.Now}
+	for _, o := range opts {
+		o(c)
+	}
 	h := seededHash{seed: maphash.MakeSeed()}
 	validMB, invalidMB := cfg.partsMB()
 	var err error
@@ -296,7 +308,7 @@ func (c *Cache) store(id string, e Entry) (Entry, error) {
 		return e, fmt.Errorf("storing %q: %d bytes: %w", id, len(e.Value), ErrValueTooLarge)
 	}
 	if e.FetchedAt.IsZero() {
-		e.FetchedAt = time.Now()
+		e.FetchedAt = c.now()
 	}
 	dst, other := c.valid, c.invalid
 	if !e.Valid {

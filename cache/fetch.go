@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"fmt"
-	"time"
 )
 
 // flight is what one coalesced load hands to every caller waiting on it.
@@ -26,7 +25,7 @@ func (c *Cache) Fetch(ctx context.Context, id string, p Policy, fetch func(conte
 	if !validID(id) {
 		return Entry{}, StatusMiss, fmt.Errorf("fetching id of %d bytes: %w", len(id), ErrInvalidID)
 	}
-	if e, st := c.Lookup(id, p, time.Now()); st == StatusHit {
+	if e, st := c.Lookup(id, p, c.now()); st == StatusHit {
 		return e, st, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -66,7 +65,7 @@ func (c *Cache) load(ctx context.Context, id string, p Policy, fetch func(contex
 		return nil, ErrClosed
 	}
 	defer c.flights.Done()
-	if e, st := c.lookup(id, p, time.Now()); st == StatusHit {
+	if e, st := c.lookup(id, p, c.now()); st == StatusHit {
 		return flight{e, StatusHit}, nil
 	}
 	c.fetches.Add(1)
@@ -96,7 +95,7 @@ func (c *Cache) beginFlight() bool {
 // fallback answers a caller whose fetch failed or whose ctx ended: with an
 // entry stored meanwhile, a stale entry, or cause.
 func (c *Cache) fallback(id string, p Policy, cause error) (Entry, Status, error) {
-	e, st := c.lookup(id, p, time.Now())
+	e, st := c.lookup(id, p, c.now())
 	switch st {
 	case StatusHit:
 		return e, st, nil
