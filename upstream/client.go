@@ -79,6 +79,11 @@ func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
 		MaxIdemponentCallAttempts: 1, // retries are ours, counted by the breaker one by one
 		NoDefaultUserAgentHeader:  true,
 		DisablePathNormalizing:    true,
+		// The standard dialer, not fasthttp's default one: that one caches DNS
+		// answers in a package-level map with a cleaner goroutine no one owns.
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			return net.DialTimeout("tcp", addr, timeout)
+		},
 	}
 	return c, nil
 }
