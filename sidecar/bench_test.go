@@ -1,0 +1,57 @@
+package sidecar_test
+
+import (
+	"testing"
+
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/sidecar"
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+	"github.com/valyala/fasthttp"
+)
+
+// BenchmarkValidateCachedHandler measures a cached validate through the real
+// fasthttp handler, without the network: the path the load benchmark stresses.
+func BenchmarkValidateCachedHandler(b *testing.B) {
+	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	cfg, err := config.Parse([]byte("upstream: {url: "+s.URL()+", token: "+testToken+"}\n"), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := sidecar.New(cfg, sidecar.Options{Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sc.Close()
+	h := sc.Handler()
+
+	var ctx fasthttp.RequestCtx
+	var req fasthttp.Request
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/v1/mint")
+	req.SetBodyString(`{"entity":"PEO"}`)
+	ctx.Init(&req, nil, nil)
+	h(&ctx)
+	if ctx.Response.StatusCode() != 200 {
+		b.Fatalf("mint: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	id := string(ctx.Response.Body()[len(`{"chittyId":"`):][:22])
+
+	req.Reset()
+	req.Header.SetMethod("GET")
+	req.SetRequestURI("/v1/validate/" + id)
+	ctx.Init(&req, nil, nil)
+	h(&ctx)
+	if got := string(ctx.Response.Header.Peek("X-Cache")); got != "HIT" {
+		b.Fatalf("X-Cache = %q: %s", got, ctx.Response.Body())
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		ctx.Response.Reset()
+		h(&ctx)
+	}
+}

@@ -1,0 +1,127 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// Error codes of the local API (design §2). Each maps to one HTTP status.
+const (
+	codeBadRequest        = "BAD_REQUEST"
+	codeUnsupportedEntity = "UNSUPPORTED_ENTITY"
+	codeInvalidMetadata   = "INVALID_METADATA"
+	codePayloadTooLarge   = "PAYLOAD_TOO_LARGE"
+	codeUnauthorized      = "UNAUTHORIZED"
+	codeRateLimited       = "RATE_LIMITED"
+	codeCircuitOpen       = "CIRCUIT_OPEN"
+	codeUnavailable       = "UPSTREAM_UNAVAILABLE"
+	codeFallback          = "UPSTREAM_FALLBACK"
+	codeBadResponse       = "UPSTREAM_BAD_RESPONSE"
+	codeTimeout           = "UPSTREAM_TIMEOUT"
+	codeShuttingDown      = "SHUTTING_DOWN"
+	codeNotFound          = "NOT_FOUND"
+	codeMethodNotAllowed  = "METHOD_NOT_ALLOWED"
+	codeInternal          = "INTERNAL"
+)
+
+var codeStatus = map[string]int{
+	codeBadRequest:        400,
+	codeUnsupportedEntity: 400,
+	codeInvalidMetadata:   400,
+	codePayloadTooLarge:   413,
+	codeUnauthorized:      401,
+	codeRateLimited:       429,
+	codeCircuitOpen:       503,
+	codeUnavailable:       503,
+	codeFallback:          503,
+	codeBadResponse:       502,
+	codeTimeout:           504,
+	codeShuttingDown:      503,
+	codeNotFound:          404,
+	codeMethodNotAllowed:  405,
+	codeInternal:          500,
+}
+
+// apiError is an error answer: the JSON body's code and message, and when a
+// retry makes sense, how long to wait.
+type apiError struct {
+	code       string
+	message    string
+	retryAfter time.Duration
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func newAPIError(code, message string) *apiError { return &apiError{code: code, message: message} }
+
+// fromUpstream maps an upstream failure to the local API's error: the one
+// place where upstream error kinds become HTTP statuses.
+func fromUpstream(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	e := &apiError{code: codeUnavailable, message: err.Error()}
+	switch {
+	case errors.Is(err, upstream.ErrCircuitOpen):
+		e.code = codeCircuitOpen
+		var ce *upstream.CallError
+		if errors.As(err, &ce) {
+			e.message = ce.Detail // the JS layer's wording, which apps may match on
+		}
+	case errors.Is(err, upstream.ErrUnauthorized):
+		e.code = codeUnauthorized
+	case errors.Is(err, upstream.ErrRateLimited):
+		e.code = codeRateLimited
+	case errors.Is(err, upstream.ErrFallback):
+		e.code = codeFallback
+	case errors.Is(err, upstream.ErrBadResponse):
+		e.code = codeBadResponse
+	case errors.Is(err, upstream.ErrTimeout):
+		e.code = codeTimeout
+	case errors.Is(err, upstream.ErrRejected):
+		e.code = codeBadRequest
+	}
+	if d, ok := upstream.RetryAfterOf(err); ok {
+		e.retryAfter = d
+	} else if e.code == codeUnavailable || e.code == codeFallback {
+		e.retryAfter = time.Second
+	}
+	return e
+}
+
+// errorBody is the JSON of an error answer.
+type errorBody struct {
+	Error      string `json:"error"`
+	Message    string `json:"message"`
+	RequestID  string `json:"requestId"`
+	RetryAfter int    `json:"retryAfter,omitempty"`
+	// ChittyIDs carries the IDs a failed batch did mint (null where none).
+	ChittyIDs []*string `json:"chittyIds,omitempty"`
+}
+
+// writeError answers with e as JSON, the matching status and Retry-After.
+func writeError(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) {
+	body := errorBody{Error: e.code, Message: e.message, RequestID: string(ctx.Response.Header.Peek(headerRequestID)), ChittyIDs: ids}
+	if e.retryAfter > 0 {
+		secs := int((e.retryAfter + time.Second - 1) / time.Second)
+		body.RetryAfter = secs
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
+	}
+	writeJSON(ctx, codeStatus[e.code], body)
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only our own types are encoded here
+		status, b = 500, []byte(`{"error":"INTERNAL","message":"encoding the answer failed"}`)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType(contentJSON)
+	ctx.SetBody(b)
+}

@@ -1,0 +1,182 @@
+package sidecar_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/sidecar"
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+	"go.uber.org/goleak"
+)
+
+// fasthttp starts two goroutines that nobody can stop and that end on their
+// own: the worker pool's cleaner notices a stopped server only after its
+// sleep (MaxIdleWorkerDuration), and a HostClient's connection cleaner exits
+// after its sleep once no connection is left. Every goroutine of ours must
+// be gone.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+	)
+}
+
+// clock is a test clock that only moves when told.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// harness is a sidecar on a real loopback listener in front of a simulator.
+type harness struct {
+	t     *testing.T
+	sim   *sim.Sim
+	base  string
+	clock *clock
+	http  *http.Client
+}
+
+const testToken = "test-token-0123456789"
+
+// start runs a simulator with simCfg and a sidecar whose config is extra
+// (YAML lines added to a minimal file pointing at the simulator).
+func start(t *testing.T, simCfg sim.Config, extra string) *harness {
+	t.Helper()
+	if simCfg.Token == "" {
+		simCfg.Token = testToken
+	}
+	s, err := sim.Start(simCfg, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("starting the simulator: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	dialect := string(simCfg.Dialect)
+	if dialect == "" {
+		dialect = "client-v1"
+	}
+	format := "official"
+	if simCfg.Format != 0 {
+		format = simCfg.Format.String()
+	}
+	yaml := fmt.Sprintf("listen: 127.0.0.1:0\nformat: %s\n%s", format, extra)
+	if !strings.Contains(extra, "upstream:") {
+		yaml += "upstream:\n"
+	}
+	yaml = strings.Replace(yaml, "upstream:\n", fmt.Sprintf("upstream:\n  url: %s\n  dialect: %s\n", s.URL(), dialect), 1)
+	if !strings.Contains(extra, "token:") {
+		yaml = strings.Replace(yaml, "upstream:\n", "upstream:\n  token: "+testToken+"\n", 1)
+	}
+	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", yaml, err)
+	}
+	c := &clock{}
+	sc, err := sidecar.New(cfg, sidecar.Options{Version: "test", Now: c.now})
+	if err != nil {
+		t.Fatalf("sidecar.New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sc.Run(ctx, ln) }()
+	h := &harness{t: t, sim: s, base: "http://" + ln.Addr().String(), clock: c,
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("sidecar Run: %v", err)
+		}
+		h.http.CloseIdleConnections()
+	})
+	return h
+}
+
+// reply is an HTTP answer with its JSON body decoded.
+type reply struct {
+	status int
+	header http.Header
+	raw    string
+	body   map[string]any
+}
+
+func (h *harness) do(method, path, body string, header ...string) reply {
+	h.t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, h.base+path, r)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := h.http.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatalf("%s %s: reading the body: %v", method, path, err)
+	}
+	rep := reply{status: resp.StatusCode, header: resp.Header, raw: string(b)}
+	if err := json.Unmarshal(b, &rep.body); err != nil {
+		h.t.Fatalf("%s %s: answer is not a JSON object: %q", method, path, b)
+	}
+	return rep
+}
+
+func (h *harness) mint(entity string) reply {
+	h.t.Helper()
+	return h.do("POST", "/v1/mint", `{"entity":"`+entity+`"}`)
+}
+
+func (h *harness) mustMint(entity string) string {
+	h.t.Helper()
+	r := h.mint(entity)
+	if r.status != 200 {
+		h.t.Fatalf("mint %s: HTTP %d %s", entity, r.status, r.raw)
+	}
+	id, _ := r.body["chittyId"].(string)
+	return id
+}
+
+func (h *harness) validate(id string) reply {
+	h.t.Helper()
+	return h.do("GET", "/v1/validate/"+id, "")
+}
+
+func (h *harness) fault(f sim.Fault) {
+	h.t.Helper()
+	if err := h.sim.SetFault(f); err != nil {
+		h.t.Fatalf("setting fault %+v: %v", f, err)
+	}
+}
+
+// expect checks an answer's status and, if code is not empty, its error code.
+func (r reply) expect(t *testing.T, what string, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("%s: HTTP %d, want %d: %s", what, r.status, status, r.raw)
+	}
+	if code != "" && r.body["error"] != code {
+		t.Fatalf("%s: error %v, want %s: %s", what, r.body["error"], code, r.raw)
+	}
+}

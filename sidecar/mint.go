@@ -1,0 +1,125 @@
+package sidecar
+
+import (
+	"context"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// mintReply is the answer to a mint: the client 1.0.0 contract, plus
+// chitty_id for older callers that read snake case.
+type mintReply struct {
+	ChittyID  string `json:"chittyId"`
+	Snake     string `json:"chitty_id"`
+	Entity    string `json:"entity"`
+	Timestamp string `json:"timestamp"`
+	Version   string `json:"version"`
+}
+
+// mintGate says whether mints may go upstream now; it reports the error to
+// answer with otherwise.
+func (s *Sidecar) mintGate(ctx *fasthttp.RequestCtx, client *upstream.Client) *apiError {
+	if s.draining.Load() {
+		return &apiError{code: codeShuttingDown, message: "the sidecar is shutting down", retryAfter: time.Second}
+	}
+	if !client.HasToken() && len(ctx.Request.Header.Peek("Authorization")) == 0 {
+		return newAPIError(codeUnauthorized, "no upstream token is configured and the request has no Authorization header")
+	}
+	if s.link.FailFast() {
+		return &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state " + s.link.State() + ")", retryAfter: time.Second}
+	}
+	return nil
+}
+
+// mint answers POST /v1/mint (design §4).
+func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
+	m, e := decodeObject(ctx.PostBody(), "mint body")
+	if e != nil {
+		writeError(ctx, e, nil)
+		return
+	}
+	req, e := decodeMint(m, "", cfg.Limits.MaxMetadataBytes)
+	if e != nil {
+		writeError(ctx, e, nil)
+		return
+	}
+	client := s.client.Load()
+	if e := s.mintGate(ctx, client); e != nil {
+		writeError(ctx, e, nil)
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), cfg.Upstream.MintTimeout)
+	defer cancel()
+	got, err := client.Mint(c, req, idempotencyKey(ctx), callInfo(ctx))
+	if err != nil {
+		writeError(ctx, fromUpstream(err), nil)
+		return
+	}
+	now := s.now()
+	_ = s.cache.Store(got.ID, mintedEntry(got.Entity, now)) // a full cache only costs a later upstream validate
+	ts := got.Timestamp
+	if ts == "" {
+		ts = now.UTC().Format(time.RFC3339)
+	}
+	ver := got.Version
+	if ver == "" {
+		ver = s.version
+	}
+	writeJSON(ctx, 200, mintReply{ChittyID: got.ID, Snake: got.ID, Entity: got.Entity.String(), Timestamp: ts, Version: ver})
+}
+
+// mintBatch answers POST /v1/mint/batch (design §4.8). On a partial failure
+// the error answer carries the IDs that were minted, null where none was.
+func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
+	reqs, e := decodeBatch(ctx.PostBody(), cfg.Limits.MaxBatch, cfg.Limits.MaxMetadataBytes)
+	if e != nil {
+		writeError(ctx, e, nil)
+		return
+	}
+	client := s.client.Load()
+	if e := s.mintGate(ctx, client); e != nil {
+		writeError(ctx, e, nil)
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), cfg.Upstream.MintTimeout)
+	defer cancel()
+	ids, err := client.MintBatch(c, reqs, idempotencyKey(ctx), callInfo(ctx))
+	now := s.now()
+	out := make([]*string, len(ids))
+	for i, id := range ids {
+		if id == "" {
+			continue
+		}
+		out[i] = &ids[i]
+		_ = s.cache.Store(id, mintedEntry(reqs[i].Entity, now))
+	}
+	if err != nil {
+		writeError(ctx, fromUpstream(err), out)
+		return
+	}
+	writeJSON(ctx, 200, struct {
+		ChittyIDs []string `json:"chittyIds"`
+	}{ids})
+}
+
+// idempotencyKey is the caller's Idempotency-Key, or a new one.
+func idempotencyKey(ctx *fasthttp.RequestCtx) string {
+	if k := ctx.Request.Header.Peek("Idempotency-Key"); len(k) > 0 && len(k) <= 256 {
+		return string(k)
+	}
+	return upstream.NewKey()
+}
+
+// callInfo copies what goes upstream out of the request (fasthttp reuses
+// the request's buffers once the handler returns).
+func callInfo(ctx *fasthttp.RequestCtx) upstream.CallInfo {
+	return upstream.CallInfo{
+		RequestID:   string(ctx.Response.Header.Peek(headerRequestID)),
+		TraceParent: string(ctx.Request.Header.Peek("traceparent")),
+		TraceState:  string(ctx.Request.Header.Peek("tracestate")),
+		CallerAuth:  string(ctx.Request.Header.Peek("Authorization")),
+	}
+}

@@ -1,0 +1,235 @@
+// Package sidecar is the local HTTP server apps call instead of the ChittyID
+// service: it answers validates from the cache, passes mints upstream through
+// the breaker, and serves the probes. It wires config, cache, upstream and
+// the lifecycle together; main only constructs it and calls Run.
+package sidecar
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+const (
+	contentJSON     = "application/json"
+	headerRequestID = "X-Request-ID"
+	headerXCache    = "X-Cache"
+)
+
+var contentJSONBytes = []byte(contentJSON)
+
+// link is the upstream lifecycle as the handlers see it. Until the lifecycle
+// state machine drives it, the link is always CONNECTED.
+type link interface {
+	// State is the lifecycle state's name, for messages and /health.
+	State() string
+	// FailFast reports that upstream is known to be down: mints are refused
+	// without trying.
+	FailFast() bool
+}
+
+// connected is the placeholder link: always CONNECTED.
+type connected struct{}
+
+func (connected) State() string  { return "CONNECTED" }
+func (connected) FailFast() bool { return false }
+
+// Options are the parts of a Sidecar that are not in the config file.
+type Options struct {
+	Logger  *slog.Logger // nil: discard
+	Version string       // reported in /health, mint answers and User-Agent
+	// Now is the clock; nil means time.Now. Tests inject one to move TTLs.
+	Now func() time.Time
+}
+
+// Sidecar is the running sidecar. Build it with New, run it with Run.
+type Sidecar struct {
+	cfg     atomic.Pointer[config.Config]
+	cache   *cache.Cache
+	breaker *upstream.Breaker
+	client  atomic.Pointer[upstream.Client]
+	link    link
+	log     *slog.Logger
+	version string
+	now     func() time.Time
+	started time.Time
+
+	draining  atomic.Bool   // set at shutdown: readiness false, new mints refused
+	ridPrefix string        // random per process, so generated request IDs are unique
+	ridSeq    atomic.Uint64 // generated request IDs: ridPrefix + counter
+}
+
+// New builds a sidecar from a loaded, validated config. It allocates the
+// cache; Run serves.
+func New(cfg *config.Config, opts Options) (*Sidecar, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c, err := cache.New(cfg.Cache, cfg.Validation.Policy(), cache.WithClock(opts.Now))
+	if err != nil {
+		return nil, fmt.Errorf("building the cache: %w", err)
+	}
+	b := upstream.NewBreaker(cfg.Upstream.Breaker)
+	cl, err := upstream.New(cfg.Upstream, cfg.Format, b, upstream.Options{Version: opts.Version})
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("building the upstream client: %w", err)
+	}
+	var p [4]byte
+	_, _ = rand.Read(p[:])
+	s := &Sidecar{
+		cache:     c,
+		breaker:   b,
+		link:      connected{},
+		log:       opts.Logger,
+		version:   opts.Version,
+		now:       opts.Now,
+		started:   opts.Now(),
+		ridPrefix: hex.EncodeToString(p[:]) + "-",
+	}
+	s.cfg.Store(cfg)
+	s.client.Store(cl)
+	return s, nil
+}
+
+// Handler returns the request handler, for tests and benchmarks that drive
+// it without a listener.
+func (s *Sidecar) Handler() fasthttp.RequestHandler { return s.handle }
+
+// Run serves on ln (or, if ln is nil, on the configured listen address)
+// until ctx ends, then shuts down gracefully: readiness goes false, new
+// mints are refused, requests in flight get up to shutdown.drainTimeout to
+// finish. It returns nil after a clean stop.
+func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
+	cfg := s.cfg.Load()
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			_ = s.Close()
+			return fmt.Errorf("listening on %q: %w", cfg.Listen, err)
+		}
+	}
+	srv := s.server(cfg)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.URL,
+		"dialect", cfg.Upstream.Dialect, "format", cfg.Format.String(), "version", s.version)
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+		serveErr = s.shutdown(srv, cfg.Shutdown.DrainTimeout)
+		if err := <-errc; err != nil && serveErr == nil {
+			serveErr = err
+		}
+	}
+	if err := s.Close(); err != nil && serveErr == nil {
+		serveErr = err
+	}
+	return serveErr
+}
+
+// Close releases what New allocated (the cache, idle upstream connections).
+// Run calls it; call it yourself only for a Sidecar that never ran. It is
+// safe to call more than once.
+func (s *Sidecar) Close() error {
+	s.client.Load().Close()
+	if err := s.cache.Close(); err != nil {
+		return fmt.Errorf("closing the cache: %w", err)
+	}
+	return nil
+}
+
+func (s *Sidecar) shutdown(srv *fasthttp.Server, drain time.Duration) error {
+	s.draining.Store(true)
+	s.log.Info("shutting down", "drainTimeout", drain.String())
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := srv.ShutdownWithContext(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutting down the server: %w", err)
+	}
+	return nil
+}
+
+// server builds the fasthttp server with limits fit for a localhost sidecar.
+func (s *Sidecar) server(cfg *config.Config) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          s.transportError,
+		Name:                  "chittyid-sidecar",
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,             // its clock goroutine never stops; local callers need no Date
+		ReadTimeout:           10 * time.Second, // bounds slow-header and half-sent requests
+		WriteTimeout:          cfg.Upstream.MintTimeout + 10*time.Second,
+		IdleTimeout:           90 * time.Second,
+		MaxRequestBodySize:    cfg.Limits.MaxBodyBytes,
+		ReadBufferSize:        16 << 10, // caps the request header size
+		CloseOnShutdown:       true,
+		Logger:                slogPrinter{s.log},
+	}
+}
+
+// transportError answers requests fasthttp could not parse.
+func (s *Sidecar) transportError(ctx *fasthttp.RequestCtx, err error) {
+	s.setRequestID(ctx)
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		limit := s.cfg.Load().Limits.MaxBodyBytes
+		writeError(ctx, newAPIError(codePayloadTooLarge, "request body is over limits.maxBodyBytes of "+strconv.Itoa(limit)+" bytes"), nil)
+		return
+	}
+	writeError(ctx, newAPIError(codeBadRequest, "malformed HTTP request"), nil)
+}
+
+// slogPrinter adapts slog to fasthttp's Logger.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...any) {
+	p.log.Debug("fasthttp: " + fmt.Sprintf(format, args...))
+}
+
+// setRequestID takes the caller's X-Request-ID (if short and printable) or
+// makes one, and puts it on the response.
+func (s *Sidecar) setRequestID(ctx *fasthttp.RequestCtx) {
+	if id := ctx.Request.Header.Peek(headerRequestID); len(id) > 0 && len(id) <= 128 && printable(id) {
+		ctx.Response.Header.SetBytesV(headerRequestID, id)
+		return
+	}
+	var buf [32]byte
+	b := append(buf[:0], s.ridPrefix...)
+	b = strconv.AppendUint(b, s.ridSeq.Add(1), 16)
+	ctx.Response.Header.SetBytesV(headerRequestID, b)
+}
+
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// redactURL drops any user:password from a URL before it is shown.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,172 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// Reasons given with "valid": false.
+const (
+	reasonFormat   = "format"   // failed the local format check
+	reasonChecksum = "checksum" // numeric ID with a wrong checksum
+	reasonFallback = "fallback" // a placeholder ID, never real
+	reasonUpstream = "upstream" // upstream says it is not a real ID
+)
+
+// Cached values are tiny: for a valid verdict the entity code (may be empty),
+// for a not-valid one the reason. The answer is assembled from fixed pieces
+// and the ID, which passed the format check and so needs no JSON escaping:
+// a hit does no JSON encoding.
+var (
+	bodyValidPrefix   = []byte(`{"valid":true,"chittyId":"`)
+	bodyInvalidPrefix = []byte(`{"valid":false,"chittyId":"`)
+	bodyEntity        = []byte(`","entity":"`)
+	bodyReason        = []byte(`","reason":"`)
+	bodyStaleEnd      = []byte(`","stale":true}`)
+	bodyEnd           = []byte(`"}`)
+	xCache            = [...][]byte{cache.StatusMiss: []byte("MISS"), cache.StatusHit: []byte("HIT"), cache.StatusStale: []byte("STALE")}
+	xCacheLocal       = []byte("LOCAL")
+)
+
+// idCache is what the handlers need from the cache.
+type idCache interface {
+	Lookup(id string, p cache.Policy, now time.Time) (cache.Entry, cache.Status)
+	Store(id string, e cache.Entry) error
+	Fetch(ctx context.Context, id string, p cache.Policy, fetch func(context.Context) (cache.Entry, error)) (cache.Entry, cache.Status, error)
+}
+
+var _ idCache = (*cache.Cache)(nil)
+
+// validate answers one validate request for id (design §3).
+func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, id string) {
+	if err := cfg.Format.Check(id); err != nil {
+		s.validateLocalFailure(ctx, id, err)
+		return
+	}
+	if cfg.Validation.Mode == config.ValidateModeLocal {
+		ctx.Response.Header.SetBytesV(headerXCache, xCacheLocal)
+		writeVerdict(ctx, id, cache.Entry{Valid: true}, false)
+		return
+	}
+	p := cfg.Validation.Policy()
+	now := s.now()
+	if e, st := s.cache.Lookup(id, p, now); st == cache.StatusHit {
+		writeCached(ctx, id, e, st, now)
+		return
+	}
+	info := callInfo(ctx)
+	client := s.client.Load()
+	wait, cancel := context.WithTimeout(context.Background(), cfg.Upstream.ValidateTimeout)
+	defer cancel()
+	e, st, err := s.cache.Fetch(wait, id, p, func(fctx context.Context) (cache.Entry, error) {
+		// Runs once for every caller waiting on id, detached from all of them.
+		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
+		defer cancel()
+		v, err := client.Validate(fctx, id, info)
+		if err != nil {
+			return cache.Entry{}, err
+		}
+		if v.Valid {
+			return cache.Entry{Valid: true, FetchedAt: s.now(), Value: []byte(entityOf(cfg.Format, id, v.Entity))}, nil
+		}
+		return cache.Entry{Valid: false, FetchedAt: s.now(), Value: []byte(reasonUpstream)}, nil
+	})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}
+		}
+		writeError(ctx, fromUpstream(err), nil)
+		return
+	}
+	writeCached(ctx, id, e, st, s.now())
+}
+
+// entityOf picks the entity code to report for a valid ID: upstream's if it
+// gave one, else the one the ID's type letter stands for.
+func entityOf(f upstream.Format, id, fromUpstream string) string {
+	if e, err := upstream.ParseEntity(fromUpstream); err == nil {
+		return e.String()
+	}
+	if e, ok := upstream.EntityForLetter(f, f.TypeLetter(id)); ok {
+		return e.String()
+	}
+	return ""
+}
+
+// validateLocalFailure answers an ID that failed the local check: never
+// cached, never sent upstream.
+func (s *Sidecar) validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error) {
+	reason := reasonFormat
+	switch {
+	case errors.Is(err, upstream.ErrIDChecksum):
+		reason = reasonChecksum
+	case errors.Is(err, upstream.ErrFallbackID):
+		reason = reasonFallback
+	}
+	ctx.Response.Header.SetBytesV(headerXCache, xCacheLocal)
+	// The ID is arbitrary caller input here, so it is JSON-encoded.
+	writeJSON(ctx, 200, struct {
+		Valid    bool   `json:"valid"`
+		ChittyID string `json:"chittyId"`
+		Reason   string `json:"reason"`
+	}{false, id, reason})
+}
+
+// writeCached answers from a cache entry, with X-Cache and Age.
+func writeCached(ctx *fasthttp.RequestCtx, id string, e cache.Entry, st cache.Status, now time.Time) {
+	ctx.Response.Header.SetBytesV(headerXCache, xCache[st])
+	if st != cache.StatusMiss {
+		var buf [20]byte
+		age := max(now.Sub(e.FetchedAt), 0) / time.Second
+		ctx.Response.Header.SetBytesV("Age", strconv.AppendInt(buf[:0], int64(age), 10))
+	}
+	writeVerdict(ctx, id, e, st == cache.StatusStale)
+}
+
+// writeVerdict writes the validate answer without JSON encoding; id must have
+// passed the format check (only A-Z, 0-9 and '-').
+func writeVerdict(ctx *fasthttp.RequestCtx, id string, e cache.Entry, stale bool) {
+	ctx.SetStatusCode(200)
+	ctx.Response.Header.SetContentTypeBytes(contentJSONBytes)
+	if e.Valid {
+		ctx.Response.AppendBody(bodyValidPrefix)
+	} else {
+		ctx.Response.AppendBody(bodyInvalidPrefix)
+	}
+	ctx.Response.AppendBodyString(id)
+	if len(e.Value) > 0 {
+		if e.Valid {
+			ctx.Response.AppendBody(bodyEntity)
+		} else {
+			ctx.Response.AppendBody(bodyReason)
+		}
+		ctx.Response.AppendBody(e.Value)
+	}
+	if stale {
+		ctx.Response.AppendBody(bodyStaleEnd)
+		return
+	}
+	ctx.Response.AppendBody(bodyEnd)
+}
+
+// validateBody answers POST /v1/validate.
+func (s *Sidecar) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config) {
+	id, e := decodeValidateBody(ctx.PostBody())
+	if e != nil {
+		writeError(ctx, e, nil)
+		return
+	}
+	s.validate(ctx, cfg, id)
+}
+
+// mintedEntry is the cache entry for a freshly minted ID.
+func mintedEntry(entity upstream.Entity, now time.Time) cache.Entry {
+	return cache.Entry{Valid: true, FetchedAt: now, Value: []byte(entity.String())}
+}
