@@ -1,0 +1,219 @@
+// Command chittyid-sidecar runs the ChittyID sidecar, its development mode
+// with an embedded upstream simulator, the simulator alone, and a config
+// checker. See the README for the commands; exit codes: 0 clean stop,
+// 1 runtime failure, 2 usage or config error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/sidecar"
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `usage: chittyid-sidecar <command> [flags]
+
+commands:
+  serve --config FILE   run the sidecar (without --config: defaults and environment)
+  dev                   run an upstream simulator and a sidecar pointed at it
+  upstream-sim          run the upstream simulator alone
+  check-config FILE     check a config file: a one-line summary, or every problem
+  version               print version, commit and Go version
+`
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func usageErr(format string, a ...any) error {
+	return &exitError{2, fmt.Errorf(format, a...)}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err == nil {
+		return
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "chittyid-sidecar:", err)
+	}
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{2, errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, stderr)
+	case "dev":
+		return dev(ctx, rest, stdout, stderr)
+	case "upstream-sim":
+		return upstreamSim(ctx, rest, stdout, stderr)
+	case "check-config":
+		return checkConfig(rest, stdout)
+	case "version":
+		fmt.Fprintf(stdout, "chittyid-sidecar %s (commit %s, %s)\n", version, commit(), runtime.Version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageErr("unknown command %q", cmd)
+}
+
+func commit() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	if fs.NArg() > 0 {
+		return usageErr("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, l config.Log) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	if l.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var cfg *config.Config
+	var err error
+	if *path == "" {
+		cfg, err = config.Parse([]byte("{}"), os.LookupEnv)
+	} else {
+		cfg, err = config.Load(*path, os.LookupEnv)
+	}
+	if err != nil {
+		return &exitError{2, err}
+	}
+	return runSidecar(ctx, cfg, newLogger(stderr, cfg.Log))
+}
+
+func runSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	s, err := sidecar.New(cfg, sidecar.Options{Logger: log, Version: version})
+	if err != nil {
+		return err
+	}
+	if err := s.Run(ctx, nil); err != nil {
+		return err
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+func checkConfig(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return usageErr("check-config takes one file, got %d arguments", len(args))
+	}
+	cfg, err := config.Load(args[0], os.LookupEnv)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	fmt.Fprintln(stdout, "ok:", cfg.Summary())
+	return nil
+}
+
+// simFlags are the flags dev and upstream-sim share.
+type simFlags struct {
+	dialect, format string
+	latency         time.Duration
+}
+
+func (f *simFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.dialect, "dialect", string(upstream.DialectClientV1), "upstream dialect: client-v1 or worker")
+	fs.StringVar(&f.format, "format", "official", "ID format: official or numeric")
+	fs.DurationVar(&f.latency, "latency", 0, "simulated upstream latency per request")
+}
+
+func (f *simFlags) config(token string) (sim.Config, error) {
+	format, err := upstream.ParseFormat(f.format)
+	if err != nil {
+		return sim.Config{}, usageErr("--format: %v", err)
+	}
+	d := upstream.Dialect(f.dialect)
+	if d != upstream.DialectClientV1 && d != upstream.DialectWorker {
+		return sim.Config{}, usageErr("--dialect must be client-v1 or worker, got %q", f.dialect)
+	}
+	return sim.Config{Dialect: d, Format: format, Token: token, Latency: f.latency}, nil
+}
+
+func upstreamSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("upstream-sim", stderr)
+	var sf simFlags
+	sf.register(fs)
+	listen := fs.String("listen", "127.0.0.1:8788", "API address")
+	control := fs.String("control", "127.0.0.1:8789", "control API address")
+	token := fs.String("token", "", "bearer token the API requires (empty: none)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := sf.config(*token)
+	if err != nil {
+		return err
+	}
+	s, err := sim.Start(cfg, *listen, *control)
+	if err != nil {
+		return fmt.Errorf("starting the simulator: %w", err)
+	}
+	fmt.Fprintf(stdout, "upstream simulator (%s, %s): API %s, control %s\n", cfg.Dialect, cfg.Format, s.URL(), s.ControlURL())
+	<-ctx.Done()
+	return s.Close()
+}
