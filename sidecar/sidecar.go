@@ -135,6 +135,10 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	case serveErr = <-errc:
 	case <-ctx.Done():
 		serveErr = s.shutdown(srv, cfg.Shutdown.DrainTimeout)
+		// fasthttp's Shutdown is a no-op if Serve has not registered the
+		// listener yet (a stop right after start); closing it ourselves makes
+		// Serve return either way.
+		_ = ln.Close()
 		if err := <-errc; err != nil && serveErr == nil {
 			serveErr = err
 		}
