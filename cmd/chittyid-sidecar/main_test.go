@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRunExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, []byte("listen: 127.0.0.1:9999\nupstream: {url: http://127.0.0.1:1/v1, token: s3cret-token}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("listen: nowhere\nupstream: {timeout: 5x, retyr: {}}\nformat: hex\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantCode int // 0: success
+		wantOut  []string
+	}{
+		{"version", []string{"version"}, 0, []string{"chittyid-sidecar", "go1."}},
+		{"check good config", []string{"check-config", good}, 0, []string{"ok:", "127.0.0.1:9999"}},
+		{"check bad config names every problem", []string{"check-config", bad}, 2, []string{"listen", "upstream.timeout", "upstream.retyr", "format"}},
+		{"check missing file", []string{"check-config", filepath.Join(dir, "nope.yaml")}, 2, []string{"nope.yaml"}},
+		{"check without a file", []string{"check-config"}, 2, []string{"one file"}},
+		{"no command", nil, 2, []string{"no command"}},
+		{"unknown command", []string{"frobnicate"}, 2, []string{"frobnicate"}},
+		{"bad flag", []string{"serve", "--nope"}, 2, nil},
+		{"bad dev format", []string{"dev", "--format", "hex"}, 2, []string{"--format"}},
+		{"serve with a bad config", []string{"serve", "--config", bad}, 2, []string{"upstream.timeout"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), tc.args, &out, &errOut)
+			code := 0
+			if err != nil {
+				code = 1
+				var ee *exitError
+				if errors.As(err, &ee) {
+					code = ee.code
+				}
+			}
+			if code != tc.wantCode {
+				t.Fatalf("exit code %d, want %d (err %v)", code, tc.wantCode, err)
+			}
+			all := out.String() + errOut.String()
+			if err != nil {
+				all += err.Error()
+			}
+			for _, w := range tc.wantOut {
+				if !strings.Contains(all, w) {
+					t.Errorf("output lacks %q:\n%s", w, all)
+				}
+			}
+			if strings.Contains(all, "s3cret-token") {
+				t.Errorf("the token leaked: %s", all)
+			}
+		})
+	}
+}
+
+func TestDevStopsCleanlyOnCancel(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"dev", "--listen", "127.0.0.1:0"}, &out, &errOut) }()
+	if err := waitFor(&out, "sidecar:"); err != nil {
+		cancel()
+		<-done
+		t.Fatalf("%v\nstdout: %s\nstderr: %s", err, out.String(), errOut.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("dev returned %v after cancel; stderr: %s", err, errOut.String())
+	}
+}
