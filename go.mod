@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/allegro/bigcache/v3 v3.2.0
+	github.com/looplab/fsm v1.0.3
 	github.com/mercari/go-circuitbreaker v0.0.2
 	github.com/valyala/fasthttp v1.78.0
 	go.uber.org/goleak v1.3.0
