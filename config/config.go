@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
@@ -32,6 +33,29 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Log configures the process log.
 	Log Log `yaml:"log"`
+	// Health says how the upstream link is polled and when it is given up on.
+	Health fsm.Config `yaml:"health"`
+	// Readiness says when /readyz and /health report ready.
+	Readiness Readiness `yaml:"readiness"`
+}
+
+// ReadinessPolicy says when the sidecar reports ready.
+type ReadinessPolicy string
+
+const (
+	// ReadinessConnected is ready only while the upstream link is CONNECTED.
+	ReadinessConnected ReadinessPolicy = "connected"
+	// ReadinessDegraded is ready while CONNECTED, and while RECONNECTING after
+	// having been CONNECTED since start: the cache can still serve validates.
+	ReadinessDegraded ReadinessPolicy = "degraded"
+	// ReadinessAlways is ready while the listener is up.
+	ReadinessAlways ReadinessPolicy = "always"
+)
+
+// Readiness is the readiness section.
+type Readiness struct {
+	// Policy is connected, degraded or always. Default degraded.
+	Policy ReadinessPolicy `yaml:"policy"`
 }
 
 // ValidateMode says who decides whether an ID is valid.
@@ -116,10 +140,12 @@ func Defaults() Config {
 			NegativeTTL:  time.Minute,
 			StaleIfError: 24 * time.Hour,
 		},
-		Cache:    cache.Defaults(),
-		Shutdown: Shutdown{DrainTimeout: 20 * time.Second},
-		Limits:   Limits{MaxBodyBytes: 64 << 10, MaxMetadataBytes: 10 << 10, MaxBatch: 100},
-		Log:      Log{Level: "info", Format: "json"},
+		Cache:     cache.Defaults(),
+		Shutdown:  Shutdown{DrainTimeout: 20 * time.Second},
+		Limits:    Limits{MaxBodyBytes: 64 << 10, MaxMetadataBytes: 10 << 10, MaxBatch: 100},
+		Log:       Log{Level: "info", Format: "json"},
+		Health:    fsm.Defaults(),
+		Readiness: Readiness{Policy: ReadinessDegraded},
 	}
 }
 

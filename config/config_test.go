@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
@@ -106,6 +107,13 @@ cache: {maxSizeMB: 32, shards: 16}
 shutdown: {drainTimeout: 45s}
 limits: {maxBodyBytes: 131072, maxMetadataBytes: 4096, maxBatch: 50}
 log: {level: debug, format: text}
+health:
+  interval: 10s
+  timeout: 2s
+  failuresToReconnect: 2
+  maxReconnectAttempts: 4
+  reconnect: {baseDelay: 500ms, maxDelay: 20s}
+readiness: {policy: connected}
 `
 
 func TestParseFullFile(t *testing.T) {
@@ -134,6 +142,9 @@ func TestParseFullFile(t *testing.T) {
 		Shutdown:   Shutdown{DrainTimeout: 45 * time.Second},
 		Limits:     Limits{MaxBodyBytes: 128 << 10, MaxMetadataBytes: 4096, MaxBatch: 50},
 		Log:        Log{Level: "debug", Format: "text"},
+		Health: fsm.Config{Interval: 10 * time.Second, Timeout: 2 * time.Second, FailuresToReconnect: 2, MaxReconnectAttempts: 4,
+			Reconnect: fsm.ReconnectConfig{BaseDelay: 500 * time.Millisecond, MaxDelay: 20 * time.Second}},
+		Readiness: Readiness{Policy: ReadinessConnected},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", *c, want)
@@ -155,8 +166,10 @@ func TestParseRejectsBadFiles(t *testing.T) {
 			[]string{`line 3: upstream.retry.maxAttempt: unknown key (did you mean "maxAttempts"?)`}},
 		{"key in the wrong case", "validate: {negativeTTL: 1m}\n",
 			[]string{`line 1: validate.negativeTTL: unknown key (did you mean "negativeTtl"?)`}},
-		{"not yet supported health", "health:\n  interval: 30s\n", []string{"line 1: health: unknown key"}},
-		{"not yet supported readiness", "readiness: {policy: degraded}\n", []string{"line 1: readiness: unknown key"}},
+		{"not yet supported reload", "reload:\n  interval: 2s\n", []string{"line 1: reload: unknown key"}},
+		{"not yet supported rateLimit", "rateLimit: {maxCallers: 10}\n", []string{"line 1: rateLimit: unknown key"}},
+		{"bad readiness policy", "readiness: {policy: sometimes}\n", []string{"line 1: readiness.policy must be connected, degraded or always"}},
+		{"bad health interval", "health: {interval: 0s}\n", []string{"line 1: health.interval must be > 0", "health.timeout (5s) must be <= health.interval (0s)"}},
 		{"not yet supported reload", "reload: {interval: 2s}\n", []string{"line 1: reload: unknown key"}},
 		{"not yet supported rateLimit", "rateLimit: {maxCallers: 5}\n", []string{"line 1: rateLimit: unknown key"}},
 		{"not yet supported metrics", "metrics: {listen: \"\"}\n", []string{"line 1: metrics: unknown key"}},
@@ -286,8 +299,8 @@ cache: {shards: 3}
 shutdown: {drainTimeout: 10m}
 limits: {maxBodyBytes: 10, maxMetadataBytes: 0, maxBatch: 5000}
 log: {level: trace, format: xml, access: true}
-health: {interval: 30s}
-readiness: {policy: degraded}
+reload: {interval: 30s}
+readiness: {policy: sometimes}
 `
 	_, err := Parse([]byte(yaml), noEnv)
 	checkErrs(t, err, []string{
@@ -297,8 +310,7 @@ readiness: {policy: degraded}
 		"line 6: upstream.mintTimeout: must be a duration",
 		"line 9: format: unknown format",
 		"line 14: log.access: unknown key",
-		"line 15: health: unknown key",
-		"line 16: readiness: unknown key",
+		"line 15: reload: unknown key",
 		// Validation, section by section.
 		`line 1: listen must be host:port, got "8787"`,
 		`line 3: upstream.url must be an http or https URL`,
@@ -314,6 +326,7 @@ readiness: {policy: degraded}
 		"line 13: limits.maxBatch must be between 1 and 1000, got 5000",
 		`line 14: log.level must be debug, info, warn or error, got "trace"`,
 		`line 14: log.format must be json or text, got "xml"`,
+		"line 16: readiness.policy must be connected, degraded or always",
 	})
 }
 
@@ -329,7 +342,7 @@ func TestLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.yaml", "listen: 127.0.0.1:8787\n")
-	bad := writeFile(t, dir, "bad.yaml", "listen: 127.0.0.1:8787\nhealth: {}\nlog: {level: loud}\n")
+	bad := writeFile(t, dir, "bad.yaml", "listen: 127.0.0.1:8787\nreload: {}\nlog: {level: loud}\n")
 	empty := writeFile(t, dir, "empty.yaml", "")
 	missing := filepath.Join(dir, "missing.yaml")
 
@@ -343,7 +356,7 @@ func TestLoad(t *testing.T) {
 		{"missing", missing, []string{fmt.Sprintf("loading config %q: open %s: no such file or directory", missing, missing)}},
 		{"empty", empty, []string{fmt.Sprintf("loading config %q: config file is empty", empty)}},
 		{"every problem", bad, []string{
-			fmt.Sprintf("loading config %q: line 2: health: unknown key", bad),
+			fmt.Sprintf("loading config %q: line 2: reload: unknown key", bad),
 			`line 3: log.level must be debug, info, warn or error, got "loud"`,
 		}},
 	} {

@@ -33,6 +33,8 @@ func (c *Config) Validate() error {
 		c.Shutdown.validate(),
 		c.Limits.validate(),
 		c.Log.validate(),
+		c.Health.Validate(),
+		c.Readiness.validate(),
 	)
 }
 
@@ -112,4 +114,12 @@ func (l Log) validate() error {
 		errs = append(errs, fmt.Errorf("log.format must be json or text, got %q", l.Format))
 	}
 	return errors.Join(errs...)
+}
+
+func (r Readiness) validate() error {
+	switch r.Policy {
+	case ReadinessConnected, ReadinessDegraded, ReadinessAlways:
+		return nil
+	}
+	return fmt.Errorf("readiness.policy must be connected, degraded or always, got %q", r.Policy)
 }

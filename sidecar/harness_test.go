@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 	"go.uber.org/goleak"
@@ -38,11 +39,14 @@ func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // harness is a sidecar on a real loopback listener in front of a simulator.
 type harness struct {
-	t     *testing.T
-	sim   *sim.Sim
-	base  string
-	clock *clock
-	http  *http.Client
+	t      *testing.T
+	sc     *sidecar.Sidecar
+	cancel context.CancelFunc // stops the sidecar
+	done   chan error         // Run's result
+	sim    *sim.Sim
+	base   string
+	clock  *clock
+	http   *http.Client
 }
 
 const testToken = "test-token-0123456789"
@@ -50,6 +54,13 @@ const testToken = "test-token-0123456789"
 // start runs a simulator with simCfg and a sidecar whose config is extra
 // (YAML lines added to a minimal file pointing at the simulator).
 func start(t *testing.T, simCfg sim.Config, extra string) *harness {
+	t.Helper()
+	return startWith(t, simCfg, extra, nil)
+}
+
+// startWith is start with a hook that runs between starting the simulator
+// and starting the sidecar (e.g. to start with upstream down).
+func startWith(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)) *harness {
 	t.Helper()
 	if simCfg.Token == "" {
 		simCfg.Token = testToken
@@ -59,6 +70,9 @@ func start(t *testing.T, simCfg sim.Config, extra string) *harness {
 		t.Fatalf("starting the simulator: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	if before != nil {
+		before(s)
+	}
 	dialect := string(simCfg.Dialect)
 	if dialect == "" {
 		dialect = "client-v1"
@@ -91,16 +105,36 @@ func start(t *testing.T, simCfg sim.Config, extra string) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sc.Run(ctx, ln) }()
-	h := &harness{t: t, sim: s, base: "http://" + ln.Addr().String(), clock: c,
+	h := &harness{t: t, sc: sc, cancel: cancel, done: done, sim: s, base: "http://" + ln.Addr().String(), clock: c,
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := h.stop(); err != nil {
 			t.Errorf("sidecar Run: %v", err)
 		}
 		h.http.CloseIdleConnections()
 	})
 	return h
+}
+
+// stop shuts the sidecar down and returns Run's result; it may be called
+// more than once.
+func (h *harness) stop() error {
+	h.cancel()
+	err, ok := <-h.done
+	if ok {
+		close(h.done)
+	}
+	return err
+}
+
+// waitState waits (event-driven, at most 10s) for a lifecycle state.
+func (h *harness) waitState(want fsm.State) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.sc.WaitState(ctx, want); err != nil {
+		h.t.Fatalf("state %s not reached: %v; /health: %s", want, err, h.do("GET", "/health", "").raw)
+	}
 }
 
 // reply is an HTTP answer with its JSON body decoded.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
@@ -28,8 +29,8 @@ func (s *Sidecar) mintGate(ctx *fasthttp.RequestCtx, client *upstream.Client) *a
 	if !client.HasToken() && len(ctx.Request.Header.Peek("Authorization")) == 0 {
 		return newAPIError(codeUnauthorized, "no upstream token is configured and the request has no Authorization header")
 	}
-	if s.link.FailFast() {
-		return &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state " + s.link.State() + ")", retryAfter: time.Second}
+	if st := s.link.State(); st == fsm.Failed {
+		return &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state " + string(st) + "): failing fast", retryAfter: time.Second}
 	}
 	return nil
 }
@@ -46,6 +47,10 @@ func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		writeError(ctx, e, nil)
 		return
 	}
+	// Counted before the gate: shutdown sets draining, then waits; a mint
+	// is either counted in time to be waited for or sees draining.
+	s.busy.add()
+	defer s.busy.done()
 	client := s.client.Load()
 	if e := s.mintGate(ctx, client); e != nil {
 		writeError(ctx, e, nil)
@@ -79,6 +84,10 @@ func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		writeError(ctx, e, nil)
 		return
 	}
+	// Counted before the gate: shutdown sets draining, then waits; a mint
+	// is either counted in time to be waited for or sees draining.
+	s.busy.add()
+	defer s.busy.done()
 	client := s.client.Load()
 	if e := s.mintGate(ctx, client); e != nil {
 		writeError(ctx, e, nil)

@@ -24,7 +24,7 @@ func TestMintFaults(t *testing.T) {
 	}{
 		{"status 500 is not retried", sim.Fault{Mode: "status", Status: 500}, 503, "UPSTREAM_UNAVAILABLE", 1, true},
 		{"status 503 is retried", sim.Fault{Mode: "status", Status: 503}, 503, "UPSTREAM_UNAVAILABLE", 3, true},
-		{"429 with Retry-After then ok is retried", sim.Fault{Mode: "status", Status: 429, RetryAfter: 1, Count: 1}, 200, "", 2, false},
+		{"429 with Retry-After then ok is retried", sim.Fault{Mode: "status", Status: 429, RetryAfter: 1, Count: 1, Routes: []string{"mint"}}, 200, "", 2, false},
 		{"429 beyond the deadline", sim.Fault{Mode: "status", Status: 429, RetryAfter: 30}, 429, "RATE_LIMITED", 1, true},
 		{"400 from upstream", sim.Fault{Mode: "status", Status: 400}, 400, "BAD_REQUEST", 1, false},
 		{"401 from upstream", sim.Fault{Mode: "status", Status: 401}, 401, "UNAUTHORIZED", 1, false},
@@ -67,7 +67,7 @@ func TestMintFaults(t *testing.T) {
 func TestMintRetriesReuseIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	h := start(t, sim.Config{}, "upstream:\n"+fastRetry)
-	h.fault(sim.Fault{Mode: "status", Status: 503, Count: 2})
+	h.fault(sim.Fault{Mode: "status", Status: 503, Count: 2, Routes: []string{"mint"}})
 	r := h.do("POST", "/v1/mint", `{"entity":"PEO"}`, "X-Request-ID", "req-42", "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 	r.expect(t, "mint after two 503s", 200, "")
 	var keys []string

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"runtime/debug"
-	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
 
@@ -111,117 +109,4 @@ func (s *Sidecar) recoverPanic(ctx *fasthttp.RequestCtx) {
 		ctx.Response.ResetBody()
 		writeError(ctx, newAPIError(codeInternal, "internal error"), nil)
 	}
-}
-
-// healthz is liveness: 200 while the process serves requests.
-func (s *Sidecar) healthz(ctx *fasthttp.RequestCtx) {
-	ctx.SetContentType(contentJSON)
-	ctx.SetBodyString(`{"status":"ok"}`)
-}
-
-// ready reports readiness. Until the lifecycle drives it: ready unless
-// shutting down.
-func (s *Sidecar) ready() bool { return !s.draining.Load() }
-
-// readyz is readiness.
-func (s *Sidecar) readyz(ctx *fasthttp.RequestCtx) {
-	ctx.SetContentType(contentJSON)
-	if !s.ready() {
-		ctx.SetStatusCode(503)
-		ctx.SetBodyString(`{"ready":false,"state":"` + s.link.State() + `"}`)
-		return
-	}
-	ctx.SetBodyString(`{"ready":true,"state":"` + s.link.State() + `"}`)
-}
-
-// healthDoc is the /health status document (design §5, contract §5).
-type healthDoc struct {
-	Service    string         `json:"service"`
-	Status     string         `json:"status"`
-	Version    string         `json:"version"`
-	Uptime     string         `json:"uptime"`
-	Connection healthConn     `json:"connection"`
-	Resilience healthResil    `json:"resilience"`
-	Upstream   healthUpstream `json:"upstream"`
-	Format     string         `json:"format"`
-	Entity     []string       `json:"entityTypes"`
-	Mode       string         `json:"mode"`
-}
-
-type healthConn struct {
-	Initialized bool   `json:"initialized"`
-	State       string `json:"state"`
-	IsHealthy   bool   `json:"isHealthy"`
-}
-
-type healthResil struct {
-	Enabled        bool          `json:"enabled"`
-	CircuitBreaker healthBreaker `json:"circuitBreaker"`
-	Cache          healthCache   `json:"cache"`
-}
-
-type healthBreaker struct {
-	State    upstream.BreakerState `json:"state"`
-	Failures int64                 `json:"failures"`
-	Trips    int64                 `json:"trips"`
-}
-
-type healthCache struct {
-	Hits        int64  `json:"hits"`
-	Misses      int64  `json:"misses"`
-	StaleServed int64  `json:"staleServed"`
-	Evictions   int64  `json:"evictions"`
-	Coalesced   int64  `json:"coalesced"`
-	Size        int64  `json:"size"`
-	Bytes       int64  `json:"bytes"`
-	MaxSizeMB   int    `json:"maxSizeMB"`
-	HitRate     string `json:"hitRate"`
-}
-
-type healthUpstream struct {
-	URL     string           `json:"url"`
-	Dialect upstream.Dialect `json:"dialect"`
-	Token   bool             `json:"tokenConfigured"`
-}
-
-// health answers /health and /v1/health: the document, 200 while ready.
-func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
-	cfg := s.cfg.Load()
-	st := s.cache.Stats()
-	rate := 0.0
-	if n := st.Hits + st.Misses; n > 0 {
-		rate = 100 * float64(st.Hits) / float64(n)
-	}
-	ready := s.ready()
-	doc := healthDoc{
-		Service: "chittyid-sidecar",
-		Status:  map[bool]string{true: "ready", false: "not ready"}[ready],
-		Version: s.version,
-		Uptime:  s.now().Sub(s.started).Round(time.Second).String(),
-		Connection: healthConn{
-			Initialized: true,
-			State:       s.link.State(),
-			IsHealthy:   !s.link.FailFast(),
-		},
-		Resilience: healthResil{
-			Enabled:        true,
-			CircuitBreaker: healthBreaker{State: s.breaker.State(), Failures: s.breaker.Failures(), Trips: s.breaker.Trips()},
-			Cache: healthCache{
-				Hits: st.Hits, Misses: st.Misses, StaleServed: st.StaleServed, Evictions: st.Evictions,
-				Coalesced: st.Coalesced, Size: st.Entries, Bytes: st.Bytes, MaxSizeMB: cfg.Cache.MaxSizeMB,
-				HitRate: fmt.Sprintf("%.2f%%", rate),
-			},
-		},
-		Upstream: healthUpstream{URL: redactURL(cfg.Upstream.URL), Dialect: cfg.Upstream.Dialect, Token: s.client.Load().HasToken()},
-		Format:   cfg.Format.String(),
-		Mode:     string(cfg.Validation.Mode),
-	}
-	for _, e := range upstream.Entities() {
-		doc.Entity = append(doc.Entity, e.String())
-	}
-	status := 200
-	if !ready {
-		status = 503
-	}
-	writeJSON(ctx, status, doc)
 }

@@ -14,11 +14,13 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
@@ -31,21 +33,15 @@ const (
 
 var contentJSONBytes = []byte(contentJSON)
 
-// link is the upstream lifecycle as the handlers see it. Until the lifecycle
-// state machine drives it, the link is always CONNECTED.
+// link is the upstream lifecycle as the handlers see it.
 type link interface {
-	// State is the lifecycle state's name, for messages and /health.
-	State() string
-	// FailFast reports that upstream is known to be down: mints are refused
-	// without trying.
-	FailFast() bool
+	// State is read lock-free on every request.
+	State() fsm.State
+	// Snapshot is the lifecycle's detail for /health and /readyz.
+	Snapshot() fsm.Snapshot
 }
 
-// connected is the placeholder link: always CONNECTED.
-type connected struct{}
-
-func (connected) State() string  { return "CONNECTED" }
-func (connected) FailFast() bool { return false }
+var _ link = (*fsm.Lifecycle)(nil)
 
 // Options are the parts of a Sidecar that are not in the config file.
 type Options struct {
@@ -61,6 +57,7 @@ type Sidecar struct {
 	cache   *cache.Cache
 	breaker *upstream.Breaker
 	client  atomic.Pointer[upstream.Client]
+	life    *fsm.Lifecycle // Run drives it; handlers read it through link
 	link    link
 	log     *slog.Logger
 	version string
@@ -68,6 +65,7 @@ type Sidecar struct {
 	started time.Time
 
 	draining  atomic.Bool   // set at shutdown: readiness false, new mints refused
+	busy      inflight      // requests waiting on upstream; shutdown waits for them
 	ridPrefix string        // random per process, so generated request IDs are unique
 	ridSeq    atomic.Uint64 // generated request IDs: ridPrefix + counter
 }
@@ -96,7 +94,6 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 	s := &Sidecar{
 		cache:     c,
 		breaker:   b,
-		link:      connected{},
 		log:       opts.Logger,
 		version:   opts.Version,
 		now:       opts.Now,
@@ -105,7 +102,14 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 	}
 	s.cfg.Store(cfg)
 	s.client.Store(cl)
+	s.life = fsm.New(cfg.Health, s.probe, fsm.Options{Logger: opts.Logger, OnGoodPollWhileOpen: b.HalfOpen, Now: opts.Now})
+	s.link = s.life
 	return s, nil
+}
+
+// probe is one health poll of the current upstream client.
+func (s *Sidecar) probe(ctx context.Context) error {
+	return s.client.Load().Health(ctx)
 }
 
 // Handler returns the request handler, for tests and benchmarks that drive
@@ -128,13 +132,19 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	srv := s.server(cfg)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.URL,
+	// The lifecycle and the breaker watcher live until the server is down.
+	lctx, stopLife := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); _ = s.life.Run(lctx) }() // ErrRunning only if Run is called twice
+	go func() { defer bg.Done(); s.watchBreaker(lctx) }()
+	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", redactURL(cfg.Upstream.URL),
 		"dialect", cfg.Upstream.Dialect, "format", cfg.Format.String(), "version", s.version)
 	var serveErr error
 	select {
 	case serveErr = <-errc:
 	case <-ctx.Done():
-		serveErr = s.shutdown(srv, cfg.Shutdown.DrainTimeout)
+		serveErr = s.shutdown(srv, s.cfg.Load().Shutdown.DrainTimeout)
 		// fasthttp's Shutdown is a no-op if Serve has not registered the
 		// listener yet (a stop right after start); closing it ourselves makes
 		// Serve return either way.
@@ -143,10 +153,27 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 			serveErr = err
 		}
 	}
+	stopLife()
+	bg.Wait()
 	if err := s.Close(); err != nil && serveErr == nil {
 		serveErr = err
 	}
 	return serveErr
+}
+
+// watchBreaker tells the lifecycle when the breaker opens, so CONNECTED
+// moves to RECONNECTING before the next poll.
+func (s *Sidecar) watchBreaker(ctx context.Context) {
+	for {
+		select {
+		case st := <-s.breaker.Changes():
+			if st == upstream.BreakerOpen {
+				s.life.BreakerOpened()
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Close releases what New allocated (the cache, idle upstream connections).
@@ -160,11 +187,20 @@ func (s *Sidecar) Close() error {
 	return nil
 }
 
+// shutdown is the graceful stop (design §5): readiness false, new mints
+// refused with SHUTTING_DOWN and the lifecycle DISCONNECTED at once; requests
+// waiting on upstream get up to drain to finish while the listener still
+// answers (validates from the cache, mints with SHUTTING_DOWN); then the
+// listener closes and the server stops within what is left of drain.
 func (s *Sidecar) shutdown(srv *fasthttp.Server, drain time.Duration) error {
 	s.draining.Store(true)
-	s.log.Info("shutting down", "drainTimeout", drain.String())
+	s.life.Shutdown()
+	s.log.Info("shutting down", "drainTimeout", drain.String(), "inFlight", s.busy.count())
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	if err := s.busy.wait(sctx); err != nil {
+		s.log.Warn("drain timeout: requests still waiting on upstream", "inFlight", s.busy.count())
+	}
 	if err := srv.ShutdownWithContext(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutting down the server: %w", err)
 	}
@@ -236,4 +272,10 @@ func redactURL(raw string) string {
 		return ""
 	}
 	return u.Redacted()
+}
+
+// WaitState blocks until the upstream lifecycle is in state want or ctx
+// ends. It is for tests and tools that embed the sidecar.
+func (s *Sidecar) WaitState(ctx context.Context, want fsm.State) error {
+	return s.life.Wait(ctx, want)
 }

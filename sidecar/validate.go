@@ -8,6 +8,7 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
@@ -57,10 +58,22 @@ func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, id stri
 	}
 	p := cfg.Validation.Policy()
 	now := s.now()
-	if e, st := s.cache.Lookup(id, p, now); st == cache.StatusHit {
+	e, st := s.cache.Lookup(id, p, now)
+	if st == cache.StatusHit {
 		writeCached(ctx, id, e, st, now)
 		return
 	}
+	if s.link.State() == fsm.Failed { // upstream known down: no upstream call
+		if st == cache.StatusStale {
+			s.cache.ServeStale()
+			writeCached(ctx, id, e, st, now)
+			return
+		}
+		writeError(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
+		return
+	}
+	s.busy.add()
+	defer s.busy.done()
 	info := callInfo(ctx)
 	client := s.client.Load()
 	wait, cancel := context.WithTimeout(context.Background(), cfg.Upstream.ValidateTimeout)
