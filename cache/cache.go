@@ -49,9 +49,9 @@ type Entry struct {
 	// FetchedAt is when upstream gave the verdict; freshness is measured from
 	// it. Store uses time.Now() when it is zero.
 	FetchedAt time.Time
-	// Value is opaque to the cache, e.g. the response ready to send. Lookup
-	// returns a private copy. Fetch hands the same slice to every coalesced
-	// caller, so treat it as read-only.
+	// Value is opaque to the cache, e.g. the response ready to send. Store
+	// copies it; what Lookup and Fetch return is shared with other callers,
+	// so treat it as read-only.
 	Value []byte
 }
 
@@ -109,6 +109,7 @@ type Cache struct {
 	valid   *bigcache.BigCache // "valid" verdicts
 	invalid *bigcache.BigCache // "not valid" verdicts
 	now     func() time.Time   // time.Now unless WithClock
+	hot     *hot               // recently read or stored entries, in front of the parts
 	group   singleflight.Group
 	once    sync.Once
 
@@ -146,6 +147,7 @@ func New(cfg Config, p Policy, opts ...Option) (*Cache, error) {
 		o(c)
 	}
 	h := seededHash{seed: maphash.MakeSeed()}
+	c.hot = newHot(cfg.MaxSizeMB, h.seed)
 	validMB, invalidMB := cfg.partsMB()
 	var err error
 	c.valid, err = newPart(c, cfg.Shards, validMB, lifeWindow(p.TTL, p.StaleIfError), h)
@@ -260,12 +262,15 @@ func (c *Cache) lookup(id string, p Policy, now time.Time) (Entry, Status) {
 	if !validID(id) {
 		return Entry{}, StatusMiss
 	}
-	e, ok := get(c.valid, id)
+	e, seen, ok := c.hot.get(id)
 	if !ok {
-		e, ok = get(c.invalid, id)
-	}
-	if !ok {
-		return Entry{}, StatusMiss
+		if e, ok = get(c.valid, id); !ok {
+			e, ok = get(c.invalid, id)
+		}
+		if !ok {
+			return Entry{}, StatusMiss
+		}
+		c.hot.install(id, e, seen) // e.Value is bigcache's private copy
 	}
 	ttl := p.NegativeTTL
 	if e.Valid {
@@ -314,9 +319,12 @@ func (c *Cache) store(id string, e Entry) (Entry, error) {
 	if !e.Valid {
 		dst, other = c.invalid, c.valid
 	}
-	if err := dst.Set(id, encode(e)); err != nil {
+	enc := encode(e)
+	if err := dst.Set(id, enc); err != nil {
 		return e, fmt.Errorf("storing %q: %w", id, err)
 	}
+	e.Value = enc[headerLen:len(enc):len(enc)] // a private copy for the hot table
+	c.hot.put(id, e)
 	// bigcache's Delete does not compare keys, so this may also drop an entry
 	// whose ID merely shares the hash: a harmless miss. Concurrent Stores of
 	// both kinds cannot leave both: each Sets before it Deletes.
