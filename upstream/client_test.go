@@ -1,0 +1,191 @@
+package upstream_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// A HostClient's connection cleaner ends on its own once idle; nobody can
+	// stop it sooner.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"))
+}
+
+const token = "client-test-token"
+
+// setup starts a simulator and a client for it; edit adjusts the config.
+func setup(t *testing.T, sc sim.Config, edit func(*upstream.Config)) (*sim.Sim, *upstream.Client) {
+	t.Helper()
+	sc.Token = token
+	s, err := sim.Start(sc, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	cfg := upstream.Defaults()
+	cfg.URL, cfg.Token, cfg.Timeout = s.URL(), token, time.Second
+	cfg.Retry = upstream.RetryConfig{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
+	if sc.Dialect != "" {
+		cfg.Dialect = sc.Dialect
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	format := sc.Format
+	if format == 0 {
+		format = upstream.FormatOfficial
+	}
+	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker), upstream.Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return s, c
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestClientDialects(t *testing.T) {
+	t.Parallel()
+	for _, d := range []upstream.Dialect{upstream.DialectClientV1, upstream.DialectWorker} {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			s, c := setup(t, sim.Config{Dialect: d, Format: upstream.FormatNumeric}, nil)
+			if err := c.Health(ctxFor(t, time.Second)); err != nil {
+				t.Fatalf("Health: %v", err)
+			}
+			m, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: upstream.EntityPLACE}, "", upstream.CallInfo{})
+			if err != nil || upstream.FormatNumeric.Check(m.ID) != nil || m.ID[14] != 'L' {
+				t.Fatalf("Mint = %+v, %v", m, err)
+			}
+			v, err := c.Validate(ctxFor(t, time.Second), m.ID, upstream.CallInfo{})
+			if err != nil || !v.Valid {
+				t.Fatalf("Validate(minted) = %+v, %v", v, err)
+			}
+			v, err = c.Validate(ctxFor(t, time.Second), "03-1-USA-1234-P-2601-3-86", upstream.CallInfo{})
+			if err != nil || v.Valid {
+				t.Fatalf("Validate(unknown) = %+v, %v", v, err)
+			}
+			if err := s.SetFault(sim.Fault{Mode: "refuse"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Health(ctxFor(t, time.Second)); err == nil {
+				t.Fatal("Health succeeded against a refusing upstream")
+			}
+		})
+	}
+}
+
+// TestHalfOpenAdmitsOneTrial: with halfOpenProbes 1, concurrent mints while
+// half-open send exactly one request upstream; the rest fail fast.
+func TestHalfOpenAdmitsOneTrial(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t, sim.Config{Latency: 200 * time.Millisecond}, func(cfg *upstream.Config) {
+		cfg.Breaker = upstream.BreakerConfig{Failures: 1, OpenTimeout: time.Hour, HalfOpenProbes: 1}
+		cfg.Retry.MaxAttempts = 1
+	})
+	if err := s.SetFault(sim.Fault{Mode: "status", Status: 500, Routes: []string{"mint"}, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: upstream.EntityPEO}, "", upstream.CallInfo{}); !errors.Is(err, upstream.ErrUnavailable) {
+		t.Fatalf("first mint: %v", err)
+	}
+	if got := c.Breaker().State(); got != upstream.BreakerOpen {
+		t.Fatalf("breaker %s after one failure, want open", got)
+	}
+	c.Breaker().HalfOpen()
+	before := s.Stats().Mint
+	var wg sync.WaitGroup
+	errs := make([]error, 5)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: upstream.EntityPEO}, "", upstream.CallInfo{})
+		}()
+	}
+	wg.Wait()
+	var ok, open int
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, upstream.ErrCircuitOpen):
+			open++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if n := s.Stats().Mint - before; n != 1 || ok != 1 || open != 4 {
+		t.Errorf("half-open: %d upstream mints, %d ok, %d circuit open; want 1, 1, 4", n, ok, open)
+	}
+	if got := c.Breaker().State(); got != upstream.BreakerClosed {
+		t.Errorf("breaker %s after a good trial, want closed", got)
+	}
+}
+
+func TestInFlightCapWaitsWithinDeadline(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t, sim.Config{}, func(cfg *upstream.Config) { cfg.MaxInFlight = 1; cfg.Timeout = 5 * time.Second })
+	if err := s.SetFault(sim.Fault{Mode: "hang", Routes: []string{"mint"}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Mint(ctxFor(t, 5*time.Second), upstream.MintRequest{Entity: upstream.EntityPEO}, "", upstream.CallInfo{})
+		done <- err
+	}()
+	if err := s.WaitHung(ctxFor(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Mint(ctxFor(t, 100*time.Millisecond), upstream.MintRequest{Entity: upstream.EntityPEO}, "", upstream.CallInfo{})
+	if !errors.Is(err, upstream.ErrTimeout) || upstream.AttemptsOf(err) != 0 {
+		t.Errorf("second mint with the only slot taken: %v (attempts %d), want a timeout with no attempt", err, upstream.AttemptsOf(err))
+	}
+	if n := s.Stats().Mint; n != 1 {
+		t.Errorf("upstream mints = %d, want 1", n)
+	}
+	if err := s.SetFault(sim.Fault{Mode: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("released mint: %v", err)
+	}
+}
+
+func TestIdempotentMintRetriesAfterTimeout(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		idempotent   bool
+		wantAttempts int64
+	}{{false, 1}, {true, 3}} {
+		s, c := setup(t, sim.Config{}, func(cfg *upstream.Config) {
+			cfg.IdempotentMint = tc.idempotent
+			cfg.Timeout = 100 * time.Millisecond
+		})
+		if err := s.SetFault(sim.Fault{Mode: "slow", Latency: "300ms", Routes: []string{"mint"}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: upstream.EntityPEO}, "key-1", upstream.CallInfo{})
+		if !errors.Is(err, upstream.ErrTimeout) {
+			t.Errorf("idempotent=%v: %v, want a timeout", tc.idempotent, err)
+		}
+		if n := s.Stats().Mint; n != tc.wantAttempts {
+			t.Errorf("idempotent=%v: %d upstream attempts, want %d", tc.idempotent, n, tc.wantAttempts)
+		}
+	}
+}
