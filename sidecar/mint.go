@@ -35,6 +35,25 @@ func (s *Sidecar) mintGate(ctx *fasthttp.RequestCtx, client *upstream.Client) *a
 	return nil
 }
 
+// upstreamMint runs do with the current client, within the mint deadline,
+// if the gate lets mints through; otherwise it answers the gate's error and
+// reports false. The mint is counted as in flight before the gate: shutdown
+// sets draining, then waits, so a mint is either counted in time to be
+// waited for or sees draining.
+func (s *Sidecar) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, do func(context.Context, *upstream.Client)) bool {
+	s.busy.add()
+	defer s.busy.done()
+	client := s.client.Load()
+	if e := s.mintGate(ctx, client); e != nil {
+		writeError(ctx, e, nil)
+		return false
+	}
+	c, cancel := context.WithTimeout(context.Background(), cfg.Upstream.MintTimeout)
+	defer cancel()
+	do(c, client)
+	return true
+}
+
 // mint answers POST /v1/mint (design §4).
 func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 	m, e := decodeObject(ctx.PostBody(), "mint body")
@@ -47,18 +66,13 @@ func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		writeError(ctx, e, nil)
 		return
 	}
-	// Counted before the gate: shutdown sets draining, then waits; a mint
-	// is either counted in time to be waited for or sees draining.
-	s.busy.add()
-	defer s.busy.done()
-	client := s.client.Load()
-	if e := s.mintGate(ctx, client); e != nil {
-		writeError(ctx, e, nil)
+	var got upstream.Minted
+	var err error
+	if !s.upstreamMint(ctx, cfg, func(c context.Context, client *upstream.Client) {
+		got, err = client.Mint(c, req, idempotencyKey(ctx), callInfo(ctx))
+	}) {
 		return
 	}
-	c, cancel := context.WithTimeout(context.Background(), cfg.Upstream.MintTimeout)
-	defer cancel()
-	got, err := client.Mint(c, req, idempotencyKey(ctx), callInfo(ctx))
 	if err != nil {
 		writeError(ctx, fromUpstream(err), nil)
 		return
@@ -84,18 +98,13 @@ func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		writeError(ctx, e, nil)
 		return
 	}
-	// Counted before the gate: shutdown sets draining, then waits; a mint
-	// is either counted in time to be waited for or sees draining.
-	s.busy.add()
-	defer s.busy.done()
-	client := s.client.Load()
-	if e := s.mintGate(ctx, client); e != nil {
-		writeError(ctx, e, nil)
+	var ids []string
+	var err error
+	if !s.upstreamMint(ctx, cfg, func(c context.Context, client *upstream.Client) {
+		ids, err = client.MintBatch(c, reqs, idempotencyKey(ctx), callInfo(ctx))
+	}) {
 		return
 	}
-	c, cancel := context.WithTimeout(context.Background(), cfg.Upstream.MintTimeout)
-	defer cancel()
-	ids, err := client.MintBatch(c, reqs, idempotencyKey(ctx), callInfo(ctx))
 	now := s.now()
 	out := make([]*string, len(ids))
 	for i, id := range ids {
