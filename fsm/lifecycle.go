@@ -42,7 +42,7 @@ type Options struct {
 // drives it. Create it with New and drive it with Run; State, Snapshot,
 // Wait, BreakerOpened and Shutdown are safe from any goroutine.
 type Lifecycle struct {
-	cfg    Config
+	cfg    atomic.Pointer[Config] // replaced whole by Reconfigure
 	probe  ProbeFunc
 	log    *slog.Logger
 	now    func() time.Time
@@ -81,7 +81,6 @@ func New(cfg Config, probe ProbeFunc, opts Options) *Lifecycle {
 		panic("fsm: New with nil ProbeFunc")
 	}
 	l := &Lifecycle{
-		cfg:      cfg.withDefaults(),
 		probe:    probe,
 		log:      opts.Logger,
 		now:      opts.Now,
@@ -101,6 +100,7 @@ func New(cfg Config, probe ProbeFunc, opts Options) *Lifecycle {
 	if l.rand == nil {
 		l.rand = rand.Int64N
 	}
+	l.Reconfigure(cfg)
 	l.stateSince = l.now()
 	l.state.Store(Connecting)
 	l.f = looplab.NewFSM(string(Connecting), events(), looplab.Callbacks{
@@ -151,7 +151,7 @@ func (l *Lifecycle) resetTimer(timer *time.Timer) {
 		timer.Stop()
 		return
 	}
-	timer.Reset(l.jitter(NextPoll(l.cfg, s)))
+	timer.Reset(l.jitter(NextPoll(l.config(), s)))
 }
 
 // jitter spreads d uniformly over d±10%.
@@ -188,7 +188,7 @@ func (l *Lifecycle) CheckOnce(ctx context.Context) {
 // A poll cut short because ctx ended is dropped: the sidecar stopping is not
 // an upstream failure.
 func (l *Lifecycle) poll(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	pctx, cancel := context.WithTimeout(ctx, l.config().Timeout)
 	start := l.now()
 	err := l.probe(pctx)
 	latency := l.now().Sub(start)
@@ -229,3 +229,14 @@ func (l *Lifecycle) Shutdown() {
 
 // State returns the current state without locking, for request handlers.
 func (l *Lifecycle) State() State { return l.state.Load().(State) }
+
+// Reconfigure replaces the timings and thresholds (a config reload). Zero or
+// negative fields take their defaults. The wait already under way finishes;
+// the next poll and every decision after it use cfg. The state, counters and
+// transitions are kept. It is safe from any goroutine.
+func (l *Lifecycle) Reconfigure(cfg Config) {
+	c := cfg.withDefaults()
+	l.cfg.Store(&c)
+}
+
+func (l *Lifecycle) config() Config { return *l.cfg.Load() }

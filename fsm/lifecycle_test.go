@@ -3,7 +3,9 @@ package fsm
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -134,4 +136,31 @@ func TestLifecycleRunTwice(t *testing.T) {
 			t.Fatalf("Run = %v", err)
 		}
 	})
+}
+
+func TestReconfigureAppliesToNextDecision(t *testing.T) {
+	t.Parallel()
+	var ok atomic.Bool
+	ok.Store(true)
+	l := New(Config{FailuresToReconnect: 1}, func(context.Context) error {
+		if ok.Load() {
+			return nil
+		}
+		return errors.New("down")
+	}, Options{Logger: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	l.CheckOnce(ctx)
+	if l.State() != Connected {
+		t.Fatalf("state %s, want CONNECTED", l.State())
+	}
+	l.Reconfigure(Config{FailuresToReconnect: 2})
+	ok.Store(false)
+	l.CheckOnce(ctx)
+	if l.State() != Connected {
+		t.Fatalf("after one failed poll with failuresToReconnect 2: %s, want CONNECTED", l.State())
+	}
+	l.CheckOnce(ctx)
+	if l.State() != Reconnecting {
+		t.Fatalf("after two failed polls: %s, want RECONNECTING", l.State())
+	}
 }

@@ -63,7 +63,7 @@ func (l *Lifecycle) observe(ctx context.Context, o Observation) bool {
 	}
 	l.mu.Lock()
 	prev := l.status
-	next, reason := Next(l.cfg, prev, o)
+	next, reason := Next(l.config(), prev, o)
 	if next.State == prev.State {
 		l.status = next // counters only; enterState will not run
 	}

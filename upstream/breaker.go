@@ -30,36 +30,66 @@ const (
 // count and no goroutine is started), a constant open timeout, a timed-out
 // attempt counted as a failure, and our own gate on half-open trials.
 type Breaker struct {
-	cb          *circuit.CircuitBreaker
-	openTimeout time.Duration
-	probes      chan struct{} // half-open trial slots
-	openedAt    atomic.Int64  // UnixNano of the last transition to open
-	trips       atomic.Int64
-	changes     chan BreakerState
-	now         func() time.Time
+	cb       atomic.Pointer[circuit.CircuitBreaker] // replaced by Reconfigure
+	settings atomic.Pointer[breakerSettings]
+	openedAt atomic.Int64 // UnixNano of the last transition to open
+	trips    atomic.Int64
+	changes  chan BreakerState
+	now      func() time.Time
+}
+
+// breakerSettings are replaced whole by Reconfigure.
+type breakerSettings struct {
+	cfg    BreakerConfig
+	probes chan struct{} // half-open trial slots
 }
 
 // NewBreaker builds a closed breaker from cfg (defaults must be filled in).
 func NewBreaker(cfg BreakerConfig) *Breaker {
-	b := &Breaker{
-		openTimeout: cfg.OpenTimeout,
-		probes:      make(chan struct{}, max(cfg.HalfOpenProbes, 1)),
-		changes:     make(chan BreakerState, 16),
-		now:         time.Now,
+	b := &Breaker{changes: make(chan BreakerState, 16), now: time.Now}
+	b.install(cfg, circuit.StateClosed)
+	return b
+}
+
+// Reconfigure applies new thresholds (a config reload). The library fixes
+// them at construction, so a new breaker replaces the old one in the same
+// state: closed stays closed (its count of consecutive failures restarts),
+// half-open stays half-open, and open stays open for the new openTimeout
+// from now. The trip count and the Changes channel are kept. Unchanged
+// settings change nothing. Call it from one goroutine at a time.
+func (b *Breaker) Reconfigure(cfg BreakerConfig) {
+	if b.settings.Load().cfg == cfg {
+		return
 	}
-	b.cb = circuit.New(
+	b.install(cfg, b.cb.Load().State())
+}
+
+func (b *Breaker) install(cfg BreakerConfig, state circuit.State) {
+	var cb *circuit.CircuitBreaker
+	cb = circuit.New(
 		circuit.WithTripFunc(circuit.NewTripFuncConsecutiveFailures(int64(max(cfg.Failures, 1)))),
 		circuit.WithCounterResetInterval(-1),
 		circuit.WithOpenTimeout(cfg.OpenTimeout),
 		circuit.WithHalfOpenMaxSuccesses(1),
 		circuit.WithFailOnContextDeadline(true),
-		circuit.WithOnStateChangeHookFn(b.onStateChange),
+		circuit.WithOnStateChangeHookFn(func(from, to circuit.State) {
+			if b.cb.Load() == cb { // not a retired breaker's timer, nor the carry-over below
+				b.onStateChange(from, to)
+			}
+		}),
 	)
-	return b
+	if state != circuit.StateClosed {
+		cb.SetState(state)
+		if state == circuit.StateOpen {
+			b.openedAt.Store(b.now().UnixNano())
+		}
+	}
+	b.settings.Store(&breakerSettings{cfg: cfg, probes: make(chan struct{}, max(cfg.HalfOpenProbes, 1))})
+	b.cb.Store(cb)
 }
 
 // onStateChange runs while the library holds its lock: it must not call
-// back into b.cb or block.
+// back into the breaker or block.
 func (b *Breaker) onStateChange(_, to circuit.State) {
 	if to == circuit.StateOpen {
 		b.openedAt.Store(b.now().UnixNano())
@@ -76,10 +106,10 @@ func (b *Breaker) onStateChange(_, to circuit.State) {
 func (b *Breaker) Changes() <-chan BreakerState { return b.changes }
 
 // State returns the current state.
-func (b *Breaker) State() BreakerState { return BreakerState(b.cb.State()) }
+func (b *Breaker) State() BreakerState { return BreakerState(b.cb.Load().State()) }
 
 // Failures returns the count of consecutive failures seen while closed.
-func (b *Breaker) Failures() int64 { return b.cb.Counters().ConsecutiveFailures }
+func (b *Breaker) Failures() int64 { return b.cb.Load().Counters().ConsecutiveFailures }
 
 // Trips returns how many times the breaker has opened.
 func (b *Breaker) Trips() int64 { return b.trips.Load() }
@@ -87,15 +117,15 @@ func (b *Breaker) Trips() int64 { return b.trips.Load() }
 // HalfOpen moves an open breaker to half-open at once, so the next request is
 // the trial (used when a health poll succeeds while the breaker is open).
 func (b *Breaker) HalfOpen() {
-	if b.cb.State() == circuit.StateOpen {
-		b.cb.SetState(circuit.StateHalfOpen)
+	if cb := b.cb.Load(); cb.State() == circuit.StateOpen {
+		cb.SetState(circuit.StateHalfOpen)
 	}
 }
 
 // RetryIn returns how long until an open breaker lets a trial through (at
 // least one second, for Retry-After).
 func (b *Breaker) RetryIn() time.Duration {
-	left := b.openTimeout - b.now().Sub(time.Unix(0, b.openedAt.Load()))
+	left := b.settings.Load().cfg.OpenTimeout - b.now().Sub(time.Unix(0, b.openedAt.Load()))
 	return max(left.Round(time.Second), time.Second)
 }
 
@@ -112,15 +142,16 @@ const (
 // should count its result. If the breaker is open, or half-open with every
 // trial slot taken, do returns ErrCircuitOpen without calling attempt.
 func (b *Breaker) do(ctx context.Context, attempt func() (outcome, error)) error {
-	if b.cb.State() == circuit.StateHalfOpen {
+	cb, probes := b.cb.Load(), b.settings.Load().probes
+	if cb.State() == circuit.StateHalfOpen {
 		select {
-		case b.probes <- struct{}{}:
-			defer func() { <-b.probes }()
+		case probes <- struct{}{}:
+			defer func() { <-probes }()
 		default:
 			return ErrCircuitOpen
 		}
 	}
-	_, err := b.cb.Do(ctx, func() (any, error) {
+	_, err := cb.Do(ctx, func() (any, error) {
 		o, err := attempt()
 		switch {
 		case o == countIgnore:
