@@ -37,6 +37,16 @@ type Config struct {
 	Health fsm.Config `yaml:"health"`
 	// Readiness says when /readyz and /health report ready.
 	Readiness Readiness `yaml:"readiness"`
+	// Reload says how often the file is checked for changes.
+	Reload Reload `yaml:"reload"`
+}
+
+// Reload is the reload section.
+type Reload struct {
+	// Interval is how often the config file and upstream.tokenFile are read
+	// and hashed; a change is loaded and applied. SIGHUP reloads at once.
+	// 100ms to 1h. Default 2s.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // ReadinessPolicy says when the sidecar reports ready.
@@ -146,6 +156,7 @@ func Defaults() Config {
 		Log:       Log{Level: "info", Format: "json"},
 		Health:    fsm.Defaults(),
 		Readiness: Readiness{Policy: ReadinessDegraded},
+		Reload:    Reload{Interval: 2 * time.Second},
 	}
 }
 

@@ -114,6 +114,7 @@ health:
   maxReconnectAttempts: 4
   reconnect: {baseDelay: 500ms, maxDelay: 20s}
 readiness: {policy: connected}
+reload: {interval: 5s}
 `
 
 func TestParseFullFile(t *testing.T) {
@@ -145,6 +146,7 @@ func TestParseFullFile(t *testing.T) {
 		Health: fsm.Config{Interval: 10 * time.Second, Timeout: 2 * time.Second, FailuresToReconnect: 2, MaxReconnectAttempts: 4,
 			Reconnect: fsm.ReconnectConfig{BaseDelay: 500 * time.Millisecond, MaxDelay: 20 * time.Second}},
 		Readiness: Readiness{Policy: ReadinessConnected},
+		Reload:    Reload{Interval: 5 * time.Second},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", *c, want)
@@ -166,11 +168,11 @@ func TestParseRejectsBadFiles(t *testing.T) {
 			[]string{`line 3: upstream.retry.maxAttempt: unknown key (did you mean "maxAttempts"?)`}},
 		{"key in the wrong case", "validate: {negativeTTL: 1m}\n",
 			[]string{`line 1: validate.negativeTTL: unknown key (did you mean "negativeTtl"?)`}},
-		{"not yet supported reload", "reload:\n  interval: 2s\n", []string{"line 1: reload: unknown key"}},
+		{"bad reload interval", "reload:\n  interval: 10ms\n", []string{"line 2: reload.interval must be between 100ms and 1h"}},
 		{"not yet supported rateLimit", "rateLimit: {maxCallers: 10}\n", []string{"line 1: rateLimit: unknown key"}},
 		{"bad readiness policy", "readiness: {policy: sometimes}\n", []string{"line 1: readiness.policy must be connected, degraded or always"}},
 		{"bad health interval", "health: {interval: 0s}\n", []string{"line 1: health.interval must be > 0", "health.timeout (5s) must be <= health.interval (0s)"}},
-		{"not yet supported reload", "reload: {interval: 2s}\n", []string{"line 1: reload: unknown key"}},
+		{"bad reload interval", "reload: {interval: 10ms}\n", []string{"line 1: reload.interval must be between 100ms and 1h"}},
 		{"not yet supported rateLimit", "rateLimit: {maxCallers: 5}\n", []string{"line 1: rateLimit: unknown key"}},
 		{"not yet supported metrics", "metrics: {listen: \"\"}\n", []string{"line 1: metrics: unknown key"}},
 		{"not yet supported audit", "audit: {path: \"\"}\n", []string{"line 1: audit: unknown key"}},
@@ -299,7 +301,7 @@ cache: {shards: 3}
 shutdown: {drainTimeout: 10m}
 limits: {maxBodyBytes: 10, maxMetadataBytes: 0, maxBatch: 5000}
 log: {level: trace, format: xml, access: true}
-reload: {interval: 30s}
+audit: {path: x}
 readiness: {policy: sometimes}
 `
 	_, err := Parse([]byte(yaml), noEnv)
@@ -310,7 +312,7 @@ readiness: {policy: sometimes}
 		"line 6: upstream.mintTimeout: must be a duration",
 		"line 9: format: unknown format",
 		"line 14: log.access: unknown key",
-		"line 15: reload: unknown key",
+		"line 15: audit: unknown key",
 		// Validation, section by section.
 		`line 1: listen must be host:port, got "8787"`,
 		`line 3: upstream.url must be an http or https URL`,
@@ -342,7 +344,7 @@ func TestLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.yaml", "listen: 127.0.0.1:8787\n")
-	bad := writeFile(t, dir, "bad.yaml", "listen: 127.0.0.1:8787\nreload: {}\nlog: {level: loud}\n")
+	bad := writeFile(t, dir, "bad.yaml", "listen: 127.0.0.1:8787\nmetrics: {}\nlog: {level: loud}\n")
 	empty := writeFile(t, dir, "empty.yaml", "")
 	missing := filepath.Join(dir, "missing.yaml")
 
@@ -356,7 +358,7 @@ func TestLoad(t *testing.T) {
 		{"missing", missing, []string{fmt.Sprintf("loading config %q: open %s: no such file or directory", missing, missing)}},
 		{"empty", empty, []string{fmt.Sprintf("loading config %q: config file is empty", empty)}},
 		{"every problem", bad, []string{
-			fmt.Sprintf("loading config %q: line 2: reload: unknown key", bad),
+			fmt.Sprintf("loading config %q: line 2: metrics: unknown key", bad),
 			`line 3: log.level must be debug, info, warn or error, got "loud"`,
 		}},
 	} {

@@ -35,6 +35,7 @@ func (c *Config) Validate() error {
 		c.Log.validate(),
 		c.Health.Validate(),
 		c.Readiness.validate(),
+		c.Reload.validate(),
 	)
 }
 
@@ -122,4 +123,11 @@ func (r Readiness) validate() error {
 		return nil
 	}
 	return fmt.Errorf("readiness.policy must be connected, degraded or always, got %q", r.Policy)
+}
+
+func (r Reload) validate() error {
+	if r.Interval < 100*time.Millisecond || r.Interval > time.Hour {
+		return fmt.Errorf("reload.interval must be between 100ms and 1h, got %s", r.Interval)
+	}
+	return nil
 }
