@@ -81,6 +81,10 @@ func NewWatcher(path string, lookupEnv func(string) (string, bool), opts Watcher
 		status: Status{Path: path}, changed: make(chan struct{})}
 }
 
+// SetLogger replaces the logger, e.g. once Load has told which log format the
+// config wants. Call it before Run.
+func (w *Watcher) SetLogger(l *slog.Logger) { w.log = l }
+
 // Load reads and parses the file for the first time (generation 1).
 func (w *Watcher) Load() (*Config, error) {
 	data, err := os.ReadFile(w.path)
@@ -188,7 +192,7 @@ func (w *Watcher) Status() Status {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.status
-	s.RestartRequired = append([]string(nil), s.RestartRequired...)
+	s.RestartRequired = append([]string{}, s.RestartRequired...)
 	return s
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,14 +41,17 @@ func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // harness is a sidecar on a real loopback listener in front of a simulator.
 type harness struct {
-	t      *testing.T
-	sc     *sidecar.Sidecar
-	cancel context.CancelFunc // stops the sidecar
-	done   chan error         // Run's result
-	sim    *sim.Sim
-	base   string
-	clock  *clock
-	http   *http.Client
+	t       *testing.T
+	file    string          // the watched config file (startFile)
+	reload  chan os.Signal  // SIGHUP stand-in (startFile)
+	watcher *config.Watcher // (startFile)
+	sc      *sidecar.Sidecar
+	cancel  context.CancelFunc // stops the sidecar
+	done    chan error         // Run's result
+	sim     *sim.Sim
+	base    string
+	clock   *clock
+	http    *http.Client
 }
 
 const testToken = "test-token-0123456789"
@@ -62,6 +67,18 @@ func start(t *testing.T, simCfg sim.Config, extra string) *harness {
 // and starting the sidecar (e.g. to start with upstream down).
 func startWith(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)) *harness {
 	t.Helper()
+	return launch(t, simCfg, extra, before, false)
+}
+
+// startFile is start with the config in a file that the sidecar watches;
+// h.writeConfig changes it and h.reload stands in for SIGHUP.
+func startFile(t *testing.T, simCfg sim.Config, extra string) *harness {
+	t.Helper()
+	return launch(t, simCfg, extra, nil, true)
+}
+
+func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim), fileBased bool) *harness {
+	t.Helper()
 	if simCfg.Token == "" {
 		simCfg.Token = testToken
 	}
@@ -73,6 +90,46 @@ func startWith(t *testing.T, simCfg sim.Config, extra string, before func(*sim.S
 	if before != nil {
 		before(s)
 	}
+	yaml := configFor(s, simCfg, extra)
+	h := &harness{t: t, sim: s, clock: &clock{},
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	opts := sidecar.Options{Version: "test", Now: h.clock.now}
+	var cfg *config.Config
+	if fileBased {
+		h.file, h.reload = filepath.Join(t.TempDir(), "config.yaml"), make(chan os.Signal, 1)
+		h.writeConfig(yaml)
+		h.watcher = config.NewWatcher(h.file, noEnv, config.WatcherOptions{})
+		opts.Watcher, opts.Reload = h.watcher, h.reload
+		cfg, err = h.watcher.Load()
+	} else {
+		cfg, err = config.Parse([]byte(yaml), noEnv)
+	}
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", yaml, err)
+	}
+	if h.sc, err = sidecar.New(cfg, opts); err != nil {
+		t.Fatalf("sidecar.New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.base = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- h.sc.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		if err := h.stop(); err != nil {
+			t.Errorf("sidecar Run: %v", err)
+		}
+		h.http.CloseIdleConnections()
+	})
+	return h
+}
+
+// configFor is a config file for a sidecar in front of s: extra's lines,
+// with upstream.url, dialect and (unless extra sets one) token filled in.
+func configFor(s *sim.Sim, simCfg sim.Config, extra string) string {
 	dialect := string(simCfg.Dialect)
 	if dialect == "" {
 		dialect = "client-v1"
@@ -86,34 +143,24 @@ func startWith(t *testing.T, simCfg sim.Config, extra string, before func(*sim.S
 		yaml += "upstream:\n"
 	}
 	yaml = strings.Replace(yaml, "upstream:\n", fmt.Sprintf("upstream:\n  url: %s\n  dialect: %s\n", s.URL(), dialect), 1)
-	if !strings.Contains(extra, "token:") {
+	if !strings.Contains(extra, "token") {
 		yaml = strings.Replace(yaml, "upstream:\n", "upstream:\n  token: "+testToken+"\n", 1)
 	}
-	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config:\n%s\n%v", yaml, err)
+	return yaml
+}
+
+func noEnv(string) (string, bool) { return "", false }
+
+// writeConfig replaces the watched config file atomically.
+func (h *harness) writeConfig(yaml string) {
+	h.t.Helper()
+	tmp := h.file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(yaml), 0o600); err != nil {
+		h.t.Fatal(err)
 	}
-	c := &clock{}
-	sc, err := sidecar.New(cfg, sidecar.Options{Version: "test", Now: c.now})
-	if err != nil {
-		t.Fatalf("sidecar.New: %v", err)
+	if err := os.Rename(tmp, h.file); err != nil {
+		h.t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sc.Run(ctx, ln) }()
-	h := &harness{t: t, sc: sc, cancel: cancel, done: done, sim: s, base: "http://" + ln.Addr().String(), clock: c,
-		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
-	t.Cleanup(func() {
-		if err := h.stop(); err != nil {
-			t.Errorf("sidecar Run: %v", err)
-		}
-		h.http.CloseIdleConnections()
-	})
-	return h
 }
 
 // stop shuts the sidecar down and returns Run's result; it may be called

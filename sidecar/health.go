@@ -61,6 +61,7 @@ type healthDoc struct {
 	Resilience  healthResil      `json:"resilience"`
 	Upstream    healthUpstream   `json:"upstream"`
 	Readiness   healthReadiness  `json:"readiness"`
+	Config      config.Status    `json:"config"`
 	Transitions []fsm.Transition `json:"transitions"`
 	Format      string           `json:"format"`
 	Entity      []string         `json:"entityTypes"`
@@ -142,6 +143,7 @@ func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
 		Resilience:  s.resilience(cfg),
 		Upstream:    healthUpstream{URL: redactURL(cfg.Upstream.URL), Dialect: cfg.Upstream.Dialect, Token: client.HasToken(), InFlight: client.InFlight(), PollEvery: cfg.Health.Interval.String()},
 		Readiness:   healthReadiness{Policy: cfg.Readiness.Policy, Ready: ready},
+		Config:      s.configStatus(),
 		Transitions: snap.Transitions,
 		Format:      cfg.Format.String(),
 		Mode:        string(cfg.Validation.Mode),
@@ -189,4 +191,13 @@ func (s *Sidecar) resilience(cfg *config.Config) healthResil {
 			TTLMs: cfg.Validation.TTL.Milliseconds(), HitRate: fmt.Sprintf("%.2f%%", rate),
 		},
 	}
+}
+
+// configStatus is the reload state; without a watcher (dev mode, serve
+// without a file) the config is generation 1 and never reloads.
+func (s *Sidecar) configStatus() config.Status {
+	if s.watcher != nil {
+		return s.watcher.Status()
+	}
+	return config.Status{Generation: 1, LoadedAt: s.started, RestartRequired: []string{}}
 }

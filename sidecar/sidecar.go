@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,14 @@ var _ link = (*fsm.Lifecycle)(nil)
 type Options struct {
 	Logger  *slog.Logger // nil: discard
 	Version string       // reported in /health, mint answers and User-Agent
+	// LogLevel, if set, is the level var behind Logger; reloads set it to
+	// log.level.
+	LogLevel *slog.LevelVar
+	// Watcher, if set, is the watcher that loaded the config: Run reloads
+	// through it on every change of the file and on each value from Reload.
+	Watcher *config.Watcher
+	// Reload delivers reload requests (SIGHUP). Nil: polling only.
+	Reload <-chan os.Signal
 	// Now is the clock; nil means time.Now. Tests inject one to move TTLs.
 	Now func() time.Time
 }
@@ -58,6 +67,9 @@ type Sidecar struct {
 	breaker *upstream.Breaker
 	client  atomic.Pointer[upstream.Client]
 	life    *fsm.Lifecycle // Run drives it; handlers read it through link
+	watcher *config.Watcher
+	reload  <-chan os.Signal
+	level   *slog.LevelVar
 	link    link
 	log     *slog.Logger
 	version string
@@ -99,6 +111,9 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		now:       opts.Now,
 		started:   opts.Now(),
 		ridPrefix: hex.EncodeToString(p[:]) + "-",
+		watcher:   opts.Watcher,
+		reload:    opts.Reload,
+		level:     opts.LogLevel,
 	}
 	s.cfg.Store(cfg)
 	s.client.Store(cl)
@@ -138,6 +153,10 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	bg.Add(2)
 	go func() { defer bg.Done(); _ = s.life.Run(lctx) }() // ErrRunning only if Run is called twice
 	go func() { defer bg.Done(); s.watchBreaker(lctx) }()
+	if s.watcher != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); _ = s.watcher.Run(lctx, s.applyConfig, s.reload) }()
+	}
 	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", redactURL(cfg.Upstream.URL),
 		"dialect", cfg.Upstream.Dialect, "format", cfg.Format.String(), "version", s.version)
 	var serveErr error

@@ -45,8 +45,8 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening on %q: %w", cfg.Listen, err)
 	}
-	log := newLogger(stderr, cfg.Log)
-	sc, err := sidecar.New(cfg, sidecar.Options{Logger: log, Version: version})
+	log, level := newLogger(stderr, cfg.Log)
+	sc, err := sidecar.New(cfg, sidecar.Options{Logger: log, LogLevel: level, Version: version})
 	if err != nil {
 		_ = ln.Close()
 		return err

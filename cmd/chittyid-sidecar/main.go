@@ -120,12 +120,16 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func newLogger(w io.Writer, l config.Log) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+// newLogger builds the process logger; the level var lets reloads change
+// log.level.
+func newLogger(w io.Writer, l config.Log) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	level.Set(l.SlogLevel())
+	opts := &slog.HandlerOptions{Level: level}
 	if l.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(slog.NewTextHandler(w, opts)), level
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(slog.NewJSONHandler(w, opts)), level
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -134,28 +138,37 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var cfg *config.Config
-	var err error
 	if *path == "" {
-		cfg, err = config.Parse([]byte("{}"), os.LookupEnv)
-	} else {
-		cfg, err = config.Load(*path, os.LookupEnv)
+		cfg, err := config.Parse([]byte("{}"), os.LookupEnv)
+		if err != nil {
+			return &exitError{2, err}
+		}
+		log, level := newLogger(stderr, cfg.Log)
+		return runSidecar(ctx, cfg, sidecar.Options{Logger: log, LogLevel: level})
 	}
+	w := config.NewWatcher(*path, os.LookupEnv, config.WatcherOptions{})
+	cfg, err := w.Load()
 	if err != nil {
 		return &exitError{2, err}
 	}
-	return runSidecar(ctx, cfg, newLogger(stderr, cfg.Log))
+	log, level := newLogger(stderr, cfg.Log)
+	w.SetLogger(log)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return runSidecar(ctx, cfg, sidecar.Options{Logger: log, LogLevel: level, Watcher: w, Reload: hup})
 }
 
-func runSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	s, err := sidecar.New(cfg, sidecar.Options{Logger: log, Version: version})
+func runSidecar(ctx context.Context, cfg *config.Config, opts sidecar.Options) error {
+	opts.Version = version
+	s, err := sidecar.New(cfg, opts)
 	if err != nil {
 		return err
 	}
 	if err := s.Run(ctx, nil); err != nil {
 		return err
 	}
-	log.Info("stopped cleanly")
+	opts.Logger.Info("stopped cleanly")
 	return nil
 }
 
