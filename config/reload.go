@@ -38,6 +38,10 @@ type Status struct {
 	// RestartRequired lists keys changed in the file that apply only after
 	// a restart.
 	RestartRequired []string `json:"restartRequired"`
+	// Applied counts reloads applied since start (not the initial load);
+	// Rejected counts distinct files (or read errors) rejected.
+	Applied  int64 `json:"applied"`
+	Rejected int64 `json:"rejected"`
 }
 
 // Watcher loads the config file and reloads it when its content changes:
@@ -152,6 +156,7 @@ func (w *Watcher) Check(apply ApplyFunc, force bool) bool {
 	w.current, w.seen = next, w.fingerprint(data, next)
 	w.mu.Lock()
 	w.status.Generation++
+	w.status.Applied++
 	w.status.Hash, w.status.LoadedAt = hashHex(data), w.now()
 	w.status.LastError, w.status.LastErrorAt = "", nil
 	w.status.RestartRequired = restart
@@ -174,10 +179,14 @@ func (w *Watcher) reject(err error, fp [sha256.Size]byte, force bool) {
 	now := w.now()
 	w.mu.Lock()
 	same := w.status.LastError == err.Error()
+	fresh := force || !(repeated || same)
 	w.status.LastError, w.status.LastErrorAt = err.Error(), &now
+	if fresh {
+		w.status.Rejected++
+	}
 	w.notifyLocked()
 	w.mu.Unlock()
-	if force || !(repeated || same) {
+	if fresh {
 		w.log.Error("config rejected; the running config is kept", "error", err.Error())
 	}
 }

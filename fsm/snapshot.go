@@ -48,6 +48,8 @@ type Snapshot struct {
 	Polls PollCounts `json:"polls"`
 	// Transitions are the last transitions (at most 20), oldest first.
 	Transitions []Transition `json:"transitions"`
+	// TransitionsTotal counts every transition since start.
+	TransitionsTotal int64 `json:"transitionsTotal"`
 }
 
 // Snapshot returns a copy of the current status, poll figures and recent
@@ -64,6 +66,8 @@ func (l *Lifecycle) Snapshot() Snapshot {
 		LastPoll:      l.lastPoll,
 		Polls:         l.polls,
 		Transitions:   l.transitions.list(),
+
+		TransitionsTotal: l.transitions.total,
 	}
 }
 
@@ -111,15 +115,17 @@ const ringSize = 20
 
 // ring holds the newest ringSize transitions.
 type ring struct {
-	buf  [ringSize]Transition
-	next int // index the next push writes
-	n    int // how many are stored
+	buf   [ringSize]Transition
+	next  int   // index the next push writes
+	n     int   // how many are stored
+	total int64 // pushes since start
 }
 
 func (r *ring) push(t Transition) {
 	r.buf[r.next] = t
 	r.next = (r.next + 1) % ringSize
 	r.n = min(r.n+1, ringSize)
+	r.total++
 }
 
 // list returns the stored transitions, oldest first.

@@ -18,7 +18,7 @@ func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 	restart := keepRestartOnly(old, next)
 	var client *upstream.Client
 	if next.Upstream != old.Upstream || next.Format != old.Format {
-		c, err := upstream.New(next.Upstream, next.Format, s.breaker, upstream.Options{Version: s.version})
+		c, err := upstream.New(next.Upstream, next.Format, s.breaker, s.upstreamOptions())
 		if err != nil {
 			return nil, fmt.Errorf("building the upstream client: %w", err)
 		}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"runtime/debug"
+	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/valyala/fasthttp"
 )
 
@@ -18,48 +20,62 @@ var (
 func (s *Sidecar) handle(ctx *fasthttp.RequestCtx) {
 	defer s.recoverPanic(ctx)
 	s.setRequestID(ctx)
-	cfg := s.cfg.Load() // one snapshot for the whole request
+	r := s.dispatch(ctx, s.cfg.Load()) // one config snapshot for the whole request
+	s.metrics.done(ctx, r, time.Since(ctx.Time()))
+}
+
+// dispatch serves the request and reports which route it was.
+func (s *Sidecar) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) route {
 	path := ctx.Path()
 	rest, api := cutAPIPrefix(path)
 	if !api {
 		switch string(path) {
 		case "/health":
 			s.onlyGet(ctx, s.health)
+			return routeHealth
 		case "/healthz":
 			s.onlyGet(ctx, s.healthz)
+			return routeHealthz
 		case "/readyz":
 			s.onlyGet(ctx, s.readyz)
-		default:
-			writeError(ctx, newAPIError(codeNotFound, "no route "+clipPath(path)), nil)
+			return routeReadyz
+		case "/metrics":
+			s.onlyGet(ctx, s.metrics.handler)
+			return routeMetrics
 		}
-		return
+		writeError(ctx, newAPIError(codeNotFound, "no route "+clipPath(path)), nil)
+		return routeOther
 	}
 	if bytes.HasPrefix(rest, routeValid) {
 		if !ctx.IsGet() && !ctx.IsHead() {
 			methodNotAllowed(ctx, "GET")
-			return
+		} else {
+			s.validate(ctx, cfg, string(rest[len(routeValid):]))
 		}
-		s.validate(ctx, cfg, string(rest[len(routeValid):]))
-		return
+		return routeValidate
 	}
 	switch string(rest) {
 	case "/mint":
 		if s.onlyPost(ctx) {
 			s.mint(ctx, cfg)
 		}
+		return routeMint
 	case "/mint/batch":
 		if s.onlyPost(ctx) {
 			s.mintBatch(ctx, cfg)
 		}
+		return routeMintBatch
 	case "/validate":
 		if s.onlyPost(ctx) {
 			s.validateBody(ctx, cfg)
 		}
+		return routeValidatePost
 	case "/health":
 		s.onlyGet(ctx, s.health)
-	default:
-		writeError(ctx, newAPIError(codeNotFound, "no route "+clipPath(path)), nil)
+		return routeHealth
 	}
+	writeError(ctx, newAPIError(codeNotFound, "no route "+clipPath(path)), nil)
+	return routeOther
 }
 
 // cutAPIPrefix strips /v1 or /api/v1 (every /v1 route is served under both).

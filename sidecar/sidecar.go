@@ -23,6 +23,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -56,6 +57,9 @@ type Options struct {
 	Watcher *config.Watcher
 	// Reload delivers reload requests (SIGHUP). Nil: polling only.
 	Reload <-chan os.Signal
+	// Registry receives the sidecar's metrics, served on /metrics. Nil: a
+	// new registry of its own.
+	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now. Tests inject one to move TTLs.
 	Now func() time.Time
 }
@@ -70,11 +74,15 @@ type Sidecar struct {
 	watcher *config.Watcher
 	reload  <-chan os.Signal
 	level   *slog.LevelVar
+	metrics *metrics
 	link    link
 	log     *slog.Logger
 	version string
 	now     func() time.Time
-	started time.Time
+	// injected says now is a test clock, to be used for request times too;
+	// otherwise a request's time is the one fasthttp read it at.
+	injected bool
+	started  time.Time
 
 	draining  atomic.Bool   // set at shutdown: readiness false, new mints refused
 	busy      inflight      // requests waiting on upstream; shutdown waits for them
@@ -88,7 +96,8 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
+	injected := opts.Now != nil
+	if !injected {
 		opts.Now = time.Now
 	}
 	c, err := cache.New(cfg.Cache, cfg.Validation.Policy(), cache.WithClock(opts.Now))
@@ -96,11 +105,6 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		return nil, fmt.Errorf("building the cache: %w", err)
 	}
 	b := upstream.NewBreaker(cfg.Upstream.Breaker)
-	cl, err := upstream.New(cfg.Upstream, cfg.Format, b, upstream.Options{Version: opts.Version})
-	if err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("building the upstream client: %w", err)
-	}
 	var p [4]byte
 	_, _ = rand.Read(p[:])
 	s := &Sidecar{
@@ -114,12 +118,29 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		watcher:   opts.Watcher,
 		reload:    opts.Reload,
 		level:     opts.LogLevel,
+		injected:  injected,
 	}
 	s.cfg.Store(cfg)
-	s.client.Store(cl)
 	s.life = fsm.New(cfg.Health, s.probe, fsm.Options{Logger: opts.Logger, OnGoodPollWhileOpen: b.HalfOpen, Now: opts.Now})
 	s.link = s.life
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if s.metrics, err = newMetrics(s, opts.Registry); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	cl, err := upstream.New(cfg.Upstream, cfg.Format, b, s.upstreamOptions())
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("building the upstream client: %w", err)
+	}
+	s.client.Store(cl)
 	return s, nil
+}
+
+func (s *Sidecar) upstreamOptions() upstream.Options {
+	return upstream.Options{Version: s.version, Observer: s.metrics}
 }
 
 // probe is one health poll of the current upstream client.
@@ -297,4 +318,12 @@ func redactURL(raw string) string {
 // ends. It is for tests and tools that embed the sidecar.
 func (s *Sidecar) WaitState(ctx context.Context, want fsm.State) error {
 	return s.life.Wait(ctx, want)
+}
+
+// requestTime is the time a request is judged at (cache freshness, Age).
+func (s *Sidecar) requestTime(ctx *fasthttp.RequestCtx) time.Time {
+	if s.injected {
+		return s.now()
+	}
+	return ctx.Time()
 }

@@ -57,7 +57,7 @@ func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, id stri
 		return
 	}
 	p := cfg.Validation.Policy()
-	now := s.now()
+	now := s.requestTime(ctx)
 	e, st := s.cache.Lookup(id, p, now)
 	if st == cache.StatusHit {
 		writeCached(ctx, id, e, st, now)

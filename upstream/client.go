@@ -28,13 +28,57 @@ type Client struct {
 	base    string // path prefix: "/v1" for client-v1, "" for worker
 	slots   chan struct{}
 	agent   string
+	obs     Observer
 }
 
 // Options are the parts of a Client that are not in the config file.
 type Options struct {
 	// Version is sent in the User-Agent ("chittyid-sidecar/<Version>").
 	Version string
+	// Observer, if set, is told about every attempt and retry.
+	Observer Observer
 }
+
+// Observer is told about upstream attempts, for metrics. It must be fast
+// and safe for concurrent use.
+type Observer interface {
+	// Attempt reports one request sent upstream: its operation ("mint",
+	// "mint batch", "validate"), its outcome (see Outcome) and how long it took.
+	Attempt(op, outcome string, d time.Duration)
+	// Retry reports that a failed attempt of op will be tried again.
+	Retry(op string)
+}
+
+// Outcome names the result of an attempt for metrics and logs: "ok", or
+// the failure kind ("unavailable", "timeout", "rate_limited",
+// "unauthorized", "rejected", "fallback", "bad_response", "circuit_open").
+func Outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrCircuitOpen):
+		return "circuit_open"
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrRateLimited):
+		return "rate_limited"
+	case errors.Is(err, ErrUnauthorized):
+		return "unauthorized"
+	case errors.Is(err, ErrRejected):
+		return "rejected"
+	case errors.Is(err, ErrFallback):
+		return "fallback"
+	case errors.Is(err, ErrBadResponse):
+		return "bad_response"
+	}
+	return "unavailable"
+}
+
+// noObserver is the Observer when none is given.
+type noObserver struct{}
+
+func (noObserver) Attempt(string, string, time.Duration) {}
+func (noObserver) Retry(string)                          {}
 
 // New builds a client for cfg (with defaults filled in and validated) that
 // expects IDs of format and counts failures on b.
@@ -63,6 +107,10 @@ func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
 		base:    strings.TrimRight(u.EscapedPath(), "/"),
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		agent:   "chittyid-sidecar/" + opts.Version,
+		obs:     opts.Observer,
+	}
+	if c.obs == nil {
+		c.obs = noObserver{}
 	}
 	if cfg.Dialect == DialectWorker {
 		c.base = "" // the worker's routes hang off the host root

@@ -31,10 +31,13 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 	for attempt := 1; ; attempt++ {
 		var ar attemptResult
 		err := c.breaker.do(ctx, func() (outcome, error) {
+			began := time.Now()
 			ar = c.attempt(ctx, r, accept)
-			if ar.err == nil {
+			if ar.err == nil { // a nil *CallError is not a nil error: test it here
+				c.obs.Attempt(r.op, "ok", time.Since(began))
 				return countSuccess, nil
 			}
+			c.obs.Attempt(r.op, Outcome(ar.err), time.Since(began))
 			return ar.count, ar.err
 		})
 		if err == nil {
@@ -61,6 +64,7 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 			}
 			return response{}, ce // the next try would not fit the caller's deadline
 		}
+		c.obs.Retry(r.op)
 		if !sleep(ctx, wait) {
 			e := callErr(r.op, ErrTimeout, ce.Status, "deadline ran out while waiting to retry")
 			e.Attempts, e.Cause = attempt, ctx.Err()

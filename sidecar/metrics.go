@@ -1,0 +1,188 @@
+package sidecar
+
+import (
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+const ns = "chittyid_sidecar"
+
+// route identifies a route in metrics and logs.
+type route uint8
+
+const (
+	routeOther route = iota
+	routeValidate
+	routeValidatePost
+	routeMint
+	routeMintBatch
+	routeHealth
+	routeHealthz
+	routeReadyz
+	routeMetrics
+	routeCount
+)
+
+var routeNames = [routeCount]string{"other", "validate", "validate_post", "mint", "mint_batch", "health", "healthz", "readyz", "metrics"}
+
+func (r route) String() string { return routeNames[r] }
+
+// statuses are the status codes the API answers with; anything else counts
+// as "other".
+var statuses = [...]int{200, 400, 401, 404, 405, 413, 429, 500, 502, 503, 504}
+
+func statusIndex(code int) int {
+	for i, s := range statuses {
+		if s == code {
+			return i
+		}
+	}
+	return len(statuses)
+}
+
+// xCacheKinds index the validate answer counters.
+var xCacheKinds = [...]string{"HIT", "MISS", "STALE", "LOCAL"}
+
+// metrics holds the sidecar's Prometheus collectors. Everything the
+// hot path touches is resolved at start (no label lookups per request) and
+// lock-free; figures other components already count are read at scrape
+// time instead of being counted twice.
+type metrics struct {
+	requests    [routeCount][len(statuses) + 1]prometheus.Counter
+	duration    [routeCount]prometheus.Observer
+	validate    [len(xCacheKinds)]prometheus.Counter
+	rateLimited [routeCount]prometheus.Counter
+	attempts    *prometheus.CounterVec
+	attemptDur  *prometheus.HistogramVec
+	retries     *prometheus.CounterVec
+	handler     fasthttp.RequestHandler
+}
+
+// newMetrics registers the sidecar's metrics on reg.
+func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
+	m := &metrics{}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
+		Help: "Requests answered, by route and HTTP status code."}, []string{"route", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "request_duration_seconds",
+		Help:    "Time from reading a request to handing its answer to the server, by route.",
+		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
+		[]string{"route"})
+	validate := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "validate_answers_total",
+		Help: "Validate answers by X-Cache kind (HIT, MISS, STALE, LOCAL)."}, []string{"cache"})
+	limited := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rate_limited_total",
+		Help: "Requests refused by a local rate limit, by route."}, []string{"route"})
+	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_attempts_total",
+		Help: "Requests sent upstream, by operation and outcome."}, []string{"op", "outcome"})
+	m.attemptDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "upstream_attempt_duration_seconds",
+		Help: "Duration of upstream attempts, by operation.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12)}, []string{"op"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_retries_total",
+		Help: "Failed upstream attempts that were tried again, by operation."}, []string{"op"})
+	for r := route(0); r < routeCount; r++ {
+		for i := range statuses {
+			m.requests[r][i] = requests.WithLabelValues(r.String(), strconv.Itoa(statuses[i]))
+		}
+		m.requests[r][len(statuses)] = requests.WithLabelValues(r.String(), "other")
+		m.duration[r] = duration.WithLabelValues(r.String())
+		m.rateLimited[r] = limited.WithLabelValues(r.String())
+	}
+	for i, k := range xCacheKinds {
+		m.validate[i] = validate.WithLabelValues(k)
+	}
+	cols := []prometheus.Collector{requests, duration, validate, limited, m.attempts, m.attemptDur, m.retries}
+	cols = append(cols, s.scrapeCollectors()...)
+	for _, c := range cols {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return m, nil
+}
+
+// scrapeCollectors read figures kept elsewhere (cache, breaker, lifecycle,
+// config watcher) when Prometheus scrapes.
+func (s *Sidecar) scrapeCollectors() []prometheus.Collector {
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, f)
+	}
+	gauge := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help, ConstLabels: labels}, f)
+	}
+	cs := func(f func(cache.Stats) int64) func() float64 {
+		return func() float64 { return float64(f(s.cache.Stats())) }
+	}
+	cols := []prometheus.Collector{
+		counter("cache_hits_total", "Validate lookups answered fresh from the cache.", cs(func(c cache.Stats) int64 { return c.Hits })),
+		counter("cache_misses_total", "Validate lookups that found no fresh entry.", cs(func(c cache.Stats) int64 { return c.Misses })),
+		counter("cache_stale_served_total", "Expired entries served stale while upstream failed.", cs(func(c cache.Stats) int64 { return c.StaleServed })),
+		counter("cache_evictions_total", "Entries evicted because the cache was full.", cs(func(c cache.Stats) int64 { return c.Evictions })),
+		counter("cache_coalesced_waiters_total", "Validate misses that waited on another caller's upstream call.", cs(func(c cache.Stats) int64 { return c.Coalesced })),
+		gauge("cache_entries", "Entries in the cache.", nil, cs(func(c cache.Stats) int64 { return c.Entries })),
+		gauge("cache_bytes", "Bytes the cache has allocated.", nil, cs(func(c cache.Stats) int64 { return c.Bytes })),
+		gauge("mints_in_flight", "Upstream mints under way.", nil, func() float64 { return float64(s.client.Load().InFlight()) }),
+		counter("breaker_trips_total", "Times the circuit breaker opened.", func() float64 { return float64(s.breaker.Trips()) }),
+		counter("lifecycle_transitions_total", "Lifecycle state transitions.", func() float64 { return float64(s.link.Snapshot().TransitionsTotal) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "health_polls_total", Help: "Health polls by outcome.",
+			ConstLabels: prometheus.Labels{"outcome": "ok"}}, func() float64 { return float64(s.link.Snapshot().Polls.OK) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "health_polls_total", Help: "Health polls by outcome.",
+			ConstLabels: prometheus.Labels{"outcome": "failed"}}, func() float64 { return float64(s.link.Snapshot().Polls.Failed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total", Help: "Config reloads by outcome.",
+			ConstLabels: prometheus.Labels{"outcome": "applied"}}, func() float64 { return float64(s.configStatus().Applied) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total", Help: "Config reloads by outcome.",
+			ConstLabels: prometheus.Labels{"outcome": "rejected"}}, func() float64 { return float64(s.configStatus().Rejected) }),
+		gauge("config_generation", "Generation of the running config (1 at start).", nil, func() float64 { return float64(s.configStatus().Generation) }),
+		gauge("build_info", "Always 1; labels carry the version.", prometheus.Labels{"version": s.version, "goversion": runtime.Version()}, func() float64 { return 1 }),
+	}
+	for _, st := range []upstream.BreakerState{upstream.BreakerClosed, upstream.BreakerOpen, upstream.BreakerHalfOpen} {
+		cols = append(cols, gauge("breaker_state", "1 for the breaker's current state, 0 for the others.", prometheus.Labels{"state": string(st)},
+			func() float64 { return boolFloat(s.breaker.State() == st) }))
+	}
+	for _, st := range []fsm.State{fsm.Connecting, fsm.Connected, fsm.Reconnecting, fsm.Failed, fsm.Disconnected} {
+		cols = append(cols, gauge("lifecycle_state", "1 for the upstream link's current state, 0 for the others.", prometheus.Labels{"state": string(st)},
+			func() float64 { return boolFloat(s.link.State() == st) }))
+	}
+	return cols
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// done records one answered request.
+func (m *metrics) done(ctx *fasthttp.RequestCtx, r route, d time.Duration) {
+	m.requests[r][statusIndex(ctx.Response.StatusCode())].Inc()
+	m.duration[r].Observe(d.Seconds())
+	if r != routeValidate && r != routeValidatePost {
+		return
+	}
+	xc := ctx.Response.Header.Peek(headerXCache)
+	for i, k := range xCacheKinds {
+		if string(xc) == k {
+			m.validate[i].Inc()
+			return
+		}
+	}
+}
+
+// Attempt implements upstream.Observer.
+func (m *metrics) Attempt(op, outcome string, d time.Duration) {
+	m.attempts.WithLabelValues(op, outcome).Inc()
+	m.attemptDur.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// Retry implements upstream.Observer.
+func (m *metrics) Retry(op string) { m.retries.WithLabelValues(op).Inc() }
+
+var _ upstream.Observer = (*metrics)(nil)

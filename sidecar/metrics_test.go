@@ -1,0 +1,144 @@
+package sidecar_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// scrape parses /metrics with client_golang's own text parser.
+func (h *harness) scrape() map[string]*dto.MetricFamily {
+	h.t.Helper()
+	resp, err := h.http.Get(h.base + "/metrics")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		h.t.Fatalf("parsing /metrics: %v", err)
+	}
+	return fams
+}
+
+// value returns the value of the series of family name whose labels include
+// every pair in labels (name=value, …), or -1 if there is none.
+func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	f, ok := fams[name]
+	if !ok {
+		return -1
+	}
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for _, kv := range labels {
+			k, v, _ := strings.Cut(kv, "=")
+			if have[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch f.GetType() {
+		case dto.MetricType_COUNTER:
+			return m.GetCounter().GetValue()
+		case dto.MetricType_GAUGE:
+			return m.GetGauge().GetValue()
+		case dto.MetricType_HISTOGRAM:
+			return float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return -1
+}
+
+func TestMetricsFamiliesAndScenario(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "upstream:\n  retry: {maxAttempts: 2, baseDelay: 1ms, maxDelay: 1ms}\n  breaker: {failures: 2, openTimeout: 1h}\nhealth: {interval: 1h, timeout: 1s}\n")
+	h.waitState(fsm.Connected)
+	fams := h.scrape()
+	for name, typ := range map[string]dto.MetricType{
+		"chittyid_sidecar_requests_total":                dto.MetricType_COUNTER,
+		"chittyid_sidecar_request_duration_seconds":      dto.MetricType_HISTOGRAM,
+		"chittyid_sidecar_validate_answers_total":        dto.MetricType_COUNTER,
+		"chittyid_sidecar_cache_hits_total":              dto.MetricType_COUNTER,
+		"chittyid_sidecar_cache_misses_total":            dto.MetricType_COUNTER,
+		"chittyid_sidecar_cache_stale_served_total":      dto.MetricType_COUNTER,
+		"chittyid_sidecar_cache_evictions_total":         dto.MetricType_COUNTER,
+		"chittyid_sidecar_cache_entries":                 dto.MetricType_GAUGE,
+		"chittyid_sidecar_cache_bytes":                   dto.MetricType_GAUGE,
+		"chittyid_sidecar_cache_coalesced_waiters_total": dto.MetricType_COUNTER,
+		"chittyid_sidecar_breaker_state":                 dto.MetricType_GAUGE,
+		"chittyid_sidecar_breaker_trips_total":           dto.MetricType_COUNTER,
+		"chittyid_sidecar_lifecycle_state":               dto.MetricType_GAUGE,
+		"chittyid_sidecar_lifecycle_transitions_total":   dto.MetricType_COUNTER,
+		"chittyid_sidecar_health_polls_total":            dto.MetricType_COUNTER,
+		"chittyid_sidecar_mints_in_flight":               dto.MetricType_GAUGE,
+		"chittyid_sidecar_rate_limited_total":            dto.MetricType_COUNTER,
+		"chittyid_sidecar_config_reloads_total":          dto.MetricType_COUNTER,
+		"chittyid_sidecar_config_generation":             dto.MetricType_GAUGE,
+		"chittyid_sidecar_build_info":                    dto.MetricType_GAUGE,
+	} {
+		f, ok := fams[name]
+		if !ok {
+			t.Errorf("/metrics lacks %s", name)
+			continue
+		}
+		if f.GetType() != typ {
+			t.Errorf("%s is a %v, want %v", name, f.GetType(), typ)
+		}
+	}
+	if v := value(fams, "chittyid_sidecar_lifecycle_state", "state=CONNECTED"); v != 1 {
+		t.Errorf("lifecycle_state{CONNECTED} = %v, want 1", v)
+	}
+
+	ids := []string{h.mustMint("PEO"), h.mustMint("EVNT"), h.mustMint("INFO")}
+	for _, id := range ids {
+		h.validate(id)
+	}
+	h.validate("nope")
+	h.fault(sim.Fault{Mode: "status", Status: 503, Routes: []string{"mint"}})
+	h.mint("PEO") // two failed attempts: the breaker opens
+	h.mint("PEO").expect(t, "with the breaker open", 503, "CIRCUIT_OPEN")
+	h.waitState(fsm.Reconnecting)
+
+	fams = h.scrape()
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"chittyid_sidecar_requests_total", []string{"route=mint", "code=200"}, 3},
+		{"chittyid_sidecar_requests_total", []string{"route=mint", "code=503"}, 2},
+		{"chittyid_sidecar_requests_total", []string{"route=validate", "code=200"}, 4},
+		{"chittyid_sidecar_request_duration_seconds", []string{"route=mint"}, 5},
+		{"chittyid_sidecar_validate_answers_total", []string{"cache=HIT"}, 3},
+		{"chittyid_sidecar_validate_answers_total", []string{"cache=LOCAL"}, 1},
+		{"chittyid_sidecar_cache_hits_total", nil, 3},
+		{"chittyid_sidecar_cache_entries", nil, 3},
+		{"chittyid_sidecar_upstream_attempts_total", []string{"op=mint", "outcome=ok"}, 3},
+		{"chittyid_sidecar_upstream_attempts_total", []string{"op=mint", "outcome=unavailable"}, 2},
+		{"chittyid_sidecar_upstream_retries_total", []string{"op=mint"}, 1},
+		{"chittyid_sidecar_breaker_trips_total", nil, 1},
+		{"chittyid_sidecar_breaker_state", []string{"state=open"}, 1},
+		{"chittyid_sidecar_breaker_state", []string{"state=closed"}, 0},
+		{"chittyid_sidecar_lifecycle_state", []string{"state=RECONNECTING"}, 1},
+		{"chittyid_sidecar_lifecycle_transitions_total", nil, 2},
+		{"chittyid_sidecar_health_polls_total", []string{"outcome=ok"}, 1},
+		{"chittyid_sidecar_config_generation", nil, 1},
+		{"chittyid_sidecar_build_info", []string{"version=test"}, 1},
+	} {
+		if got := value(fams, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+}
