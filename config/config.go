@@ -122,6 +122,8 @@ type Log struct {
 	Level string `yaml:"level"`
 	// Format is json or text. Default json.
 	Format string `yaml:"format"`
+	// Access writes one log line per request (type "access"). Default true.
+	Access bool `yaml:"access"`
 }
 
 // SlogLevel returns Level as a slog.Level; an unknown level gives slog.LevelInfo.
@@ -153,7 +155,7 @@ func Defaults() Config {
 		Cache:     cache.Defaults(),
 		Shutdown:  Shutdown{DrainTimeout: 20 * time.Second},
 		Limits:    Limits{MaxBodyBytes: 64 << 10, MaxMetadataBytes: 10 << 10, MaxBatch: 100},
-		Log:       Log{Level: "info", Format: "json"},
+		Log:       Log{Level: "info", Format: "json", Access: true},
 		Health:    fsm.Defaults(),
 		Readiness: Readiness{Policy: ReadinessDegraded},
 		Reload:    Reload{Interval: 2 * time.Second},

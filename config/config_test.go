@@ -106,7 +106,7 @@ validate: {mode: local, ttl: 5m, negativeTtl: 30s, staleIfError: 1h}
 cache: {maxSizeMB: 32, shards: 16}
 shutdown: {drainTimeout: 45s}
 limits: {maxBodyBytes: 131072, maxMetadataBytes: 4096, maxBatch: 50}
-log: {level: debug, format: text}
+log: {level: debug, format: text, access: false}
 health:
   interval: 10s
   timeout: 2s
@@ -177,7 +177,7 @@ func TestParseRejectsBadFiles(t *testing.T) {
 		{"not yet supported metrics", "metrics: {listen: \"\"}\n", []string{"line 1: metrics: unknown key"}},
 		{"not yet supported audit", "audit: {path: \"\"}\n", []string{"line 1: audit: unknown key"}},
 		{"not yet supported snapshot", "snapshot: {path: \"\"}\n", []string{"line 1: snapshot: unknown key"}},
-		{"not yet supported log.access", "log: {level: info, access: true}\n", []string{"line 1: log.access: unknown key"}},
+		{"log.access not a bool", "log: {level: info, access: sometimes}\n", []string{"line 1: log.access: "}},
 		{"string for an int", "upstream: {maxInFlight: many}\n",
 			[]string{`line 1: upstream.maxInFlight: must be an integer, got !!str "many"`}},
 		{"quoted number for an int", "limits: {maxBatch: \"10\"}\n",
@@ -300,7 +300,7 @@ validate: {mode: remote, ttl: 10m, negativeTtl: 20m, staleIfError: 1m}
 cache: {shards: 3}
 shutdown: {drainTimeout: 10m}
 limits: {maxBodyBytes: 10, maxMetadataBytes: 0, maxBatch: 5000}
-log: {level: trace, format: xml, access: true}
+log: {level: trace, format: xml, access: true, color: true}
 audit: {path: x}
 readiness: {policy: sometimes}
 `
@@ -311,7 +311,7 @@ readiness: {policy: sometimes}
 		`line 5: upstream.timeout: invalid duration "5x"`,
 		"line 6: upstream.mintTimeout: must be a duration",
 		"line 9: format: unknown format",
-		"line 14: log.access: unknown key",
+		"line 14: log.color: unknown key",
 		"line 15: audit: unknown key",
 		// Validation, section by section.
 		`line 1: listen must be host:port, got "8787"`,

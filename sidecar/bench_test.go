@@ -1,6 +1,8 @@
 package sidecar_test
 
 import (
+	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/chittyos/chittyid-sidecar/config"
@@ -12,6 +14,13 @@ import (
 // BenchmarkValidateCachedHandler measures a cached validate through the real
 // fasthttp handler, without the network: the path the load benchmark stresses.
 func BenchmarkValidateCachedHandler(b *testing.B) {
+	b.Run("access log off", func(b *testing.B) { benchValidateCached(b, nil) })
+	b.Run("access log JSON", func(b *testing.B) {
+		benchValidateCached(b, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	})
+}
+
+func benchValidateCached(b *testing.B, log *slog.Logger) {
 	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -21,7 +30,7 @@ func BenchmarkValidateCachedHandler(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sc, err := sidecar.New(cfg, sidecar.Options{Version: "bench"})
+	sc, err := sidecar.New(cfg, sidecar.Options{Version: "bench", Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -107,6 +107,7 @@ type errorBody struct {
 
 // writeError answers with e as JSON, the matching status and Retry-After.
 func writeError(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) {
+	ctx.SetUserValue(userCode, e.code)
 	body := errorBody{Error: e.code, Message: e.message, RequestID: string(ctx.Response.Header.Peek(headerRequestID)), ChittyIDs: ids}
 	if e.retryAfter > 0 {
 		secs := int((e.retryAfter + time.Second - 1) / time.Second)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -45,6 +46,7 @@ type harness struct {
 	file    string          // the watched config file (startFile)
 	reload  chan os.Signal  // SIGHUP stand-in (startFile)
 	watcher *config.Watcher // (startFile)
+	logs    *logBuffer      // everything the sidecar logged, JSON lines
 	sc      *sidecar.Sidecar
 	cancel  context.CancelFunc // stops the sidecar
 	done    chan error         // Run's result
@@ -93,7 +95,9 @@ func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)
 	yaml := configFor(s, simCfg, extra)
 	h := &harness{t: t, sim: s, clock: &clock{},
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
-	opts := sidecar.Options{Version: "test", Now: h.clock.now}
+	h.logs = &logBuffer{}
+	opts := sidecar.Options{Version: "test", Now: h.clock.now,
+		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	var cfg *config.Config
 	if fileBased {
 		h.file, h.reload = filepath.Join(t.TempDir(), "config.yaml"), make(chan os.Signal, 1)

@@ -40,12 +40,12 @@ func (s *Sidecar) mintGate(ctx *fasthttp.RequestCtx, client *upstream.Client) *a
 // reports false. The mint is counted as in flight before the gate: shutdown
 // sets draining, then waits, so a mint is either counted in time to be
 // waited for or sees draining.
-func (s *Sidecar) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, do func(context.Context, *upstream.Client)) bool {
+func (s *Sidecar) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, a *audit, do func(context.Context, *upstream.Client)) bool {
 	s.busy.add()
 	defer s.busy.done()
 	client := s.client.Load()
 	if e := s.mintGate(ctx, client); e != nil {
-		writeError(ctx, e, nil)
+		a.fail(ctx, e, nil)
 		return false
 	}
 	c, cancel := context.WithTimeout(context.Background(), cfg.Upstream.MintTimeout)
@@ -54,29 +54,36 @@ func (s *Sidecar) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, do 
 	return true
 }
 
-// mint answers POST /v1/mint (design §4).
+// mint answers POST /v1/mint (design §4). Every mint that reaches the
+// sidecar leaves one audit line, whatever its outcome.
 func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
+	a := s.newAudit(ctx)
+	defer s.writeAudit(ctx, a)
 	m, e := decodeObject(ctx.PostBody(), "mint body")
 	if e != nil {
-		writeError(ctx, e, nil)
+		a.fail(ctx, e, nil)
 		return
 	}
 	req, e := decodeMint(m, "", cfg.Limits.MaxMetadataBytes)
+	a.requests([]upstream.MintRequest{req})
 	if e != nil {
-		writeError(ctx, e, nil)
+		a.fail(ctx, e, nil)
 		return
 	}
 	var got upstream.Minted
 	var err error
-	if !s.upstreamMint(ctx, cfg, func(c context.Context, client *upstream.Client) {
-		got, err = client.Mint(c, req, idempotencyKey(ctx), callInfo(ctx))
+	if !s.upstreamMint(ctx, cfg, a, func(c context.Context, client *upstream.Client) {
+		got, err = client.Mint(c, req, a.key, callInfo(ctx))
 	}) {
 		return
 	}
 	if err != nil {
-		writeError(ctx, fromUpstream(err), nil)
+		a.attempts = upstream.AttemptsOf(err)
+		a.fail(ctx, fromUpstream(err), nil)
 		return
 	}
+	a.attempts = got.Attempts
+	a.minted(ctx, got.ID)
 	now := s.now()
 	_ = s.cache.Store(got.ID, mintedEntry(got.Entity, now)) // a full cache only costs a later upstream validate
 	ts := got.Timestamp
@@ -93,18 +100,22 @@ func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 // mintBatch answers POST /v1/mint/batch (design §4.8). On a partial failure
 // the error answer carries the IDs that were minted, null where none was.
 func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
+	a := s.newAudit(ctx)
+	defer s.writeAudit(ctx, a)
 	reqs, e := decodeBatch(ctx.PostBody(), cfg.Limits.MaxBatch, cfg.Limits.MaxMetadataBytes)
 	if e != nil {
-		writeError(ctx, e, nil)
+		a.fail(ctx, e, nil)
 		return
 	}
+	a.requests(reqs)
 	var ids []string
 	var err error
-	if !s.upstreamMint(ctx, cfg, func(c context.Context, client *upstream.Client) {
-		ids, err = client.MintBatch(c, reqs, idempotencyKey(ctx), callInfo(ctx))
+	if !s.upstreamMint(ctx, cfg, a, func(c context.Context, client *upstream.Client) {
+		ids, err = client.MintBatch(c, reqs, a.key, callInfo(ctx))
 	}) {
 		return
 	}
+	a.attempts = max(upstream.AttemptsOf(err), 1)
 	now := s.now()
 	out := make([]*string, len(ids))
 	for i, id := range ids {
@@ -114,8 +125,9 @@ func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		out[i] = &ids[i]
 		_ = s.cache.Store(id, mintedEntry(reqs[i].Entity, now))
 	}
+	a.minted(ctx, ids...)
 	if err != nil {
-		writeError(ctx, fromUpstream(err), out)
+		a.fail(ctx, fromUpstream(err), out)
 		return
 	}
 	writeJSON(ctx, 200, struct {

@@ -21,7 +21,9 @@ func (s *Sidecar) handle(ctx *fasthttp.RequestCtx) {
 	defer s.recoverPanic(ctx)
 	s.setRequestID(ctx)
 	r := s.dispatch(ctx, s.cfg.Load()) // one config snapshot for the whole request
-	s.metrics.done(ctx, r, time.Since(ctx.Time()))
+	d := time.Since(ctx.Time())
+	s.metrics.done(ctx, r, d)
+	s.accessLog(ctx, r, d)
 }
 
 // dispatch serves the request and reports which route it was.

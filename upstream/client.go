@@ -179,6 +179,7 @@ type response struct {
 	status     int
 	body       []byte
 	retryAfter time.Duration
+	attempts   int // set by call on success
 }
 
 // send performs one attempt with the given deadline.

@@ -23,6 +23,7 @@ type Minted struct {
 	Entity    Entity
 	Timestamp string // upstream's, RFC 3339, may be empty
 	Version   string // upstream's, may be empty
+	Attempts  int    // upstream attempts it took
 }
 
 // mintBody is the request body in either dialect.
@@ -84,7 +85,7 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 		r.path = "/v1/mint"
 	}
 	var ans mintAnswer
-	_, err = c.call(ctx, r, c.cfg.IdempotentMint, func(res response) *CallError {
+	res, err := c.call(ctx, r, c.cfg.IdempotentMint, func(res response) *CallError {
 		ans = mintAnswer{}
 		if err := json.Unmarshal(res.body, &ans); err != nil {
 			return callErr("mint", ErrBadResponse, res.status, "answer is not JSON")
@@ -94,7 +95,7 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 	if err != nil {
 		return Minted{}, err
 	}
-	return Minted{ID: ans.id(), Entity: m.Entity, Timestamp: ans.Timestamp, Version: ans.Version}, nil
+	return Minted{ID: ans.id(), Entity: m.Entity, Timestamp: ans.Timestamp, Version: ans.Version, Attempts: res.attempts}, nil
 }
 
 // checkMinted vets an ID upstream says it minted.

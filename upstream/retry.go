@@ -41,6 +41,7 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 			return ar.count, ar.err
 		})
 		if err == nil {
+			ar.res.attempts = attempt
 			return ar.res, nil
 		}
 		if errors.Is(err, ErrCircuitOpen) {

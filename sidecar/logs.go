@@ -1,0 +1,175 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// userCode is the fasthttp user-value key under which writeError records
+// the error code of an answer, for the access log's reason.
+const userCode = "chittyid.code"
+
+// reasons maps error codes to the access log's reason flags.
+var reasons = map[string]string{
+	codeCircuitOpen:  "CB_OPEN",
+	codeRateLimited:  "RATE_LIMITED",
+	codeFallback:     "FALLBACK",
+	codeTimeout:      "TIMEOUT",
+	codeShuttingDown: "SHUTTING_DOWN",
+}
+
+// accessLog writes one line per request (log.access): request ID, method,
+// route, path, status, duration, X-Cache kind and, for anything but plain
+// success, a reason flag.
+func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, r route, d time.Duration) {
+	if !s.cfg.Load().Log.Access || !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs,
+		slog.String("type", "access"),
+		slog.String("requestId", string(ctx.Response.Header.Peek(headerRequestID))),
+		slog.String("method", string(ctx.Method())),
+		slog.String("route", r.String()),
+		slog.String("path", clip(string(ctx.Path()), 128)),
+		slog.Int("status", ctx.Response.StatusCode()),
+		slog.Float64("durationMs", float64(d.Microseconds())/1000),
+	)
+	xc := string(ctx.Response.Header.Peek(headerXCache))
+	if xc != "" {
+		attrs = append(attrs, slog.String("cache", xc))
+	}
+	if reason := reasonOf(ctx, xc); reason != "" {
+		attrs = append(attrs, slog.String("reason", reason))
+	}
+	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 {
+		attrs = append(attrs, slog.String("caller", clip(string(c), 128)))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
+
+func reasonOf(ctx *fasthttp.RequestCtx, xc string) string {
+	if code, ok := ctx.UserValue(userCode).(string); ok {
+		if r, ok := reasons[code]; ok {
+			return r
+		}
+		return code
+	}
+	switch xc {
+	case "STALE":
+		return "STALE_SERVED"
+	case "LOCAL":
+		if ctx.Response.StatusCode() == 200 && len(ctx.Response.Body()) > 0 && string(ctx.Response.Body()[:14]) == `{"valid":false` {
+			return "BAD_FORMAT"
+		}
+	}
+	if n, ok := ctx.UserValue(userAttempts).(int); ok && n > 1 {
+		return "RETRIED"
+	}
+	return ""
+}
+
+const (
+	userAttempts   = "chittyid.attempts"
+	headerClientID = "X-Client-ID"
+)
+
+// audit is the record of one mint or batch request.
+type audit struct {
+	began    time.Time
+	key      string // Idempotency-Key sent upstream
+	entities []string
+	metaLen  int
+	metaSum  []byte
+	ids      []string
+	attempts int
+	outcome  string // "ok", "orphaned", or the error code
+}
+
+func (s *Sidecar) newAudit(ctx *fasthttp.RequestCtx) *audit {
+	return &audit{began: time.Now(), key: idempotencyKey(ctx), outcome: "ok"}
+}
+
+// requests records what was asked: the entities and the metadata's size and
+// SHA-256 (never the metadata itself).
+func (a *audit) requests(reqs []upstream.MintRequest) {
+	h := sha256.New()
+	for _, r := range reqs {
+		if r.Entity.Valid() {
+			a.entities = append(a.entities, r.Entity.String())
+		}
+		a.metaLen += len(r.Metadata)
+		h.Write(r.Metadata)
+	}
+	if a.metaLen > 0 {
+		a.metaSum = h.Sum(nil)
+	}
+}
+
+// minted records IDs upstream produced. If the caller has already gone, the
+// IDs cannot be delivered: the outcome is "orphaned", so no ID is silently
+// lost.
+func (a *audit) minted(ctx *fasthttp.RequestCtx, ids ...string) {
+	for _, id := range ids {
+		if id != "" {
+			a.ids = append(a.ids, id)
+		}
+	}
+	if len(a.ids) > 0 && peerGone(ctx) {
+		a.outcome = "orphaned"
+	}
+}
+
+// fail answers with e and records its code (unless the IDs were orphaned).
+func (a *audit) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) {
+	if a.outcome == "ok" {
+		a.outcome = e.code
+	}
+	writeError(ctx, e, ids)
+}
+
+// writeAudit writes the audit line, whatever the log level: audit lines go
+// to the log stream with "type":"audit".
+func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
+	if a.attempts > 1 {
+		ctx.SetUserValue(userAttempts, a.attempts)
+	}
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "mint", 0)
+	rec.AddAttrs(
+		slog.String("type", "audit"),
+		slog.String("requestId", string(ctx.Response.Header.Peek(headerRequestID))),
+		slog.String("idempotencyKey", a.key),
+		slog.String("caller", callerOf(ctx)),
+		slog.Any("entities", a.entities),
+		slog.String("outcome", a.outcome),
+		slog.Any("ids", a.ids),
+		slog.Int("upstreamAttempts", a.attempts),
+		slog.Float64("latencyMs", float64(time.Since(a.began).Microseconds())/1000),
+		slog.Int("metadataBytes", a.metaLen),
+	)
+	if a.metaSum != nil {
+		rec.AddAttrs(slog.String("metadataSha256", hex.EncodeToString(a.metaSum)))
+	}
+	_ = s.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
+}
+
+// callerOf names the caller in logs: X-Client-ID, or "default".
+func callerOf(ctx *fasthttp.RequestCtx) string {
+	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 && len(c) <= 128 && printable(c) {
+		return string(c)
+	}
+	return "default"
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,165 @@
+package sidecar_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+)
+
+// logBuffer collects log output and wakes waiters on every write.
+type logBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the logged lines of a type ("access", "audit"), decoded.
+func (b *logBuffer) lines(t *testing.T, typ string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", l)
+		}
+		if m["type"] == typ {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitFor blocks until a logged line of type typ satisfies ok (10s at most).
+func (b *logBuffer) waitFor(t *testing.T, typ string, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		for _, l := range b.lines(t, typ) {
+			if ok(l) {
+				return l
+			}
+		}
+		b.mu.Lock()
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("no matching %s line in:\n%s", typ, b.String())
+		}
+	}
+}
+
+func TestAccessLog(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "")
+	id := h.mustMint("PEO")
+	h.do("GET", "/v1/validate/"+id, "", "X-Request-ID", "req-access-1", "X-Client-ID", "billing")
+	h.validate("nope")
+	h.do("POST", "/v1/mint", `{"entity":"X"}`)
+	hit := h.logs.waitFor(t, "access", func(m map[string]any) bool { return m["requestId"] == "req-access-1" })
+	for k, want := range map[string]any{"method": "GET", "route": "validate", "status": float64(200), "cache": "HIT", "caller": "billing", "msg": "request"} {
+		if hit[k] != want {
+			t.Errorf("access line %s = %v, want %v (%v)", k, hit[k], want, hit)
+		}
+	}
+	if d, ok := hit["durationMs"].(float64); !ok || d < 0 {
+		t.Errorf("durationMs = %v", hit["durationMs"])
+	}
+	h.logs.waitFor(t, "access", func(m map[string]any) bool { return m["reason"] == "BAD_FORMAT" && m["cache"] == "LOCAL" })
+	h.logs.waitFor(t, "access", func(m map[string]any) bool { return m["reason"] == "UNSUPPORTED_ENTITY" && m["status"] == float64(400) })
+}
+
+func TestAccessLogCanBeTurnedOff(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "log: {access: false}\n")
+	h.mustMint("PEO")
+	h.validate("nope")
+	if n := len(h.logs.lines(t, "access")); n != 0 {
+		t.Errorf("%d access lines with log.access false", n)
+	}
+	if n := len(h.logs.lines(t, "audit")); n != 1 {
+		t.Errorf("%d audit lines, want 1 (audit is not the access log)", n)
+	}
+}
+
+func TestAuditLines(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "upstream:\n  retry: {maxAttempts: 2, baseDelay: 1ms, maxDelay: 1ms}\n")
+	r := h.do("POST", "/v1/mint", `{"entity":"EVNT","metadata":{"a":1}}`, "Idempotency-Key", "idem-1", "X-Client-ID", "app-a", "X-Request-ID", "req-audit-ok")
+	r.expect(t, "mint", 200, "")
+	ok := h.logs.waitFor(t, "audit", func(m map[string]any) bool { return m["requestId"] == "req-audit-ok" })
+	ids, _ := ok["ids"].([]any)
+	if ok["outcome"] != "ok" || ok["idempotencyKey"] != "idem-1" || ok["caller"] != "app-a" || len(ids) != 1 || ids[0] != r.body["chittyId"] ||
+		ok["upstreamAttempts"] != float64(1) || ok["metadataBytes"] != float64(7) || len(ok["metadataSha256"].(string)) != 64 {
+		t.Errorf("success audit line: %v", ok)
+	}
+	if strings.Contains(h.logs.String(), `"a":1`) {
+		t.Error("metadata itself was logged")
+	}
+
+	h.fault(sim.Fault{Mode: "status", Status: 503, Routes: []string{"mint"}})
+	h.do("POST", "/v1/mint", `{"entity":"PEO"}`, "X-Request-ID", "req-audit-fail").expect(t, "failing mint", 503, "UPSTREAM_UNAVAILABLE")
+	fail := h.logs.waitFor(t, "audit", func(m map[string]any) bool { return m["requestId"] == "req-audit-fail" })
+	if fail["outcome"] != "UPSTREAM_UNAVAILABLE" || fail["upstreamAttempts"] != float64(2) {
+		t.Errorf("failure audit line: %v", fail)
+	}
+	h.do("POST", "/v1/mint", `{"entity":"NOPE"}`, "X-Request-ID", "req-audit-bad")
+	bad := h.logs.waitFor(t, "audit", func(m map[string]any) bool { return m["requestId"] == "req-audit-bad" })
+	if bad["outcome"] != "UNSUPPORTED_ENTITY" || bad["upstreamAttempts"] != float64(0) {
+		t.Errorf("bad request audit line: %v", bad)
+	}
+}
+
+// TestAuditOrphanedMint: the caller gives up while upstream is still
+// minting; when the ID arrives it cannot be delivered and is logged as
+// orphaned, so it is not silently lost.
+func TestAuditOrphanedMint(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "upstream:\n  mintTimeout: 10s\n  timeout: 10s\n")
+	h.fault(sim.Fault{Mode: "hang", Routes: []string{"mint"}})
+	impatient := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{}}
+	defer impatient.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", h.base+"/v1/mint", strings.NewReader(`{"entity":"PEO"}`))
+	req.Header.Set("X-Request-ID", "req-orphan")
+	if resp, err := impatient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the impatient caller got an answer: %d", resp.StatusCode)
+	}
+	if err := h.sim.WaitHung(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	h.fault(sim.Fault{Mode: "ok"}) // upstream now mints the ID nobody waits for
+	line := h.logs.waitFor(t, "audit", func(m map[string]any) bool { return m["requestId"] == "req-orphan" })
+	minted := h.sim.Minted()
+	ids, _ := line["ids"].([]any)
+	if line["outcome"] != "orphaned" || len(ids) != 1 || len(minted) != 1 || ids[0] != minted[0] {
+		t.Errorf("orphan audit line %v; upstream minted %v", line, minted)
+	}
+}
