@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -162,4 +163,10 @@ func TestAuditOrphanedMint(t *testing.T) {
 	if line["outcome"] != "orphaned" || len(ids) != 1 || len(minted) != 1 || ids[0] != minted[0] {
 		t.Errorf("orphan audit line %v; upstream minted %v", line, minted)
 	}
+}
+
+// copyTo reads an HTTP answer's body into b and closes it.
+func copyTo(b *strings.Builder, resp *http.Response) (int64, error) {
+	defer resp.Body.Close()
+	return io.Copy(b, resp.Body)
 }
