@@ -14,13 +14,16 @@ import (
 // BenchmarkValidateCachedHandler measures a cached validate through the real
 // fasthttp handler, without the network: the path the load benchmark stresses.
 func BenchmarkValidateCachedHandler(b *testing.B) {
-	b.Run("access log off", func(b *testing.B) { benchValidateCached(b, nil) })
-	b.Run("access log JSON", func(b *testing.B) {
-		benchValidateCached(b, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	b.Run("access log off", func(b *testing.B) { benchValidateCached(b, nil, nil) })
+	b.Run("access log via slog", func(b *testing.B) {
+		benchValidateCached(b, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+	})
+	b.Run("access log batched", func(b *testing.B) {
+		benchValidateCached(b, slog.New(slog.NewJSONHandler(io.Discard, nil)), io.Discard)
 	})
 }
 
-func benchValidateCached(b *testing.B, log *slog.Logger) {
+func benchValidateCached(b *testing.B, log *slog.Logger, out io.Writer) {
 	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -30,7 +33,7 @@ func benchValidateCached(b *testing.B, log *slog.Logger) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sc, err := sidecar.New(cfg, sidecar.Options{Version: "bench", Logger: log})
+	sc, err := sidecar.New(cfg, sidecar.Options{Version: "bench", Logger: log, LogOutput: out})
 	if err != nil {
 		b.Fatal(err)
 	}

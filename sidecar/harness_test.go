@@ -96,7 +96,7 @@ func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)
 	h := &harness{t: t, sim: s, clock: &clock{},
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	h.logs = &logBuffer{}
-	opts := sidecar.Options{Version: "test", Now: h.clock.now,
+	opts := sidecar.Options{Version: "test", Now: h.clock.now, LogOutput: h.logs,
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	var cfg *config.Config
 	if fileBased {

@@ -25,43 +25,67 @@ var reasons = map[string]string{
 }
 
 // accessLog writes one line per request (log.access): request ID, method,
-// route, path, status, duration, X-Cache kind and, for anything but plain
-// success, a reason flag.
+// route, path, status, duration, X-Cache kind, caller and, for anything but
+// plain success, a reason flag. With Options.LogOutput set and JSON logs,
+// lines are encoded by hand and batched (no allocation on a cache hit);
+// otherwise they go through the logger.
 func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, r route, d time.Duration) {
-	if !s.cfg.Load().Log.Access || !s.log.Enabled(context.Background(), slog.LevelInfo) {
+	cfg := s.cfg.Load()
+	if !cfg.Log.Access || !s.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 10)
-	attrs = append(attrs,
-		slog.String("type", "access"),
-		slog.String("requestId", string(ctx.Response.Header.Peek(headerRequestID))),
-		slog.String("method", string(ctx.Method())),
-		slog.String("route", r.String()),
-		slog.String("path", clip(string(ctx.Path()), 128)),
-		slog.Int("status", ctx.Response.StatusCode()),
-		slog.Float64("durationMs", float64(d.Microseconds())/1000),
-	)
-	xc := string(ctx.Response.Header.Peek(headerXCache))
-	if xc != "" {
-		attrs = append(attrs, slog.String("cache", xc))
-	}
-	if reason := reasonOf(ctx, xc); reason != "" {
-		attrs = append(attrs, slog.String("reason", reason))
+	xc := ctx.Response.Header.Peek(headerXCache)
+	rec := accessRecord{
+		time: ctx.Time().Add(d), requestID: ctx.Response.Header.Peek(headerRequestID), method: ctx.Method(),
+		route: routeNames[r], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
+		cache: xCacheName(xc), reason: reasonOf(ctx, xc),
 	}
 	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 {
-		attrs = append(attrs, slog.String("caller", clip(string(c), 128)))
+		rec.caller = callerOf(ctx)
+	}
+	if len(rec.path) > 128 {
+		rec.path = rec.path[:128]
+	}
+	if s.sink != nil && cfg.Log.Format == "json" {
+		bp := linePool.Get().(*[]byte)
+		*bp = appendAccessJSON((*bp)[:0], &rec)
+		s.sink.add(*bp)
+		linePool.Put(bp)
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("type", "access"), slog.String("requestId", string(rec.requestID)),
+		slog.String("method", string(rec.method)), slog.String("route", rec.route),
+		slog.String("path", string(rec.path)), slog.Int("status", rec.status),
+		slog.Float64("durationMs", float64(d.Microseconds())/1000),
+	}
+	for _, kv := range [...][2]string{{"cache", rec.cache}, {"reason", rec.reason}, {"caller", rec.caller}} {
+		if kv[1] != "" {
+			attrs = append(attrs, slog.String(kv[0], kv[1]))
+		}
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
 
-func reasonOf(ctx *fasthttp.RequestCtx, xc string) string {
+// xCacheName returns the constant for an X-Cache value, so a hit's access
+// line needs no string conversion.
+func xCacheName(xc []byte) string {
+	for _, k := range xCacheKinds {
+		if string(xc) == k {
+			return k
+		}
+	}
+	return ""
+}
+
+func reasonOf(ctx *fasthttp.RequestCtx, xc []byte) string {
 	if code, ok := ctx.UserValue(userCode).(string); ok {
 		if r, ok := reasons[code]; ok {
 			return r
 		}
 		return code
 	}
-	switch xc {
+	switch string(xc) {
 	case "STALE":
 		return "STALE_SERVED"
 	case "LOCAL":
@@ -165,11 +189,4 @@ func callerOf(ctx *fasthttp.RequestCtx) string {
 		return string(c)
 	}
 	return "default"
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -57,6 +58,10 @@ type Options struct {
 	Watcher *config.Watcher
 	// Reload delivers reload requests (SIGHUP). Nil: polling only.
 	Reload <-chan os.Signal
+	// LogOutput, if set, is the stream Logger writes to: access lines are
+	// then encoded and batched by the sidecar itself (much cheaper than
+	// slog at request rate) when log.format is json.
+	LogOutput io.Writer
 	// Registry receives the sidecar's metrics, served on /metrics. Nil: a
 	// new registry of its own.
 	Registry *prometheus.Registry
@@ -75,6 +80,7 @@ type Sidecar struct {
 	reload  <-chan os.Signal
 	level   *slog.LevelVar
 	metrics *metrics
+	sink    *lineSink // access lines, when Options.LogOutput is set
 	link    link
 	log     *slog.Logger
 	version string
@@ -119,6 +125,9 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		reload:    opts.Reload,
 		level:     opts.LogLevel,
 		injected:  injected,
+	}
+	if opts.LogOutput != nil {
+		s.sink = newLineSink(opts.LogOutput)
 	}
 	s.cfg.Store(cfg)
 	s.life = fsm.New(cfg.Health, s.probe, fsm.Options{Logger: opts.Logger, OnGoodPollWhileOpen: b.HalfOpen, Now: opts.Now})
@@ -174,6 +183,10 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	bg.Add(2)
 	go func() { defer bg.Done(); _ = s.life.Run(lctx) }() // ErrRunning only if Run is called twice
 	go func() { defer bg.Done(); s.watchBreaker(lctx) }()
+	if s.sink != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); s.sink.Run(lctx) }()
+	}
 	if s.watcher != nil {
 		bg.Add(1)
 		go func() { defer bg.Done(); _ = s.watcher.Run(lctx, s.applyConfig, s.reload) }()

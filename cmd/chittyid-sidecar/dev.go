@@ -46,7 +46,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listening on %q: %w", cfg.Listen, err)
 	}
 	log, level := newLogger(stderr, cfg.Log)
-	sc, err := sidecar.New(cfg, sidecar.Options{Logger: log, LogLevel: level, Version: version})
+	sc, err := sidecar.New(cfg, sidecar.Options{Logger: log, LogLevel: level, LogOutput: stderr, Version: version})
 	if err != nil {
 		_ = ln.Close()
 		return err

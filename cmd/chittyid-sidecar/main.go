@@ -144,7 +144,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			return &exitError{2, err}
 		}
 		log, level := newLogger(stderr, cfg.Log)
-		return runSidecar(ctx, cfg, sidecar.Options{Logger: log, LogLevel: level})
+		return runSidecar(ctx, cfg, sidecar.Options{Logger: log, LogLevel: level, LogOutput: stderr})
 	}
 	w := config.NewWatcher(*path, os.LookupEnv, config.WatcherOptions{})
 	cfg, err := w.Load()
@@ -156,7 +156,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	return runSidecar(ctx, cfg, sidecar.Options{Logger: log, LogLevel: level, Watcher: w, Reload: hup})
+	return runSidecar(ctx, cfg, sidecar.Options{Logger: log, LogLevel: level, LogOutput: stderr, Watcher: w, Reload: hup})
 }
 
 func runSidecar(ctx context.Context, cfg *config.Config, opts sidecar.Options) error {

@@ -1,0 +1,149 @@
+package sidecar
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// lineSink batches log lines written at request rate. Writers append to a
+// buffer under a mutex; Run flushes it every flushEvery, a writer that fills
+// it flushes at once, and Close flushes what is left. Lines reach the
+// stream up to flushEvery late, so they may interleave out of order with
+// lines written to the stream directly.
+type lineSink struct {
+	// mu guards buf and serializes writes to out.
+	mu  sync.Mutex
+	buf []byte
+	out io.Writer
+}
+
+const (
+	flushEvery = 100 * time.Millisecond
+	flushAt    = 32 << 10
+)
+
+func newLineSink(out io.Writer) *lineSink {
+	return &lineSink{out: out, buf: make([]byte, 0, flushAt+1024)}
+}
+
+// add appends one line (it must end in '\\n').
+func (s *lineSink) add(line []byte) {
+	s.mu.Lock()
+	s.buf = append(s.buf, line...)
+	if len(s.buf) >= flushAt {
+		s.flushLocked()
+	}
+	s.mu.Unlock()
+}
+
+func (s *lineSink) flushLocked() {
+	if len(s.buf) == 0 {
+		return
+	}
+	_, _ = s.out.Write(s.buf) // a failed log write has nowhere better to go
+	s.buf = s.buf[:0]
+}
+
+// Flush writes out whatever is buffered.
+func (s *lineSink) Flush() {
+	s.mu.Lock()
+	s.flushLocked()
+	s.mu.Unlock()
+}
+
+// Run flushes every flushEvery until ctx ends, then once more.
+func (s *lineSink) Run(ctx context.Context) {
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.Flush()
+		case <-ctx.Done():
+			s.Flush()
+			return
+		}
+	}
+}
+
+// linePool holds buffers for encoding access lines.
+var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// accessRecord is what one access line says.
+type accessRecord struct {
+	time                    time.Time
+	requestID, method, path []byte
+	route                   string
+	status                  int
+	duration                time.Duration
+	cache, reason, caller   string
+}
+
+// appendAccessJSON encodes r as one JSON line in the shape slog's JSON
+// handler writes, without reflection or allocation.
+func appendAccessJSON(b []byte, r *accessRecord) []byte {
+	b = append(b, `{"time":"`...)
+	b = r.time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"request","type":"access","requestId":`...)
+	b = appendJSONString(b, r.requestID)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, r.method)
+	b = append(b, `,"route":"`...)
+	b = append(b, r.route...)
+	b = append(b, `","path":`...)
+	b = appendJSONString(b, r.path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(r.status), 10)
+	b = append(b, `,"durationMs":`...)
+	b = strconv.AppendFloat(b, float64(r.duration.Microseconds())/1000, 'f', -1, 64)
+	if r.cache != "" {
+		b = append(b, `,"cache":"`...)
+		b = append(b, r.cache...)
+		b = append(b, '"')
+	}
+	if r.reason != "" {
+		b = append(b, `,"reason":"`...)
+		b = append(b, r.reason...)
+		b = append(b, '"')
+	}
+	if r.caller != "" {
+		b = append(b, `,"caller":`...)
+		b = appendJSONString(b, []byte(r.caller))
+	}
+	return append(b, "}\n"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced.
+func appendJSONString(b, s []byte) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}

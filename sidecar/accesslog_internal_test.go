@@ -1,0 +1,43 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+func TestAppendAccessJSONIsValidJSON(t *testing.T) {
+	t.Parallel()
+	rec := accessRecord{
+		time: time.Date(2026, 11, 25, 12, 0, 0, 5, time.UTC), requestID: []byte("id-\"1\"\\"), method: []byte("GET"),
+		route: "validate", path: []byte("/v1/validate/\x00\xff\u00e9\n"), status: 200, duration: 1500 * time.Nanosecond,
+		cache: "HIT", reason: "STALE_SERVED", caller: "app<1>",
+	}
+	line := appendAccessJSON(nil, &rec)
+	if line[len(line)-1] != '\n' {
+		t.Fatalf("line does not end in a newline: %q", line)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(line, &m); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, line)
+	}
+	for k, want := range map[string]any{
+		"time": "2026-11-25T12:00:00.000000005Z", "level": "INFO", "msg": "request", "type": "access",
+		"requestId": `id-"1"\`, "method": "GET", "route": "validate", "path": "/v1/validate/\x00\ufffd\u00e9\n",
+		"status": float64(200), "durationMs": 0.001, "cache": "HIT", "reason": "STALE_SERVED", "caller": "app<1>",
+	} {
+		if m[k] != want {
+			t.Errorf("%s = %#v, want %#v", k, m[k], want)
+		}
+	}
+}
+
+func BenchmarkAppendAccessJSON(b *testing.B) {
+	rec := accessRecord{time: time.Now(), requestID: []byte("0a1b2c3d-42"), method: []byte("GET"), route: "validate",
+		path: []byte("/v1/validate/CT-A-CHI-1234-I-24-A-0"), status: 200, duration: 12 * time.Microsecond, cache: "HIT"}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendAccessJSON(buf[:0], &rec)
+	}
+}
