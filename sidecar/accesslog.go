@@ -147,3 +147,19 @@ func appendJSONString(b, s []byte) []byte {
 	}
 	return append(b, '"')
 }
+
+// SyncWriter returns w guarded by a mutex, so that the logger and the
+// sidecar's batched access lines, both writing to w, never interleave
+// within a write (a pipe splits writes over 4 KiB between writers).
+func SyncWriter(w io.Writer) io.Writer { return &syncWriter{w: w} }
+
+type syncWriter struct {
+	mu sync.Mutex // serializes Write
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

@@ -45,6 +45,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening on %q: %w", cfg.Listen, err)
 	}
+	stderr = sidecar.SyncWriter(stderr)
 	log, level := newLogger(stderr, cfg.Log)
 	sc, err := sidecar.New(cfg, sidecar.Options{Logger: log, LogLevel: level, LogOutput: stderr, Version: version})
 	if err != nil {

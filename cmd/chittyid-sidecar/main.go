@@ -133,6 +133,7 @@ func newLogger(w io.Writer, l config.Log) (*slog.Logger, *slog.LevelVar) {
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	stderr = sidecar.SyncWriter(stderr)
 	fs := newFlags("serve", stderr)
 	path := fs.String("config", "", "config file (YAML)")
 	if err := parseFlags(fs, args); err != nil {
