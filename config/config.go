@@ -39,6 +39,8 @@ type Config struct {
 	Readiness Readiness `yaml:"readiness"`
 	// Reload says how often the file is checked for changes.
 	Reload Reload `yaml:"reload"`
+	// RateLimit caps how fast callers may mint and validate. Reloadable.
+	RateLimit RateLimit `yaml:"rateLimit"`
 }
 
 // Reload is the reload section.
@@ -159,6 +161,7 @@ func Defaults() Config {
 		Health:    fsm.Defaults(),
 		Readiness: Readiness{Policy: ReadinessDegraded},
 		Reload:    Reload{Interval: 2 * time.Second},
+		RateLimit: defaultRateLimit(),
 	}
 }
 

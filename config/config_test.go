@@ -115,6 +115,10 @@ health:
   reconnect: {baseDelay: 500ms, maxDelay: 20s}
 readiness: {policy: connected}
 reload: {interval: 5s}
+rateLimit:
+  mint: {perCallerPerMinute: 60, globalPerMinute: 600, burst: 50}
+  validate: {globalPerSecond: 2000, burst: 500}
+  maxCallers: 500
 `
 
 func TestParseFullFile(t *testing.T) {
@@ -147,6 +151,11 @@ func TestParseFullFile(t *testing.T) {
 			Reconnect: fsm.ReconnectConfig{BaseDelay: 500 * time.Millisecond, MaxDelay: 20 * time.Second}},
 		Readiness: Readiness{Policy: ReadinessConnected},
 		Reload:    Reload{Interval: 5 * time.Second},
+		RateLimit: RateLimit{
+			Mint:       MintRate{PerCallerPerMinute: 60, GlobalPerMinute: 600, Burst: 50},
+			Validate:   ValidateRate{GlobalPerSecond: 2000, Burst: 500},
+			MaxCallers: 500,
+		},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", *c, want)
@@ -169,11 +178,17 @@ func TestParseRejectsBadFiles(t *testing.T) {
 		{"key in the wrong case", "validate: {negativeTTL: 1m}\n",
 			[]string{`line 1: validate.negativeTTL: unknown key (did you mean "negativeTtl"?)`}},
 		{"bad reload interval", "reload:\n  interval: 10ms\n", []string{"line 2: reload.interval must be between 100ms and 1h"}},
-		{"not yet supported rateLimit", "rateLimit: {maxCallers: 10}\n", []string{"line 1: rateLimit: unknown key"}},
+		{"rateLimit maxCallers zero", "rateLimit: {maxCallers: 0}\n", []string{"line 1: rateLimit.maxCallers must be between 1 and 1000000, got 0"}},
+		{"rateLimit negative rate", "rateLimit:\n  validate: {globalPerSecond: -1}\n",
+			[]string{"line 2: rateLimit.validate.globalPerSecond must be >= 0 (0 = no limit), got -1"}},
+		{"rateLimit burst under maxBatch", "limits: {maxBatch: 20}\nrateLimit:\n  mint: {perCallerPerMinute: 60, burst: 10}\n",
+			[]string{"line 3: rateLimit.mint.burst must be >= limits.maxBatch (20) while a mint rate is set, got 10"}},
+		{"rateLimit fractional rate", "rateLimit: {mint: {globalPerMinute: 0.5}}\n",
+			[]string{`line 1: rateLimit.mint.globalPerMinute: must be an integer, got !!float "0.5"`}},
 		{"bad readiness policy", "readiness: {policy: sometimes}\n", []string{"line 1: readiness.policy must be connected, degraded or always"}},
 		{"bad health interval", "health: {interval: 0s}\n", []string{"line 1: health.interval must be > 0", "health.timeout (5s) must be <= health.interval (0s)"}},
 		{"bad reload interval", "reload: {interval: 10ms}\n", []string{"line 1: reload.interval must be between 100ms and 1h"}},
-		{"not yet supported rateLimit", "rateLimit: {maxCallers: 5}\n", []string{"line 1: rateLimit: unknown key"}},
+		{"misspelt rateLimit key", "rateLimit: {maxCaller: 5}\n", []string{`line 1: rateLimit.maxCaller: unknown key (did you mean "maxCallers"?)`}},
 		{"not yet supported metrics", "metrics: {listen: \"\"}\n", []string{"line 1: metrics: unknown key"}},
 		{"not yet supported audit", "audit: {path: \"\"}\n", []string{"line 1: audit: unknown key"}},
 		{"not yet supported snapshot", "snapshot: {path: \"\"}\n", []string{"line 1: snapshot: unknown key"}},

@@ -36,6 +36,7 @@ func (c *Config) Validate() error {
 		c.Health.Validate(),
 		c.Readiness.validate(),
 		c.Reload.validate(),
+		c.RateLimit.validate(c.Limits.MaxBatch),
 	)
 }
 

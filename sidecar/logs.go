@@ -41,7 +41,7 @@ func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, r route, d time.Duration) 
 		cache: xCacheName(xc), reason: reasonOf(ctx, xc),
 	}
 	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 {
-		rec.caller = callerOf(ctx)
+		rec.caller = callerID(ctx)
 	}
 	if len(rec.path) > 128 {
 		rec.path = rec.path[:128]
@@ -169,7 +169,7 @@ func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
 		slog.String("type", "audit"),
 		slog.String("requestId", string(ctx.Response.Header.Peek(headerRequestID))),
 		slog.String("idempotencyKey", a.key),
-		slog.String("caller", callerOf(ctx)),
+		slog.String("caller", callerID(ctx)),
 		slog.Any("entities", a.entities),
 		slog.String("outcome", a.outcome),
 		slog.Any("ids", a.ids),
@@ -181,12 +181,4 @@ func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
 		rec.AddAttrs(slog.String("metadataSha256", hex.EncodeToString(a.metaSum)))
 	}
 	_ = s.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
-}
-
-// callerOf names the caller in logs: X-Client-ID, or "default".
-func callerOf(ctx *fasthttp.RequestCtx) string {
-	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 && len(c) <= 128 && printable(c) {
-		return string(c)
-	}
-	return "default"
 }

@@ -54,6 +54,20 @@ func (s *Sidecar) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, a *
 	return true
 }
 
+// allowMint applies the mint rate limits to n IDs; when they refuse, it
+// answers 429 and reports false. Checked after parsing, so malformed
+// requests use no tokens.
+func (s *Sidecar) allowMint(ctx *fasthttp.RequestCtx, a *audit, r route, n int) bool {
+	ok, d := s.limits.allowMint(callerID(ctx), n)
+	if ok {
+		return true
+	}
+	s.metrics.rateLimited[r].Inc()
+	a.outcome = codeRateLimited
+	rateLimited(ctx, "mint", d)
+	return false
+}
+
 // mint answers POST /v1/mint (design §4). Every mint that reaches the
 // sidecar leaves one audit line, whatever its outcome.
 func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
@@ -68,6 +82,9 @@ func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 	a.requests([]upstream.MintRequest{req})
 	if e != nil {
 		a.fail(ctx, e, nil)
+		return
+	}
+	if !s.allowMint(ctx, a, routeMint, 1) {
 		return
 	}
 	var got upstream.Minted
@@ -108,6 +125,9 @@ func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		return
 	}
 	a.requests(reqs)
+	if !s.allowMint(ctx, a, routeMintBatch, len(reqs)) {
+		return
+	}
 	var ids []string
 	var err error
 	if !s.upstreamMint(ctx, cfg, a, func(c context.Context, client *upstream.Client) {

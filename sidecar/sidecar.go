@@ -81,6 +81,7 @@ type Sidecar struct {
 	level   *slog.LevelVar
 	metrics *metrics
 	sink    *lineSink // access lines, when Options.LogOutput is set
+	limits  *limiter
 	link    link
 	log     *slog.Logger
 	version string
@@ -130,6 +131,11 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		s.sink = newLineSink(opts.LogOutput)
 	}
 	s.cfg.Store(cfg)
+	var limiterClock func() time.Time
+	if injected {
+		limiterClock = opts.Now
+	}
+	s.limits = newLimiter(cfg.RateLimit, limiterClock)
 	s.life = fsm.New(cfg.Health, s.probe, fsm.Options{Logger: opts.Logger, OnGoodPollWhileOpen: b.HalfOpen, Now: opts.Now})
 	s.link = s.life
 	if opts.Registry == nil {

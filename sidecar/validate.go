@@ -47,6 +47,11 @@ var _ idCache = (*cache.Cache)(nil)
 
 // validate answers one validate request for id (design §3).
 func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, id string) {
+	if ok, d := s.limits.allowValidate(); !ok {
+		s.metrics.rateLimited[routeValidate].Inc()
+		rateLimited(ctx, "validate", d)
+		return
+	}
 	if err := cfg.Format.Check(id); err != nil {
 		s.validateLocalFailure(ctx, id, err)
 		return

@@ -1,0 +1,40 @@
+package sidecar
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+const (
+	// defaultCaller is the caller of requests without a usable X-Client-ID.
+	defaultCaller = "default"
+	// maxCallerIDLen caps X-Client-ID, in bytes; a longer one is not used.
+	maxCallerIDLen = 128
+)
+
+// callerID returns the caller for rate limiting from X-Client-ID: the value
+// with surrounding spaces and tabs trimmed, if it is 1 to 128 bytes of
+// visible ASCII (0x21–0x7E); logs name callers the same way; otherwise
+// the shared "default" caller. The string is a copy, safe to keep.
+func callerID(ctx *fasthttp.RequestCtx) string {
+	c := bytes.Trim(ctx.Request.Header.Peek(headerClientID), " \t")
+	if len(c) == 0 || len(c) > maxCallerIDLen || !printable(c) {
+		return defaultCaller
+	}
+	return string(c)
+}
+
+// rateLimited answers 429 RATE_LIMITED with Retry-After: d rounded up to
+// whole seconds, at least 1. what names the limit, e.g. "mint".
+func rateLimited(ctx *fasthttp.RequestCtx, what string, d time.Duration) {
+	d = max(d, time.Second)
+	secs := strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+	writeError(ctx, &apiError{
+		code:       codeRateLimited,
+		message:    "local " + what + " rate limit exceeded; retry in " + secs + "s",
+		retryAfter: d,
+	}, nil)
+}
