@@ -27,6 +27,8 @@ const (
 	codeNotFound          = "NOT_FOUND"
 	codeMethodNotAllowed  = "METHOD_NOT_ALLOWED"
 	codeInternal          = "INTERNAL"
+	codeHeadersTooLarge   = "HEADERS_TOO_LARGE"
+	codeRequestTimeout    = "REQUEST_TIMEOUT"
 )
 
 var codeStatus = map[string]int{
@@ -45,6 +47,8 @@ var codeStatus = map[string]int{
 	codeNotFound:          404,
 	codeMethodNotAllowed:  405,
 	codeInternal:          500,
+	codeHeadersTooLarge:   431,
+	codeRequestTimeout:    408,
 }
 
 // apiError is an error answer: the JSON body's code and message, and when a

@@ -292,7 +292,16 @@ func (s *Sidecar) transportError(ctx *fasthttp.RequestCtx, err error) {
 		writeError(ctx, newAPIError(codePayloadTooLarge, "request body is over limits.maxBodyBytes of "+strconv.Itoa(limit)+" bytes"), nil)
 		return
 	}
-	writeError(ctx, newAPIError(codeBadRequest, "malformed HTTP request"), nil)
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		writeError(ctx, newAPIError(codeHeadersTooLarge, "request headers are over the 16 KiB limit"), nil)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		writeError(ctx, newAPIError(codeRequestTimeout, "the request was not received in time"), nil)
+	default:
+		writeError(ctx, newAPIError(codeBadRequest, "malformed HTTP request"), nil)
+	}
 }
 
 // slogPrinter adapts slog to fasthttp's Logger.
