@@ -1,0 +1,411 @@
+package k8s
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/chittyos/chittyid-sidecar/config"
+)
+
+// Each check returns nil or every problem it found (errors.Join), so that
+// TestBase runs it on the base and TestChecksCatchMistakes on broken copies.
+
+// checkNativeSidecar: the sidecar is an init container that keeps running
+// (restartPolicy Always), so it starts before the app and stops after it.
+func checkNativeSidecar(b *base) error {
+	c, err := b.sidecar()
+	if err != nil {
+		return err
+	}
+	if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		return fmt.Errorf("init container %s needs restartPolicy: Always to be a native sidecar, got %v", c.Name, c.RestartPolicy)
+	}
+	return nil
+}
+
+// checkImageDefaults: the sidecar runs the image's entrypoint with the
+// Dockerfile's default args, serve --config FILE.
+func checkImageDefaults(b *base) error {
+	c, err := b.sidecar()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if len(c.Command) != 0 {
+		errs = append(errs, fmt.Errorf("the sidecar overrides the image's ENTRYPOINT with command %q", c.Command))
+	}
+	if len(c.Args) == 0 || c.Args[0] != "serve" {
+		errs = append(errs, fmt.Errorf("the sidecar's args must start with serve, got %q", c.Args))
+	}
+	entry, err := dockerfileExec(b.dockerfile, "ENTRYPOINT")
+	if err != nil {
+		errs = append(errs, err)
+	} else if len(entry) != 1 || entry[0] != "/chittyid-sidecar" {
+		errs = append(errs, fmt.Errorf("the Dockerfile's ENTRYPOINT must be the binary alone, got %q", entry))
+	}
+	cmd, err := dockerfileExec(b.dockerfile, "CMD")
+	if err != nil {
+		errs = append(errs, err)
+	} else if !slices.Equal(cmd, c.Args) {
+		errs = append(errs, fmt.Errorf("the sidecar's args %q differ from the Dockerfile's CMD %q", c.Args, cmd))
+	}
+	return errors.Join(errs...)
+}
+
+// checkConfigFile: --config names a key of the ConfigMap through a directory
+// mount, and the ConfigMap keeps its name, so that edits reach the pod.
+func checkConfigFile(b *base) error {
+	f, _, err := b.configFile()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if b.configMap.Name != b.generatorName {
+		errs = append(errs, fmt.Errorf("ConfigMap %s is not named %s as kustomization.yaml declares: a hashed name makes every edit a rollout instead of a reload (options.disableNameSuffixHash)", b.configMap.Name, b.generatorName))
+	}
+	if b.configMap.Immutable != nil && *b.configMap.Immutable {
+		errs = append(errs, fmt.Errorf("ConfigMap %s is immutable: it could not be edited live", b.configMap.Name))
+	}
+	if f.volume.ConfigMap.Optional != nil && *f.volume.ConfigMap.Optional {
+		errs = append(errs, errors.New("the config volume is optional: a missing ConfigMap would start the sidecar without its file"))
+	}
+	return errors.Join(errs...)
+}
+
+// checkConfigValid: the ConfigMap's YAML passes config.Parse, the same
+// strict decode and validation the sidecar runs at start and on reload.
+func checkConfigValid(b *base) error {
+	_, err := b.effectiveConfig()
+	return err
+}
+
+// checkTokenFile: upstream.tokenFile is a key of the Secret, mounted as a
+// directory so that a rotated token reaches the pod, and the Secret's value
+// is a usable token (effectiveConfig sends it through config.Parse).
+func checkTokenFile(b *base) error {
+	path, f, _, err := b.tokenFile()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if !strings.HasPrefix(path, "/") {
+		errs = append(errs, fmt.Errorf("upstream.tokenFile %s is relative: it would depend on the working directory", path))
+	}
+	if b.secret.Immutable != nil && *b.secret.Immutable {
+		errs = append(errs, fmt.Errorf("Secret %s is immutable: the token could not be rotated in place", b.secret.Name))
+	}
+	if b.secret.Type != corev1.SecretTypeOpaque {
+		errs = append(errs, fmt.Errorf("Secret %s has type %q, want Opaque", b.secret.Name, b.secret.Type))
+	}
+	if f.mode&0o333 != 0 {
+		errs = append(errs, fmt.Errorf("the token file has mode %#o: want read bits only (write defaultMode in octal, 0440; 440 is decimal)", f.mode))
+	}
+	if f.volume.Secret.Optional != nil && *f.volume.Secret.Optional {
+		errs = append(errs, errors.New("the token volume is optional: a missing Secret would start the sidecar without a token"))
+	}
+	return errors.Join(errs...)
+}
+
+// checkFilesReadable: the sidecar's user can read its config and token
+// files. Volume files belong to root, and to the pod's fsGroup if set.
+func checkFilesReadable(b *base) error {
+	cf, _, err := b.configFile()
+	if err != nil {
+		return err
+	}
+	_, tf, _, err := b.tokenFile()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range []file{cf, tf} {
+		other := f.mode&0o004 != 0
+		group := f.mode&0o040 != 0 && b.pod().SecurityContext != nil && b.pod().SecurityContext.FSGroup != nil
+		if !other && !group {
+			errs = append(errs, fmt.Errorf("key %s of volume %s has mode %#o: user %d can read it only with o+r, or g+r and a pod fsGroup", f.key, f.volume.Name, f.mode, imageUser))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkProbePaths: liveness and startup ask /healthz, readiness asks
+// /readyz, all over plain HTTP. Startup waits for the listener, not for
+// upstream: a startup failure restarts the container, and an upstream outage
+// must never restart the sidecar (README, "Probes and readiness").
+func checkProbePaths(b *base) error {
+	c, err := b.sidecar()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range sidecarProbes(c) {
+		switch {
+		case p.probe == nil:
+			errs = append(errs, fmt.Errorf("the sidecar has no %s", p.name))
+		case p.probe.HTTPGet == nil:
+			errs = append(errs, fmt.Errorf("%s must be httpGet: the image has no shell or curl for exec", p.name))
+		case p.probe.HTTPGet.Path != p.path:
+			errs = append(errs, fmt.Errorf("%s asks %q, want %s", p.name, p.probe.HTTPGet.Path, p.path))
+		case p.probe.HTTPGet.Scheme != "" && p.probe.HTTPGet.Scheme != corev1.URISchemeHTTP:
+			errs = append(errs, fmt.Errorf("%s uses scheme %s; the sidecar serves plain HTTP", p.name, p.probe.HTTPGet.Scheme))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type namedProbe struct {
+	name  string
+	probe *corev1.Probe
+	path  string // what the sidecar serves for it
+}
+
+func sidecarProbes(c *corev1.Container) []namedProbe {
+	return []namedProbe{
+		{"livenessProbe", c.LivenessProbe, "/healthz"},
+		{"startupProbe", c.StartupProbe, "/healthz"},
+		{"readinessProbe", c.ReadinessProbe, "/readyz"},
+	}
+}
+
+// checkProbesReachListener: the kubelet connects to the pod IP at the probe's
+// port, so the listener must be on that port and on every address of the
+// pod; a 127.0.0.1 listener is out of the kubelet's reach.
+func checkProbesReachListener(b *base) error {
+	cfg, err := b.effectiveConfig()
+	if err != nil {
+		return err
+	}
+	host, port, err := listenPort(cfg)
+	if err != nil {
+		return err
+	}
+	c, err := b.sidecar()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		errs = append(errs, fmt.Errorf("listen %s: the kubelet's probes connect to the pod IP; listen on 0.0.0.0 (or [::]) and keep other pods out with the NetworkPolicy (k8s/README.md)", cfg.Listen))
+	}
+	for _, p := range sidecarProbes(c) {
+		if p.probe == nil || p.probe.HTTPGet == nil {
+			continue
+		}
+		if h := p.probe.HTTPGet.Host; h != "" {
+			errs = append(errs, fmt.Errorf("%s sets host %s: the kubelet would connect to that address from the node, not to the pod", p.name, h))
+		}
+		got, err := containerPort(c, p.probe.HTTPGet.Port)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+		} else if got != port {
+			errs = append(errs, fmt.Errorf("%s asks port %d, the sidecar listens on %d (listen %s)", p.name, got, port, cfg.Listen))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// containerPort resolves a probe's port, a number or a name of c's ports.
+func containerPort(c *corev1.Container, p intstr.IntOrString) (int32, error) {
+	if p.Type == intstr.Int {
+		return p.IntVal, nil
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return cp.ContainerPort, nil
+		}
+	}
+	return 0, fmt.Errorf("port %q is not a named port of %s", p.StrVal, c.Name)
+}
+
+// checkProbeTimings: the probes give the sidecar time and don't flap.
+func checkProbeTimings(b *base) error {
+	c, err := b.sidecar()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range sidecarProbes(c) {
+		if p.probe == nil {
+			continue // checkProbePaths reports it
+		}
+		if p.probe.TimeoutSeconds >= period(p.probe) {
+			errs = append(errs, fmt.Errorf("%s: timeoutSeconds %d must be below periodSeconds %d", p.name, p.probe.TimeoutSeconds, period(p.probe)))
+		}
+	}
+	if s := c.StartupProbe; s != nil {
+		if w := window(s); w < 30*time.Second || w > 120*time.Second {
+			errs = append(errs, fmt.Errorf("startupProbe allows %s to start (periodSeconds × failureThreshold), want 30s to 2m", w))
+		}
+	}
+	if l := c.LivenessProbe; l != nil {
+		if l.FailureThreshold < 3 || window(l) < 20*time.Second {
+			errs = append(errs, fmt.Errorf("livenessProbe restarts after %d failures (%s): want at least 3 and 20s, so a slow moment is no restart", l.FailureThreshold, window(l)))
+		}
+	}
+	if r := c.ReadinessProbe; r != nil && period(r) > 10 {
+		errs = append(errs, fmt.Errorf("readinessProbe every %ds: want at most 10s, so a pod leaves its Services promptly", period(r)))
+	}
+	return errors.Join(errs...)
+}
+
+// period and window apply the API defaults (period 10s, failureThreshold 3).
+func period(p *corev1.Probe) int32 {
+	if p.PeriodSeconds == 0 {
+		return 10
+	}
+	return p.PeriodSeconds
+}
+
+func window(p *corev1.Probe) time.Duration {
+	f := p.FailureThreshold
+	if f == 0 {
+		f = 3
+	}
+	return time.Duration(period(p)*f) * time.Second
+}
+
+// checkPortIsolated: since the sidecar listens on every pod address and holds
+// the upstream token, a NetworkPolicy isolates the pods for ingress and no
+// rule admits the sidecar's port. The kubelet's probes come from the node,
+// which NetworkPolicy always allows.
+func checkPortIsolated(b *base) error {
+	cfg, err := b.effectiveConfig()
+	if err != nil {
+		return err
+	}
+	_, port, err := listenPort(cfg)
+	if err != nil {
+		return err
+	}
+	np := b.netpol
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if !sel.Matches(labels.Set(b.deployment.Spec.Template.Labels)) {
+		errs = append(errs, fmt.Errorf("NetworkPolicy %s does not select the Deployment's pods %v", np.Name, b.deployment.Spec.Template.Labels))
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		errs = append(errs, fmt.Errorf("NetworkPolicy %s does not list policyTypes Ingress: it isolates nothing", np.Name))
+	}
+	for i, rule := range np.Spec.Ingress {
+		if len(rule.Ports) == 0 {
+			errs = append(errs, fmt.Errorf("NetworkPolicy %s ingress rule %d admits every port, the sidecar's %d too", np.Name, i, port))
+		}
+		for _, p := range rule.Ports {
+			if b.admits(p.Protocol, p.Port, p.EndPort, port) {
+				errs = append(errs, fmt.Errorf("NetworkPolicy %s ingress rule %d admits the sidecar's port %d", np.Name, i, port))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// admits reports whether a NetworkPolicy port entry lets TCP to port in.
+func (b *base) admits(proto *corev1.Protocol, p *intstr.IntOrString, end *int32, port int32) bool {
+	if proto != nil && *proto != corev1.ProtocolTCP {
+		return false
+	}
+	if p == nil {
+		return true
+	}
+	if p.Type == intstr.Int {
+		hi := p.IntVal
+		if end != nil {
+			hi = *end
+		}
+		return p.IntVal <= port && port <= hi
+	}
+	for _, c := range append(slices.Clone(b.pod().InitContainers), b.pod().Containers...) {
+		for _, cp := range c.Ports {
+			if cp.Name == p.StrVal && cp.ContainerPort == port {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkAppURL: the app reaches the sidecar over the pod's loopback at the
+// listen port, where the JS client expects the API (/v1).
+func checkAppURL(b *base) error {
+	cfg, err := b.effectiveConfig()
+	if err != nil {
+		return err
+	}
+	_, port, err := listenPort(cfg)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range b.pod().Containers {
+		v, ok := envValue(c, config.EnvServiceURL)
+		if !ok {
+			errs = append(errs, fmt.Errorf("app container %s has no %s", c.Name, config.EnvServiceURL))
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			errs = append(errs, fmt.Errorf("%s of %s is %s: call the sidecar over loopback, inside the pod", config.EnvServiceURL, c.Name, v))
+		}
+		if u.Scheme != "http" || u.Port() != strconv.Itoa(int(port)) || u.Path != "/v1" {
+			errs = append(errs, fmt.Errorf("%s of %s is %s, want http://127.0.0.1:%d/v1", config.EnvServiceURL, c.Name, v, port))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func envValue(c corev1.Container, name string) (string, bool) {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom == nil {
+			return e.Value, true
+		}
+	}
+	return "", false
+}
+
+// checkAppHasNoToken: only the sidecar holds the upstream token; the app
+// neither mounts the Secret nor gets it through its environment.
+func checkAppHasNoToken(b *base) error {
+	_, tf, _, err := b.tokenFile()
+	if err != nil {
+		return err
+	}
+	secret := b.secret.Name
+	var errs []error
+	for _, c := range b.pod().Containers {
+		for _, m := range c.VolumeMounts {
+			if m.Name == tf.volume.Name {
+				errs = append(errs, fmt.Errorf("app container %s mounts the token volume %s", c.Name, m.Name))
+			}
+		}
+		for _, e := range c.Env {
+			if e.Name == config.EnvToken || (e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == secret) {
+				errs = append(errs, fmt.Errorf("app container %s gets the token through env %s", c.Name, e.Name))
+			}
+		}
+		for _, e := range c.EnvFrom {
+			if e.SecretRef != nil && e.SecretRef.Name == secret {
+				errs = append(errs, fmt.Errorf("app container %s takes Secret %s as envFrom", c.Name, secret))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,308 @@
+package k8s
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// TestBase renders k8s/base and runs every check on it.
+func TestBase(t *testing.T) {
+	t.Parallel()
+	b := render(t)
+	for _, tc := range []struct {
+		name  string
+		check func(*base) error
+	}{
+		{"the sidecar is a native sidecar: an init container with restartPolicy Always", checkNativeSidecar},
+		{"the sidecar runs the image's entrypoint with the Dockerfile's default args", checkImageDefaults},
+		{"the config file in the args is a key of the ConfigMap, mounted as a directory, editable live", checkConfigFile},
+		{"the ConfigMap's YAML passes the sidecar's own config validation", checkConfigValid},
+		{"upstream.tokenFile is a key of the Secret, mounted as a directory, rotatable live", checkTokenFile},
+		{"the sidecar's user can read its config and token files", checkFilesReadable},
+		{"probes ask /healthz (liveness, startup) and /readyz (readiness)", checkProbePaths},
+		{"probes reach the listener: the listen port, on the pod IP", checkProbesReachListener},
+		{"probe timings give the sidecar time and leave Services promptly", checkProbeTimings},
+		{"no other pod can reach the sidecar's port", checkPortIsolated},
+		{"the app calls the sidecar over loopback at the listen port", checkAppURL},
+		{"the app never sees the upstream token", checkAppHasNoToken},
+		{"the sidecar's securityContext is restrictive", checkSecurityContext},
+		{"the image's USER is the securityContext's numeric user", checkImageUser},
+		{"terminationGracePeriodSeconds covers shutdown.drainTimeout with a margin", checkGracePeriod},
+		{"the sidecar has CPU and memory requests and limits", checkResources},
+		{"the cache fits in the memory limit", checkCacheFitsMemory},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if err := tc.check(b); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestChecksCatchMistakes breaks a copy of the base in one way at a time
+// and expects the check that guards against it to say so: a check that
+// passes everything would make TestBase worthless.
+func TestChecksCatchMistakes(t *testing.T) {
+	t.Parallel()
+	good := render(t)
+	for _, tc := range []struct {
+		name    string
+		breakIt func(t *testing.T, b *base)
+		check   func(*base) error
+		wantErr string
+	}{
+		{"sidecar as a regular container", func(t *testing.T, b *base) {
+			p := b.pod()
+			p.Containers = append(p.Containers, p.InitContainers...)
+			p.InitContainers = nil
+		}, checkNativeSidecar, "is a regular container"},
+		{"sidecar init container without restartPolicy", func(t *testing.T, b *base) {
+			sidecarOf(t, b).RestartPolicy = nil
+		}, checkNativeSidecar, "restartPolicy: Always"},
+		{"args other than the image's CMD", func(t *testing.T, b *base) {
+			sidecarOf(t, b).Args = []string{"serve", "--config", "/etc/chittyid-sidecar/other.yaml"}
+		}, checkImageDefaults, "differ from the Dockerfile's CMD"},
+		{"config file mounted with subPath", func(t *testing.T, b *base) {
+			m := mountOf(t, sidecarOf(t, b), "/etc/chittyid-sidecar")
+			m.MountPath, m.SubPath = "/etc/chittyid-sidecar/config.yaml", "config.yaml"
+		}, checkConfigFile, "subPath"},
+		{"config directory mounted with subPath", func(t *testing.T, b *base) {
+			mountOf(t, sidecarOf(t, b), "/etc/chittyid-sidecar").SubPath = "conf"
+		}, checkConfigFile, "subPath"},
+		{"ConfigMap name with a hash suffix", func(t *testing.T, b *base) {
+			b.configMap.Name += "-5f8dk2c9bt"
+			b.volume("chittyid-config").ConfigMap.Name = b.configMap.Name
+		}, checkConfigFile, "rollout instead of a reload"},
+		{"ConfigMap immutable", func(t *testing.T, b *base) {
+			b.configMap.Immutable = ptr(true)
+		}, checkConfigFile, "immutable"},
+		{"ConfigMap key renamed", func(t *testing.T, b *base) {
+			b.configMap.Data["sidecar.yaml"] = b.configMap.Data["config.yaml"]
+			delete(b.configMap.Data, "config.yaml")
+		}, checkConfigFile, `has no key "config.yaml"`},
+		{"unknown key in the config", func(t *testing.T, b *base) {
+			editConfig(t, b, "format: official", "format: official\nlistenn: 0.0.0.0:1")
+		}, checkConfigValid, "listenn"},
+		{"invalid value in the config", func(t *testing.T, b *base) {
+			editConfig(t, b, "policy: degraded", "policy: sometimes")
+		}, checkConfigValid, "readiness.policy"},
+		{"token with a space in the Secret", func(t *testing.T, b *base) {
+			b.secret.StringData["token"] = "two words"
+		}, checkConfigValid, "visible ASCII"},
+		{"tokenFile outside the Secret's mount", func(t *testing.T, b *base) {
+			editConfig(t, b, "tokenFile: /var/run/secrets/chittyid/token", "tokenFile: /etc/chittyid-sidecar/token")
+		}, checkTokenFile, "not from Secret"},
+		{"tokenFile not mounted at all", func(t *testing.T, b *base) {
+			editConfig(t, b, "tokenFile: /var/run/secrets/chittyid/token", "tokenFile: /run/token")
+		}, checkTokenFile, "no volume mount"},
+		{"Secret key renamed", func(t *testing.T, b *base) {
+			b.secret.StringData["api-token"] = b.secret.StringData["token"]
+			delete(b.secret.StringData, "token")
+		}, checkTokenFile, `has no key "token"`},
+		{"Secret file mode 440 written in decimal", func(t *testing.T, b *base) {
+			b.volume("chittyid-token").Secret.DefaultMode = ptr(int32(440))
+		}, checkTokenFile, "mode 0670"},
+		{"Secret file mode 0400", func(t *testing.T, b *base) {
+			b.volume("chittyid-token").Secret.DefaultMode = ptr(int32(0o400))
+		}, checkFilesReadable, "mode 0400"},
+		{"liveness on /readyz", func(t *testing.T, b *base) {
+			sidecarOf(t, b).LivenessProbe.HTTPGet.Path = "/readyz"
+		}, checkProbePaths, `livenessProbe asks "/readyz"`},
+		{"startup on /readyz", func(t *testing.T, b *base) {
+			sidecarOf(t, b).StartupProbe.HTTPGet.Path = "/readyz"
+		}, checkProbePaths, `startupProbe asks "/readyz"`},
+		{"readiness on /health", func(t *testing.T, b *base) {
+			sidecarOf(t, b).ReadinessProbe.HTTPGet.Path = "/health"
+		}, checkProbePaths, `readinessProbe asks "/health"`},
+		{"exec liveness probe", func(t *testing.T, b *base) {
+			p := sidecarOf(t, b).LivenessProbe
+			p.HTTPGet, p.Exec = nil, &corev1.ExecAction{Command: []string{"curl", "-f", "http://127.0.0.1:8787/healthz"}}
+		}, checkProbePaths, "must be httpGet"},
+		{"readiness port off by one", func(t *testing.T, b *base) {
+			sidecarOf(t, b).ReadinessProbe.HTTPGet.Port = intstr.FromInt32(8788)
+		}, checkProbesReachListener, "asks port 8788"},
+		{"probe named port that does not exist", func(t *testing.T, b *base) {
+			sidecarOf(t, b).LivenessProbe.HTTPGet.Port = intstr.FromString("api")
+		}, checkProbesReachListener, `port "api" is not a named port`},
+		{"probe host 127.0.0.1", func(t *testing.T, b *base) {
+			sidecarOf(t, b).LivenessProbe.HTTPGet.Host = "127.0.0.1"
+		}, checkProbesReachListener, "sets host 127.0.0.1"},
+		{"listen on loopback", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 0.0.0.0:8787", "listen: 127.0.0.1:8787")
+		}, checkProbesReachListener, "connect to the pod IP"},
+		{"listen on loopback through the environment", func(t *testing.T, b *base) {
+			c := sidecarOf(t, b)
+			c.Env = append(c.Env, corev1.EnvVar{Name: "CHITTYID_SIDECAR_LISTEN", Value: "127.0.0.1:8787"})
+		}, checkProbesReachListener, "connect to the pod IP"},
+		{"listen port changed, probes not", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 0.0.0.0:8787", "listen: 0.0.0.0:9000")
+		}, checkProbesReachListener, "the sidecar listens on 9000"},
+		{"listen port changed, app URL not", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 0.0.0.0:8787", "listen: 0.0.0.0:9000")
+		}, checkAppURL, "want http://127.0.0.1:9000/v1"},
+		{"startup window of 6s", func(t *testing.T, b *base) {
+			p := sidecarOf(t, b).StartupProbe
+			p.PeriodSeconds, p.FailureThreshold = 2, 3
+		}, checkProbeTimings, "startupProbe allows 6s"},
+		{"liveness restarts after one failure", func(t *testing.T, b *base) {
+			sidecarOf(t, b).LivenessProbe.FailureThreshold = 1
+		}, checkProbeTimings, "livenessProbe restarts after 1 failures"},
+		{"NetworkPolicy rule for every port", func(t *testing.T, b *base) {
+			b.netpol.Spec.Ingress = append(b.netpol.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{})
+		}, checkPortIsolated, "admits every port"},
+		{"NetworkPolicy port range over the sidecar's port", func(t *testing.T, b *base) {
+			b.netpol.Spec.Ingress[0].Ports[0].Port = ptr(intstr.FromInt32(8000))
+			b.netpol.Spec.Ingress[0].Ports[0].EndPort = ptr(int32(9000))
+		}, checkPortIsolated, "admits the sidecar's port 8787"},
+		{"NetworkPolicy for other pods", func(t *testing.T, b *base) {
+			b.netpol.Spec.PodSelector.MatchLabels = map[string]string{"app.kubernetes.io/name": "other"}
+		}, checkPortIsolated, "does not select"},
+		{"NetworkPolicy for egress only", func(t *testing.T, b *base) {
+			b.netpol.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
+		}, checkPortIsolated, "isolates nothing"},
+		{"app calls the sidecar by a Service name", func(t *testing.T, b *base) {
+			setEnv(t, &b.pod().Containers[0], "CHITTYID_SERVICE_URL", "http://chittyid-sidecar:8787/v1")
+		}, checkAppURL, "over loopback"},
+		{"app mounts the token", func(t *testing.T, b *base) {
+			c := &b.pod().Containers[0]
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "chittyid-token", MountPath: "/token"})
+		}, checkAppHasNoToken, "mounts the token volume"},
+		{"app gets CHITTY_ID_TOKEN", func(t *testing.T, b *base) {
+			c := &b.pod().Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "CHITTY_ID_TOKEN", ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "chittyid-token"}, Key: "token"},
+			}})
+		}, checkAppHasNoToken, "gets the token through env CHITTY_ID_TOKEN"},
+		{"sidecar as root", func(t *testing.T, b *base) {
+			sidecarOf(t, b).SecurityContext.RunAsUser = ptr(int64(0))
+		}, checkSecurityContext, "runAsUser must be 65532"},
+		{"writable root filesystem", func(t *testing.T, b *base) {
+			sidecarOf(t, b).SecurityContext.ReadOnlyRootFilesystem = ptr(false)
+		}, checkSecurityContext, "readOnlyRootFilesystem"},
+		{"privilege escalation allowed", func(t *testing.T, b *base) {
+			sidecarOf(t, b).SecurityContext.AllowPrivilegeEscalation = nil
+		}, checkSecurityContext, "allowPrivilegeEscalation"},
+		{"a capability added", func(t *testing.T, b *base) {
+			sidecarOf(t, b).SecurityContext.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
+		}, checkSecurityContext, "capabilities.add"},
+		{"no seccomp profile", func(t *testing.T, b *base) {
+			sidecarOf(t, b).SecurityContext.SeccompProfile = nil
+			b.pod().SecurityContext.SeccompProfile = nil
+		}, checkSecurityContext, "seccompProfile"},
+		{"image USER by name", func(t *testing.T, b *base) {
+			b.dockerfile = strings.Replace(b.dockerfile, "USER 65532:65532", "USER nonroot", 1)
+		}, checkImageUser, `last USER is "nonroot"`},
+		{"grace period equal to the drain", func(t *testing.T, b *base) {
+			b.pod().TerminationGracePeriodSeconds = ptr(int64(20))
+		}, checkGracePeriod, "under shutdown.drainTimeout 20s"},
+		{"drain raised over the grace period", func(t *testing.T, b *base) {
+			editConfig(t, b, "drainTimeout: 20s", "drainTimeout: 40s")
+		}, checkGracePeriod, "under shutdown.drainTimeout 40s"},
+		{"no memory limit", func(t *testing.T, b *base) {
+			delete(sidecarOf(t, b).Resources.Limits, corev1.ResourceMemory)
+		}, checkResources, "memory request and limit"},
+		{"CPU request above the limit", func(t *testing.T, b *base) {
+			sidecarOf(t, b).Resources.Requests[corev1.ResourceCPU] = resource.MustParse("2")
+		}, checkResources, "above its limit"},
+		{"cache over half the memory limit", func(t *testing.T, b *base) {
+			editConfig(t, b, "maxSizeMB: 32", "maxSizeMB: 96")
+		}, checkCacheFitsMemory, "over half the memory limit"},
+		{"GOMEMLIMIT at the memory limit", func(t *testing.T, b *base) {
+			setEnv(t, sidecarOf(t, b), "GOMEMLIMIT", "128MiB")
+		}, checkCacheFitsMemory, "GOMEMLIMIT 128MiB is not below"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := good.clone()
+			tc.breakIt(t, b)
+			err := tc.check(b)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestStrictDecode: a manifest field that its type does not have is an
+// error, and so is a kind no check knows.
+func TestStrictDecode(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, apiVersion, kind, yaml, wantErr string }{
+		{"probe field at the container level", "apps/v1", "Deployment", `
+apiVersion: apps/v1
+kind: Deployment
+spec:
+  template:
+    spec:
+      initContainers:
+        - name: chittyid-sidecar
+          restartPolicy: Always
+          path: /healthz
+`, `unknown field "path"`},
+		{"duplicate field", "v1", "ConfigMap", `
+apiVersion: v1
+kind: ConfigMap
+data: {a: "1"}
+data: {b: "2"}
+`, `"data" already set`},
+		{"a kind without checks", "v1", "Service", "apiVersion: v1\nkind: Service\n", "no test knows v1 Service"},
+		{"a second Secret", "v1", "Secret", "apiVersion: v1\nkind: Secret\n", "second object"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := &base{secret: &corev1.Secret{}}
+			err := b.add(tc.apiVersion, tc.kind, []byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func sidecarOf(t *testing.T, b *base) *corev1.Container {
+	t.Helper()
+	c, err := b.sidecar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mountOf(t *testing.T, c *corev1.Container, path string) *corev1.VolumeMount {
+	t.Helper()
+	i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == path })
+	if i < 0 {
+		t.Fatalf("%s mounts nothing at %s", c.Name, path)
+	}
+	return &c.VolumeMounts[i]
+}
+
+func setEnv(t *testing.T, c *corev1.Container, name, value string) {
+	t.Helper()
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name })
+	if i < 0 {
+		t.Fatalf("%s has no env %s", c.Name, name)
+	}
+	c.Env[i].Value = value
+}
+
+// editConfig replaces old, which must occur once, in the ConfigMap's
+// config.yaml, so that an edit of the base breaks the test loudly rather
+// than making it pass for the wrong reason.
+func editConfig(t *testing.T, b *base, old, new string) {
+	t.Helper()
+	data := b.configMap.Data["config.yaml"]
+	if n := strings.Count(data, old); n != 1 {
+		t.Fatalf("config.yaml holds %q %d times, want once", old, n)
+	}
+	b.configMap.Data["config.yaml"] = strings.Replace(data, old, new, 1)
+}
