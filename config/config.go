@@ -41,6 +41,18 @@ type Config struct {
 	Reload Reload `yaml:"reload"`
 	// RateLimit caps how fast callers may mint and validate. Reloadable.
 	RateLimit RateLimit `yaml:"rateLimit"`
+	// Metrics configures the optional operations listener.
+	Metrics Metrics `yaml:"metrics"`
+}
+
+// Metrics is the metrics section.
+type Metrics struct {
+	// Listen, if set, is a second address (host:port) that serves only
+	// /metrics and the probes (/healthz, /readyz, /health): for a Prometheus
+	// scraper and the kubelet, which reach the pod's IP, not its loopback,
+	// while the API stays on listen. /metrics is served on listen too.
+	// Restart needed to change. Default "" (none).
+	Listen string `yaml:"listen"`
 }
 
 // Reload is the reload section.

@@ -189,7 +189,8 @@ func TestParseRejectsBadFiles(t *testing.T) {
 		{"bad health interval", "health: {interval: 0s}\n", []string{"line 1: health.interval must be > 0", "health.timeout (5s) must be <= health.interval (0s)"}},
 		{"bad reload interval", "reload: {interval: 10ms}\n", []string{"line 1: reload.interval must be between 100ms and 1h"}},
 		{"misspelt rateLimit key", "rateLimit: {maxCaller: 5}\n", []string{`line 1: rateLimit.maxCaller: unknown key (did you mean "maxCallers"?)`}},
-		{"not yet supported metrics", "metrics: {listen: \"\"}\n", []string{"line 1: metrics: unknown key"}},
+		{"bad metrics.listen", "metrics: {listen: \"nowhere\"}\n", []string{`line 1: metrics.listen must be host:port, got "nowhere"`}},
+		{"metrics.listen equal to listen", "listen: 127.0.0.1:9000\nmetrics: {listen: 127.0.0.1:9000}\n", []string{"metrics.listen must differ from listen"}},
 		{"not yet supported audit", "audit: {path: \"\"}\n", []string{"line 1: audit: unknown key"}},
 		{"not yet supported snapshot", "snapshot: {path: \"\"}\n", []string{"line 1: snapshot: unknown key"}},
 		{"log.access not a bool", "log: {level: info, access: sometimes}\n", []string{"line 1: log.access: "}},
@@ -359,7 +360,7 @@ func TestLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.yaml", "listen: 127.0.0.1:8787\n")
-	bad := writeFile(t, dir, "bad.yaml", "listen: 127.0.0.1:8787\nmetrics: {}\nlog: {level: loud}\n")
+	bad := writeFile(t, dir, "bad.yaml", "listen: 127.0.0.1:8787\nsnapshot: {}\nlog: {level: loud}\n")
 	empty := writeFile(t, dir, "empty.yaml", "")
 	missing := filepath.Join(dir, "missing.yaml")
 
@@ -373,7 +374,7 @@ func TestLoad(t *testing.T) {
 		{"missing", missing, []string{fmt.Sprintf("loading config %q: open %s: no such file or directory", missing, missing)}},
 		{"empty", empty, []string{fmt.Sprintf("loading config %q: config file is empty", empty)}},
 		{"every problem", bad, []string{
-			fmt.Sprintf("loading config %q: line 2: metrics: unknown key", bad),
+			fmt.Sprintf("loading config %q: line 2: snapshot: unknown key", bad),
 			`line 3: log.level must be debug, info, warn or error, got "loud"`,
 		}},
 	} {

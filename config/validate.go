@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
@@ -37,20 +38,37 @@ func (c *Config) Validate() error {
 		c.Readiness.validate(),
 		c.Reload.validate(),
 		c.RateLimit.validate(c.Limits.MaxBatch),
+		c.validateMetricsListen(),
 	)
 }
 
-func (c *Config) validateListen() error {
-	host, port, err := net.SplitHostPort(c.Listen)
+func (c *Config) validateListen() error { return validateAddr("listen", c.Listen) }
+
+func (c *Config) validateMetricsListen() error {
+	if c.Metrics.Listen == "" {
+		return nil
+	}
+	if err := validateAddr("metrics.listen", c.Metrics.Listen); err != nil {
+		return err
+	}
+	if c.Metrics.Listen == c.Listen && !strings.HasSuffix(c.Listen, ":0") { // port 0: two free ports
+		return fmt.Errorf("metrics.listen must differ from listen, both are %q", c.Listen)
+	}
+	return nil
+}
+
+// validateAddr checks a host:port listen address named key.
+func validateAddr(key, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("listen must be host:port, got %q", c.Listen)
+		return fmt.Errorf("%s must be host:port, got %q", key, addr)
 	}
 	var errs []error
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		errs = append(errs, fmt.Errorf("listen port must be a number from 0 to 65535, got %q", port))
+		errs = append(errs, fmt.Errorf("%s port must be a number from 0 to 65535, got %q", key, port))
 	}
 	if _, err := netip.ParseAddr(host); err != nil && host != "localhost" {
-		errs = append(errs, fmt.Errorf("listen host must be an IP address or localhost, got %q", host))
+		errs = append(errs, fmt.Errorf("%s host must be an IP address or localhost, got %q", key, host))
 	}
 	return errors.Join(errs...)
 }

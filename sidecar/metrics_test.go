@@ -142,3 +142,23 @@ func TestMetricsFamiliesAndScenario(t *testing.T) {
 		}
 	}
 }
+
+// TestOpsListener serves /metrics and the probes on metrics.listen and
+// nothing else, while the API stays on listen.
+func TestOpsListener(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "metrics: {listen: 127.0.0.1:0}\n")
+	h.waitState(fsm.Connected)
+	ops := "http://" + h.sc.OpsAddr()
+	for path, want := range map[string]int{"/metrics": 200, "/healthz": 200, "/readyz": 200, "/health": 200, "/v1/mint": 404, "/v1/validate/CT-A-CHI-1234-I-24-A-0": 404} {
+		resp, err := h.http.Get(ops + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("ops %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	h.mint("PEO").expect(t, "mint on the API listener", 200, "")
+}

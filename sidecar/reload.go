@@ -52,7 +52,8 @@ func keepRestartOnly(old, next *config.Config) []string {
 	keep("cache.shards", old.Cache.Shards, next.Cache.Shards)
 	keep("limits.maxBodyBytes", old.Limits.MaxBodyBytes, next.Limits.MaxBodyBytes)
 	keep("log.format", old.Log.Format, next.Log.Format)
-	next.Listen, next.Cache = old.Listen, old.Cache
+	keep("metrics.listen", old.Metrics.Listen, next.Metrics.Listen)
+	next.Listen, next.Cache, next.Metrics = old.Listen, old.Cache, old.Metrics
 	next.Limits.MaxBodyBytes, next.Log.Format = old.Limits.MaxBodyBytes, old.Log.Format
 	return changed
 }

@@ -82,6 +82,7 @@ type Sidecar struct {
 	metrics *metrics
 	sink    *lineSink // access lines, when Options.LogOutput is set
 	limits  *limiter
+	opsAddr atomic.Value // string: the operations listener's address
 	link    link
 	log     *slog.Logger
 	version string
@@ -180,6 +181,12 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("listening on %q: %w", cfg.Listen, err)
 		}
 	}
+	ops, err := s.startOps(cfg)
+	if err != nil {
+		_ = ln.Close()
+		_ = s.Close()
+		return err
+	}
 	srv := s.server(cfg)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -211,6 +218,9 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 		if err := <-errc; err != nil && serveErr == nil {
 			serveErr = err
 		}
+	}
+	if err := ops.stop(); err != nil && serveErr == nil {
+		serveErr = err
 	}
 	stopLife()
 	bg.Wait()

@@ -1,0 +1,88 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/valyala/fasthttp"
+)
+
+// opsServer is the optional second listener (metrics.listen) for the
+// Prometheus scraper and the kubelet: it serves /metrics and the probes and
+// nothing else, so the API can stay on the loopback address.
+type opsServer struct {
+	srv  *fasthttp.Server
+	ln   net.Listener
+	errc chan error
+}
+
+// startOps listens on metrics.listen, if set; a nil *opsServer is valid and
+// does nothing.
+func (s *Sidecar) startOps(cfg *config.Config) (*opsServer, error) {
+	if cfg.Metrics.Listen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on metrics.listen %q: %w", cfg.Metrics.Listen, err)
+	}
+	o := &opsServer{ln: ln, errc: make(chan error, 1), srv: &fasthttp.Server{
+		Handler:               s.opsHandle,
+		Name:                  "chittyid-sidecar",
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+		ReadTimeout:           5 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		MaxRequestBodySize:    1 << 10,
+		CloseOnShutdown:       true,
+		Logger:                slogPrinter{s.log},
+	}}
+	s.opsAddr.Store(ln.Addr().String())
+	go func() { o.errc <- o.srv.Serve(ln) }()
+	s.log.Info("operations listener", "addr", ln.Addr().String(), "serves", "/metrics /healthz /readyz /health")
+	return o, nil
+}
+
+// stop closes the listener and waits for Serve to return.
+func (o *opsServer) stop() error {
+	if o == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = o.srv.ShutdownWithContext(ctx) // a probe still being answered is cut off at the deadline
+	_ = o.ln.Close()
+	if err := <-o.errc; err != nil {
+		return fmt.Errorf("serving metrics.listen: %w", err)
+	}
+	return nil
+}
+
+// opsHandle serves the operations routes only.
+func (s *Sidecar) opsHandle(ctx *fasthttp.RequestCtx) {
+	defer s.recoverPanic(ctx)
+	s.setRequestID(ctx)
+	switch string(ctx.Path()) {
+	case "/metrics":
+		s.onlyGet(ctx, s.metrics.handler)
+	case "/healthz":
+		s.onlyGet(ctx, s.healthz)
+	case "/readyz":
+		s.onlyGet(ctx, s.readyz)
+	case "/health":
+		s.onlyGet(ctx, s.health)
+	default:
+		writeError(ctx, newAPIError(codeNotFound, "the operations listener serves /metrics, /healthz, /readyz and /health only"), nil)
+	}
+}
+
+// OpsAddr returns the operations listener's address once Run has opened it,
+// or "" (for tests and tools).
+func (s *Sidecar) OpsAddr() string {
+	a, _ := s.opsAddr.Load().(string)
+	return a
+}
