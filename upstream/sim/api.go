@@ -118,6 +118,14 @@ func (s *Sim) serveAPI(ctx *fasthttp.RequestCtx) {
 		rec.closed = f.Mode == ModeRefuse
 		return
 	}
+	if (s.cfg.Latency > 0 || f.Mode == ModeSlow || f.Mode == ModeHang) && clientGone(ctx) {
+		// The client gave up while the request was delayed: like a server
+		// that cancels work on disconnect, do nothing (a mint mints nothing).
+		s.stats.abandoned.Add(1)
+		ctx.SetConnectionClose()
+		rec.closed = true
+		return
+	}
 	if !ep.open && !rec.Authorized {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="chittyid-sim"`)
 		s.writeError(ctx, fasthttp.StatusUnauthorized, "UNAUTHORIZED", "missing or invalid bearer token")

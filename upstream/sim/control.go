@@ -19,6 +19,10 @@ type Stats struct {
 	Health   int64 `json:"health"`
 	// Minted counts the IDs issued (fallback placeholders are not IDs).
 	Minted int64 `json:"minted"`
+	// Abandoned counts requests dropped unprocessed because their client
+	// hung up while they were delayed (slow, hang or Latency), as a server
+	// that cancels work on disconnect does.
+	Abandoned int64 `json:"abandoned"`
 }
 
 // Stats returns the counters since Start or the last Reset.
@@ -29,6 +33,8 @@ func (s *Sim) Stats() Stats {
 		Validate: s.stats.validate.Load(),
 		Health:   s.stats.health.Load(),
 		Minted:   s.stats.minted.Load(),
+
+		Abandoned: s.stats.abandoned.Load(),
 	}
 }
 

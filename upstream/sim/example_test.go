@@ -42,5 +42,5 @@ func ExampleStart() {
 	fmt.Printf("%+v\n", s.Stats())
 	// Output:
 	// 200 true E
-	// {Mint:1 Batch:0 Validate:0 Health:0 Minted:1}
+	// {Mint:1 Batch:0 Validate:0 Health:0 Minted:1 Abandoned:0}
 }

@@ -367,3 +367,32 @@ func equal[T comparable](a, b []T) bool {
 	}
 	return true
 }
+
+// TestDelayedRequestOfAGoneClientIsAbandoned: a client that hangs up while
+// its mint is delayed mints nothing.
+func TestDelayedRequestOfAGoneClientIsAbandoned(t *testing.T) {
+	t.Parallel()
+	s := start(t, Config{})
+	if err := s.SetFault(Fault{Mode: ModeSlow, Latency: "300ms", Routes: []string{"mint"}}); err != nil {
+		t.Fatal(err)
+	}
+	impatient := &http.Client{Timeout: 100 * time.Millisecond, Transport: &http.Transport{}}
+	defer impatient.CloseIdleConnections()
+	resp, err := impatient.Post(s.URL()+"/mint", "application/json", strings.NewReader(`{"entity":"PEO"}`))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("the impatient client got an answer")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for s.Stats().Abandoned == 0 { // the sim's own goroutine finishes the delay
+		select {
+		case <-ctx.Done():
+			t.Fatalf("not abandoned: %+v", s.Stats())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if st := s.Stats(); st.Minted != 0 || st.Abandoned != 1 {
+		t.Errorf("stats %+v, want nothing minted and one abandoned", st)
+	}
+}

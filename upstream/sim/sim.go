@@ -108,7 +108,7 @@ type Sim struct {
 
 // counters are the per-route request counters and the minted count.
 type counters struct {
-	mint, batch, validate, health, minted atomic.Int64
+	mint, batch, validate, health, minted, abandoned atomic.Int64
 }
 
 // Start listens on apiAddr for the upstream API and on controlAddr for the
