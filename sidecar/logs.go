@@ -112,6 +112,7 @@ type audit struct {
 	metaLen  int
 	metaSum  []byte
 	ids      []string
+	refused  []string // minted upstream but not handed out (wrong format)
 	attempts int
 	outcome  string // "ok", "orphaned", or the error code
 }
@@ -173,6 +174,7 @@ func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
 		slog.Any("entities", a.entities),
 		slog.String("outcome", a.outcome),
 		slog.Any("ids", a.ids),
+		slog.Any("refusedIds", a.refused),
 		slog.Int("upstreamAttempts", a.attempts),
 		slog.Float64("latencyMs", float64(time.Since(a.began).Microseconds())/1000),
 		slog.Int("metadataBytes", a.metaLen),

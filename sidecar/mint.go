@@ -96,6 +96,7 @@ func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 	}
 	if err != nil {
 		a.attempts = upstream.AttemptsOf(err)
+		a.refused = upstream.RefusedIDs(err)
 		a.fail(ctx, fromUpstream(err), nil)
 		return
 	}
@@ -146,6 +147,7 @@ func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		_ = s.cache.Store(id, mintedEntry(reqs[i].Entity, now))
 	}
 	a.minted(ctx, ids...)
+	a.refused = upstream.RefusedIDs(err)
 	if err != nil {
 		a.fail(ctx, fromUpstream(err), out)
 		return

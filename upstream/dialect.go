@@ -106,7 +106,9 @@ func (c *Client) checkMinted(op, id string, fallback bool) *CallError {
 	case fallback || isFallbackID(id):
 		return callErr(op, ErrFallback, 200, "upstream answered with the placeholder %q", id)
 	case c.format.Check(id) != nil:
-		return callErr(op, ErrBadResponse, 200, "minted id %q does not match the %s format", clip(id), c.format)
+		e := callErr(op, ErrBadResponse, 200, "minted id %q does not match the %s format", clip(id), c.format)
+		e.Refused = []string{clip(id)}
+		return e
 	}
 	return nil
 }
@@ -162,15 +164,20 @@ func (c *Client) MintBatch(ctx context.Context, ms []MintRequest, key string, in
 			return callErr("mint batch", ErrBadResponse, res.status, "asked for %d ids, got %d", len(ms), len(ans.ChittyIDs))
 		}
 		partial = nil
+		var refused []string
 		for i, id := range ans.ChittyIDs {
 			if ce := c.checkMinted("mint batch", id, false); ce != nil {
 				ids[i] = ""
+				refused = append(refused, ce.Refused...)
 				if partial == nil {
 					partial = ce
 				}
 				continue
 			}
 			ids[i] = id
+		}
+		if partial != nil {
+			partial.Refused = refused
 		}
 		return partial
 	})

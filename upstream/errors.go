@@ -42,6 +42,9 @@ type CallError struct {
 	Attempts   int           // upstream attempts made
 	Detail     string        // a short explanation safe to show a caller
 	Cause      error         // the transport error, if any
+	// Refused lists IDs upstream answered with that were not handed out
+	// (wrong format), so they can be logged rather than silently lost.
+	Refused []string
 }
 
 func (e *CallError) Error() string {
@@ -87,4 +90,13 @@ func AttemptsOf(err error) int {
 
 func callErr(op string, kind error, status int, format string, a ...any) *CallError {
 	return &CallError{Kind: kind, Op: op, Status: status, Detail: fmt.Sprintf(format, a...)}
+}
+
+// RefusedIDs returns the IDs upstream minted that err refused to hand out.
+func RefusedIDs(err error) []string {
+	var ce *CallError
+	if errors.As(err, &ce) {
+		return ce.Refused
+	}
+	return nil
 }
