@@ -116,17 +116,25 @@ func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
 		c.base = "" // the worker's routes hang off the host root
 	}
 	c.hc = &fasthttp.HostClient{
-		Addr:                      addr,
-		IsTLS:                     tls,
-		MaxConns:                  cfg.MaxInFlight + 64, // mints plus validates and polls
-		MaxConnWaitTimeout:        cfg.Timeout,
-		MaxIdleConnDuration:       4 * time.Second, // below common upstream keep-alive timeouts
-		ReadTimeout:               cfg.Timeout,
-		WriteTimeout:              cfg.Timeout,
-		MaxResponseBodySize:       1 << 20,
-		MaxIdemponentCallAttempts: 1, // retries are ours, counted by the breaker one by one
-		NoDefaultUserAgentHeader:  true,
-		DisablePathNormalizing:    true,
+		Addr:                addr,
+		IsTLS:               tls,
+		MaxConns:            cfg.MaxInFlight + 64, // mints plus validates and polls
+		MaxConnWaitTimeout:  cfg.Timeout,
+		MaxIdleConnDuration: 4 * time.Second, // below common upstream keep-alive timeouts
+		ReadTimeout:         cfg.Timeout,
+		WriteTimeout:        cfg.Timeout,
+		MaxResponseBodySize: 1 << 20,
+		// Retries are ours, counted by the breaker one by one, with one
+		// exception: a GET (health, validate) that found its pooled
+		// connection already closed by upstream is sent again at once on a
+		// new one. It was never processed, and after an outage every pooled
+		// connection is dead: without this each would fail one health poll.
+		MaxIdemponentCallAttempts: 2,
+		RetryIfErr: func(req *fasthttp.Request, _ int, err error) (bool, bool) {
+			return false, req.Header.IsGet() && errors.Is(err, fasthttp.ErrConnectionClosed)
+		},
+		NoDefaultUserAgentHeader: true,
+		DisablePathNormalizing:   true,
 		// The standard dialer, not fasthttp's default one: that one caches DNS
 		// answers in a package-level map with a cleaner goroutine no one owns.
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {

@@ -87,6 +87,11 @@ func (c *Client) attempt(ctx context.Context, r *request, accept func(response) 
 	}
 	res, err := c.send(r, deadline)
 	if err != nil {
+		if errors.Is(err, fasthttp.ErrConnectionClosed) {
+			// Upstream closed a pooled connection: after a restart or an
+			// outage every idle one is as dead, so drop them all now.
+			c.hc.CloseIdleConnections()
+		}
 		return classifyTransport(ctx, r.op, err)
 	}
 	ar := attemptResult{res: res}

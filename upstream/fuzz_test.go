@@ -1,0 +1,206 @@
+package upstream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+)
+
+// The shapes of the two profiles, written independently of format.go's
+// templates: the fuzz targets use them as the reference Check must agree with.
+var (
+	officialShape = regexp.MustCompile(`^[A-Z]{2}-[A-Z]-[A-Z]{3}-[0-9]{4}-[A-Z]-[0-9]{2}-[A-Z]-[0-9A-Z]$`)
+	numericShape  = regexp.MustCompile(`^[0-9]{2}-[0-9]-[A-Z]{3}-[0-9]{4}-[PLTEA]-[0-9]{4}-[0-5]-[0-9]{2}$`)
+)
+
+// referenceChecksum is the numeric check value computed the long way: the
+// first seven segments with each letter written as its two-digit value
+// (A=10 … Z=35) form one decimal number N, and the check is (98 − N mod 97)
+// mod 97.
+func referenceChecksum(prefix string) int {
+	var digits strings.Builder
+	for _, c := range []byte(prefix) {
+		switch {
+		case c >= '0' && c <= '9':
+			digits.WriteByte(c)
+		case c >= 'A' && c <= 'Z':
+			v := int(c-'A') + 10
+			digits.WriteByte(byte('0' + v/10))
+			digits.WriteByte(byte('0' + v%10))
+		}
+	}
+	n, ok := new(big.Int).SetString("0"+digits.String(), 10)
+	if !ok {
+		panic("referenceChecksum: not a number: " + digits.String())
+	}
+	r := int(new(big.Int).Mod(n, big.NewInt(97)).Int64())
+	return (98 - r) % 97
+}
+
+// referenceCheck is what Format.Check must answer for id, from the
+// regular expressions and the big-number checksum.
+func referenceCheck(f upstream.Format, id string) error {
+	switch f {
+	case upstream.FormatOfficial:
+		if !officialShape.MatchString(id) || strings.HasPrefix(id, "CD-") {
+			return upstream.ErrIDFormat
+		}
+		return nil
+	case upstream.FormatNumeric:
+		if !numericShape.MatchString(id) {
+			return upstream.ErrIDFormat
+		}
+		if referenceChecksum(id[:22]) != int(id[23]-'0')*10+int(id[24]-'0') {
+			return upstream.ErrIDChecksum
+		}
+		if id[3] == '0' || id[5:8] == "ERR" {
+			return upstream.ErrFallbackID
+		}
+		return nil
+	}
+	return upstream.ErrIDFormat
+}
+
+// contractIDs are the contract's test vectors and a few near misses.
+var contractIDs = []string{
+	"CT-A-CHI-1234-I-24-A-0", "ID-B-CHI-5678-P-24-B-X", "EV-C-TES-9999-E-25-C-Y", "PL-A-NYC-0001-L-24-D-Z",
+	"chitty_PEO_1234", "CHITTY-A-CHI-1234-I-24-A-0", "CD-A-CHI-1234-I-24-A-0", "01-A-CHI-1234-I-2409-5-0",
+	"CT-A-CHI-1234-I-24-A", "CT-A-CHI-1234-I-24-A-0-0", "CT-A-CH-11234-I-24-A-0", "ct-a-chi-1234-i-24-a-0", "",
+	"03-1-USA-0001-P-2601-3-92", "03-1-USA-1234-P-2601-3-86", "03-9-GBR-0042-E-2512-5-29",
+	"03-0-ERR-0001-T-2601-0-35", "03-1-USA-1234-P-2601-3-42", "03-1-USA-0001-X-2601-3-92",
+	"03-1-USA-0001-P-2601-6-92", "03-1-ERR-0100-P-2601-0-53", "03-1-USA-0001-P-2601-3-92\n",
+	"03-1-USA-0001-P-2601-3-9", "CT-A-CHI-1234-I-24-A-\xff", "CT-A-CHI-1234-I-24-A-0\x00",
+}
+
+// FuzzFormatCheck checks Format.Check of both profiles (and an unset one)
+// against the reference: it never panics, answers only its sentinels, and a
+// nil error implies the exact shape (and for numeric the checksum and no
+// fallback marker). The seeds include IDs minted by running simulators of
+// both profiles; those must pass.
+func FuzzFormatCheck(f *testing.F) {
+	for _, id := range contractIDs {
+		f.Add(id)
+	}
+	for _, format := range []upstream.Format{upstream.FormatOfficial, upstream.FormatNumeric} {
+		for _, id := range mintedBySim(f, format) {
+			if err := format.Check(id); err != nil {
+				f.Fatalf("the %s simulator minted %q, which Check rejects: %v", format, id, err)
+			}
+			f.Add(id)
+		}
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		for _, format := range []upstream.Format{upstream.FormatOfficial, upstream.FormatNumeric, 0, 3} {
+			got, want := format.Check(id), referenceCheck(format, id)
+			if got != want { // sentinels: compared by identity, not errors.Is
+				t.Fatalf("%v.Check(%q) = %v, want %v", format, id, got, want)
+			}
+			if got == nil || errors.Is(got, upstream.ErrFallbackID) {
+				if l := format.TypeLetter(id); l != id[14] {
+					t.Fatalf("%v.TypeLetter(%q) = %q, want %q", format, id, l, id[14])
+				}
+			} else if l := format.TypeLetter(id); l != 0 {
+				t.Fatalf("%v.TypeLetter(%q) = %q for a rejected ID, want 0", format, id, l)
+			}
+		}
+		if got, want := upstream.NumericChecksum(id), referenceChecksum(id); got != want {
+			t.Fatalf("NumericChecksum(%q) = %d, want %d", id, got, want)
+		}
+	})
+}
+
+// FuzzNumericChecksumSingleChange builds a valid numeric ID from fuzzed
+// segment values (its checksum from the reference, not NumericChecksum),
+// checks it passes, then checks that every change of one byte, to any of the
+// 256 values, is rejected.
+func FuzzNumericChecksumSingleChange(f *testing.F) {
+	f.Add(uint8(3), uint8(1), "USA", uint16(1), uint8('P'), uint16(2601), uint8(3))
+	f.Add(uint8(3), uint8(1), "USA", uint16(1234), uint8('P'), uint16(2601), uint8(3))
+	f.Add(uint8(3), uint8(9), "GBR", uint16(42), uint8('E'), uint16(2512), uint8(5))
+	f.Add(uint8(99), uint8(9), "ZZZ", uint16(9999), uint8('A'), uint16(9999), uint8(5))
+	f.Add(uint8(0), uint8(1), "AAA", uint16(0), uint8('L'), uint16(0), uint8(0))
+	f.Fuzz(func(t *testing.T, vv, g uint8, lll string, seq uint16, tl uint8, yymm uint16, c uint8) {
+		id := numericFrom(vv, g, lll, seq, tl, yymm, c)
+		if err := upstream.FormatNumeric.Check(id); err != nil {
+			t.Fatalf("Check(%q) = %v for a valid ID", id, err)
+		}
+		b := []byte(id)
+		for i := range b {
+			orig := b[i]
+			for v := 0; v < 256; v++ {
+				if byte(v) == orig {
+					continue
+				}
+				b[i] = byte(v)
+				if err := upstream.FormatNumeric.Check(string(b)); err == nil {
+					t.Fatalf("%q with byte %d changed from %q to %q still passes", id, i, orig, byte(v))
+				}
+			}
+			b[i] = orig
+		}
+	})
+}
+
+// numericFrom maps arbitrary segment values onto a valid, non-fallback
+// numeric ID.
+func numericFrom(vv, g uint8, lll string, seq uint16, tl uint8, yymm uint16, c uint8) string {
+	loc := []byte("AAA")
+	for i := 0; i < len(lll) && i < 3; i++ {
+		loc[i] = 'A' + lll[i]%26
+	}
+	if string(loc) == "ERR" {
+		loc[2] = 'S'
+	}
+	letters := "PLTEA"
+	var b strings.Builder
+	b.WriteString(pad(int(vv)%100, 2) + "-")
+	b.WriteByte('1' + g%9)
+	b.WriteString("-" + string(loc) + "-" + pad(int(seq)%10000, 4) + "-")
+	b.WriteByte(letters[int(tl)%len(letters)])
+	b.WriteString("-" + pad(int(yymm)%10000, 4) + "-")
+	b.WriteByte('0' + c%6)
+	prefix := b.String()
+	return prefix + "-" + pad(referenceChecksum(prefix), 2)
+}
+
+func pad(v, width int) string { return fmt.Sprintf("%0*d", width, v) }
+
+// mintedBySim mints a few IDs of every entity, single and batch, from a
+// running simulator of the format.
+func mintedBySim(f *testing.F, format upstream.Format) []string {
+	f.Helper()
+	const tok = "fuzz-seed-token"
+	s, err := sim.Start(sim.Config{Format: format, Token: tok}, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	cfg := upstream.Defaults()
+	cfg.URL, cfg.Token = s.URL(), tok
+	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker), upstream.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var batch []upstream.MintRequest
+	for _, e := range upstream.Entities() {
+		if _, err := c.Mint(ctx, upstream.MintRequest{Entity: e}, "", upstream.CallInfo{}); err != nil {
+			f.Fatalf("minting %v from the %s simulator: %v", e, format, err)
+		}
+		batch = append(batch, upstream.MintRequest{Entity: e})
+	}
+	if _, err := c.MintBatch(ctx, batch, "", upstream.CallInfo{}); err != nil {
+		f.Fatalf("batch mint from the %s simulator: %v", format, err)
+	}
+	return s.Minted()
+}
