@@ -184,3 +184,18 @@ func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
 	}
 	_ = s.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
 }
+
+// lateMint records IDs upstream minted after the caller had given up (the
+// mint timed out): nobody received them, so they are logged as orphaned.
+func (s *Sidecar) lateMint(op, key string, info upstream.CallInfo, ids []string) {
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "mint answered after the caller's deadline", 0)
+	rec.AddAttrs(
+		slog.String("type", "audit"),
+		slog.String("requestId", info.RequestID),
+		slog.String("idempotencyKey", key),
+		slog.String("op", op),
+		slog.String("outcome", "orphaned"),
+		slog.Any("ids", ids),
+	)
+	_ = s.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
+}

@@ -170,3 +170,20 @@ func copyTo(b *strings.Builder, resp *http.Response) (int64, error) {
 	defer resp.Body.Close()
 	return io.Copy(b, resp.Body)
 }
+
+// TestLateMintIsRecorded: upstream answers a mint after the sidecar gave up
+// on it (504 to the caller); the ID it minted is logged as orphaned.
+func TestLateMintIsRecorded(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "upstream:\n  timeout: 200ms\n  mintTimeout: 2s\n")
+	h.fault(sim.Fault{Mode: "slow", Latency: "500ms", Routes: []string{"mint"}})
+	h.do("POST", "/v1/mint", `{"entity":"PEO"}`, "X-Request-ID", "req-late").expect(t, "slow mint", 504, "UPSTREAM_TIMEOUT")
+	line := h.logs.waitFor(t, "audit", func(m map[string]any) bool {
+		return m["requestId"] == "req-late" && m["outcome"] == "orphaned"
+	})
+	minted := h.sim.Minted()
+	ids, _ := line["ids"].([]any)
+	if len(minted) != 1 || len(ids) != 1 || ids[0] != minted[0] {
+		t.Errorf("late audit line %v; upstream minted %v", line, minted)
+	}
+}

@@ -82,7 +82,8 @@ type Sidecar struct {
 	metrics *metrics
 	sink    *lineSink // access lines, when Options.LogOutput is set
 	limits  *limiter
-	opsAddr atomic.Value // string: the operations listener's address
+	opsAddr atomic.Value   // string: the operations listener's address
+	late    sync.WaitGroup // goroutines of every client awaiting late mint answers
 	link    link
 	log     *slog.Logger
 	version string
@@ -156,7 +157,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 }
 
 func (s *Sidecar) upstreamOptions() upstream.Options {
-	return upstream.Options{Version: s.version, Observer: s.metrics}
+	return upstream.Options{Version: s.version, Observer: s.metrics, OnLate: s.lateMint, Late: &s.late}
 }
 
 // probe is one health poll of the current upstream client.
@@ -249,6 +250,7 @@ func (s *Sidecar) watchBreaker(ctx context.Context) {
 // Run calls it; call it yourself only for a Sidecar that never ran. It is
 // safe to call more than once.
 func (s *Sidecar) Close() error {
+	s.late.Wait() // bounded: each waits at most its mint deadline plus the grace
 	s.client.Load().Close()
 	if err := s.cache.Close(); err != nil {
 		return fmt.Errorf("closing the cache: %w", err)

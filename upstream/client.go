@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -29,6 +31,10 @@ type Client struct {
 	slots   chan struct{}
 	agent   string
 	obs     Observer
+
+	onLate    func(op, key string, info CallInfo, ids []string)
+	lateGrace time.Duration
+	late      *sync.WaitGroup
 }
 
 // Options are the parts of a Client that are not in the config file.
@@ -37,6 +43,17 @@ type Options struct {
 	Version string
 	// Observer, if set, is told about every attempt and retry.
 	Observer Observer
+	// OnLate, if set, receives the IDs of mints that upstream answered
+	// after their caller had given up (within LateGrace of the deadline),
+	// so the IDs can be recorded instead of lost. It runs on a goroutine
+	// tracked by Late.
+	OnLate func(op, idempotencyKey string, info CallInfo, ids []string)
+	// LateGrace is how long after a mint's deadline its answer is still
+	// awaited for OnLate. Default: upstream.mintTimeout.
+	LateGrace time.Duration
+	// Late, if set, counts the goroutines awaiting late answers, so that
+	// the owner can wait for them at shutdown. Nil: the client's own.
+	Late *sync.WaitGroup
 }
 
 // Observer is told about upstream attempts, for metrics. It must be fast
@@ -108,6 +125,16 @@ func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		agent:   "chittyid-sidecar/" + opts.Version,
 		obs:     opts.Observer,
+
+		onLate:    opts.OnLate,
+		lateGrace: opts.LateGrace,
+		late:      opts.Late,
+	}
+	if c.lateGrace <= 0 {
+		c.lateGrace = cfg.MintTimeout
+	}
+	if c.late == nil {
+		c.late = new(sync.WaitGroup)
 	}
 	if c.obs == nil {
 		c.obs = noObserver{}
@@ -121,7 +148,9 @@ func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
 		MaxConns:            cfg.MaxInFlight + 64, // mints plus validates and polls
 		MaxConnWaitTimeout:  cfg.Timeout,
 		MaxIdleConnDuration: 4 * time.Second, // below common upstream keep-alive timeouts
-		ReadTimeout:         cfg.Timeout,
+		// Deadlines come with every call (DoDeadline); this only bounds a
+		// mint whose answer is awaited after its caller gave up (OnLate).
+		ReadTimeout:         cfg.Timeout + max(opts.LateGrace, cfg.MintTimeout),
 		WriteTimeout:        cfg.Timeout,
 		MaxResponseBodySize: 1 << 20,
 		// Retries are ours, counted by the breaker one by one, with one
@@ -180,6 +209,9 @@ type request struct {
 	auth             string
 	idempotencyKey   string
 	info             CallInfo
+	// late, for mints, reads the IDs out of an answer that arrives after
+	// the attempt's deadline (see sendWatched).
+	late func(body []byte) []string
 }
 
 // response is what an attempt brings back; body is a private copy.
@@ -192,6 +224,14 @@ type response struct {
 
 // send performs one attempt with the given deadline.
 func (c *Client) send(r *request, deadline time.Time) (response, error) {
+	if r.late != nil && c.onLate != nil {
+		return c.sendWatched(r, deadline)
+	}
+	return c.do(r, deadline)
+}
+
+// do sends r and waits for the answer until deadline.
+func (c *Client) do(r *request, deadline time.Time) (response, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -222,6 +262,53 @@ func (c *Client) send(r *request, deadline time.Time) (response, error) {
 		body:       append([]byte(nil), resp.Body()...),
 		retryAfter: parseRetryAfter(resp.Header.Peek("Retry-After"), time.Now()),
 	}, nil
+}
+
+// sendWatched sends a mint that must not be lost: the caller waits until
+// deadline as usual, but the exchange itself may run up to
+// Options.LateGrace longer on a goroutine. A mint that upstream answers in
+// that time, after its caller gave up, was minted for nobody: its IDs go to
+// Options.OnLate instead of vanishing.
+func (c *Client) sendWatched(r *request, deadline time.Time) (response, error) {
+	x := &watched{done: make(chan struct{})}
+	c.late.Add(1)
+	go c.watch(r, deadline.Add(c.lateGrace), x)
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-x.done:
+		return x.res, x.err
+	case <-t.C:
+	}
+	if !x.abandoned.CompareAndSwap(false, true) {
+		<-x.done // the answer came in just now
+		return x.res, x.err
+	}
+	return response{}, fasthttp.ErrTimeout
+}
+
+// watched is one exchange run by watch.
+type watched struct {
+	done      chan struct{} // closed when res and err are set, unless abandoned
+	abandoned atomic.Bool   // the caller stopped waiting
+	res       response
+	err       error
+}
+
+// watch runs the exchange for sendWatched; Options.Late waits for it.
+func (c *Client) watch(r *request, deadline time.Time, x *watched) {
+	defer c.late.Done()
+	res, err := c.do(r, deadline)
+	if !x.abandoned.CompareAndSwap(false, true) { // the caller gave up
+		if err == nil && res.status >= 200 && res.status < 300 {
+			if ids := r.late(res.body); len(ids) > 0 {
+				c.onLate(r.op, r.idempotencyKey, r.info, ids)
+			}
+		}
+		return
+	}
+	x.res, x.err = res, err
+	close(x.done)
 }
 
 func setIf(req *fasthttp.Request, k, v string) {

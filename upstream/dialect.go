@@ -80,7 +80,14 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 	if key == "" {
 		key = NewKey()
 	}
-	r := &request{op: "mint", method: "POST", path: c.base + "/mint", body: body, auth: auth, idempotencyKey: key, info: info}
+	r := &request{op: "mint", method: "POST", path: c.base + "/mint", body: body, auth: auth, idempotencyKey: key, info: info,
+		late: func(body []byte) []string {
+			var a mintAnswer
+			if json.Unmarshal(body, &a) != nil || a.id() == "" || a.Fallback {
+				return nil
+			}
+			return []string{a.id()}
+		}}
 	if c.cfg.Dialect == DialectWorker {
 		r.path = "/v1/mint"
 	}
@@ -149,7 +156,14 @@ func (c *Client) MintBatch(ctx context.Context, ms []MintRequest, key string, in
 	if err != nil {
 		return make([]string, len(ms)), callErr("mint batch", ErrRejected, 0, "encoding the request: %v", err)
 	}
-	r := &request{op: "mint batch", method: "POST", path: c.base + "/mint/batch", body: body, auth: auth, idempotencyKey: key, info: info}
+	r := &request{op: "mint batch", method: "POST", path: c.base + "/mint/batch", body: body, auth: auth, idempotencyKey: key, info: info,
+		late: func(body []byte) []string {
+			var a struct {
+				ChittyIDs []string `json:"chittyIds"`
+			}
+			_ = json.Unmarshal(body, &a)
+			return a.ChittyIDs
+		}}
 	ids := make([]string, len(ms))
 	var partial *CallError
 	_, err = c.call(ctx, r, c.cfg.IdempotentMint, func(res response) *CallError {
