@@ -278,7 +278,10 @@ func (s *Sim) stopAPILocked() {
 	// before the close is already tracked when the connections are closed.
 	<-s.apiServed
 	s.apiLn = nil
-	s.apiConns.closeAll()
+	// Idle connections close now; busy ones right after their answer, so a
+	// request already being processed (a mint that already minted) is
+	// answered rather than cut off mid-way.
+	s.apiConns.retireAll()
 }
 
 // startAPILocked opens the API listener again after a refuse fault.
@@ -339,12 +342,13 @@ type connTracker struct {
 	// mu guards the fields below.
 	mu       sync.Mutex
 	conns    map[net.Conn]fasthttp.ConnState
-	draining bool          // Close: no new connections, idle ones are closed
+	draining bool // Close: no new connections, idle ones are closed
+	retiring map[net.Conn]bool
 	changed  chan struct{} // closed and replaced when a connection goes
 }
 
 func newConnTracker() *connTracker {
-	return &connTracker{conns: make(map[net.Conn]fasthttp.ConnState), changed: make(chan struct{})}
+	return &connTracker{conns: make(map[net.Conn]fasthttp.ConnState), retiring: make(map[net.Conn]bool), changed: make(chan struct{})}
 }
 
 // add tracks a new connection; false means the server is closing.
@@ -370,6 +374,7 @@ func (ct *connTracker) forgetLocked(c net.Conn) {
 		return
 	}
 	delete(ct.conns, c)
+	delete(ct.retiring, c)
 	close(ct.changed)
 	ct.changed = make(chan struct{})
 }
@@ -383,13 +388,27 @@ func (ct *connTracker) track(c net.Conn, state fasthttp.ConnState) {
 		ct.forgetLocked(c)
 		return
 	case fasthttp.StateIdle:
-		if ct.draining {
+		if ct.draining || ct.retiring[c] {
 			// The answer has been written; the connection's goroutine
 			// sees the close on its next read and ends.
 			_ = c.Close()
 		}
 	}
 	ct.conns[c] = state
+}
+
+// retireAll closes the idle connections now and the busy ones as soon as
+// they have answered.
+func (ct *connTracker) retireAll() {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	for c, st := range ct.conns {
+		if st == fasthttp.StateActive {
+			ct.retiring[c] = true
+			continue
+		}
+		_ = c.Close()
+	}
 }
 
 // closeAll closes every open connection; their goroutines then see the
