@@ -179,15 +179,35 @@ func sidecarProbes(c *corev1.Container) []namedProbe {
 	}
 }
 
-// checkProbesReachListener: the kubelet connects to the pod IP at the probe's
-// port, so the listener must be on that port and on every address of the
-// pod; a 127.0.0.1 listener is out of the kubelet's reach.
-func checkProbesReachListener(b *base) error {
+// checkAPIOnLoopback: the API (mint, validate) spends the upstream token, so
+// it listens on the pod's loopback only, where the app calls it. The kubelet
+// and Prometheus get the operations listener (metrics.listen) instead.
+func checkAPIOnLoopback(b *base) error {
 	cfg, err := b.effectiveConfig()
 	if err != nil {
 		return err
 	}
-	host, port, err := listenPort(cfg)
+	host, _, err := addrPort("listen", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if !isLoopback(host) {
+		return fmt.Errorf("listen %s is not a loopback address: the API mints with the upstream token and only the app, inside the pod, calls it; listen on 127.0.0.1 (or [::1], localhost) and give the kubelet and Prometheus metrics.listen on 0.0.0.0 instead (k8s/README.md)", cfg.Listen)
+	}
+	return nil
+}
+
+// checkOpsListener: metrics.listen, which serves /metrics and the probes
+// only, is set on every address of the pod (the kubelet and Prometheus
+// connect to the pod IP) at a fixed port of its own, which the sidecar
+// declares; the API's port, reachable inside the pod only, is declared by
+// no container.
+func checkOpsListener(b *base) error {
+	cfg, ops, err := b.opsPort()
+	if err != nil {
+		return err
+	}
+	_, api, err := addrPort("listen", cfg.Listen)
 	if err != nil {
 		return err
 	}
@@ -196,12 +216,44 @@ func checkProbesReachListener(b *base) error {
 		return err
 	}
 	var errs []error
+	host, _, _ := net.SplitHostPort(cfg.Metrics.Listen)
 	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
-		errs = append(errs, fmt.Errorf("listen %s: the kubelet's probes connect to the pod IP; listen on 0.0.0.0 (or [::]) and keep other pods out with the NetworkPolicy (k8s/README.md)", cfg.Listen))
+		errs = append(errs, fmt.Errorf("metrics.listen %s: the kubelet's probes and Prometheus connect to the pod IP; listen on 0.0.0.0 (or [::])", cfg.Metrics.Listen))
 	}
+	if ops == api {
+		errs = append(errs, fmt.Errorf("metrics.listen %s and listen %s share port %d: the wildcard address covers the loopback, so the second listener cannot bind", cfg.Metrics.Listen, cfg.Listen, ops))
+	}
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool {
+		return p.ContainerPort == ops && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP)
+	}) {
+		errs = append(errs, fmt.Errorf("the sidecar declares no TCP containerPort %d for metrics.listen %s: declare it (named, e.g. ops) for the probes and Prometheus", ops, cfg.Metrics.Listen))
+	}
+	for _, c := range append(slices.Clone(b.pod().InitContainers), b.pod().Containers...) {
+		for _, p := range c.Ports {
+			if p.ContainerPort == api {
+				errs = append(errs, fmt.Errorf("container %s declares containerPort %d, the API's port: the API listens on loopback only (listen %s), nothing can reach it on the pod IP", c.Name, api, cfg.Listen))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkProbesReachOps: the kubelet connects from the node to the pod IP at
+// the probe's port, so every probe asks the operations listener's port, with
+// no host: a host would send the kubelet to that address from the node.
+func checkProbesReachOps(b *base) error {
+	cfg, ops, err := b.opsPort()
+	if err != nil {
+		return err
+	}
+	c, err := b.sidecar()
+	if err != nil {
+		return err
+	}
+	var errs []error
 	for _, p := range sidecarProbes(c) {
 		if p.probe == nil || p.probe.HTTPGet == nil {
-			continue
+			continue // checkProbePaths reports it
 		}
 		if h := p.probe.HTTPGet.Host; h != "" {
 			errs = append(errs, fmt.Errorf("%s sets host %s: the kubelet would connect to that address from the node, not to the pod", p.name, h))
@@ -209,11 +261,60 @@ func checkProbesReachListener(b *base) error {
 		got, err := containerPort(c, p.probe.HTTPGet.Port)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
-		} else if got != port {
-			errs = append(errs, fmt.Errorf("%s asks port %d, the sidecar listens on %d (listen %s)", p.name, got, port, cfg.Listen))
+		} else if got != ops {
+			errs = append(errs, fmt.Errorf("%s asks port %d, the operations listener is on %d (metrics.listen %s); the API's listen %s is out of the kubelet's reach", p.name, got, ops, cfg.Metrics.Listen, cfg.Listen))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkPrometheusAnnotations: the pod template asks Prometheus to scrape
+// /metrics at the operations listener's port.
+func checkPrometheusAnnotations(b *base) error {
+	cfg, ops, err := b.opsPort()
+	if err != nil {
+		return err
+	}
+	a := b.deployment.Spec.Template.Annotations
+	var errs []error
+	for _, want := range []struct{ key, value string }{
+		{"prometheus.io/scrape", "true"},
+		{"prometheus.io/port", strconv.Itoa(int(ops))},
+		{"prometheus.io/path", "/metrics"},
+	} {
+		got, ok := a[want.key]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("the pod template has no annotation %s (want %q)", want.key, want.value))
+		case got != want.value:
+			errs = append(errs, fmt.Errorf("the pod template's annotation %s is %q, want %q (metrics.listen %s)", want.key, got, want.value, cfg.Metrics.Listen))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// opsPort returns the effective config and the port of metrics.listen,
+// which must be set and fixed.
+func (b *base) opsPort() (*config.Config, int32, error) {
+	cfg, err := b.effectiveConfig()
+	if err != nil {
+		return nil, 0, err
+	}
+	if cfg.Metrics.Listen == "" {
+		return nil, 0, errors.New("metrics.listen is not set: the kubelet's probes and Prometheus connect to the pod IP while the API stays on loopback; set metrics.listen: 0.0.0.0:9090 (k8s/README.md)")
+	}
+	_, port, err := addrPort("metrics.listen", cfg.Metrics.Listen)
+	if err != nil {
+		return nil, 0, err
+	}
+	return cfg, port, nil
+}
+
+// isLoopback reports whether a listen host is the loopback: localhost or a
+// loopback IP.
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // containerPort resolves a probe's port, a number or a name of c's ports.
@@ -276,18 +377,26 @@ func window(p *corev1.Probe) time.Duration {
 	return time.Duration(period(p)*f) * time.Second
 }
 
-// checkPortIsolated: since the sidecar listens on every pod address and holds
-// the upstream token, a NetworkPolicy isolates the pods for ingress and no
-// rule admits the sidecar's port. The kubelet's probes come from the node,
-// which NetworkPolicy always allows.
+// checkPortIsolated: a NetworkPolicy isolates the pods for ingress, and no
+// rule admits the API's port (listen), which holds the upstream token: it is
+// on loopback, and stays closed if an overlay moves it. The operations port
+// (metrics.listen) may be admitted, but only from named peers (a monitoring
+// namespace), never from everywhere. The kubelet's probes come from the
+// node, which NetworkPolicy always allows.
 func checkPortIsolated(b *base) error {
 	cfg, err := b.effectiveConfig()
 	if err != nil {
 		return err
 	}
-	_, port, err := listenPort(cfg)
+	_, api, err := addrPort("listen", cfg.Listen)
 	if err != nil {
 		return err
+	}
+	ops := int32(-1) // no operations listener: checkOpsListener reports it
+	if cfg.Metrics.Listen != "" {
+		if _, p, err := addrPort("metrics.listen", cfg.Metrics.Listen); err == nil {
+			ops = p
+		}
 	}
 	np := b.netpol
 	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
@@ -303,15 +412,36 @@ func checkPortIsolated(b *base) error {
 	}
 	for i, rule := range np.Spec.Ingress {
 		if len(rule.Ports) == 0 {
-			errs = append(errs, fmt.Errorf("NetworkPolicy %s ingress rule %d admits every port, the sidecar's %d too", np.Name, i, port))
+			errs = append(errs, fmt.Errorf("NetworkPolicy %s ingress rule %d admits every port, the sidecar's API port %d too", np.Name, i, api))
 		}
 		for _, p := range rule.Ports {
-			if b.admits(p.Protocol, p.Port, p.EndPort, port) {
-				errs = append(errs, fmt.Errorf("NetworkPolicy %s ingress rule %d admits the sidecar's port %d", np.Name, i, port))
+			if b.admits(p.Protocol, p.Port, p.EndPort, api) {
+				errs = append(errs, fmt.Errorf("NetworkPolicy %s ingress rule %d admits the sidecar's API port %d (listen %s): nothing outside the pod may call the API", np.Name, i, api, cfg.Listen))
+			}
+			if b.admits(p.Protocol, p.Port, p.EndPort, ops) && fromAnywhere(rule.From) {
+				errs = append(errs, fmt.Errorf("NetworkPolicy %s ingress rule %d admits the operations port %d (metrics.listen) from every namespace: admit the monitoring namespace only (namespaceSelector)", np.Name, i, ops))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// fromAnywhere reports whether a rule's peers let in every pod of every
+// namespace: no peers at all, or a peer with an empty namespaceSelector and
+// no podSelector that narrows it.
+func fromAnywhere(from []networkingv1.NetworkPolicyPeer) bool {
+	if len(from) == 0 {
+		return true
+	}
+	empty := func(s *metav1.LabelSelector) bool {
+		return s != nil && len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0
+	}
+	for _, p := range from {
+		if empty(p.NamespaceSelector) && (p.PodSelector == nil || empty(p.PodSelector)) {
+			return true
+		}
+	}
+	return false
 }
 
 // admits reports whether a NetworkPolicy port entry lets TCP to port in.
@@ -339,14 +469,14 @@ func (b *base) admits(proto *corev1.Protocol, p *intstr.IntOrString, end *int32,
 	return false
 }
 
-// checkAppURL: the app reaches the sidecar over the pod's loopback at the
-// listen port, where the JS client expects the API (/v1).
+// checkAppURL: the app reaches the sidecar's API over the pod's loopback, at
+// the address and port of listen, where the JS client expects it (/v1).
 func checkAppURL(b *base) error {
 	cfg, err := b.effectiveConfig()
 	if err != nil {
 		return err
 	}
-	_, port, err := listenPort(cfg)
+	host, port, err := addrPort("listen", cfg.Listen)
 	if err != nil {
 		return err
 	}
@@ -364,6 +494,8 @@ func checkAppURL(b *base) error {
 		}
 		if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			errs = append(errs, fmt.Errorf("%s of %s is %s: call the sidecar over loopback, inside the pod", config.EnvServiceURL, c.Name, v))
+		} else if lip := net.ParseIP(host); lip != nil && lip.IsLoopback() && (ip == nil || !ip.Equal(lip)) {
+			errs = append(errs, fmt.Errorf("%s of %s is %s, but the sidecar listens on %s only (listen %s)", config.EnvServiceURL, c.Name, v, host, cfg.Listen))
 		}
 		if u.Scheme != "http" || u.Port() != strconv.Itoa(int(port)) || u.Path != "/v1" {
 			errs = append(errs, fmt.Errorf("%s of %s is %s, want http://127.0.0.1:%d/v1", config.EnvServiceURL, c.Name, v, port))

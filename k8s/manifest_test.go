@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -26,10 +27,13 @@ func TestBase(t *testing.T) {
 		{"upstream.tokenFile is a key of the Secret, mounted as a directory, rotatable live", checkTokenFile},
 		{"the sidecar's user can read its config and token files", checkFilesReadable},
 		{"probes ask /healthz (liveness, startup) and /readyz (readiness)", checkProbePaths},
-		{"probes reach the listener: the listen port, on the pod IP", checkProbesReachListener},
+		{"the API listens on the pod's loopback only", checkAPIOnLoopback},
+		{"metrics.listen is on the pod IP at a declared port of its own", checkOpsListener},
+		{"probes reach the operations listener: its port, on the pod IP", checkProbesReachOps},
+		{"the Prometheus annotations scrape the operations listener", checkPrometheusAnnotations},
 		{"probe timings give the sidecar time and leave Services promptly", checkProbeTimings},
-		{"no other pod can reach the sidecar's port", checkPortIsolated},
-		{"the app calls the sidecar over loopback at the listen port", checkAppURL},
+		{"no other pod can reach the API's port, only the monitoring namespace the metrics port", checkPortIsolated},
+		{"the app calls the sidecar over loopback at the listen address", checkAppURL},
 		{"the app never sees the upstream token", checkAppHasNoToken},
 		{"the sidecar's securityContext is restrictive", checkSecurityContext},
 		{"the image's USER is the securityContext's numeric user", checkImageUser},
@@ -123,30 +127,79 @@ func TestChecksCatchMistakes(t *testing.T) {
 		}, checkProbePaths, `readinessProbe asks "/health"`},
 		{"exec liveness probe", func(t *testing.T, b *base) {
 			p := sidecarOf(t, b).LivenessProbe
-			p.HTTPGet, p.Exec = nil, &corev1.ExecAction{Command: []string{"curl", "-f", "http://127.0.0.1:8787/healthz"}}
+			p.HTTPGet, p.Exec = nil, &corev1.ExecAction{Command: []string{"curl", "-f", "http://127.0.0.1:9090/healthz"}}
 		}, checkProbePaths, "must be httpGet"},
+		{"listen on 0.0.0.0", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 127.0.0.1:8787", "listen: 0.0.0.0:8787")
+		}, checkAPIOnLoopback, "give the kubelet and Prometheus metrics.listen"},
+		{"listen on [::]", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 127.0.0.1:8787", `listen: "[::]:8787"`)
+		}, checkAPIOnLoopback, "is not a loopback address"},
+		{"listen on 0.0.0.0 through the environment", func(t *testing.T, b *base) {
+			c := sidecarOf(t, b)
+			c.Env = append(c.Env, corev1.EnvVar{Name: "CHITTYID_SIDECAR_LISTEN", Value: "0.0.0.0:8787"})
+		}, checkAPIOnLoopback, "metrics.listen on 0.0.0.0"},
+		{"metrics.listen missing", func(t *testing.T, b *base) {
+			editConfig(t, b, "metrics:\n  listen: 0.0.0.0:9090\n", "")
+		}, checkOpsListener, "metrics.listen is not set"},
+		{"metrics.listen missing, probes", func(t *testing.T, b *base) {
+			editConfig(t, b, "metrics:\n  listen: 0.0.0.0:9090\n", "")
+		}, checkProbesReachOps, "metrics.listen is not set"},
+		{"metrics.listen missing, annotations", func(t *testing.T, b *base) {
+			editConfig(t, b, "metrics:\n  listen: 0.0.0.0:9090\n", "")
+		}, checkPrometheusAnnotations, "metrics.listen is not set"},
+		{"metrics.listen on loopback", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 0.0.0.0:9090", "listen: 127.0.0.1:9090")
+		}, checkOpsListener, "connect to the pod IP"},
+		{"metrics.listen on the API's port", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 0.0.0.0:9090", "listen: 0.0.0.0:8787")
+		}, checkOpsListener, "share port 8787"},
+		{"metrics.listen port not declared", func(t *testing.T, b *base) {
+			sidecarOf(t, b).Ports = nil
+		}, checkOpsListener, "declares no TCP containerPort 9090"},
+		{"the API's port declared as a containerPort", func(t *testing.T, b *base) {
+			c := sidecarOf(t, b)
+			c.Ports = append(c.Ports, corev1.ContainerPort{Name: "api", ContainerPort: 8787})
+		}, checkOpsListener, "declares containerPort 8787, the API's port"},
+		{"probes on 8787", func(t *testing.T, b *base) {
+			for _, p := range sidecarProbes(sidecarOf(t, b)) {
+				p.probe.HTTPGet.Port = intstr.FromInt32(8787)
+			}
+		}, checkProbesReachOps, "readinessProbe asks port 8787, the operations listener is on 9090"},
 		{"readiness port off by one", func(t *testing.T, b *base) {
-			sidecarOf(t, b).ReadinessProbe.HTTPGet.Port = intstr.FromInt32(8788)
-		}, checkProbesReachListener, "asks port 8788"},
+			sidecarOf(t, b).ReadinessProbe.HTTPGet.Port = intstr.FromInt32(9091)
+		}, checkProbesReachOps, "asks port 9091"},
 		{"probe named port that does not exist", func(t *testing.T, b *base) {
 			sidecarOf(t, b).LivenessProbe.HTTPGet.Port = intstr.FromString("api")
-		}, checkProbesReachListener, `port "api" is not a named port`},
+		}, checkProbesReachOps, `port "api" is not a named port`},
 		{"probe host 127.0.0.1", func(t *testing.T, b *base) {
 			sidecarOf(t, b).LivenessProbe.HTTPGet.Host = "127.0.0.1"
-		}, checkProbesReachListener, "sets host 127.0.0.1"},
-		{"listen on loopback", func(t *testing.T, b *base) {
-			editConfig(t, b, "listen: 0.0.0.0:8787", "listen: 127.0.0.1:8787")
-		}, checkProbesReachListener, "connect to the pod IP"},
-		{"listen on loopback through the environment", func(t *testing.T, b *base) {
-			c := sidecarOf(t, b)
-			c.Env = append(c.Env, corev1.EnvVar{Name: "CHITTYID_SIDECAR_LISTEN", Value: "127.0.0.1:8787"})
-		}, checkProbesReachListener, "connect to the pod IP"},
-		{"listen port changed, probes not", func(t *testing.T, b *base) {
-			editConfig(t, b, "listen: 0.0.0.0:8787", "listen: 0.0.0.0:9000")
-		}, checkProbesReachListener, "the sidecar listens on 9000"},
+		}, checkProbesReachOps, "sets host 127.0.0.1"},
+		{"metrics.listen port changed, probes not", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 0.0.0.0:9090", "listen: 0.0.0.0:9100")
+		}, checkProbesReachOps, "the operations listener is on 9100"},
+		{"metrics.listen port changed, annotations not", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 0.0.0.0:9090", "listen: 0.0.0.0:9100")
+		}, checkPrometheusAnnotations, `prometheus.io/port is "9090", want "9100"`},
+		{"annotation port mismatch", func(t *testing.T, b *base) {
+			b.deployment.Spec.Template.Annotations["prometheus.io/port"] = "8787"
+		}, checkPrometheusAnnotations, `prometheus.io/port is "8787", want "9090"`},
+		{"scrape annotation on the Deployment, not the pod template", func(t *testing.T, b *base) {
+			b.deployment.Annotations = b.deployment.Spec.Template.Annotations
+			b.deployment.Spec.Template.Annotations = nil
+		}, checkPrometheusAnnotations, "the pod template has no annotation prometheus.io/scrape"},
+		{"metrics path annotation wrong", func(t *testing.T, b *base) {
+			b.deployment.Spec.Template.Annotations["prometheus.io/path"] = "/health"
+		}, checkPrometheusAnnotations, `prometheus.io/path is "/health"`},
 		{"listen port changed, app URL not", func(t *testing.T, b *base) {
-			editConfig(t, b, "listen: 0.0.0.0:8787", "listen: 0.0.0.0:9000")
+			editConfig(t, b, "listen: 127.0.0.1:8787", "listen: 127.0.0.1:9000")
 		}, checkAppURL, "want http://127.0.0.1:9000/v1"},
+		{"listen on ::1, app URL on 127.0.0.1", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 127.0.0.1:8787", `listen: "[::1]:8787"`)
+		}, checkAppURL, "the sidecar listens on ::1 only"},
+		{"app calls the sidecar at localhost", func(t *testing.T, b *base) {
+			setEnv(t, &b.pod().Containers[0], "CHITTYID_SERVICE_URL", "http://localhost:8787/v1")
+		}, checkAppURL, "the sidecar listens on 127.0.0.1 only"},
 		{"startup window of 6s", func(t *testing.T, b *base) {
 			p := sidecarOf(t, b).StartupProbe
 			p.PeriodSeconds, p.FailureThreshold = 2, 3
@@ -157,10 +210,27 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"NetworkPolicy rule for every port", func(t *testing.T, b *base) {
 			b.netpol.Spec.Ingress = append(b.netpol.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{})
 		}, checkPortIsolated, "admits every port"},
-		{"NetworkPolicy port range over the sidecar's port", func(t *testing.T, b *base) {
+		{"NetworkPolicy admits 8787", func(t *testing.T, b *base) {
+			r := &b.netpol.Spec.Ingress[0]
+			r.Ports = append(r.Ports, networkingv1.NetworkPolicyPort{Protocol: ptr(corev1.ProtocolTCP), Port: ptr(intstr.FromInt32(8787))})
+		}, checkPortIsolated, "admits the sidecar's API port 8787"},
+		{"NetworkPolicy admits 8787 to the monitoring namespace", func(t *testing.T, b *base) {
+			b.netpol.Spec.Ingress[1].Ports[0].Port = ptr(intstr.FromInt32(8787))
+		}, checkPortIsolated, "ingress rule 1 admits the sidecar's API port 8787"},
+		{"NetworkPolicy port range over the API's port", func(t *testing.T, b *base) {
 			b.netpol.Spec.Ingress[0].Ports[0].Port = ptr(intstr.FromInt32(8000))
 			b.netpol.Spec.Ingress[0].Ports[0].EndPort = ptr(int32(9000))
-		}, checkPortIsolated, "admits the sidecar's port 8787"},
+		}, checkPortIsolated, "admits the sidecar's API port 8787"},
+		{"NetworkPolicy admits the metrics port from everywhere", func(t *testing.T, b *base) {
+			b.netpol.Spec.Ingress[1].From = nil
+		}, checkPortIsolated, "admits the operations port 9090 (metrics.listen) from every namespace"},
+		{"NetworkPolicy admits the metrics port from every namespace", func(t *testing.T, b *base) {
+			b.netpol.Spec.Ingress[1].From[0].NamespaceSelector = &metav1.LabelSelector{}
+		}, checkPortIsolated, "admits the operations port 9090"},
+		{"NetworkPolicy admits the metrics port by name with the app's port", func(t *testing.T, b *base) {
+			r := &b.netpol.Spec.Ingress[0]
+			r.Ports = append(r.Ports, networkingv1.NetworkPolicyPort{Port: ptr(intstr.FromString("ops"))})
+		}, checkPortIsolated, "ingress rule 0 admits the operations port 9090"},
 		{"NetworkPolicy for other pods", func(t *testing.T, b *base) {
 			b.netpol.Spec.PodSelector.MatchLabels = map[string]string{"app.kubernetes.io/name": "other"}
 		}, checkPortIsolated, "does not select"},

@@ -399,15 +399,15 @@ func literalEnv(c *corev1.Container) (func(string) (string, bool), error) {
 	}, nil
 }
 
-// listenPort returns the host and port of the effective listen address.
-func listenPort(cfg *config.Config) (string, int32, error) {
-	host, p, err := net.SplitHostPort(cfg.Listen)
+// addrPort returns the host and port of a listen address named key.
+func addrPort(key, addr string) (string, int32, error) {
+	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, err
+		return "", 0, fmt.Errorf("%s %s: %w", key, addr, err)
 	}
 	port, err := strconv.ParseInt(p, 10, 32)
 	if err != nil || port == 0 {
-		return "", 0, fmt.Errorf("listen %s: a probe needs a fixed port", cfg.Listen)
+		return "", 0, fmt.Errorf("%s %s: the manifests need a fixed port", key, addr)
 	}
 	return host, int32(port), nil
 }
