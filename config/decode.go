@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -233,11 +234,28 @@ func fieldKeys(t reflect.Type) []string {
 	return keys
 }
 
+// join names key under parent. A key that is empty or not a plain word is
+// quoted, so that a message always names something ("line 1: \"\": unknown key").
 func join(parent, key string) string {
+	if !plainKey(key) {
+		key = strconv.Quote(key)
+	}
 	if parent == "" {
 		return key
 	}
 	return parent + "." + key
+}
+
+func plainKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func where(key string) string {

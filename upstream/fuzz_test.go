@@ -98,8 +98,12 @@ func FuzzFormatCheck(f *testing.F) {
 				t.Fatalf("%v.TypeLetter(%q) = %q for a rejected ID, want 0", format, id, l)
 			}
 		}
-		if got, want := upstream.NumericChecksum(id), referenceChecksum(id); got != want {
-			t.Fatalf("NumericChecksum(%q) = %d, want %d", id, got, want)
+		// The reference's big number grows with the input: keep minimization
+		// of long inputs fast; IDs are 25 bytes.
+		if len(id) <= 256 {
+			if got, want := upstream.NumericChecksum(id), referenceChecksum(id); got != want {
+				t.Fatalf("NumericChecksum(%q) = %d, want %d", id, got, want)
+			}
 		}
 	})
 }

@@ -22,10 +22,14 @@ const (
 	numericSeqRadix = 10000 - numericSeqBase
 	numericGRadix   = 9
 	letters3Radix   = 26 * 26 * 26
-	numericCRadix   = 6
+	// locationRadix is letters3Radix less one: the location "ERR" marks the
+	// worker's fallback IDs, so a real ID never uses it (putLocation).
+	locationRadix = letters3Radix - 1
+	errLocation   = ('E'-'A')*26*26 + ('R'-'A')*26 + ('R' - 'A')
+	numericCRadix = 6
 	// numericCapacity is how many distinct numeric IDs the counter spans
 	// (per type letter and month) before it wraps.
-	numericCapacity = numericSeqRadix * numericGRadix * letters3Radix * numericCRadix
+	numericCapacity = numericSeqRadix * numericGRadix * locationRadix * numericCRadix
 )
 
 // Radices of the official ID's varying segments, least significant first:
@@ -37,7 +41,7 @@ const (
 	officialXRadix   = 36
 	// officialCapacity is how many distinct official IDs the counter spans
 	// (per type letter and year) before it wraps.
-	officialCapacity = officialSeqRadix * officialGRadix * letters3Radix * officialCRadix * officialXRadix
+	officialCapacity = officialSeqRadix * officialGRadix * locationRadix * officialCRadix * officialXRadix
 	// officialVersion is the VV segment; never "CD", which the format rejects.
 	officialVersion = "CT"
 )
@@ -58,8 +62,8 @@ func numericID(n uint64, t byte, now time.Time) string {
 	n /= numericSeqRadix
 	b[3] = byte('1' + n%numericGRadix)
 	n /= numericGRadix
-	putLetters(b[5:8], n%letters3Radix)
-	n /= letters3Radix
+	putLocation(b[5:8], n%locationRadix)
+	n /= locationRadix
 	b[21] = byte('0' + n%numericCRadix)
 	b[14] = t
 	putYYMM(b[16:20], now)
@@ -74,8 +78,8 @@ func officialID(n uint64, t byte, now time.Time) string {
 	n /= officialSeqRadix
 	b[3] = byte('A' + n%officialGRadix)
 	n /= officialGRadix
-	putLetters(b[5:8], n%letters3Radix)
-	n /= letters3Radix
+	putLocation(b[5:8], n%locationRadix)
+	n /= locationRadix
 	b[19] = byte('A' + n%officialCRadix)
 	n /= officialCRadix
 	b[21] = alnum(n % officialXRadix)
@@ -101,6 +105,14 @@ func putDigits(b []byte, v uint64) {
 		b[i] = byte('0' + v%10)
 		v /= 10
 	}
+}
+
+// putLocation writes the v-th three-letter location, skipping "ERR".
+func putLocation(b []byte, v uint64) {
+	if v >= errLocation {
+		v++
+	}
+	putLetters(b, v)
 }
 
 // putLetters writes v in base 26 (A-Z) into b, right-aligned.
