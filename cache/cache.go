@@ -359,11 +359,17 @@ const (
 )
 
 func encode(e Entry) []byte {
-	b := make([]byte, headerLen, headerLen+len(e.Value))
-	binary.LittleEndian.PutUint64(b, uint64(e.FetchedAt.UnixNano()))
+	return appendEncoded(make([]byte, 0, headerLen+len(e.Value)), e)
+}
+
+// appendEncoded appends e's stored form to b.
+func appendEncoded(b []byte, e Entry) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(e.FetchedAt.UnixNano()))
+	var flags byte
 	if e.Valid {
-		b[8] = flagValid
+		flags = flagValid
 	}
+	b = append(b, flags)
 	return append(b, e.Value...)
 }
 

@@ -21,6 +21,7 @@ type hot struct {
 	seed  maphash.Seed
 	mask  uint64
 	slots []atomic.Pointer[hotEntry]
+	none  *hotEntry // an empty slot that is not nil; see forget
 }
 
 type hotEntry struct {
@@ -42,7 +43,7 @@ func newHot(maxSizeMB int, seed maphash.Seed) *hot {
 	for n < maxSizeMB*hotSlotsPerMB && n < maxHotSlots {
 		n <<= 1
 	}
-	return &hot{seed: seed, mask: uint64(n - 1), slots: make([]atomic.Pointer[hotEntry], n)}
+	return &hot{seed: seed, mask: uint64(n - 1), slots: make([]atomic.Pointer[hotEntry], n), none: &hotEntry{}}
 }
 
 func (h *hot) slot(id string) *atomic.Pointer[hotEntry] {
@@ -68,4 +69,13 @@ func (h *hot) install(id string, e Entry, seen *hotEntry) {
 // put replaces id's slot with a stored entry.
 func (h *hot) put(id string, e Entry) {
 	h.slot(id).Store(&hotEntry{id: id, e: e})
+}
+
+// forget empties id's slot without allocating, for a write to bigcache that
+// does not go through put (RestoreSnapshot). The slot changes whatever it
+// held, nil included, so a Lookup that read bigcache before that write fails
+// its install, as it would after a put. none never matches an ID: IDs are
+// never empty.
+func (h *hot) forget(id string) {
+	h.slot(id).Store(h.none)
 }

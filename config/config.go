@@ -43,6 +43,23 @@ type Config struct {
 	RateLimit RateLimit `yaml:"rateLimit"`
 	// Metrics configures the optional operations listener.
 	Metrics Metrics `yaml:"metrics"`
+	// Snapshot saves the cache to a file so that a restarted sidecar can
+	// answer validates while upstream is down.
+	Snapshot Snapshot `yaml:"snapshot"`
+}
+
+// Snapshot is the snapshot section. The sidecar writes the cache's verdicts
+// (ID, verdict, fetched-at) to Path every Interval and once more at
+// shutdown, after the drain, and restores them at start, before it serves.
+type Snapshot struct {
+	// Path is the snapshot file. Its directory must exist and be writable:
+	// each write goes to a temporary file there ("Path.tmp-…") that is then
+	// renamed over Path. One sidecar per file. Restart needed to change (the
+	// file is read at start only). Default "" (no snapshot).
+	Path string `yaml:"path"`
+	// Interval is the time between two writes while running; 100ms to 24h.
+	// A reload applies from the next write. Default 1m.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // Metrics is the metrics section.
@@ -71,6 +88,9 @@ const (
 	ReadinessConnected ReadinessPolicy = "connected"
 	// ReadinessDegraded is ready while CONNECTED, and while RECONNECTING after
 	// having been CONNECTED since start: the cache can still serve validates.
+	// A sidecar that has not reached upstream since start is also ready while
+	// RECONNECTING or FAILED if it restored servable entries from its
+	// snapshot (snapshot.path).
 	ReadinessDegraded ReadinessPolicy = "degraded"
 	// ReadinessAlways is ready while the listener is up.
 	ReadinessAlways ReadinessPolicy = "always"
@@ -174,6 +194,7 @@ func Defaults() Config {
 		Readiness: Readiness{Policy: ReadinessDegraded},
 		Reload:    Reload{Interval: 2 * time.Second},
 		RateLimit: defaultRateLimit(),
+		Snapshot:  Snapshot{Interval: time.Minute},
 	}
 }
 

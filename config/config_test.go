@@ -119,6 +119,7 @@ rateLimit:
   mint: {perCallerPerMinute: 60, globalPerMinute: 600, burst: 50}
   validate: {globalPerSecond: 2000, burst: 500}
   maxCallers: 500
+snapshot: {path: /var/lib/chittyid-sidecar/snapshot.bin, interval: 30s}
 `
 
 func TestParseFullFile(t *testing.T) {
@@ -156,6 +157,7 @@ func TestParseFullFile(t *testing.T) {
 			Validate:   ValidateRate{GlobalPerSecond: 2000, Burst: 500},
 			MaxCallers: 500,
 		},
+		Snapshot: Snapshot{Path: "/var/lib/chittyid-sidecar/snapshot.bin", Interval: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", *c, want)
@@ -192,7 +194,10 @@ func TestParseRejectsBadFiles(t *testing.T) {
 		{"bad metrics.listen", "metrics: {listen: \"nowhere\"}\n", []string{`line 1: metrics.listen must be host:port, got "nowhere"`}},
 		{"metrics.listen equal to listen", "listen: 127.0.0.1:9000\nmetrics: {listen: 127.0.0.1:9000}\n", []string{"metrics.listen must differ from listen"}},
 		{"not yet supported audit", "audit: {path: \"\"}\n", []string{"line 1: audit: unknown key"}},
-		{"not yet supported snapshot", "snapshot: {path: \"\"}\n", []string{"line 1: snapshot: unknown key"}},
+		{"snapshot interval too short", "snapshot: {path: /tmp/s.bin, interval: 10ms}\n", []string{"line 1: snapshot.interval must be between 100ms and 24h0m0s, got 10ms"}},
+		{"snapshot interval without a unit", "snapshot:\n  interval: 60\n", []string{`line 2: snapshot.interval: must be a duration with a unit`}},
+		{"snapshot path a directory", "snapshot: {path: /var/lib/chittyid/}\n", []string{`line 1: snapshot.path must name a file, not a directory, got "/var/lib/chittyid/"`}},
+		{"misspelt snapshot key", "snapshot: {pathh: /tmp/s.bin}\n", []string{`line 1: snapshot.pathh: unknown key (did you mean "path"?)`}},
 		{"log.access not a bool", "log: {level: info, access: sometimes}\n", []string{"line 1: log.access: "}},
 		{"string for an int", "upstream: {maxInFlight: many}\n",
 			[]string{`line 1: upstream.maxInFlight: must be an integer, got !!str "many"`}},
@@ -360,7 +365,7 @@ func TestLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.yaml", "listen: 127.0.0.1:8787\n")
-	bad := writeFile(t, dir, "bad.yaml", "listen: 127.0.0.1:8787\nsnapshot: {}\nlog: {level: loud}\n")
+	bad := writeFile(t, dir, "bad.yaml", "listen: 127.0.0.1:8787\naudit: {}\nlog: {level: loud}\n")
 	empty := writeFile(t, dir, "empty.yaml", "")
 	missing := filepath.Join(dir, "missing.yaml")
 
@@ -374,7 +379,7 @@ func TestLoad(t *testing.T) {
 		{"missing", missing, []string{fmt.Sprintf("loading config %q: open %s: no such file or directory", missing, missing)}},
 		{"empty", empty, []string{fmt.Sprintf("loading config %q: config file is empty", empty)}},
 		{"every problem", bad, []string{
-			fmt.Sprintf("loading config %q: line 2: snapshot: unknown key", bad),
+			fmt.Sprintf("loading config %q: line 2: audit: unknown key", bad),
 			`line 3: log.level must be debug, info, warn or error, got "loud"`,
 		}},
 	} {

@@ -27,12 +27,12 @@ validate: {mode: upstream, ttl: 5m}
 	fmt.Println(c.Summary())
 	fmt.Println(c.Upstream.Timeout, c.Validation.Policy().NegativeTTL)
 
-	_, err = config.Parse([]byte("upstream:\n  retyr: {}\n  timeout: 5\nsnapshot: {}\n"), lookupEnv)
+	_, err = config.Parse([]byte("upstream:\n  retyr: {}\n  timeout: 5\naudit: {}\n"), lookupEnv)
 	fmt.Println(err)
 	// Output:
 	// listen=127.0.0.1:8787 upstream=https://id.chitty.cc/v1 dialect=client-v1 format=numeric validate=upstream token=set
 	// 3s 1m0s
 	// line 2: upstream.retyr: unknown key (did you mean "retry"?)
 	// line 3: upstream.timeout: must be a duration with a unit such as "5s" or "250ms", got !!int "5"
-	// line 4: snapshot: unknown key
+	// line 4: audit: unknown key
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,8 @@ const (
 	minBodyBytes    = 1 << 10
 	maxBodyBytes    = 16 << 20
 	maxBatchLimit   = 1000
+	minSnapshotGap  = 100 * time.Millisecond
+	maxSnapshotGap  = 24 * time.Hour
 	logLevelWords   = "debug, info, warn or error"
 )
 
@@ -39,6 +42,7 @@ func (c *Config) Validate() error {
 		c.Reload.validate(),
 		c.RateLimit.validate(c.Limits.MaxBatch),
 		c.validateMetricsListen(),
+		c.Snapshot.validate(),
 	)
 }
 
@@ -149,4 +153,23 @@ func (r Reload) validate() error {
 		return fmt.Errorf("reload.interval must be between 100ms and 1h, got %s", r.Interval)
 	}
 	return nil
+}
+
+func (s Snapshot) validate() error {
+	var errs []error
+	if s.Interval < minSnapshotGap || s.Interval > maxSnapshotGap {
+		errs = append(errs, fmt.Errorf("snapshot.interval must be between %s and %s, got %s", minSnapshotGap, maxSnapshotGap, s.Interval))
+	}
+	if s.Path == "" {
+		return errors.Join(errs...)
+	}
+	// The file system is not looked at here (a config may be checked on
+	// another machine); only a path that cannot name a file is refused.
+	switch base := filepath.Base(s.Path); {
+	case strings.ContainsRune(s.Path, 0):
+		errs = append(errs, fmt.Errorf("snapshot.path must not contain a NUL byte, got %q", s.Path))
+	case strings.HasSuffix(s.Path, "/") || base == "." || base == ".." || base == "/":
+		errs = append(errs, fmt.Errorf("snapshot.path must name a file, not a directory, got %q", s.Path))
+	}
+	return errors.Join(errs...)
 }

@@ -49,6 +49,15 @@ func TestValidate(t *testing.T) {
 		{"log words are case-sensitive", func(c *Config) { c.Log = Log{Level: "INFO", Format: "JSON"} }, []string{
 			`log.level must be debug, info, warn or error, got "INFO"`, `log.format must be json or text, got "JSON"`,
 		}},
+		{"snapshot at bounds", func(c *Config) { c.Snapshot = Snapshot{Path: "snap.bin", Interval: 100 * time.Millisecond} }, nil},
+		{"snapshot at upper bound", func(c *Config) { c.Snapshot = Snapshot{Path: "/data/snap.bin", Interval: 24 * time.Hour} }, nil},
+		{"snapshot interval checked without a path", func(c *Config) { c.Snapshot.Interval = 0 }, []string{
+			"snapshot.interval must be between 100ms and 24h0m0s, got 0s",
+		}},
+		{"snapshot interval too long", func(c *Config) { c.Snapshot.Interval = 25 * time.Hour }, []string{"snapshot.interval must be between"}},
+		{"snapshot path not a file", func(c *Config) { c.Snapshot.Path = "/data/.." }, []string{`snapshot.path must name a file, not a directory, got "/data/.."`}},
+		{"snapshot path root", func(c *Config) { c.Snapshot.Path = "/" }, []string{`snapshot.path must name a file`}},
+		{"snapshot path NUL", func(c *Config) { c.Snapshot.Path = "/data/a\x00b" }, []string{`snapshot.path must not contain a NUL byte`}},
 		{"leaf sections are validated", func(c *Config) { c.Upstream.Timeout = 0; c.Cache.MaxSizeMB = 0 }, []string{
 			"upstream.timeout must be > 0, got 0s", "cache.maxSizeMB must be >= 2, got 0",
 		}},

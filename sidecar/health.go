@@ -17,26 +17,65 @@ func (s *Sidecar) healthz(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString(`{"status":"ok"}`)
 }
 
-// ready applies readiness.policy (design §5) to the lifecycle state. After
-// shutdown began it is false whatever the policy.
-func (s *Sidecar) ready(cfg *config.Config, snap fsm.Snapshot) bool {
+// readiness applies readiness.policy (design §5) to the lifecycle state and
+// says why, for /readyz and /health. After shutdown began it is false
+// whatever the policy.
+func (s *Sidecar) readiness(cfg *config.Config, snap fsm.Snapshot) (bool, string) {
 	if s.draining.Load() {
-		return false
+		return false, "shutting down"
 	}
 	switch cfg.Readiness.Policy {
 	case config.ReadinessAlways:
-		return true
+		return true, "policy always: ready while the listener is up"
 	case config.ReadinessConnected:
-		return snap.State == fsm.Connected
+		if snap.State == fsm.Connected {
+			return true, "upstream CONNECTED"
+		}
+		return false, "upstream " + string(snap.State) + ": policy connected needs CONNECTED"
 	}
-	return snap.State == fsm.Connected || (snap.State == fsm.Reconnecting && snap.EverConnected)
+	return s.degradedReadiness(cfg, snap)
+}
+
+// degradedReadiness is readiness.policy degraded: ready while upstream is
+// CONNECTED, while it is RECONNECTING after having been CONNECTED since
+// start (the cache is warm), and, for a sidecar that has not reached
+// upstream since start, while it is RECONNECTING or FAILED if it restored
+// entries from its snapshot (issue 8) that can still be served: at least
+// one is younger than validate.staleIfError (or ttl, if longer).
+//
+// Connected once, a FAILED sidecar is not ready, as before issue 8; so a
+// sidecar that restored a snapshot and then reached upstream follows the
+// ordinary rule from then on.
+func (s *Sidecar) degradedReadiness(cfg *config.Config, snap fsm.Snapshot) (bool, string) {
+	switch {
+	case snap.State == fsm.Connected:
+		return true, "upstream CONNECTED"
+	case snap.State == fsm.Reconnecting && snap.EverConnected:
+		return true, "upstream RECONNECTING after having been CONNECTED: the cache answers validates"
+	case snap.State == fsm.Failed && snap.EverConnected:
+		return false, "upstream FAILED: reconnect attempts exhausted"
+	case snap.State != fsm.Reconnecting && snap.State != fsm.Failed:
+		return false, "upstream " + string(snap.State)
+	}
+	state := string(snap.State)
+	n, newest := s.snaps.restored()
+	if n == 0 {
+		return false, "upstream " + state + " and never reached since start; no snapshot entries restored"
+	}
+	v := cfg.Validation
+	until := newest.Add(max(v.TTL, v.StaleIfError))
+	if !s.now().Before(until) {
+		return false, fmt.Sprintf("upstream %s and never reached since start; the %d entries restored from the snapshot are all older than validate.staleIfError", state, n)
+	}
+	return true, fmt.Sprintf("upstream %s and never reached since start, but %d entries restored from the snapshot answer validates (the newest until %s)",
+		state, n, until.UTC().Format(time.RFC3339))
 }
 
 // readyz is readiness.
 func (s *Sidecar) readyz(ctx *fasthttp.RequestCtx) {
 	cfg := s.cfg.Load()
 	snap := s.link.Snapshot()
-	ready := s.ready(cfg, snap)
+	ready, reason := s.readiness(cfg, snap)
 	status := 200
 	if !ready {
 		status = 503
@@ -45,7 +84,8 @@ func (s *Sidecar) readyz(ctx *fasthttp.RequestCtx) {
 		Ready  bool                   `json:"ready"`
 		State  fsm.State              `json:"state"`
 		Policy config.ReadinessPolicy `json:"policy"`
-	}{ready, snap.State, cfg.Readiness.Policy})
+		Reason string                 `json:"reason"`
+	}{ready, snap.State, cfg.Readiness.Policy, reason})
 }
 
 // healthDoc is the /health status document (design §5): the fields of the JS
@@ -62,6 +102,7 @@ type healthDoc struct {
 	Upstream    healthUpstream   `json:"upstream"`
 	Readiness   healthReadiness  `json:"readiness"`
 	Config      config.Status    `json:"config"`
+	Snapshot    healthSnapshot   `json:"snapshot"`
 	Transitions []fsm.Transition `json:"transitions"`
 	Format      string           `json:"format"`
 	Entity      []string         `json:"entityTypes"`
@@ -122,6 +163,9 @@ type healthUpstream struct {
 type healthReadiness struct {
 	Policy config.ReadinessPolicy `json:"policy"`
 	Ready  bool                   `json:"ready"`
+	// Reason says why ready is what it is (the state, the policy, a
+	// restored snapshot).
+	Reason string `json:"reason"`
 }
 
 // health answers /health and /v1/health: the document, 200 while ready and
@@ -129,7 +173,7 @@ type healthReadiness struct {
 func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
 	cfg := s.cfg.Load()
 	snap := s.link.Snapshot()
-	ready := s.ready(cfg, snap)
+	ready, reason := s.readiness(cfg, snap)
 	client := s.client.Load()
 	now := s.now()
 	doc := healthDoc{
@@ -142,8 +186,9 @@ func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
 		Connection:  connection(snap),
 		Resilience:  s.resilience(cfg),
 		Upstream:    healthUpstream{URL: redactURL(cfg.Upstream.URL), Dialect: cfg.Upstream.Dialect, Token: client.HasToken(), InFlight: client.InFlight(), PollEvery: cfg.Health.Interval.String()},
-		Readiness:   healthReadiness{Policy: cfg.Readiness.Policy, Ready: ready},
+		Readiness:   healthReadiness{Policy: cfg.Readiness.Policy, Ready: ready, Reason: reason},
 		Config:      s.configStatus(),
+		Snapshot:    s.snapshotHealth(cfg),
 		Transitions: snap.Transitions,
 		Format:      cfg.Format.String(),
 		Mode:        string(cfg.Validation.Mode),

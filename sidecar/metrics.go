@@ -99,6 +99,7 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 	}
 	cols := []prometheus.Collector{requests, duration, validate, limited, m.attempts, m.attemptDur, m.retries}
 	cols = append(cols, s.scrapeCollectors()...)
+	cols = append(cols, s.snapshotCollectors()...)
 	for _, c := range cols {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -32,6 +32,9 @@ func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 		s.level.Set(next.Log.SlogLevel())
 	}
 	s.cfg.Store(next)
+	if next.Snapshot.Interval != old.Snapshot.Interval {
+		s.snaps.reconfigured()
+	}
 	if client != nil {
 		s.client.Swap(client).Close() // requests still using the old one finish on it
 	}
@@ -53,7 +56,11 @@ func keepRestartOnly(old, next *config.Config) []string {
 	keep("limits.maxBodyBytes", old.Limits.MaxBodyBytes, next.Limits.MaxBodyBytes)
 	keep("log.format", old.Log.Format, next.Log.Format)
 	keep("metrics.listen", old.Metrics.Listen, next.Metrics.Listen)
+	// The snapshot is read from its path at start only; writing elsewhere
+	// would leave the next start to restore a file that stopped changing.
+	keep("snapshot.path", old.Snapshot.Path, next.Snapshot.Path)
 	next.Listen, next.Cache, next.Metrics = old.Listen, old.Cache, old.Metrics
+	next.Snapshot.Path = old.Snapshot.Path
 	next.Limits.MaxBodyBytes, next.Log.Format = old.Limits.MaxBodyBytes, old.Log.Format
 	return changed
 }

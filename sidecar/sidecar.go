@@ -82,6 +82,7 @@ type Sidecar struct {
 	metrics *metrics
 	sink    *lineSink // access lines, when Options.LogOutput is set
 	limits  *limiter
+	snaps   *snapshots     // snapshot.path: restored in New, written by Run
 	opsAddr atomic.Value   // string: the operations listener's address
 	late    sync.WaitGroup // goroutines of every client awaiting late mint answers
 	link    link
@@ -100,7 +101,8 @@ type Sidecar struct {
 }
 
 // New builds a sidecar from a loaded, validated config. It allocates the
-// cache; Run serves.
+// cache and, with snapshot.path set, restores the snapshot into it (a bad
+// or missing file is logged and leaves the cache empty); Run serves.
 func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -128,6 +130,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		reload:    opts.Reload,
 		level:     opts.LogLevel,
 		injected:  injected,
+		snaps:     newSnapshots(cfg.Snapshot.Path),
 	}
 	if opts.LogOutput != nil {
 		s.sink = newLineSink(opts.LogOutput)
@@ -153,6 +156,9 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		return nil, fmt.Errorf("building the upstream client: %w", err)
 	}
 	s.client.Store(cl)
+	if s.snaps.enabled() {
+		s.restoreSnapshot(cfg) // before Run serves, so before readiness
+	}
 	return s, nil
 }
 
@@ -172,7 +178,9 @@ func (s *Sidecar) Handler() fasthttp.RequestHandler { return s.handle }
 // Run serves on ln (or, if ln is nil, on the configured listen address)
 // until ctx ends, then shuts down gracefully: readiness goes false, new
 // mints are refused, requests in flight get up to shutdown.drainTimeout to
-// finish. It returns nil after a clean stop.
+// finish. With snapshot.path set it writes the snapshot every
+// snapshot.interval and once more after the drain. It returns nil after a
+// clean stop.
 func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	cfg := s.cfg.Load()
 	if ln == nil {
@@ -205,6 +213,10 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 		bg.Add(1)
 		go func() { defer bg.Done(); _ = s.watcher.Run(lctx, s.applyConfig, s.reload) }()
 	}
+	if s.snaps.enabled() {
+		bg.Add(1)
+		go func() { defer bg.Done(); s.runSnapshots(lctx) }()
+	}
 	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", redactURL(cfg.Upstream.URL),
 		"dialect", cfg.Upstream.Dialect, "format", cfg.Format.String(), "version", s.version)
 	var serveErr error
@@ -225,6 +237,12 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	}
 	stopLife()
 	bg.Wait()
+	if s.snaps.enabled() {
+		// After the drain, with the periodic writer stopped: the cache holds
+		// everything it will ever hold. A failure is logged and counted; it
+		// does not make the stop unclean.
+		s.writeSnapshot(context.Background(), writeShutdown)
+	}
 	if err := s.Close(); err != nil && serveErr == nil {
 		serveErr = err
 	}
