@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -540,4 +542,103 @@ func checkAppHasNoToken(b *base) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkSnapshotPath: snapshot.path, as the sidecar reads it (the ConfigMap's
+// config after the container's env), is set and names a file directly
+// inside a volume mount of the sidecar: the root filesystem is read-only,
+// and the sidecar creates no directories.
+func checkSnapshotPath(b *base) error {
+	_, _, _, err := b.snapshotMount()
+	return err
+}
+
+// checkSnapshotVolume: the volume that holds snapshot.path is an emptyDir on
+// the node's disk with a sizeLimit that holds the file and its temporary
+// copy during a write. An emptyDir keeps the file through restarts of the
+// sidecar container within its pod (crash, OOM kill, liveness restart); a
+// tmpfs one (medium: Memory) would charge it to the sidecar's memory limit.
+func checkSnapshotVolume(b *base) error {
+	cfg, _, v, err := b.snapshotMount()
+	if err != nil {
+		return err
+	}
+	if v.EmptyDir == nil {
+		return fmt.Errorf("snapshot.path %s is on volume %s, which is not an emptyDir: the snapshot needs a writable directory that outlives container restarts within the pod", cfg.Snapshot.Path, v.Name)
+	}
+	var errs []error
+	if v.EmptyDir.Medium == corev1.StorageMediumMemory {
+		errs = append(errs, fmt.Errorf("volume %s is in memory (medium: Memory): a tmpfs file counts against the sidecar's memory limit, beside a cache of up to cache.maxSizeMB %dMi; leave medium unset for the node's disk", v.Name, cfg.Cache.MaxSizeMB))
+	}
+	// The file holds at most what the cache holds (an entry takes fewer
+	// bytes on disk than in bigcache); during a write its temporary copy is
+	// there too.
+	need := resource.NewQuantity(2*int64(cfg.Cache.MaxSizeMB)<<20, resource.BinarySI)
+	switch lim := v.EmptyDir.SizeLimit; {
+	case lim == nil || lim.IsZero():
+		errs = append(errs, fmt.Errorf("volume %s has no sizeLimit: set one, at least %s (the file and its temporary copy, each up to cache.maxSizeMB), so it cannot fill the node's disk", v.Name, need))
+	case lim.Cmp(*need) < 0:
+		errs = append(errs, fmt.Errorf("volume %s has sizeLimit %s, under twice cache.maxSizeMB (%s): the file and its temporary copy during a write could go over it, and the kubelet evicts the pod", v.Name, lim.String(), need))
+	}
+	return errors.Join(errs...)
+}
+
+// checkSnapshotWritable: the sidecar mounts the snapshot's volume
+// read-write: each write creates a temporary file in the directory and
+// renames it over snapshot.path.
+func checkSnapshotWritable(b *base) error {
+	cfg, m, v, err := b.snapshotMount()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if v.ConfigMap != nil || v.Secret != nil || v.DownwardAPI != nil || v.Projected != nil {
+		errs = append(errs, fmt.Errorf("snapshot.path %s is on volume %s, which the kubelet always mounts read-only", cfg.Snapshot.Path, v.Name))
+	}
+	if m.ReadOnly {
+		errs = append(errs, fmt.Errorf("the sidecar mounts volume %s at %s readOnly: it writes snapshot.path %s there", m.Name, m.MountPath, cfg.Snapshot.Path))
+	}
+	return errors.Join(errs...)
+}
+
+// snapshotMount returns the effective config and the sidecar's volume
+// mount and volume whose directory holds snapshot.path directly.
+func (b *base) snapshotMount() (*config.Config, *corev1.VolumeMount, *corev1.Volume, error) {
+	cfg, err := b.effectiveConfig()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p := cfg.Snapshot.Path
+	switch {
+	case p == "":
+		return nil, nil, nil, errors.New("snapshot.path is not set: a restarted sidecar would start with an empty cache and fail every validate while upstream is down; put it on the snapshot emptyDir (k8s/README.md, \"Cache snapshot\")")
+	case !path.IsAbs(p):
+		return nil, nil, nil, fmt.Errorf("snapshot.path %s is relative: it would depend on the working directory", p)
+	}
+	c, err := b.sidecar()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p = path.Clean(p)
+	var m *corev1.VolumeMount
+	for i, vm := range c.VolumeMounts {
+		mp := path.Clean(vm.MountPath)
+		if mp == p {
+			return nil, nil, nil, fmt.Errorf("volume %s is mounted at snapshot.path %s itself: mount it at the file's directory", vm.Name, cfg.Snapshot.Path)
+		}
+		if strings.HasPrefix(p, strings.TrimSuffix(mp, "/")+"/") && (m == nil || len(mp) > len(path.Clean(m.MountPath))) {
+			m = &c.VolumeMounts[i]
+		}
+	}
+	if m == nil {
+		return nil, nil, nil, fmt.Errorf("no volume mount of container %s holds snapshot.path %s: the root filesystem is read-only; mount the snapshot emptyDir at %s", c.Name, cfg.Snapshot.Path, path.Dir(p))
+	}
+	if dir := path.Dir(p); dir != path.Clean(m.MountPath) {
+		return nil, nil, nil, fmt.Errorf("snapshot.path %s is in %s, below the mount of volume %s at %s: the sidecar creates no directories; put the file directly in the mount", cfg.Snapshot.Path, dir, m.Name, m.MountPath)
+	}
+	v := b.volume(m.Name)
+	if v == nil {
+		return nil, nil, nil, fmt.Errorf("container %s mounts volume %s, which the pod does not have", c.Name, m.Name)
+	}
+	return cfg, m, v, nil
 }

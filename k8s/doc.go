@@ -5,6 +5,7 @@
 // probe paths and ports, the Prometheus annotations, the NetworkPolicy
 // against both ports, the config file's path and key, the token's path, that
 // the ConfigMap's YAML passes the sidecar's own config validation, the
-// securityContext and the shutdown timing. It is a module of its own so that
+// snapshot's emptyDir and mount against snapshot.path, the securityContext
+// and the shutdown timing. It is a module of its own so that
 // k8s.io/api and Kustomize never enter the sidecar's go.mod.
 package k8s

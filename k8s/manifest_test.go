@@ -40,6 +40,9 @@ func TestBase(t *testing.T) {
 		{"terminationGracePeriodSeconds covers shutdown.drainTimeout with a margin", checkGracePeriod},
 		{"the sidecar has CPU and memory requests and limits", checkResources},
 		{"the cache fits in the memory limit", checkCacheFitsMemory},
+		{"snapshot.path is a file directly inside a volume mount of the sidecar", checkSnapshotPath},
+		{"the snapshot's volume is an emptyDir on disk with a sizeLimit", checkSnapshotVolume},
+		{"the sidecar mounts the snapshot's volume read-write", checkSnapshotWritable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -287,6 +290,60 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"GOMEMLIMIT at the memory limit", func(t *testing.T, b *base) {
 			setEnv(t, sidecarOf(t, b), "GOMEMLIMIT", "128MiB")
 		}, checkCacheFitsMemory, "GOMEMLIMIT 128MiB is not below"},
+		{"snapshot interval out of range", func(t *testing.T, b *base) {
+			editConfig(t, b, "interval: 1m", "interval: 10ms")
+		}, checkConfigValid, "snapshot.interval"},
+		{"snapshot.path names a directory", func(t *testing.T, b *base) {
+			editConfig(t, b, snapshotPathLine, "path: /var/lib/chittyid-sidecar/")
+		}, checkConfigValid, "snapshot.path must name a file"},
+		{"snapshot.path unset", func(t *testing.T, b *base) {
+			editConfig(t, b, snapshotPathLine+"\n", "")
+		}, checkSnapshotPath, "snapshot.path is not set"},
+		{"snapshot.path relative", func(t *testing.T, b *base) {
+			editConfig(t, b, snapshotPathLine, "path: snapshot.bin")
+		}, checkSnapshotPath, "is relative"},
+		{"snapshot.path on the read-only root filesystem", func(t *testing.T, b *base) {
+			editConfig(t, b, snapshotPathLine, "path: /tmp/snapshot.bin")
+		}, checkSnapshotPath, "no volume mount of container chittyid-sidecar holds snapshot.path /tmp/snapshot.bin"},
+		{"snapshot.path in a subdirectory of the mount", func(t *testing.T, b *base) {
+			editConfig(t, b, snapshotPathLine, "path: /var/lib/chittyid-sidecar/data/snapshot.bin")
+		}, checkSnapshotPath, "the sidecar creates no directories"},
+		{"snapshot mount moved, snapshot.path not", func(t *testing.T, b *base) {
+			mountOf(t, sidecarOf(t, b), snapshotDir).MountPath = "/var/cache/chittyid-sidecar"
+		}, checkSnapshotPath, "no volume mount"},
+		{"snapshot volume mounted at snapshot.path itself", func(t *testing.T, b *base) {
+			mountOf(t, sidecarOf(t, b), snapshotDir).MountPath = snapshotDir + "/snapshot.bin"
+		}, checkSnapshotPath, "mounted at snapshot.path"},
+		{"snapshot volume mounted in the app, not the sidecar", func(t *testing.T, b *base) {
+			c := sidecarOf(t, b)
+			app := &b.pod().Containers[0]
+			app.VolumeMounts = append(app.VolumeMounts, *mountOf(t, c, snapshotDir))
+			c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == snapshotDir })
+		}, checkSnapshotWritable, "no volume mount of container chittyid-sidecar"},
+		{"snapshot volume mounted readOnly", func(t *testing.T, b *base) {
+			mountOf(t, sidecarOf(t, b), snapshotDir).ReadOnly = true
+		}, checkSnapshotWritable, "readOnly"},
+		{"snapshot.path in the config's directory, writability", func(t *testing.T, b *base) {
+			editConfig(t, b, snapshotPathLine, "path: /etc/chittyid-sidecar/snapshot.bin")
+		}, checkSnapshotWritable, "always mounts read-only"},
+		{"snapshot.path in the config's directory, volume", func(t *testing.T, b *base) {
+			editConfig(t, b, snapshotPathLine, "path: /etc/chittyid-sidecar/snapshot.bin")
+		}, checkSnapshotVolume, "volume chittyid-config, which is not an emptyDir"},
+		{"snapshot volume a hostPath", func(t *testing.T, b *base) {
+			b.volume("snapshot").VolumeSource = corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/chittyid-sidecar"}}
+		}, checkSnapshotVolume, "not an emptyDir"},
+		{"snapshot emptyDir in memory", func(t *testing.T, b *base) {
+			b.volume("snapshot").EmptyDir.Medium = corev1.StorageMediumMemory
+		}, checkSnapshotVolume, "in memory (medium: Memory)"},
+		{"snapshot emptyDir without sizeLimit", func(t *testing.T, b *base) {
+			b.volume("snapshot").EmptyDir.SizeLimit = nil
+		}, checkSnapshotVolume, "has no sizeLimit"},
+		{"snapshot emptyDir sizeLimit under two snapshots", func(t *testing.T, b *base) {
+			b.volume("snapshot").EmptyDir.SizeLimit = ptr(resource.MustParse("48Mi"))
+		}, checkSnapshotVolume, "sizeLimit 48Mi, under twice cache.maxSizeMB (64Mi)"},
+		{"cache raised, snapshot sizeLimit not", func(t *testing.T, b *base) {
+			editConfig(t, b, "maxSizeMB: 32", "maxSizeMB: 80")
+		}, checkSnapshotVolume, "under twice cache.maxSizeMB (160Mi)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -335,6 +392,13 @@ data: {b: "2"}
 		})
 	}
 }
+
+// snapshotDir is the snapshot emptyDir's mount in the base, and
+// snapshotPathLine the config.yaml line that puts snapshot.path in it.
+const (
+	snapshotDir      = "/var/lib/chittyid-sidecar"
+	snapshotPathLine = "path: " + snapshotDir + "/snapshot.bin"
+)
 
 func ptr[T any](v T) *T { return &v }
 
