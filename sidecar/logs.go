@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
@@ -29,16 +30,14 @@ var reasons = map[string]string{
 // plain success, a reason flag. With Options.LogOutput set and JSON logs,
 // lines are encoded by hand and batched (no allocation on a cache hit);
 // otherwise they go through the logger.
-func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, r route, d time.Duration) {
-	cfg := s.cfg.Load()
+func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, xc string, d time.Duration) {
 	if !cfg.Log.Access || !s.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	xc := ctx.Response.Header.Peek(headerXCache)
 	rec := accessRecord{
 		time: ctx.Time().Add(d), requestID: ctx.Response.Header.Peek(headerRequestID), method: ctx.Method(),
 		route: routeNames[r], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
-		cache: xCacheName(xc), reason: reasonOf(ctx, xc),
+		cache: xc, reason: reasonOf(ctx, xc),
 	}
 	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 {
 		rec.caller = callerID(ctx)
@@ -78,14 +77,14 @@ func xCacheName(xc []byte) string {
 	return ""
 }
 
-func reasonOf(ctx *fasthttp.RequestCtx, xc []byte) string {
+func reasonOf(ctx *fasthttp.RequestCtx, xc string) string {
 	if code, ok := ctx.UserValue(userCode).(string); ok {
 		if r, ok := reasons[code]; ok {
 			return r
 		}
 		return code
 	}
-	switch string(xc) {
+	switch xc {
 	case "STALE":
 		return "STALE_SERVED"
 	case "LOCAL":

@@ -161,16 +161,15 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-// done records one answered request.
-func (m *metrics) done(ctx *fasthttp.RequestCtx, r route, d time.Duration) {
+// done records one answered request; xc is its X-Cache kind ("" if none).
+func (m *metrics) done(ctx *fasthttp.RequestCtx, r route, xc string, d time.Duration) {
 	m.requests[r][statusIndex(ctx.Response.StatusCode())].Inc()
 	m.duration[r].Observe(d.Seconds())
-	if r != routeValidate && r != routeValidatePost {
+	if xc == "" {
 		return
 	}
-	xc := ctx.Response.Header.Peek(headerXCache)
 	for i, k := range xCacheKinds {
-		if string(xc) == k {
+		if xc == k {
 			m.validate[i].Inc()
 			return
 		}

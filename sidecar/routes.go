@@ -20,10 +20,12 @@ var (
 func (s *Sidecar) handle(ctx *fasthttp.RequestCtx) {
 	defer s.recoverPanic(ctx)
 	s.setRequestID(ctx)
-	r := s.dispatch(ctx, s.cfg.Load()) // one config snapshot for the whole request
+	cfg := s.cfg.Load() // one config snapshot for the whole request
+	r := s.dispatch(ctx, cfg)
 	d := time.Since(ctx.Time())
-	s.metrics.done(ctx, r, d)
-	s.accessLog(ctx, r, d)
+	xc := xCacheName(ctx.Response.Header.Peek(headerXCache)) // read once for metrics and log
+	s.metrics.done(ctx, r, xc, d)
+	s.accessLog(ctx, cfg, r, xc, d)
 }
 
 // dispatch serves the request and reports which route it was.
