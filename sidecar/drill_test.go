@@ -1,12 +1,15 @@
 package sidecar_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -21,7 +24,7 @@ import (
 
 // The fault drill runs in CI with short phases; the long run is
 //
-//	go test -run TestFaultDrill -drill.phase=10s -drill.workers=16 -v ./sidecar/
+//	go test ./sidecar/ -run TestFaultDrill -count=1 -v -timeout 30m -drill.phase=10s -drill.workers=16
 var (
 	drillPhase   = flag.Duration("drill.phase", 300*time.Millisecond, "how long each fault of the drill lasts")
 	drillWorkers = flag.Int("drill.workers", 8, "concurrent callers in the drill")
@@ -38,7 +41,11 @@ const drillConfig = `upstream:
 health: {interval: 100ms, timeout: 80ms, failuresToReconnect: 1, maxReconnectAttempts: 3, reconnect: {baseDelay: 20ms, maxDelay: 100ms}}
 validate: {ttl: 1s, negativeTtl: 500ms, staleIfError: 1h}
 log: {access: false}
+cache: {maxSizeMB: 32}
 `
+
+// drillCacheMB is the drill's cache.maxSizeMB: how much the heap may grow.
+const drillCacheMB = 32
 
 // drillCallerTimeout is how long a caller waits: the mint deadline plus a margin.
 const drillCallerTimeout = 2 * time.Second
@@ -73,11 +80,27 @@ func drillPhases() []drillPhaseSpec {
 
 // drillStats is one phase's figures.
 type drillStats struct {
-	mu        sync.Mutex
-	requests  int
-	codes     map[string]int // "200", "503 CIRCUIT_OPEN", "transport error", …
-	latencies []time.Duration
-	knownBad  []string // validates of known IDs not answered HIT or STALE
+	mu       sync.Mutex
+	requests int
+	codes    map[string]int // "200", "503 CIRCUIT_OPEN", "transport error", …
+	latency  [latencyBuckets]int
+	late     int      // answers slower than drillCallerTimeout
+	knownBad []string // validates of known IDs not answered HIT or STALE
+}
+
+// Latencies are counted in buckets 5% apart, from 10µs up to about 80s: a
+// phase of the long drill has hundreds of thousands of requests.
+const (
+	latencyBuckets = 330
+	latencyBase    = 10 * time.Microsecond
+	latencyStep    = 1.05
+)
+
+func latencyBucket(d time.Duration) int {
+	if d <= latencyBase {
+		return 0
+	}
+	return min(int(math.Log(float64(d)/float64(latencyBase))/math.Log(latencyStep))+1, latencyBuckets-1)
 }
 
 func (d *drillStats) add(code string, lat time.Duration) {
@@ -85,22 +108,88 @@ func (d *drillStats) add(code string, lat time.Duration) {
 	defer d.mu.Unlock()
 	d.requests++
 	d.codes[code]++
-	d.latencies = append(d.latencies, lat)
+	d.latency[latencyBucket(lat)]++
+	if lat > drillCallerTimeout {
+		d.late++
+	}
 }
 
+// p99 is the upper bound of the bucket that holds the 99th percentile.
 func (d *drillStats) p99() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if len(d.latencies) == 0 {
-		return 0
+	want, seen := (d.requests*99+99)/100, 0
+	for i, n := range d.latency {
+		if seen += n; seen >= want && n > 0 {
+			return time.Duration(float64(latencyBase) * math.Pow(latencyStep, float64(i)))
+		}
 	}
-	s := slices.Clone(d.latencies)
-	slices.Sort(s)
-	return s[(len(s)*99)/100]
+	return 0
+}
+
+// drillLedger accounts for IDs: what the simulator minted (by request), what
+// callers got, and what the audit log recorded, read as it is written.
+type drillLedger struct {
+	mu       sync.Mutex
+	minted   map[string]sim.Mint // ID -> the request that minted it
+	returned map[string]int      // ID -> times handed to a caller
+	audited  map[string]bool     // IDs in an audit line (ids, refusedIds)
+	byKey    map[string][]string // idempotency key -> its audit lines' outcomes
+}
+
+func newDrillLedger() *drillLedger {
+	return &drillLedger{minted: map[string]sim.Mint{}, returned: map[string]int{}, audited: map[string]bool{}, byKey: map[string][]string{}}
+}
+
+func (l *drillLedger) onMint(m sim.Mint) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.minted == nil {
+		panic("the simulator minted after the drill's load stopped")
+	}
+	for _, id := range m.IDs {
+		l.minted[id] = m
+	}
+}
+
+func (l *drillLedger) got(ids ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		if id != "" {
+			l.returned[id]++
+		}
+	}
+}
+
+// auditLine is the log tap: audit lines are kept in l, the rest dropped.
+func (l *drillLedger) auditLine(line []byte) {
+	if !bytes.Contains(line, []byte(`"type":"audit"`)) {
+		return
+	}
+	var a struct {
+		Outcome        string   `json:"outcome"`
+		IdempotencyKey string   `json:"idempotencyKey"`
+		IDs            []string `json:"ids"`
+		RefusedIDs     []string `json:"refusedIds"`
+	}
+	if err := json.Unmarshal(line, &a); err != nil {
+		panic(fmt.Sprintf("audit line is not JSON: %v: %q", err, line)) // the drill's invariant cannot be checked
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range append(a.IDs, a.RefusedIDs...) {
+		l.audited[id] = true
+	}
+	l.byKey[a.IdempotencyKey] = append(l.byKey[a.IdempotencyKey], a.Outcome)
 }
 
 func TestFaultDrill(t *testing.T) {
-	h := start(t, sim.Config{}, drillConfig)
+	ledger := newDrillLedger()
+	h := start(t, sim.Config{OnMint: ledger.onMint}, drillConfig)
+	h.logs.mu.Lock()
+	h.logs.tap = ledger.auditLine
+	h.logs.mu.Unlock()
 	h.waitState(fsm.Connected)
 	known := make([]string, 20)
 	for i := range known {
@@ -113,22 +202,12 @@ func TestFaultDrill(t *testing.T) {
 
 	client := &http.Client{Timeout: drillCallerTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var (
-		mu       sync.Mutex
-		returned = map[string]int{} // ID -> times handed to a caller
-		phase    atomic.Pointer[drillStats]
-		stop     atomic.Bool
-		wg       sync.WaitGroup
-		seq      atomic.Int64
+		phase atomic.Pointer[drillStats]
+		stop  atomic.Bool
+		wg    sync.WaitGroup
+		seq   atomic.Int64
 	)
-	record := func(ids ...string) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, id := range ids {
-			if id != "" {
-				returned[id]++
-			}
-		}
-	}
+	record := ledger.got
 	call := func(st *drillStats, method, path, body, caller string) (int, map[string]any, http.Header) {
 		req, _ := http.NewRequest(method, h.base+path, strings.NewReader(body))
 		req.Header.Set("X-Client-ID", caller)
@@ -186,6 +265,7 @@ func TestFaultDrill(t *testing.T) {
 
 	type row struct {
 		name  string
+		began time.Time
 		stats *drillStats
 		state string
 		ready int
@@ -199,6 +279,7 @@ func TestFaultDrill(t *testing.T) {
 	for _, p := range drillPhases() {
 		st := &drillStats{codes: map[string]int{}}
 		phase.Store(st)
+		began := time.Now()
 		if p.flap {
 			end := time.Now().Add(*drillPhase)
 			for on := false; time.Now().Before(end); on = !on {
@@ -215,7 +296,7 @@ func TestFaultDrill(t *testing.T) {
 		}
 		hd := h.do("GET", "/health", "")
 		state, _ := hd.body["connection"].(map[string]any)["state"].(string)
-		rows = append(rows, row{p.name, st, state, hd.status})
+		rows = append(rows, row{p.name, began, st, state, hd.status})
 		// Readiness follows the degraded policy at every phase end.
 		wantReady := state == "CONNECTED" || state == "RECONNECTING"
 		if (hd.status == 200) != wantReady {
@@ -254,44 +335,37 @@ func TestFaultDrill(t *testing.T) {
 	var knownBad []string
 	for _, r := range rows {
 		transport += r.stats.codes["transport error"]
-		for _, l := range r.stats.latencies {
-			if l > drillCallerTimeout {
-				slowest++
-			}
-		}
+		slowest += r.stats.late
 		knownBad = append(knownBad, r.stats.knownBad...)
 	}
 	check("every request answered within its deadline, no reset", transport == 0 && slowest == 0,
 		fmt.Sprintf("%d transport errors, %d over %v", transport, slowest, drillCallerTimeout))
+	ledger.mu.Lock()
 	var dups []string
-	for id, n := range returned {
+	for id, n := range ledger.returned {
 		if n > 1 {
 			dups = append(dups, id)
 		}
 	}
 	check("no ID returned twice", len(dups) == 0, fmt.Sprint(dups))
-	accounted := map[string]bool{}
-	for id := range returned {
-		accounted[id] = true
-	}
-	for _, id := range known {
-		accounted[id] = true
-	}
-	for _, l := range h.logs.lines(t, "audit") {
-		for _, key := range []string{"ids", "refusedIds"} {
-			list, _ := l[key].([]any)
-			for _, id := range list {
-				accounted[id.(string)] = true
+	var lost []string
+	for id, m := range ledger.minted {
+		if ledger.returned[id] > 0 || ledger.audited[id] || slices.Contains(known, id) {
+			continue
+		}
+		// Where and how it was lost: the phase it was minted in, and what
+		// the audit log says about its idempotency key.
+		ph := ""
+		for _, r := range rows {
+			if !m.Time.Before(r.began) {
+				ph = r.name
 			}
 		}
+		lost = append(lost, fmt.Sprintf("%s (phase %q, key %q: audited %v)", id, ph, m.IdempotencyKey, ledger.byKey[m.IdempotencyKey]))
 	}
-	var lost []string
-	for _, id := range h.sim.Minted() {
-		if !accounted[id] {
-			lost = append(lost, id)
-		}
-	}
-	check("every ID upstream minted was returned or is in the audit log", len(lost) == 0, fmt.Sprintf("%d lost: %v", len(lost), lost[:min(len(lost), 5)]))
+	ledger.mu.Unlock()
+	sort.Strings(lost)
+	check("every ID upstream minted was returned or is in the audit log", len(lost) == 0, fmt.Sprintf("%d of %d lost: %v", len(lost), len(ledger.minted), lost[:min(len(lost), 10)]))
 	check("validates of known IDs answered valid throughout, never an error", len(knownBad) == 0, fmt.Sprint(knownBad[:min(len(knownBad), 5)]))
 	var states []string // seen at phase ends, and in the last 20 transitions
 	for _, r := range rows {
@@ -307,18 +381,33 @@ func TestFaultDrill(t *testing.T) {
 		fmt.Sprintf("states seen %v, final %v, /health %d", states, final, hd.status))
 
 	// Goroutines and memory settle back once the load stops (fasthttp's idle
-	// workers and connections wind down on their own timers).
+	// workers and connections wind down on their own timers). The drill's own
+	// records go first, and the simulator forgets what it minted: what is
+	// left is the sidecar's, whose cache may have grown up to its size.
+	ledger.mu.Lock()
+	ledger.minted, ledger.returned, ledger.audited, ledger.byKey = nil, nil, nil, nil
+	ledger.mu.Unlock()
+	rows = nil
+	h.sim.Reset()
 	settled := false
 	var after runtime.MemStats
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	const heapSlack = (drillCacheMB + 16) << 20
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		if runtime.NumGoroutine() <= baseGoroutines+10 && after.HeapAlloc <= base.HeapAlloc+32<<20 {
+		if runtime.NumGoroutine() <= baseGoroutines+10 && after.HeapAlloc <= base.HeapAlloc+heapSlack {
 			settled = true
 			break
 		}
 	}
-	check("goroutines and heap back to baseline", settled,
-		fmt.Sprintf("goroutines %d (baseline %d), heap %d MiB (baseline %d MiB)", runtime.NumGoroutine(), baseGoroutines, after.HeapAlloc>>20, base.HeapAlloc>>20))
+	detail := fmt.Sprintf("goroutines %d (baseline %d), heap %d MiB (baseline %d MiB, cache up to %d MiB)",
+		runtime.NumGoroutine(), baseGoroutines, after.HeapAlloc>>20, base.HeapAlloc>>20, drillCacheMB)
+	if !settled {
+		var g strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&g, 1)
+		detail += "\n" + g.String()
+	}
+	check("goroutines and heap back to baseline", settled, detail)
+	fmt.Fprintf(&b, "  (%s)\n", detail)
 	t.Log(b.String())
 }

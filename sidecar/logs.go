@@ -184,17 +184,26 @@ func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
 	_ = s.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
 }
 
-// lateMint records IDs upstream minted after the caller had given up (the
-// mint timed out): nobody received them, so they are logged as orphaned.
-func (s *Sidecar) lateMint(op, key string, info upstream.CallInfo, ids []string) {
-	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "mint answered after the caller's deadline", 0)
+// lateMint records a mint attempt that its caller gave up on (the mint
+// timed out). If upstream answered later, nobody received its IDs: they are
+// logged as orphaned. If it never answered, whether it minted is unknown:
+// the line says so, with the idempotency key that reconciles it.
+func (s *Sidecar) lateMint(op, key string, info upstream.CallInfo, ids []string, err error) {
+	msg, outcome := "mint answered after the caller's deadline", "orphaned"
+	if err != nil {
+		msg, outcome = "mint never answered: upstream may have minted IDs nobody received", "unknown"
+	}
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
 	rec.AddAttrs(
 		slog.String("type", "audit"),
 		slog.String("requestId", info.RequestID),
 		slog.String("idempotencyKey", key),
 		slog.String("op", op),
-		slog.String("outcome", "orphaned"),
+		slog.String("outcome", outcome),
 		slog.Any("ids", ids),
 	)
+	if err != nil {
+		rec.AddAttrs(slog.String("error", err.Error()))
+	}
 	_ = s.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
 }

@@ -20,12 +20,29 @@ type logBuffer struct {
 	buf     bytes.Buffer
 	changed chan struct{}
 	discard bool // drop what is written (the soak: the buffer would grow)
+	// tap, if set, receives every complete line instead of the buffer (the
+	// drill: it keeps what it needs, the rest is dropped).
+	tap  func(line []byte)
+	part []byte // an incomplete line, for tap
 }
 
 func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.discard {
+		return len(p), nil
+	}
+	if b.tap != nil {
+		b.part = append(b.part, p...)
+		for {
+			i := bytes.IndexByte(b.part, '\n')
+			if i < 0 {
+				break
+			}
+			b.tap(b.part[:i])
+			b.part = b.part[i+1:]
+		}
+		b.part = append([]byte(nil), b.part...)
 		return len(p), nil
 	}
 	if b.changed != nil {
@@ -189,5 +206,27 @@ func TestLateMintIsRecorded(t *testing.T) {
 	ids, _ := line["ids"].([]any)
 	if len(minted) != 1 || len(ids) != 1 || ids[0] != minted[0] {
 		t.Errorf("late audit line %v; upstream minted %v", line, minted)
+	}
+}
+
+// TestMintNeverAnsweredIsRecorded: upstream never answers a mint, not even
+// after the sidecar's late window. Whether it minted is unknown, and the
+// audit log says so, with the idempotency key that reconciles it.
+func TestMintNeverAnsweredIsRecorded(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "upstream:\n  timeout: 200ms\n  mintTimeout: 300ms\n  retry: {maxAttempts: 1}\n")
+	h.fault(sim.Fault{Mode: "hang", Routes: []string{"mint"}})
+	h.do("POST", "/v1/mint", `{"entity":"PEO"}`, "X-Request-ID", "req-never").expect(t, "hung mint", 504, "UPSTREAM_TIMEOUT")
+	first := h.logs.waitFor(t, "audit", func(m map[string]any) bool {
+		return m["requestId"] == "req-never" && m["msg"] == "mint"
+	})
+	unknown := h.logs.waitFor(t, "audit", func(m map[string]any) bool {
+		return m["requestId"] == "req-never" && m["outcome"] == "unknown"
+	})
+	if unknown["idempotencyKey"] == "" || unknown["idempotencyKey"] != first["idempotencyKey"] || unknown["error"] == nil {
+		t.Errorf("unknown-outcome line %v; the request's audit line %v", unknown, first)
+	}
+	if n := len(h.sim.Minted()); n != 0 {
+		t.Errorf("upstream minted %d IDs for a hung request", n)
 	}
 }

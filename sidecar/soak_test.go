@@ -17,7 +17,7 @@ import (
 
 // The soak runs only when asked:
 //
-//	go test -run TestSoak -soak.duration=10m -soak.rate=500 -v ./sidecar/
+//	go test ./sidecar/ -run TestSoak -count=1 -v -timeout 30m -soak.duration=10m -soak.rate=500
 var (
 	soakDuration = flag.Duration("soak.duration", 0, "run the soak for this long (0: skip)")
 	soakRate     = flag.Int("soak.rate", 500, "soak requests per second")

@@ -32,7 +32,7 @@ type Client struct {
 	agent   string
 	obs     Observer
 
-	onLate    func(op, key string, info CallInfo, ids []string)
+	onLate    func(op, key string, info CallInfo, ids []string, err error)
 	lateGrace time.Duration
 	late      *sync.WaitGroup
 }
@@ -43,11 +43,13 @@ type Options struct {
 	Version string
 	// Observer, if set, is told about every attempt and retry.
 	Observer Observer
-	// OnLate, if set, receives the IDs of mints that upstream answered
-	// after their caller had given up (within LateGrace of the deadline),
-	// so the IDs can be recorded instead of lost. It runs on a goroutine
-	// tracked by Late.
-	OnLate func(op, idempotencyKey string, info CallInfo, ids []string)
+	// OnLate, if set, hears of every mint attempt whose caller gave up
+	// before its answer came. With ids: upstream answered within LateGrace
+	// of the deadline and minted them for nobody, so they can be recorded
+	// instead of lost. With err: no answer came within LateGrace either,
+	// so whether upstream minted is unknown (the idempotency key is what
+	// reconciles it). It runs on a goroutine tracked by Late.
+	OnLate func(op, idempotencyKey string, info CallInfo, ids []string, err error)
 	// LateGrace is how long after a mint's deadline its answer is still
 	// awaited for OnLate. Default: upstream.mintTimeout.
 	LateGrace time.Duration
@@ -300,9 +302,12 @@ func (c *Client) watch(r *request, deadline time.Time, x *watched) {
 	defer c.late.Done()
 	res, err := c.do(r, deadline)
 	if !x.abandoned.CompareAndSwap(false, true) { // the caller gave up
-		if err == nil && res.status >= 200 && res.status < 300 {
+		switch {
+		case err != nil:
+			c.onLate(r.op, r.idempotencyKey, r.info, nil, fmt.Errorf("awaiting the answer after the caller gave up: %w", err))
+		case res.status >= 200 && res.status < 300:
 			if ids := r.late(res.body); len(ids) > 0 {
-				c.onLate(r.op, r.idempotencyKey, r.info, ids)
+				c.onLate(r.op, r.idempotencyKey, r.info, ids, nil)
 			}
 		}
 		return

@@ -91,7 +91,7 @@ func (s *Sim) serveMint(ctx *fasthttp.RequestCtx, f applied) {
 	format := s.mintFormat(f)
 	s.answerKeyed(ctx, routeMint, func() []byte {
 		now := s.now()
-		id := s.issue(format, now, e)[0]
+		id := s.issue(ctx, format, now, e)[0]
 		return marshal(mintAnswer{ChittyID: id, Entity: e.String(), Timestamp: now.UTC().Format(time.RFC3339), Version: version})
 	})
 }
@@ -130,7 +130,7 @@ func (s *Sim) serveBatch(ctx *fasthttp.RequestCtx, f applied) {
 	}
 	format := s.mintFormat(f)
 	s.answerKeyed(ctx, routeBatch, func() []byte {
-		return marshal(batchAnswer{ChittyIDs: s.issue(format, s.now(), ents...)})
+		return marshal(batchAnswer{ChittyIDs: s.issue(ctx, format, s.now(), ents...)})
 	})
 }
 
@@ -206,7 +206,7 @@ func (s *Sim) serveWorkerMint(ctx *fasthttp.RequestCtx, f applied) {
 	}
 	format := s.mintFormat(f)
 	s.answerKeyed(ctx, routeMint, func() []byte {
-		id := s.issue(format, s.now(), e)[0]
+		id := s.issue(ctx, format, s.now(), e)[0]
 		return marshal(struct {
 			Success    bool   `json:"success"`
 			ChittyID   string `json:"chittyId"`
@@ -274,14 +274,19 @@ func (s *Sim) answerKeyed(ctx *fasthttp.RequestCtx, r route, mint func() []byte)
 	writeBody(ctx, fasthttp.StatusOK, body)
 }
 
-// issue mints one ID of format f per entity, dated now, and remembers them.
-func (s *Sim) issue(f upstream.Format, now time.Time, ents ...upstream.Entity) []string {
+// issue mints one ID of format f per entity, dated now, for the request of
+// ctx, and remembers them.
+func (s *Sim) issue(ctx *fasthttp.RequestCtx, f upstream.Format, now time.Time, ents ...upstream.Entity) []string {
 	ids := make([]string, len(ents))
 	for i, e := range ents {
 		ids[i] = formatID(f, s.seq.Add(1)-1, e.TypeLetter(f), now)
 	}
 	s.minted.add(ids, ents)
 	s.stats.minted.Add(int64(len(ids)))
+	if s.cfg.OnMint != nil {
+		s.cfg.OnMint(Mint{IDs: ids, IdempotencyKey: string(ctx.Request.Header.Peek("Idempotency-Key")),
+			RequestID: string(ctx.Request.Header.Peek("X-Request-ID")), Time: time.Now()})
+	}
 	return ids
 }
 

@@ -43,6 +43,17 @@ type Config struct {
 	// MaxMinted is how many minted IDs are remembered for validate and
 	// Minted; older ones are forgotten. Default (0) 1,000,000.
 	MaxMinted int
+	// OnMint, if set, is called for every request that minted IDs, before
+	// it is answered: a ledger for tests that account for every ID.
+	OnMint func(Mint)
+}
+
+// Mint is one request's minted IDs, for Config.OnMint.
+type Mint struct {
+	IDs            []string
+	IdempotencyKey string    // the request's Idempotency-Key header
+	RequestID      string    // its X-Request-ID header
+	Time           time.Time // when the IDs were minted
 }
 
 func (c Config) withDefaults() (Config, error) {
