@@ -241,7 +241,8 @@ func (c *Cache) Close() error {
 // than p.TTL ("valid") or p.NegativeTTL ("not valid"), else STALE if younger
 // than p.StaleIfError, else MISS with a zero Entry. It counts a hit or a miss
 // (STALE counts as a miss); a caller that answers with a stale entry should
-// call ServeStale. A hit allocates only bigcache's copy of the value.
+// call ServeStale. A hit in the hot table allocates nothing; one read from
+// bigcache allocates its copies of the key and value.
 func (c *Cache) Lookup(id string, p Policy, now time.Time) (Entry, Status) {
 	e, st := c.lookup(id, p, now)
 	if st == StatusHit {
@@ -256,13 +257,32 @@ func (c *Cache) Lookup(id string, p Policy, now time.Time) (Entry, Status) {
 // Fetch counts the stale entries it returns itself.
 func (c *Cache) ServeStale() { c.staleServed.Add(1) }
 
+// LookupBytes is Lookup for an ID still in a request buffer: a hit in the
+// hot table allocates nothing (the ID is copied into a string only to read
+// bigcache). The returned Value is shared: never write to it.
+func (c *Cache) LookupBytes(id []byte, p Policy, now time.Time) (Entry, Status) {
+	var st Status
+	e, _, ok := c.hot.getBytes(id)
+	if ok {
+		e, st = judge(e, p, now)
+	} else {
+		e, st = c.lookup(string(id), p, now)
+	}
+	if st == StatusHit {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return e, st
+}
+
 // lookup is Lookup without counting. Both parts are searched, "valid" first;
 // Store keeps at most one of them holding id.
 func (c *Cache) lookup(id string, p Policy, now time.Time) (Entry, Status) {
 	if !validID(id) {
 		return Entry{}, StatusMiss
 	}
-	e, seen, ok := c.hot.get(id)
+	e, seen, ok := c.hot.getString(id)
 	if !ok {
 		if e, ok = get(c.valid, id); !ok {
 			e, ok = get(c.invalid, id)
@@ -270,8 +290,13 @@ func (c *Cache) lookup(id string, p Policy, now time.Time) (Entry, Status) {
 		if !ok {
 			return Entry{}, StatusMiss
 		}
-		c.hot.install(id, e, seen) // e.Value is bigcache's private copy
+		c.hot.install(id, e, seen)
 	}
+	return judge(e, p, now)
+}
+
+// judge returns e with its status under p at now (a zero Entry if MISS).
+func judge(e Entry, p Policy, now time.Time) (Entry, Status) {
 	ttl := p.NegativeTTL
 	if e.Valid {
 		ttl = p.TTL

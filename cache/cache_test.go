@@ -295,11 +295,9 @@ func TestCloseTwice(t *testing.T) {
 	}
 }
 
-// TestLookupHitAllocs checks that a hit allocates nothing beyond what
-// bigcache.Get itself allocates for the same key. Not parallel: the
-// allocation count is process-wide.
 // TestLookupHitAllocs checks that a repeated hit allocates nothing: the hot
-// table answers it, where bigcache.Get alone would copy value and key.
+// table answers it, where bigcache.Get alone would copy value and key. Not
+// parallel: the allocation count is process-wide.
 func TestLookupHitAllocs(t *testing.T) {
 	c := newTestCache(t, smallConfig, testPolicy)
 	const id = "01-1-USR-1234-5-2024-A-17"
@@ -315,6 +313,108 @@ func TestLookupHitAllocs(t *testing.T) {
 		if got != 0 {
 			t.Errorf("Lookup(%q) hit: %v allocs, want 0", key, got)
 		}
+		b := []byte(key)
+		got = testing.AllocsPerRun(1000, func() {
+			if _, st := c.LookupBytes(b, testPolicy, now); st != StatusHit {
+				t.Fatalf("LookupBytes(%q) = %v, want HIT", key, st)
+			}
+		})
+		if got != 0 {
+			t.Errorf("LookupBytes(%q) hit: %v allocs, want 0", key, got)
+		}
+	}
+}
+
+// TestLookupBytesMatchesLookup: for hits, stale entries, misses, IDs too
+// long for the hot table and more distinct values than its value table
+// holds, LookupBytes answers exactly what Lookup does, and counts the same.
+func TestLookupBytesMatchesLookup(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, smallConfig, testPolicy)
+	now := time.Now()
+	var ids []string
+	for i := range 600 {
+		id := fmt.Sprintf("CT-A-CHI-%04d-I-24-A-0", i)
+		if i%50 == 0 {
+			id += strings.Repeat("X", 30) // longer than the hot table keeps
+		}
+		age := time.Duration(i%3) * testPolicy.TTL // fresh, stale, stale
+		mustStore(t, c, id, Entry{Valid: i%2 == 0, FetchedAt: now.Add(-age - time.Millisecond), Value: []byte(fmt.Sprint("v", i))})
+		ids = append(ids, id)
+	}
+	ids = append(ids, "never-stored", "")
+	for round := range 2 { // the first round fills the hot table from bigcache
+		for _, id := range ids {
+			before := c.Stats()
+			e1, st1 := c.Lookup(id, testPolicy, now)
+			mid := c.Stats()
+			e2, st2 := c.LookupBytes([]byte(id), testPolicy, now)
+			after := c.Stats()
+			if st1 != st2 || e1.Valid != e2.Valid || !e1.FetchedAt.Equal(e2.FetchedAt) || string(e1.Value) != string(e2.Value) {
+				t.Fatalf("round %d, %q: Lookup %+v %v, LookupBytes %+v %v", round, id, e1, st1, e2, st2)
+			}
+			if mid.Hits-before.Hits != after.Hits-mid.Hits || mid.Misses-before.Misses != after.Misses-mid.Misses {
+				t.Fatalf("round %d, %q: counted differently: %+v, %+v, %+v", round, id, before, mid, after)
+			}
+		}
+	}
+}
+
+// TestHotTableNoTornReads races Stores of whole verdicts against Lookups of
+// many IDs sharing the hot table's sets: every entry read is one that was
+// stored, never a mix of two (its value, validity and fetch time agree).
+func TestHotTableNoTornReads(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, smallConfig, testPolicy)
+	t0 := time.Now()
+	verdict := func(k int) Entry {
+		return Entry{Valid: k%2 == 0, FetchedAt: t0.Add(time.Duration(k) * time.Millisecond), Value: []byte{byte('a' + k)}}
+	}
+	ids := make([]string, 3000) // more than the small table's entries: ways get displaced
+	for i := range ids {
+		ids[i] = fmt.Sprintf("CT-A-CHI-%04d-I-24-A-0", i)
+		mustStore(t, c, ids[i], verdict(0))
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan string, 4)
+	for r := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := r; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := ids[n*7%len(ids)]
+				var e Entry
+				var st Status
+				if n%2 == 0 {
+					e, st = c.Lookup(id, testPolicy, t0)
+				} else {
+					e, st = c.LookupBytes([]byte(id), testPolicy, t0)
+				}
+				if st == StatusMiss || len(e.Value) != 1 {
+					errs <- fmt.Sprintf("%s: %+v %v", id, e, st)
+					return
+				}
+				if want := verdict(int(e.Value[0] - 'a')); e.Valid != want.Valid || !e.FetchedAt.Equal(want.FetchedAt) {
+					errs <- fmt.Sprintf("%s: torn read %+v, stored %+v", id, e, want)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 20000 {
+		mustStore(t, c, ids[i*13%len(ids)], verdict(i%4))
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
 

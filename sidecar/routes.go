@@ -54,7 +54,7 @@ func (s *Sidecar) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) route {
 		if !ctx.IsGet() && !ctx.IsHead() {
 			methodNotAllowed(ctx, "GET")
 		} else {
-			s.validate(ctx, cfg, string(rest[len(routeValid):]))
+			s.validate(ctx, cfg, rest[len(routeValid):])
 		}
 		return routeValidate
 	}

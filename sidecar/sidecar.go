@@ -345,13 +345,13 @@ func (p slogPrinter) Printf(format string, args ...any) {
 // makes one, and puts it on the response.
 func (s *Sidecar) setRequestID(ctx *fasthttp.RequestCtx) {
 	if id := ctx.Request.Header.Peek(headerRequestID); len(id) > 0 && len(id) <= 128 && printable(id) {
-		ctx.Response.Header.SetBytesV(headerRequestID, id)
+		ctx.Response.Header.SetCanonical(keyRequestID, id)
 		return
 	}
 	var buf [32]byte
 	b := append(buf[:0], s.ridPrefix...)
 	b = strconv.AppendUint(b, s.ridSeq.Add(1), 16)
-	ctx.Response.Header.SetBytesV(headerRequestID, b)
+	ctx.Response.Header.SetCanonical(keyRequestID, b)
 }
 
 func printable(b []byte) bool {

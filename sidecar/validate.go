@@ -36,42 +36,53 @@ var (
 	xCacheLocal       = []byte("LOCAL")
 )
 
+// Response header names in fasthttp's canonical form, set with SetCanonical:
+// SetBytesV would copy and normalise the name on every request.
+var (
+	keyXCache    = []byte("X-Cache")
+	keyAge       = []byte("Age")
+	keyRequestID = []byte("X-Request-Id") // headerRequestID, normalised
+)
+
 // idCache is what the handlers need from the cache.
 type idCache interface {
 	Lookup(id string, p cache.Policy, now time.Time) (cache.Entry, cache.Status)
+	LookupBytes(id []byte, p cache.Policy, now time.Time) (cache.Entry, cache.Status)
 	Store(id string, e cache.Entry) error
 	Fetch(ctx context.Context, id string, p cache.Policy, fetch func(context.Context) (cache.Entry, error)) (cache.Entry, cache.Status, error)
 }
 
 var _ idCache = (*cache.Cache)(nil)
 
-// validate answers one validate request for id (design §3).
-func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, id string) {
+// validate answers one validate request for idb (design §3), which may be
+// in the request's buffer: a cache hit answers without copying it.
+func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte) {
 	if ok, d := s.limits.allowValidate(); !ok {
 		s.metrics.rateLimited[routeValidate].Inc()
 		rateLimited(ctx, "validate", d)
 		return
 	}
-	if err := cfg.Format.Check(id); err != nil {
-		s.validateLocalFailure(ctx, id, err)
+	if err := cfg.Format.CheckBytes(idb); err != nil {
+		s.validateLocalFailure(ctx, string(idb), err)
 		return
 	}
 	if cfg.Validation.Mode == config.ValidateModeLocal {
-		ctx.Response.Header.SetBytesV(headerXCache, xCacheLocal)
-		writeVerdict(ctx, id, cache.Entry{Valid: true}, false)
+		ctx.Response.Header.SetCanonical(keyXCache, xCacheLocal)
+		writeVerdict(ctx, idb, cache.Entry{Valid: true}, false)
 		return
 	}
 	p := cfg.Validation.Policy()
 	now := s.requestTime(ctx)
-	e, st := s.cache.Lookup(id, p, now)
+	e, st := s.cache.LookupBytes(idb, p, now)
 	if st == cache.StatusHit {
-		writeCached(ctx, id, e, st, now)
+		writeCached(ctx, idb, e, st, now)
 		return
 	}
+	id := string(idb)
 	if s.link.State() == fsm.Failed { // upstream known down: no upstream call
 		if st == cache.StatusStale {
 			s.cache.ServeStale()
-			writeCached(ctx, id, e, st, now)
+			writeCached(ctx, idb, e, st, now)
 			return
 		}
 		writeError(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
@@ -103,7 +114,7 @@ func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, id stri
 		writeError(ctx, fromUpstream(err), nil)
 		return
 	}
-	writeCached(ctx, id, e, st, s.now())
+	writeCached(ctx, idb, e, st, s.now())
 }
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it
@@ -128,7 +139,7 @@ func (s *Sidecar) validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err 
 	case errors.Is(err, upstream.ErrFallbackID):
 		reason = reasonFallback
 	}
-	ctx.Response.Header.SetBytesV(headerXCache, xCacheLocal)
+	ctx.Response.Header.SetCanonical(keyXCache, xCacheLocal)
 	// The ID is arbitrary caller input here, so it is JSON-encoded.
 	writeJSON(ctx, 200, struct {
 		Valid    bool   `json:"valid"`
@@ -138,19 +149,19 @@ func (s *Sidecar) validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err 
 }
 
 // writeCached answers from a cache entry, with X-Cache and Age.
-func writeCached(ctx *fasthttp.RequestCtx, id string, e cache.Entry, st cache.Status, now time.Time) {
-	ctx.Response.Header.SetBytesV(headerXCache, xCache[st])
+func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time) {
+	ctx.Response.Header.SetCanonical(keyXCache, xCache[st])
 	if st != cache.StatusMiss {
 		var buf [20]byte
 		age := max(now.Sub(e.FetchedAt), 0) / time.Second
-		ctx.Response.Header.SetBytesV("Age", strconv.AppendInt(buf[:0], int64(age), 10))
+		ctx.Response.Header.SetCanonical(keyAge, strconv.AppendInt(buf[:0], int64(age), 10))
 	}
 	writeVerdict(ctx, id, e, st == cache.StatusStale)
 }
 
 // writeVerdict writes the validate answer without JSON encoding; id must have
 // passed the format check (only A-Z, 0-9 and '-').
-func writeVerdict(ctx *fasthttp.RequestCtx, id string, e cache.Entry, stale bool) {
+func writeVerdict(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, stale bool) {
 	ctx.SetStatusCode(200)
 	ctx.Response.Header.SetContentTypeBytes(contentJSONBytes)
 	if e.Valid {
@@ -158,7 +169,7 @@ func writeVerdict(ctx *fasthttp.RequestCtx, id string, e cache.Entry, stale bool
 	} else {
 		ctx.Response.AppendBody(bodyInvalidPrefix)
 	}
-	ctx.Response.AppendBodyString(id)
+	ctx.Response.AppendBody(id)
 	if len(e.Value) > 0 {
 		if e.Valid {
 			ctx.Response.AppendBody(bodyEntity)
@@ -181,7 +192,7 @@ func (s *Sidecar) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		writeError(ctx, e, nil)
 		return
 	}
-	s.validate(ctx, cfg, id)
+	s.validate(ctx, cfg, []byte(id))
 }
 
 // mintedEntry is the cache entry for a freshly minted ID.

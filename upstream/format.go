@@ -78,7 +78,16 @@ func (f *Format) UnmarshalText(b []byte) error {
 // Check reports whether id is a well-formed ID of the profile: nil, or one of
 // ErrIDFormat, ErrIDChecksum, ErrFallbackID. It uses no regular expression and
 // does not allocate.
-func (f Format) Check(id string) error {
+func (f Format) Check(id string) error { return check(f, id) }
+
+// CheckBytes is Check for an ID still in a request buffer: the hot path
+// checks it without first copying it into a string.
+func (f Format) CheckBytes(id []byte) error { return check(f, id) }
+
+// idText is what an ID may come as.
+type idText interface{ ~string | ~[]byte }
+
+func check[T idText](f Format, id T) error {
 	switch f {
 	case FormatOfficial:
 		return checkOfficial(id)
@@ -97,7 +106,7 @@ func (f Format) TypeLetter(id string) byte {
 	return id[14]
 }
 
-func checkOfficial(id string) error {
+func checkOfficial[T idText](id T) error {
 	if !matchTemplate(id, officialTemplate) {
 		return ErrIDFormat
 	}
@@ -109,17 +118,17 @@ func checkOfficial(id string) error {
 	return nil
 }
 
-func checkNumeric(id string) error {
+func checkNumeric[T idText](id T) error {
 	if !matchTemplate(id, numericTemplate) {
 		return ErrIDFormat
 	}
 	if !isTypeLetter(id[14]) || id[21] > '5' {
 		return ErrIDFormat
 	}
-	if NumericChecksum(id[:22]) != int(id[23]-'0')*10+int(id[24]-'0') {
+	if numericChecksum(id[:22]) != int(id[23]-'0')*10+int(id[24]-'0') {
 		return ErrIDChecksum
 	}
-	if id[3] == '0' || id[5:8] == "ERR" {
+	if id[3] == '0' || (id[5] == 'E' && id[6] == 'R' && id[7] == 'R') {
 		return ErrFallbackID
 	}
 	return nil
@@ -133,7 +142,7 @@ func isTypeLetter(c byte) bool {
 	return false
 }
 
-func matchTemplate(id, tmpl string) bool {
+func matchTemplate[T idText](id T, tmpl string) bool {
 	if len(id) != len(tmpl) {
 		return false
 	}
@@ -166,7 +175,9 @@ func matchTemplate(id, tmpl string) bool {
 // left to right from r = 0, a digit d gives r = (10r + d) mod 97 and a letter
 // gives r = (100r + v) mod 97 with A=10 … Z=35; the check value is
 // (98 − r) mod 97. Other characters are ignored.
-func NumericChecksum(prefix string) int {
+func NumericChecksum(prefix string) int { return numericChecksum(prefix) }
+
+func numericChecksum[T idText](prefix T) int {
 	r := 0
 	for i := 0; i < len(prefix); i++ {
 		c := prefix[i]

@@ -69,7 +69,7 @@ func referenceCheck(f upstream.Format, id string) error {
 	return upstream.ErrIDFormat
 }
 
-// FuzzFormatCheck checks Format.Check of both profiles (and an unset one)
+// FuzzFormatCheck checks Format.Check (and CheckBytes) of both profiles (and an unset one)
 // against the reference: it never panics, answers only its sentinels, and a
 // nil error implies the exact shape (and for numeric the checksum and no
 // fallback marker). The contract's vectors are in testdata/fuzz; the seeds
@@ -89,6 +89,9 @@ func FuzzFormatCheck(f *testing.F) {
 			got, want := format.Check(id), referenceCheck(format, id)
 			if got != want { // sentinels: compared by identity, not errors.Is
 				t.Fatalf("%v.Check(%q) = %v, want %v", format, id, got, want)
+			}
+			if b := format.CheckBytes([]byte(id)); b != got {
+				t.Fatalf("%v.CheckBytes(%q) = %v, but Check says %v", format, id, b, got)
 			}
 			if got == nil || errors.Is(got, upstream.ErrFallbackID) {
 				if l := format.TypeLetter(id); l != id[14] {
