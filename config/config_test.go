@@ -96,6 +96,7 @@ upstream:
   token: inline-token
   timeout: 2s
   mintTimeout: 15s
+  lateAnswerWindow: 20s
   validateTimeout: 1500ms
   maxInFlight: 8
   idempotentMint: true
@@ -131,16 +132,17 @@ func TestParseFullFile(t *testing.T) {
 	want := Config{
 		Listen: "127.0.0.1:9000",
 		Upstream: upstream.Config{
-			URL:             "http://127.0.0.1:8080/v1",
-			Dialect:         upstream.DialectWorker,
-			Token:           "inline-token",
-			Timeout:         2 * time.Second,
-			MintTimeout:     15 * time.Second,
-			ValidateTimeout: 1500 * time.Millisecond,
-			MaxInFlight:     8,
-			IdempotentMint:  true,
-			Retry:           upstream.RetryConfig{MaxAttempts: 4, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second},
-			Breaker:         upstream.BreakerConfig{Failures: 3, OpenTimeout: 10 * time.Second, HalfOpenProbes: 2},
+			URL:              "http://127.0.0.1:8080/v1",
+			Dialect:          upstream.DialectWorker,
+			Token:            "inline-token",
+			Timeout:          2 * time.Second,
+			MintTimeout:      15 * time.Second,
+			LateAnswerWindow: 20 * time.Second,
+			ValidateTimeout:  1500 * time.Millisecond,
+			MaxInFlight:      8,
+			IdempotentMint:   true,
+			Retry:            upstream.RetryConfig{MaxAttempts: 4, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second},
+			Breaker:          upstream.BreakerConfig{Failures: 3, OpenTimeout: 10 * time.Second, HalfOpenProbes: 2},
 		},
 		Format:     upstream.FormatNumeric,
 		Validation: Validate{Mode: ValidateModeLocal, TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second, StaleIfError: time.Hour},

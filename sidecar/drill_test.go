@@ -31,10 +31,13 @@ var (
 )
 
 // drillConfig keeps every timeout short, so that faults cycle quickly and
-// the breaker and lifecycle go through their states within a phase.
+// the breaker and lifecycle go through their states within a phase. The
+// late-answer window keeps its production default: with both cores
+// saturated, upstream's answers come seconds late.
 const drillConfig = `upstream:
   timeout: 300ms
   mintTimeout: 1s
+  lateAnswerWindow: 10s
   validateTimeout: 500ms
   retry: {maxAttempts: 3, baseDelay: 10ms, maxDelay: 50ms}
   breaker: {failures: 5, openTimeout: 300ms}

@@ -214,7 +214,7 @@ func TestLateMintIsRecorded(t *testing.T) {
 // audit log says so, with the idempotency key that reconciles it.
 func TestMintNeverAnsweredIsRecorded(t *testing.T) {
 	t.Parallel()
-	h := start(t, sim.Config{}, "upstream:\n  timeout: 200ms\n  mintTimeout: 300ms\n  retry: {maxAttempts: 1}\n")
+	h := start(t, sim.Config{}, "upstream:\n  timeout: 200ms\n  mintTimeout: 300ms\n  lateAnswerWindow: 300ms\n  retry: {maxAttempts: 1}\n")
 	h.fault(sim.Fault{Mode: "hang", Routes: []string{"mint"}})
 	h.do("POST", "/v1/mint", `{"entity":"PEO"}`, "X-Request-ID", "req-never").expect(t, "hung mint", 504, "UPSTREAM_TIMEOUT")
 	first := h.logs.waitFor(t, "audit", func(m map[string]any) bool {

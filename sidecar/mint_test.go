@@ -2,9 +2,11 @@ package sidecar_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
@@ -262,5 +264,33 @@ func TestMintBatchPartialFailureKeepsMintedIDs(t *testing.T) {
 	}
 	if minted != 2 || null != 1 {
 		t.Errorf("chittyIds = %v, want 2 IDs and one null", ids)
+	}
+}
+
+// TestIdleUpstreamConnectionsAgeOut: after a burst of concurrent mints opened
+// many upstream connections, health polls alone keep only one of them busy;
+// the others are closed once idle (upstream sees them go).
+func TestIdleUpstreamConnectionsAgeOut(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{Latency: 50 * time.Millisecond}, "health: {interval: 200ms, timeout: 150ms}\n")
+	h.waitState(fsm.Connected)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.mint("PEO").expect(t, "burst mint", 200, "")
+		}()
+	}
+	wg.Wait()
+	if n := h.sim.Stats().Conns; n < 8 {
+		t.Fatalf("the burst of 16 slow mints used %d upstream connections; want at least 8 for this test to mean anything", n)
+	}
+	deadline := time.Now().Add(15 * time.Second) // idle for 4s, found by a cleaner sweeping every 4s
+	for h.sim.Stats().Conns > 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d upstream connections still open 15s after the burst (health polls every 200ms)", h.sim.Stats().Conns)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

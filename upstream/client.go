@@ -44,15 +44,13 @@ type Options struct {
 	// Observer, if set, is told about every attempt and retry.
 	Observer Observer
 	// OnLate, if set, hears of every mint attempt whose caller gave up
-	// before its answer came. With ids: upstream answered within LateGrace
-	// of the deadline and minted them for nobody, so they can be recorded
-	// instead of lost. With err: no answer came within LateGrace either,
+	// before its answer came. With ids: upstream answered within
+	// upstream.lateAnswerWindow of the deadline and minted them for nobody,
+	// so they can be recorded instead of lost. With err: no answer came in
+	// that window either,
 	// so whether upstream minted is unknown (the idempotency key is what
 	// reconciles it). It runs on a goroutine tracked by Late.
 	OnLate func(op, idempotencyKey string, info CallInfo, ids []string, err error)
-	// LateGrace is how long after a mint's deadline its answer is still
-	// awaited for OnLate. Default: upstream.mintTimeout.
-	LateGrace time.Duration
 	// Late, if set, counts the goroutines awaiting late answers, so that
 	// the owner can wait for them at shutdown. Nil: the client's own.
 	Late *sync.WaitGroup
@@ -129,11 +127,8 @@ func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
 		obs:     opts.Observer,
 
 		onLate:    opts.OnLate,
-		lateGrace: opts.LateGrace,
+		lateGrace: cfg.LateAnswerWindow,
 		late:      opts.Late,
-	}
-	if c.lateGrace <= 0 {
-		c.lateGrace = cfg.MintTimeout
 	}
 	if c.late == nil {
 		c.late = new(sync.WaitGroup)
@@ -150,9 +145,13 @@ func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
 		MaxConns:            cfg.MaxInFlight + 64, // mints plus validates and polls
 		MaxConnWaitTimeout:  cfg.Timeout,
 		MaxIdleConnDuration: 4 * time.Second, // below common upstream keep-alive timeouts
+		// Reuse the connection used last: with fasthttp's default (FIFO), a
+		// trickle of health polls cycles through every idle connection and
+		// keeps them all open after a burst; this way the spares age out.
+		ConnPoolStrategy: fasthttp.LIFO,
 		// Deadlines come with every call (DoDeadline); this only bounds a
 		// mint whose answer is awaited after its caller gave up (OnLate).
-		ReadTimeout:         cfg.Timeout + max(opts.LateGrace, cfg.MintTimeout),
+		ReadTimeout:         cfg.Timeout + cfg.LateAnswerWindow,
 		WriteTimeout:        cfg.Timeout,
 		MaxResponseBodySize: 1 << 20,
 		// Retries are ours, counted by the breaker one by one, with one
@@ -268,7 +267,7 @@ func (c *Client) do(r *request, deadline time.Time) (response, error) {
 
 // sendWatched sends a mint that must not be lost: the caller waits until
 // deadline as usual, but the exchange itself may run up to
-// Options.LateGrace longer on a goroutine. A mint that upstream answers in
+// upstream.lateAnswerWindow longer on a goroutine. A mint that upstream answers in
 // that time, after its caller gave up, was minted for nobody: its IDs go to
 // Options.OnLate instead of vanishing.
 func (c *Client) sendWatched(r *request, deadline time.Time) (response, error) {

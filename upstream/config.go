@@ -59,6 +59,11 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// MintTimeout bounds a whole mint, retries included. Default 10s.
 	MintTimeout time.Duration `yaml:"mintTimeout"`
+	// LateAnswerWindow is how long after a mint attempt's deadline its
+	// answer is still read, so that IDs upstream minted for a caller that
+	// was already told 504 are logged as orphaned rather than lost. Each
+	// such wait holds one upstream connection. Default 10s.
+	LateAnswerWindow time.Duration `yaml:"lateAnswerWindow"`
 	// ValidateTimeout bounds one upstream validate. Default 5s.
 	ValidateTimeout time.Duration `yaml:"validateTimeout"`
 	// MaxInFlight caps concurrent upstream mints; others wait within their
@@ -97,14 +102,15 @@ type BreakerConfig struct {
 // Defaults returns the upstream section with every default filled in.
 func Defaults() Config {
 	return Config{
-		URL:             "https://id.chitty.cc/v1",
-		Dialect:         DialectClientV1,
-		Timeout:         5 * time.Second,
-		MintTimeout:     10 * time.Second,
-		ValidateTimeout: 5 * time.Second,
-		MaxInFlight:     64,
-		Retry:           RetryConfig{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second},
-		Breaker:         BreakerConfig{Failures: 5, OpenTimeout: 30 * time.Second, HalfOpenProbes: 1},
+		URL:              "https://id.chitty.cc/v1",
+		Dialect:          DialectClientV1,
+		Timeout:          5 * time.Second,
+		MintTimeout:      10 * time.Second,
+		LateAnswerWindow: 10 * time.Second,
+		ValidateTimeout:  5 * time.Second,
+		MaxInFlight:      64,
+		Retry:            RetryConfig{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second},
+		Breaker:          BreakerConfig{Failures: 5, OpenTimeout: 30 * time.Second, HalfOpenProbes: 1},
 	}
 }
 
@@ -126,6 +132,7 @@ func (c Config) Validate() error {
 	}{
 		{"upstream.timeout", c.Timeout},
 		{"upstream.mintTimeout", c.MintTimeout},
+		{"upstream.lateAnswerWindow", c.LateAnswerWindow},
 		{"upstream.validateTimeout", c.ValidateTimeout},
 		{"upstream.retry.baseDelay", c.Retry.BaseDelay},
 		{"upstream.retry.maxDelay", c.Retry.MaxDelay},

@@ -23,6 +23,8 @@ type Stats struct {
 	// hung up while they were delayed (slow, hang or Latency), as a server
 	// that cancels work on disconnect does.
 	Abandoned int64 `json:"abandoned"`
+	// Conns is how many API connections are open now.
+	Conns int `json:"conns"`
 }
 
 // Stats returns the counters since Start or the last Reset.
@@ -35,6 +37,7 @@ func (s *Sim) Stats() Stats {
 		Minted:   s.stats.minted.Load(),
 
 		Abandoned: s.stats.abandoned.Load(),
+		Conns:     s.apiConns.count(),
 	}
 }
 

@@ -373,6 +373,13 @@ func (ct *connTracker) add(c net.Conn) bool {
 	return true
 }
 
+// count is how many connections are open.
+func (ct *connTracker) count() int {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	return len(ct.conns)
+}
+
 // forget stops tracking a closed connection.
 func (ct *connTracker) forget(c net.Conn) {
 	ct.mu.Lock()
