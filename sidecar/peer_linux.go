@@ -15,7 +15,11 @@ import (
 // bytes means the peer sent FIN. Unknown (not a TCP connection, an error)
 // counts as still there.
 func peerGone(ctx *fasthttp.RequestCtx) bool {
-	tc, ok := ctx.Conn().(*net.TCPConn)
+	c := ctx.Conn()
+	if w, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = w.NetConn()
+	}
+	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return false
 	}

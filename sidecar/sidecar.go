@@ -198,7 +198,7 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	}
 	srv := s.server(cfg)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(lazyListener{ln}) }() // deadlines move lazily: see lazyConn
 	// The lifecycle and the breaker watcher live until the server is down.
 	lctx, stopLife := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
