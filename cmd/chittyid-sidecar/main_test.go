@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -83,5 +84,20 @@ func TestDevStopsCleanlyOnCancel(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("dev returned %v after cancel; stderr: %s", err, errOut.String())
+	}
+}
+
+// TestDefaultGC: the sidecar collects at 25 % heap growth unless GOGC says
+// otherwise. Not parallel: the GC percent is process-wide.
+func TestDefaultGC(t *testing.T) {
+	was := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(was)
+	defaultGC(func(string) (string, bool) { return "", false })
+	if got := debug.SetGCPercent(100); got != gcPercent {
+		t.Errorf("GOGC unset: GC percent %d, want %d", got, gcPercent)
+	}
+	defaultGC(func(k string) (string, bool) { return "150", k == "GOGC" })
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC set: GC percent changed to %d", got)
 	}
 }
