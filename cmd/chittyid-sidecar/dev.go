@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
@@ -47,6 +48,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	stderr = sidecar.SyncWriter(stderr)
 	log, level := newLogger(stderr, cfg.Log)
+	defaultGC(os.LookupEnv)
 	sc, err := sidecar.New(cfg, sidecar.Options{Logger: log, LogLevel: level, LogOutput: stderr, Version: version})
 	if err != nil {
 		_ = ln.Close()
