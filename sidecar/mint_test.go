@@ -283,13 +283,13 @@ func TestIdleUpstreamConnectionsAgeOut(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := h.sim.Stats().Conns; n < 8 {
+	if n := h.sim.OpenConns(); n < 8 {
 		t.Fatalf("the burst of 16 slow mints used %d upstream connections; want at least 8 for this test to mean anything", n)
 	}
 	deadline := time.Now().Add(15 * time.Second) // idle for 4s, found by a cleaner sweeping every 4s
-	for h.sim.Stats().Conns > 2 {
+	for h.sim.OpenConns() > 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d upstream connections still open 15s after the burst (health polls every 200ms)", h.sim.Stats().Conns)
+			t.Fatalf("%d upstream connections still open 15s after the burst (health polls every 200ms)", h.sim.OpenConns())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

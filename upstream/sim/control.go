@@ -23,9 +23,10 @@ type Stats struct {
 	// hung up while they were delayed (slow, hang or Latency), as a server
 	// that cancels work on disconnect does.
 	Abandoned int64 `json:"abandoned"`
-	// Conns is how many API connections are open now.
-	Conns int `json:"conns"`
 }
+
+// OpenConns is how many API connections are open now.
+func (s *Sim) OpenConns() int { return s.apiConns.count() }
 
 // Stats returns the counters since Start or the last Reset.
 func (s *Sim) Stats() Stats {
@@ -37,7 +38,6 @@ func (s *Sim) Stats() Stats {
 		Minted:   s.stats.minted.Load(),
 
 		Abandoned: s.stats.abandoned.Load(),
-		Conns:     s.apiConns.count(),
 	}
 }
 
