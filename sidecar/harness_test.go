@@ -69,17 +69,23 @@ func start(t *testing.T, simCfg sim.Config, extra string) *harness {
 // and starting the sidecar (e.g. to start with upstream down).
 func startWith(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)) *harness {
 	t.Helper()
-	return launch(t, simCfg, extra, before, false)
+	return launch(t, simCfg, extra, before, false, sidecar.Timeouts{})
 }
 
 // startFile is start with the config in a file that the sidecar watches;
 // h.writeConfig changes it and h.reload stands in for SIGHUP.
 func startFile(t *testing.T, simCfg sim.Config, extra string) *harness {
 	t.Helper()
-	return launch(t, simCfg, extra, nil, true)
+	return launch(t, simCfg, extra, nil, true, sidecar.Timeouts{})
 }
 
-func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim), fileBased bool) *harness {
+// startTimeouts is start with the API listener's timeouts set.
+func startTimeouts(t *testing.T, extra string, to sidecar.Timeouts) *harness {
+	t.Helper()
+	return launch(t, sim.Config{}, extra, nil, false, to)
+}
+
+func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim), fileBased bool, to sidecar.Timeouts) *harness {
 	t.Helper()
 	if simCfg.Token == "" {
 		simCfg.Token = testToken
@@ -96,7 +102,7 @@ func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)
 	h := &harness{t: t, sim: s, clock: &clock{},
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	h.logs = &logBuffer{}
-	opts := sidecar.Options{Version: "test", Now: h.clock.now, LogOutput: h.logs,
+	opts := sidecar.Options{Version: "test", Now: h.clock.now, LogOutput: h.logs, Timeouts: to,
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	var cfg *config.Config
 	if fileBased {

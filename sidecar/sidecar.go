@@ -67,28 +67,32 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now. Tests inject one to move TTLs.
 	Now func() time.Time
+	// Timeouts are the API listener's; zero fields take the defaults.
+	Timeouts Timeouts
 }
 
 // Sidecar is the running sidecar. Build it with New, run it with Run.
 type Sidecar struct {
-	cfg     atomic.Pointer[config.Config]
-	cache   *cache.Cache
-	breaker *upstream.Breaker
-	client  atomic.Pointer[upstream.Client]
-	life    *fsm.Lifecycle // Run drives it; handlers read it through link
-	watcher *config.Watcher
-	reload  <-chan os.Signal
-	level   *slog.LevelVar
-	metrics *metrics
-	sink    *lineSink // access lines, when Options.LogOutput is set
-	limits  *limiter
-	snaps   *snapshots     // snapshot.path: restored in New, written by Run
-	opsAddr atomic.Value   // string: the operations listener's address
-	late    sync.WaitGroup // goroutines of every client awaiting late mint answers
-	link    link
-	log     *slog.Logger
-	version string
-	now     func() time.Time
+	cfg      atomic.Pointer[config.Config]
+	timeouts Timeouts     // the API listener's (connState)
+	clock    *coarseClock // connState's; Run ticks it
+	cache    *cache.Cache
+	breaker  *upstream.Breaker
+	client   atomic.Pointer[upstream.Client]
+	life     *fsm.Lifecycle // Run drives it; handlers read it through link
+	watcher  *config.Watcher
+	reload   <-chan os.Signal
+	level    *slog.LevelVar
+	metrics  *metrics
+	sink     *lineSink // access lines, when Options.LogOutput is set
+	limits   *limiter
+	snaps    *snapshots     // snapshot.path: restored in New, written by Run
+	opsAddr  atomic.Value   // string: the operations listener's address
+	late     sync.WaitGroup // goroutines of every client awaiting late mint answers
+	link     link
+	log      *slog.Logger
+	version  string
+	now      func() time.Time
 	// injected says now is a test clock, to be used for request times too;
 	// otherwise a request's time is the one fasthttp read it at.
 	injected bool
@@ -126,6 +130,8 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		now:       opts.Now,
 		started:   opts.Now(),
 		ridPrefix: hex.EncodeToString(p[:]) + "-",
+		timeouts:  opts.Timeouts.withDefaults(),
+		clock:     newCoarseClock(),
 		watcher:   opts.Watcher,
 		reload:    opts.Reload,
 		level:     opts.LogLevel,
@@ -198,11 +204,13 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	}
 	srv := s.server(cfg)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lazyListener{ln}) }() // deadlines move lazily: see lazyConn
-	// The lifecycle and the breaker watcher live until the server is down.
+	// The lifecycle, the breaker watcher and the connections' clock live
+	// until the server is down.
 	lctx, stopLife := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
+	go func() { defer bg.Done(); s.clock.run(lctx) }()
+	go func() { errc <- srv.Serve(lazyListener{ln}) }()   // deadlines move lazily: see lazyConn
 	go func() { defer bg.Done(); _ = s.life.Run(lctx) }() // ErrRunning only if Run is called twice
 	go func() { defer bg.Done(); s.watchBreaker(lctx) }()
 	if s.sink != nil {
@@ -303,14 +311,14 @@ func (s *Sidecar) server(cfg *config.Config) *fasthttp.Server {
 		ErrorHandler:          s.transportError,
 		Name:                  "chittyid-sidecar",
 		NoDefaultServerHeader: true,
-		NoDefaultDate:         true,             // its clock goroutine never stops; local callers need no Date
-		ReadTimeout:           10 * time.Second, // bounds slow-header and half-sent requests
-		WriteTimeout:          cfg.Upstream.MintTimeout + 10*time.Second,
-		IdleTimeout:           90 * time.Second,
-		MaxRequestBodySize:    cfg.Limits.MaxBodyBytes,
-		ReadBufferSize:        16 << 10, // caps the request header size
-		CloseOnShutdown:       true,
-		Logger:                slogPrinter{s.log},
+		NoDefaultDate:         true, // its clock goroutine never stops; local callers need no Date
+		// No ReadTimeout, WriteTimeout or IdleTimeout: connState enforces
+		// them (see conntimeouts.go).
+		ConnState:          s.connState,
+		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
+		ReadBufferSize:     16 << 10, // caps the request header size
+		CloseOnShutdown:    true,
+		Logger:             slogPrinter{s.log},
 	}
 }
 
