@@ -469,3 +469,34 @@ func TestHitAfterHotSlotDisplaced(t *testing.T) {
 		}
 	}
 }
+
+// TestHotTableResistsThrashing reads three IDs that share one hot-table set
+// (two ways) in turn: with each miss evicting a resident, every read would
+// go to bigcache (two allocations each); installing over a resident only
+// now and then keeps about two reads in three in the hot table.
+func TestHotTableResistsThrashing(t *testing.T) {
+	c := newTestCache(t, smallConfig, testPolicy)
+	now := time.Now()
+	var ids []string
+	want := c.hot.setString("CT-A-CHI-0000-I-24-A-0")
+	for i := 0; len(ids) < 3; i++ {
+		if id := fmt.Sprintf("CT-A-CHI-%04d-I-24-A-0", i); c.hot.setString(id) == want {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		mustStore(t, c, id, Entry{Valid: true, FetchedAt: now, Value: []byte("PEO")})
+	}
+	allocs := testing.AllocsPerRun(2000, func() {
+		for _, id := range ids {
+			if _, st := c.Lookup(id, testPolicy, now); st != StatusHit {
+				t.Fatalf("Lookup(%s) = %v", id, st)
+			}
+		}
+	})
+	// Two allocations per read from bigcache: 6 a round if all three miss,
+	// about 2 if only the odd one out does.
+	if allocs > 3.5 {
+		t.Errorf("%.1f allocations per round of 3 reads: the set thrashes", allocs)
+	}
+}
