@@ -30,14 +30,14 @@ var reasons = map[string]string{
 // plain success, a reason flag. With Options.LogOutput set and JSON logs,
 // lines are encoded by hand and batched (no allocation on a cache hit);
 // otherwise they go through the logger.
-func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, xc string, d time.Duration) {
+func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, xc xcKind, d time.Duration) {
 	if !cfg.Log.Access || !s.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
 	rec := accessRecord{
 		time: ctx.Time().Add(d), requestID: ctx.Response.Header.Peek(headerRequestID), method: ctx.Method(),
 		route: routeNames[r], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
-		cache: xc, reason: reasonOf(ctx, xc),
+		cache: xcNames[xc], reason: reasonOf(ctx, xc),
 	}
 	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 {
 		rec.caller = callerID(ctx)
@@ -66,18 +66,7 @@ func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, r rout
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
 
-// xCacheName returns the constant for an X-Cache value, so a hit's access
-// line needs no string conversion.
-func xCacheName(xc []byte) string {
-	for _, k := range xCacheKinds {
-		if string(xc) == k {
-			return k
-		}
-	}
-	return ""
-}
-
-func reasonOf(ctx *fasthttp.RequestCtx, xc string) string {
+func reasonOf(ctx *fasthttp.RequestCtx, xc xcKind) string {
 	if code, ok := ctx.UserValue(userCode).(string); ok {
 		if r, ok := reasons[code]; ok {
 			return r
@@ -85,9 +74,9 @@ func reasonOf(ctx *fasthttp.RequestCtx, xc string) string {
 		return code
 	}
 	switch xc {
-	case "STALE":
+	case xcStale:
 		return "STALE_SERVED"
-	case "LOCAL":
+	case xcLocal:
 		if ctx.Response.StatusCode() == 200 && len(ctx.Response.Body()) > 0 && string(ctx.Response.Body()[:14]) == `{"valid":false` {
 			return "BAD_FORMAT"
 		}

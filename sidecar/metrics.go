@@ -49,9 +49,6 @@ func statusIndex(code int) int {
 	return len(statuses)
 }
 
-// xCacheKinds index the validate answer counters.
-var xCacheKinds = [...]string{"HIT", "MISS", "STALE", "LOCAL"}
-
 // metrics holds the sidecar's Prometheus collectors. Everything the
 // hot path touches is resolved at start (no label lookups per request) and
 // lock-free; figures other components already count are read at scrape
@@ -59,7 +56,7 @@ var xCacheKinds = [...]string{"HIT", "MISS", "STALE", "LOCAL"}
 type metrics struct {
 	requests    [routeCount][len(statuses) + 1]prometheus.Counter
 	duration    [routeCount]prometheus.Observer
-	validate    [len(xCacheKinds)]prometheus.Counter
+	validate    [xcKinds]prometheus.Counter // by X-Cache kind; xcNone unused
 	rateLimited [routeCount]prometheus.Counter
 	attempts    *prometheus.CounterVec
 	attemptDur  *prometheus.HistogramVec
@@ -94,8 +91,8 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 		m.duration[r] = duration.WithLabelValues(r.String())
 		m.rateLimited[r] = limited.WithLabelValues(r.String())
 	}
-	for i, k := range xCacheKinds {
-		m.validate[i] = validate.WithLabelValues(k)
+	for k := xcHit; k < xcKinds; k++ {
+		m.validate[k] = validate.WithLabelValues(xcNames[k])
 	}
 	cols := []prometheus.Collector{requests, duration, validate, limited, m.attempts, m.attemptDur, m.retries}
 	cols = append(cols, s.scrapeCollectors()...)
@@ -161,18 +158,12 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-// done records one answered request; xc is its X-Cache kind ("" if none).
-func (m *metrics) done(ctx *fasthttp.RequestCtx, r route, xc string, d time.Duration) {
+// done records one answered request; xc is its X-Cache kind.
+func (m *metrics) done(ctx *fasthttp.RequestCtx, r route, xc xcKind, d time.Duration) {
 	m.requests[r][statusIndex(ctx.Response.StatusCode())].Inc()
 	m.duration[r].Observe(d.Seconds())
-	if xc == "" {
-		return
-	}
-	for i, k := range xCacheKinds {
-		if xc == k {
-			m.validate[i].Inc()
-			return
-		}
+	if xc != xcNone {
+		m.validate[xc].Inc()
 	}
 }
 

@@ -21,65 +21,64 @@ func (s *Sidecar) handle(ctx *fasthttp.RequestCtx) {
 	defer s.recoverPanic(ctx)
 	s.setRequestID(ctx)
 	cfg := s.cfg.Load() // one config snapshot for the whole request
-	r := s.dispatch(ctx, cfg)
+	r, xc := s.dispatch(ctx, cfg)
 	d := time.Since(ctx.Time())
-	xc := xCacheName(ctx.Response.Header.Peek(headerXCache)) // read once for metrics and log
 	s.metrics.done(ctx, r, xc, d)
 	s.accessLog(ctx, cfg, r, xc, d)
 }
 
-// dispatch serves the request and reports which route it was.
-func (s *Sidecar) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) route {
+// dispatch serves the request and reports which route it was and the
+// answer's X-Cache kind.
+func (s *Sidecar) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) (route, xcKind) {
 	path := ctx.Path()
 	rest, api := cutAPIPrefix(path)
 	if !api {
 		switch string(path) {
 		case "/health":
 			s.onlyGet(ctx, s.health)
-			return routeHealth
+			return routeHealth, xcNone
 		case "/healthz":
 			s.onlyGet(ctx, s.healthz)
-			return routeHealthz
+			return routeHealthz, xcNone
 		case "/readyz":
 			s.onlyGet(ctx, s.readyz)
-			return routeReadyz
+			return routeReadyz, xcNone
 		case "/metrics":
 			s.onlyGet(ctx, s.metrics.handler)
-			return routeMetrics
+			return routeMetrics, xcNone
 		}
 		writeError(ctx, newAPIError(codeNotFound, "no route "+clipPath(path)), nil)
-		return routeOther
+		return routeOther, xcNone
 	}
 	if bytes.HasPrefix(rest, routeValid) {
 		if !ctx.IsGet() && !ctx.IsHead() {
 			methodNotAllowed(ctx, "GET")
-		} else {
-			s.validate(ctx, cfg, rest[len(routeValid):])
+			return routeValidate, xcNone
 		}
-		return routeValidate
+		return routeValidate, s.validate(ctx, cfg, rest[len(routeValid):])
 	}
 	switch string(rest) {
 	case "/mint":
 		if s.onlyPost(ctx) {
 			s.mint(ctx, cfg)
 		}
-		return routeMint
+		return routeMint, xcNone
 	case "/mint/batch":
 		if s.onlyPost(ctx) {
 			s.mintBatch(ctx, cfg)
 		}
-		return routeMintBatch
+		return routeMintBatch, xcNone
 	case "/validate":
 		if s.onlyPost(ctx) {
-			s.validateBody(ctx, cfg)
+			return routeValidatePost, s.validateBody(ctx, cfg)
 		}
-		return routeValidatePost
+		return routeValidatePost, xcNone
 	case "/health":
 		s.onlyGet(ctx, s.health)
-		return routeHealth
+		return routeHealth, xcNone
 	}
 	writeError(ctx, newAPIError(codeNotFound, "no route "+clipPath(path)), nil)
-	return routeOther
+	return routeOther, xcNone
 }
 
 // cutAPIPrefix strips /v1 or /api/v1 (every /v1 route is served under both).

@@ -31,7 +31,6 @@ import (
 const (
 	contentJSON     = "application/json"
 	headerRequestID = "X-Request-ID"
-	headerXCache    = "X-Cache"
 )
 
 var contentJSONBytes = []byte(contentJSON)

@@ -32,9 +32,32 @@ var (
 	bodyReason        = []byte(`","reason":"`)
 	bodyStaleEnd      = []byte(`","stale":true}`)
 	bodyEnd           = []byte(`"}`)
-	xCache            = [...][]byte{cache.StatusMiss: []byte("MISS"), cache.StatusHit: []byte("HIT"), cache.StatusStale: []byte("STALE")}
-	xCacheLocal       = []byte("LOCAL")
 )
+
+// xcKind is what a validate answer's X-Cache header says (xcNone: the
+// answer has none). The handlers return it, so metrics and the access log
+// need not read the header back.
+type xcKind uint8
+
+const (
+	xcNone xcKind = iota
+	xcHit
+	xcMiss
+	xcStale
+	xcLocal
+	xcKinds // the number of kinds
+)
+
+var (
+	xcNames  = [xcKinds]string{xcHit: "HIT", xcMiss: "MISS", xcStale: "STALE", xcLocal: "LOCAL"}
+	xcValues = [xcKinds][]byte{xcHit: []byte("HIT"), xcMiss: []byte("MISS"), xcStale: []byte("STALE"), xcLocal: []byte("LOCAL")}
+)
+
+// setXCache sets the X-Cache header to k and returns k.
+func setXCache(ctx *fasthttp.RequestCtx, k xcKind) xcKind {
+	ctx.Response.Header.SetCanonical(keyXCache, xcValues[k])
+	return k
+}
 
 // Response header names in fasthttp's canonical form, set with SetCanonical:
 // SetBytesV would copy and normalise the name on every request.
@@ -55,38 +78,35 @@ type idCache interface {
 var _ idCache = (*cache.Cache)(nil)
 
 // validate answers one validate request for idb (design §3), which may be
-// in the request's buffer: a cache hit answers without copying it.
-func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte) {
+// in the request's buffer: a cache hit answers without copying it. It
+// returns the answer's X-Cache kind.
+func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte) xcKind {
 	if ok, d := s.limits.allowValidate(); !ok {
 		s.metrics.rateLimited[routeValidate].Inc()
 		rateLimited(ctx, "validate", d)
-		return
+		return xcNone
 	}
 	if err := cfg.Format.CheckBytes(idb); err != nil {
-		s.validateLocalFailure(ctx, string(idb), err)
-		return
+		return validateLocalFailure(ctx, string(idb), err)
 	}
 	if cfg.Validation.Mode == config.ValidateModeLocal {
-		ctx.Response.Header.SetCanonical(keyXCache, xCacheLocal)
 		writeVerdict(ctx, idb, cache.Entry{Valid: true}, false)
-		return
+		return setXCache(ctx, xcLocal)
 	}
 	p := cfg.Validation.Policy()
 	now := s.requestTime(ctx)
 	e, st := s.cache.LookupBytes(idb, p, now)
 	if st == cache.StatusHit {
-		writeCached(ctx, idb, e, st, now)
-		return
+		return writeCached(ctx, idb, e, st, now)
 	}
 	id := string(idb)
 	if s.link.State() == fsm.Failed { // upstream known down: no upstream call
 		if st == cache.StatusStale {
 			s.cache.ServeStale()
-			writeCached(ctx, idb, e, st, now)
-			return
+			return writeCached(ctx, idb, e, st, now)
 		}
 		writeError(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
-		return
+		return xcNone
 	}
 	s.busy.add()
 	defer s.busy.done()
@@ -112,9 +132,9 @@ func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []b
 			err = &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}
 		}
 		writeError(ctx, fromUpstream(err), nil)
-		return
+		return xcNone
 	}
-	writeCached(ctx, idb, e, st, s.now())
+	return writeCached(ctx, idb, e, st, s.now())
 }
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it
@@ -131,7 +151,7 @@ func entityOf(f upstream.Format, id, fromUpstream string) string {
 
 // validateLocalFailure answers an ID that failed the local check: never
 // cached, never sent upstream.
-func (s *Sidecar) validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error) {
+func validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error) xcKind {
 	reason := reasonFormat
 	switch {
 	case errors.Is(err, upstream.ErrIDChecksum):
@@ -139,24 +159,32 @@ func (s *Sidecar) validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err 
 	case errors.Is(err, upstream.ErrFallbackID):
 		reason = reasonFallback
 	}
-	ctx.Response.Header.SetCanonical(keyXCache, xCacheLocal)
 	// The ID is arbitrary caller input here, so it is JSON-encoded.
 	writeJSON(ctx, 200, struct {
 		Valid    bool   `json:"valid"`
 		ChittyID string `json:"chittyId"`
 		Reason   string `json:"reason"`
 	}{false, id, reason})
+	return setXCache(ctx, xcLocal)
 }
 
-// writeCached answers from a cache entry, with X-Cache and Age.
-func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time) {
-	ctx.Response.Header.SetCanonical(keyXCache, xCache[st])
+// writeCached answers from a cache entry, with X-Cache and Age, and returns
+// the X-Cache kind.
+func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time) xcKind {
+	k := xcMiss
+	switch st {
+	case cache.StatusHit:
+		k = xcHit
+	case cache.StatusStale:
+		k = xcStale
+	}
 	if st != cache.StatusMiss {
 		var buf [20]byte
 		age := max(now.Sub(e.FetchedAt), 0) / time.Second
 		ctx.Response.Header.SetCanonical(keyAge, strconv.AppendInt(buf[:0], int64(age), 10))
 	}
 	writeVerdict(ctx, id, e, st == cache.StatusStale)
+	return setXCache(ctx, k)
 }
 
 // writeVerdict writes the validate answer without JSON encoding; id must have
@@ -185,14 +213,14 @@ func writeVerdict(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, stale bool
 	ctx.Response.AppendBody(bodyEnd)
 }
 
-// validateBody answers POST /v1/validate.
-func (s *Sidecar) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config) {
+// validateBody answers POST /v1/validate and returns its X-Cache kind.
+func (s *Sidecar) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config) xcKind {
 	id, e := decodeValidateBody(ctx.PostBody())
 	if e != nil {
 		writeError(ctx, e, nil)
-		return
+		return xcNone
 	}
-	s.validate(ctx, cfg, []byte(id))
+	return s.validate(ctx, cfg, []byte(id))
 }
 
 // mintedEntry is the cache entry for a freshly minted ID.
