@@ -12,8 +12,9 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // httpClient is for setup and checks, not for load.
@@ -68,42 +69,30 @@ func call(ctx context.Context, method, url, token string, body, v any) (http.Hea
 func mintMany(ctx context.Context, base, token string, n, batch, conc int) ([]string, error) {
 	entities := []string{"PEO", "PLACE", "PROP", "EVNT", "AUTH", "INFO", "FACT", "CONTEXT", "ACTOR"}
 	ids := make([]string, n)
-	var next atomic.Int64
-	errs := make(chan error, conc)
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				start := int(next.Add(int64(batch))) - batch
-				if start >= n {
-					return
-				}
-				k := min(batch, n-start)
-				reqs := make([]map[string]string, k)
-				for i := range reqs {
-					reqs[i] = map[string]string{"entity": entities[(start+i)%len(entities)]}
-				}
-				var ans struct {
-					ChittyIDs []string `json:"chittyIds"`
-				}
-				body := map[string]any{"requests": reqs}
-				if _, err := call(ctx, http.MethodPost, base+"/v1/mint/batch", token, body, &ans); err != nil {
-					errs <- err
-					return
-				}
-				if len(ans.ChittyIDs) != k {
-					errs <- fmt.Errorf("batch of %d answered %d IDs", k, len(ans.ChittyIDs))
-					return
-				}
-				copy(ids[start:], ans.ChittyIDs)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for start := 0; start < n; start += batch {
+		g.Go(func() error {
+			k := min(batch, n-start)
+			reqs := make([]map[string]string, k)
+			for i := range reqs {
+				reqs[i] = map[string]string{"entity": entities[(start+i)%len(entities)]}
 			}
-		}()
+			var ans struct {
+				ChittyIDs []string `json:"chittyIds"`
+			}
+			body := map[string]any{"requests": reqs}
+			if _, err := call(gctx, http.MethodPost, base+"/v1/mint/batch", token, body, &ans); err != nil {
+				return err
+			}
+			if len(ans.ChittyIDs) != k {
+				return fmt.Errorf("batch of %d answered %d IDs", k, len(ans.ChittyIDs))
+			}
+			copy(ids[start:], ans.ChittyIDs)
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return ids, nil
@@ -114,38 +103,28 @@ func mintMany(ctx context.Context, base, token string, n, batch, conc int) ([]st
 func validateAll(ctx context.Context, base string, ids []string, conc int) (map[string]int, error) {
 	var mu sync.Mutex
 	seen := map[string]int{}
-	var next atomic.Int64
-	errs := make(chan error, conc)
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(ids) {
-					return
-				}
-				var ans struct {
-					Valid bool `json:"valid"`
-				}
-				h, err := call(ctx, http.MethodGet, base+"/v1/validate/"+ids[i], "", nil, &ans)
-				if err == nil && !ans.Valid {
-					err = fmt.Errorf("%s answered not valid for %s", base, ids[i])
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				seen[h.Get("X-Cache")]++
-				mu.Unlock()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for _, id := range ids {
+		g.Go(func() error {
+			var ans struct {
+				Valid bool `json:"valid"`
 			}
-		}()
+			h, err := call(gctx, http.MethodGet, base+"/v1/validate/"+id, "", nil, &ans)
+			if err != nil {
+				return err
+			}
+			if !ans.Valid {
+				return fmt.Errorf("%s answered not valid for %s", base, id)
+			}
+			mu.Lock()
+			seen[h.Get("X-Cache")]++
+			mu.Unlock()
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	return seen, <-errs
+	err := g.Wait()
+	return seen, err
 }
 
 // simStats is GET /sim/stats.
