@@ -244,13 +244,7 @@ func (c *Cache) Close() error {
 // call ServeStale. A hit in the hot table allocates nothing; one read from
 // bigcache allocates its copies of the key and value.
 func (c *Cache) Lookup(id string, p Policy, now time.Time) (Entry, Status) {
-	e, st := c.lookup(id, p, now)
-	if st == StatusHit {
-		c.hits.Add(1)
-	} else {
-		c.misses.Add(1)
-	}
-	return e, st
+	return c.counted(c.lookup(id, p, now))
 }
 
 // ServeStale counts one stale entry, got from Lookup, served to a caller.
@@ -261,13 +255,15 @@ func (c *Cache) ServeStale() { c.staleServed.Add(1) }
 // hot table allocates nothing (the ID is copied into a string only to read
 // bigcache). The returned Value is shared: never write to it.
 func (c *Cache) LookupBytes(id []byte, p Policy, now time.Time) (Entry, Status) {
-	var st Status
-	e, _, ok := c.hot.getBytes(id)
-	if ok {
-		e, st = judge(e, p, now)
-	} else {
-		e, st = c.lookup(string(id), p, now)
+	e, seen, ok := c.hot.getBytes(id)
+	if !ok {
+		return c.counted(c.lookupParts(string(id), seen, p, now))
 	}
+	return c.counted(judge(e, p, now))
+}
+
+// counted counts a Lookup's answer as a hit or a miss and passes it on.
+func (c *Cache) counted(e Entry, st Status) (Entry, Status) {
 	if st == StatusHit {
 		c.hits.Add(1)
 	} else {
@@ -276,22 +272,31 @@ func (c *Cache) LookupBytes(id []byte, p Policy, now time.Time) (Entry, Status) 
 	return e, st
 }
 
-// lookup is Lookup without counting. Both parts are searched, "valid" first;
-// Store keeps at most one of them holding id.
+// lookup is Lookup without counting: the hot table, then bigcache.
 func (c *Cache) lookup(id string, p Policy, now time.Time) (Entry, Status) {
+	e, seen, ok := c.hot.getString(id)
+	if !ok {
+		return c.lookupParts(id, seen, p, now)
+	}
+	return judge(e, p, now)
+}
+
+// lookupParts reads id from bigcache after the hot table missed it (seen is
+// the set version that miss returned) and installs what it finds there.
+// Both parts are searched, "valid" first; Store keeps at most one of them
+// holding id.
+func (c *Cache) lookupParts(id string, seen uint64, p Policy, now time.Time) (Entry, Status) {
 	if !validID(id) {
 		return Entry{}, StatusMiss
 	}
-	e, seen, ok := c.hot.getString(id)
+	e, ok := get(c.valid, id)
 	if !ok {
-		if e, ok = get(c.valid, id); !ok {
-			e, ok = get(c.invalid, id)
-		}
-		if !ok {
-			return Entry{}, StatusMiss
-		}
-		c.hot.install(id, e, seen)
+		e, ok = get(c.invalid, id)
 	}
+	if !ok {
+		return Entry{}, StatusMiss
+	}
+	c.hot.install(id, e, seen)
 	return judge(e, p, now)
 }
 
