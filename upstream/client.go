@@ -32,9 +32,9 @@ type Client struct {
 	agent   string
 	obs     Observer
 
-	onLate    func(op, key string, info CallInfo, ids []string, err error)
-	lateGrace time.Duration
-	late      *sync.WaitGroup
+	onLate     func(op, key string, info CallInfo, ids []string, err error)
+	lateWindow time.Duration
+	late       *sync.WaitGroup
 }
 
 // Options are the parts of a Client that are not in the config file.
@@ -126,9 +126,9 @@ func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
 		agent:   "chittyid-sidecar/" + opts.Version,
 		obs:     opts.Observer,
 
-		onLate:    opts.OnLate,
-		lateGrace: cfg.LateAnswerWindow,
-		late:      opts.Late,
+		onLate:     opts.OnLate,
+		lateWindow: cfg.LateAnswerWindow,
+		late:       opts.Late,
 	}
 	if c.late == nil {
 		c.late = new(sync.WaitGroup)
@@ -273,7 +273,7 @@ func (c *Client) do(r *request, deadline time.Time) (response, error) {
 func (c *Client) sendWatched(r *request, deadline time.Time) (response, error) {
 	x := &watched{done: make(chan struct{})}
 	c.late.Add(1)
-	go c.watch(r, deadline.Add(c.lateGrace), x)
+	go c.watch(r, deadline.Add(c.lateWindow), x)
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
