@@ -55,9 +55,11 @@ type coarseClock struct{ ns atomic.Int64 }
 
 func newCoarseClock() *coarseClock {
 	c := &coarseClock{}
-	c.ns.Store(time.Now().UnixNano())
+	c.set(time.Now())
 	return c
 }
+
+func (c *coarseClock) set(now time.Time) { c.ns.Store(now.UnixNano()) }
 
 // run ticks until ctx ends.
 func (c *coarseClock) run(ctx context.Context) {
@@ -66,7 +68,7 @@ func (c *coarseClock) run(ctx context.Context) {
 	for {
 		select {
 		case now := <-t.C:
-			c.ns.Store(now.UnixNano())
+			c.set(now)
 		case <-ctx.Done():
 			return
 		}

@@ -208,6 +208,9 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	lctx, stopLife := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
 	bg.Add(3)
+	// Set the clock before the first connection: a Run long after New would
+	// otherwise give it deadlines already past.
+	s.clock.set(time.Now())
 	go func() { defer bg.Done(); s.clock.run(lctx) }()
 	go func() { errc <- srv.Serve(lazyListener{ln}) }()   // deadlines move lazily: see lazyConn
 	go func() { defer bg.Done(); _ = s.life.Run(lctx) }() // ErrRunning only if Run is called twice

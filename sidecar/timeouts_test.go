@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
 // readUntilClosed reads c until the sidecar closes it and returns what it
@@ -124,5 +127,49 @@ func TestWriteTimeout(t *testing.T) {
 	got, _ := readUntilClosed(t, c, began, 10*time.Second)
 	if n := strings.Count(got, "HTTP/1.1 200 "); n >= 5000 {
 		t.Errorf("all %d answers were written to a client that did not read; want the connection cut", n)
+	}
+}
+
+// TestRunLongAfterNew: the connections' clock is set when Run starts, so a
+// sidecar started well after it was built (a long snapshot restore, say)
+// does not give its first connection a deadline already past.
+func TestRunLongAfterNew(t *testing.T) {
+	t.Parallel()
+	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cfg, err := config.Parse([]byte(configFor(s, sim.Config{}, "")), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sidecar.New(cfg, sidecar.Options{Timeouts: sidecar.Timeouts{Request: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // more than the request timeout and a clock tick
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sc.Run(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, " 200 ") {
+		t.Fatalf("first request after a late Run: %q, %v", line, err)
 	}
 }
