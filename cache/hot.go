@@ -244,7 +244,7 @@ func victim(s *hotSet) int {
 			return w
 		}
 	}
-	return int(1 - s.newest)
+	return int((s.newest + 1) % hotWays)
 }
 
 // write fills way w of the held set s.
