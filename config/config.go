@@ -9,6 +9,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // Config is the whole config file. Parse and Load return it with every
@@ -21,7 +22,7 @@ type Config struct {
 	// Upstream is the ChittyID service the sidecar talks to.
 	Upstream upstream.Config `yaml:"upstream"`
 	// Format is the ID format profile, official or numeric. Default official.
-	Format upstream.Format `yaml:"format"`
+	Format chittyid.Format `yaml:"format"`
 	// Validation says how IDs are validated and how long verdicts are cached.
 	// (The field is not called Validate because that is Config's method.)
 	Validation Validate `yaml:"validate"`
@@ -179,7 +180,7 @@ func Defaults() Config {
 	return Config{
 		Listen:   "127.0.0.1:8787",
 		Upstream: upstream.Defaults(),
-		Format:   upstream.FormatOfficial,
+		Format:   chittyid.FormatOfficial,
 		Validation: Validate{
 			Mode:         ValidateModeUpstream,
 			TTL:          10 * time.Minute,

@@ -13,6 +13,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // env returns a lookup func backed by m, in place of os.LookupEnv.
@@ -144,7 +145,7 @@ func TestParseFullFile(t *testing.T) {
 			Retry:            upstream.RetryConfig{MaxAttempts: 4, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second},
 			Breaker:          upstream.BreakerConfig{Failures: 3, OpenTimeout: 10 * time.Second, HalfOpenProbes: 2},
 		},
-		Format:     upstream.FormatNumeric,
+		Format:     chittyid.FormatNumeric,
 		Validation: Validate{Mode: ValidateModeLocal, TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second, StaleIfError: time.Hour},
 		Cache:      cache.Config{MaxSizeMB: 32, Shards: 16},
 		Shutdown:   Shutdown{DrainTimeout: 45 * time.Second},

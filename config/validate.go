@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // Bounds of the settings this package owns.
@@ -78,7 +78,7 @@ func validateAddr(key, addr string) error {
 }
 
 func (c *Config) validateFormat() error {
-	if c.Format != upstream.FormatOfficial && c.Format != upstream.FormatNumeric {
+	if c.Format != chittyid.FormatOfficial && c.Format != chittyid.FormatNumeric {
 		return fmt.Errorf("format must be official or numeric, got %s", c.Format)
 	}
 	return nil

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 func TestValidate(t *testing.T) {
@@ -108,7 +108,7 @@ func TestSummary(t *testing.T) {
 		{"token from file", func() Config {
 			c := Defaults()
 			c.Upstream.TokenFile, c.Upstream.Token = "/run/token", "t"
-			c.Validation.Mode, c.Format = ValidateModeLocal, upstream.FormatNumeric
+			c.Validation.Mode, c.Format = ValidateModeLocal, chittyid.FormatNumeric
 			return c
 		}, "listen=127.0.0.1:8787 upstream=https://id.chitty.cc/v1 dialect=client-v1 format=numeric validate=local token=from-file"},
 	} {

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // maxMetadataDepth is how deeply metadata objects and arrays may nest.
@@ -67,9 +68,9 @@ func decodeMint(m map[string]json.RawMessage, prefix string, maxMetadata int) (u
 		return req, e
 	}
 	if !ok {
-		return req, newAPIError(codeBadRequest, prefix+"entity is required: one of "+upstream.EntityCodes)
+		return req, newAPIError(codeBadRequest, prefix+"entity is required: one of "+chittyid.EntityCodes)
 	}
-	ent, err := upstream.ParseEntity(code)
+	ent, err := chittyid.ParseEntity(code)
 	if err != nil {
 		return req, newAPIError(codeUnsupportedEntity, prefix+err.Error())
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 	"github.com/valyala/fasthttp"
 )
@@ -40,7 +41,7 @@ const fuzzMaxBody = 8 << 10
 // fuzzSidecar is one sidecar set-up the fuzzer can aim a request at.
 type fuzzSidecar struct {
 	name    string
-	format  upstream.Format
+	format  chittyid.Format
 	handler fasthttp.RequestHandler
 }
 
@@ -54,21 +55,21 @@ func fuzzSidecars(f *testing.F) []fuzzSidecar {
 	const fast = "  timeout: 300ms\n  mintTimeout: 500ms\n  validateTimeout: 300ms\n  retry: {maxAttempts: 1}\n"
 	limits := fmt.Sprintf("limits: {maxBodyBytes: %d, maxMetadataBytes: 512, maxBatch: 4}\ncache: {maxSizeMB: 2, shards: 1}\n", fuzzMaxBody)
 	official := fuzzSim(f, sim.Config{Token: testToken})
-	worker := fuzzSim(f, sim.Config{Token: testToken, Dialect: upstream.DialectWorker, Format: upstream.FormatNumeric})
-	numeric := fuzzSim(f, sim.Config{Token: testToken, Format: upstream.FormatNumeric})
+	worker := fuzzSim(f, sim.Config{Token: testToken, Dialect: upstream.DialectWorker, Format: chittyid.FormatNumeric})
+	numeric := fuzzSim(f, sim.Config{Token: testToken, Format: chittyid.FormatNumeric})
 	specs := []struct {
 		name   string
-		format upstream.Format
+		format chittyid.Format
 		yaml   string
 	}{
-		{"official", upstream.FormatOfficial, "format: official\n" + limits +
+		{"official", chittyid.FormatOfficial, "format: official\n" + limits +
 			"upstream:\n  url: " + official.URL() + "\n  token: " + testToken + "\n" + fast},
-		{"worker numeric", upstream.FormatNumeric, "format: numeric\n" + limits +
+		{"worker numeric", chittyid.FormatNumeric, "format: numeric\n" + limits +
 			"upstream:\n  url: " + worker.URL() + "\n  dialect: worker\n  token: " + testToken + "\n" + fast},
-		{"dead upstream", upstream.FormatOfficial, "format: official\n" + limits +
+		{"dead upstream", chittyid.FormatOfficial, "format: official\n" + limits +
 			"rateLimit: {mint: {perCallerPerMinute: 2, globalPerMinute: 5, burst: 4}, validate: {globalPerSecond: 1, burst: 3}, maxCallers: 4}\n" +
 			"upstream:\n  url: http://" + fuzzDeadAddr(f) + "/v1\n" + fast + "  breaker: {failures: 2, openTimeout: 200ms}\n"},
-		{"local numeric", upstream.FormatNumeric, "format: numeric\nvalidate: {mode: local}\n" + limits +
+		{"local numeric", chittyid.FormatNumeric, "format: numeric\nvalidate: {mode: local}\n" + limits +
 			"upstream:\n  url: " + numeric.URL() + "\n  token: " + testToken + "\n" + fast},
 	}
 	var out []fuzzSidecar
@@ -211,7 +212,7 @@ func fuzzCheckError(t *testing.T, what string, ctx *fasthttp.RequestCtx, status 
 
 // fuzzCheckIDs checks the IDs of a success answer: a "valid": true verdict's
 // chittyId, a mint's chittyId and chitty_id, a batch's chittyIds.
-func fuzzCheckIDs(t *testing.T, what string, format upstream.Format, doc map[string]any) {
+func fuzzCheckIDs(t *testing.T, what string, format chittyid.Format, doc map[string]any) {
 	t.Helper()
 	var ids []any
 	if v, ok := doc["valid"].(bool); !ok || v {

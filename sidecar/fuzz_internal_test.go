@@ -8,6 +8,7 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // The body decoders are fuzzed against a reference written from design §2
@@ -106,7 +107,7 @@ func fuzzWantMint(m map[string]json.RawMessage, maxMeta int) (upstream.MintReque
 	if !ok || !present {
 		return req, codeBadRequest
 	}
-	ent, err := upstream.ParseEntity(code)
+	ent, err := chittyid.ParseEntity(code)
 	if err != nil {
 		return req, codeUnsupportedEntity
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -193,7 +194,7 @@ func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
 		Format:      cfg.Format.String(),
 		Mode:        string(cfg.Validation.Mode),
 	}
-	for _, e := range upstream.Entities() {
+	for _, e := range chittyid.Entities() {
 		doc.Entity = append(doc.Entity, e.String())
 	}
 	status := 200

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -56,7 +57,7 @@ func TestMintFaults(t *testing.T) {
 			if tc.fault.Mode == "hang" && (took < 450*time.Millisecond || took > 1500*time.Millisecond) {
 				t.Errorf("hang answered after %v, want about the 500ms attempt timeout", took)
 			}
-			if tc.status == 200 && upstream.FormatOfficial.Check(r.body["chittyId"].(string)) != nil {
+			if tc.status == 200 && chittyid.FormatOfficial.Check(r.body["chittyId"].(string)) != nil {
 				t.Errorf("minted %v", r.body["chittyId"])
 			}
 			if tc.status != 200 && r.body["requestId"] == "" {
@@ -219,7 +220,7 @@ func TestMintBatch(t *testing.T) {
 	for _, d := range []upstream.Dialect{upstream.DialectClientV1, upstream.DialectWorker} {
 		t.Run(string(d), func(t *testing.T) {
 			t.Parallel()
-			h := start(t, sim.Config{Dialect: d, Format: upstream.FormatNumeric}, "")
+			h := start(t, sim.Config{Dialect: d, Format: chittyid.FormatNumeric}, "")
 			r := h.do("POST", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"PLACE"},{"entity":"EVNT"}]}`)
 			r.expect(t, "batch", 200, "")
 			ids, _ := r.body["chittyIds"].([]any)
@@ -229,7 +230,7 @@ func TestMintBatch(t *testing.T) {
 			seen := map[string]bool{}
 			for i, want := range []byte{'P', 'L', 'E'} {
 				id, _ := ids[i].(string)
-				if upstream.FormatNumeric.Check(id) != nil || id[14] != want || seen[id] {
+				if chittyid.FormatNumeric.Check(id) != nil || id[14] != want || seen[id] {
 					t.Errorf("id %d = %q, want a distinct numeric ID with type %c", i, id, want)
 				}
 				seen[id] = true
@@ -256,7 +257,7 @@ func TestMintBatchPartialFailureKeepsMintedIDs(t *testing.T) {
 	}
 	var minted, null int
 	for _, id := range ids {
-		if s, ok := id.(string); ok && upstream.FormatOfficial.Check(s) == nil {
+		if s, ok := id.(string); ok && chittyid.FormatOfficial.Check(s) == nil {
 			minted++
 		} else if id == nil {
 			null++

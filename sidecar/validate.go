@@ -9,7 +9,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -139,11 +139,11 @@ func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []b
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it
 // gave one, else the one the ID's type letter stands for.
-func entityOf(f upstream.Format, id, fromUpstream string) string {
-	if e, err := upstream.ParseEntity(fromUpstream); err == nil {
+func entityOf(f chittyid.Format, id, fromUpstream string) string {
+	if e, err := chittyid.ParseEntity(fromUpstream); err == nil {
 		return e.String()
 	}
-	if e, ok := upstream.EntityForLetter(f, f.TypeLetter(id)); ok {
+	if e, ok := chittyid.EntityForLetter(f, f.TypeLetter(id)); ok {
 		return e.String()
 	}
 	return ""
@@ -154,9 +154,9 @@ func entityOf(f upstream.Format, id, fromUpstream string) string {
 func validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error) xcKind {
 	reason := reasonFormat
 	switch {
-	case errors.Is(err, upstream.ErrIDChecksum):
+	case errors.Is(err, chittyid.ErrIDChecksum):
 		reason = reasonChecksum
-	case errors.Is(err, upstream.ErrFallbackID):
+	case errors.Is(err, chittyid.ErrFallbackID):
 		reason = reasonFallback
 	}
 	// The ID is arbitrary caller input here, so it is JSON-encoded.
@@ -224,6 +224,6 @@ func (s *Sidecar) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config) xcK
 }
 
 // mintedEntry is the cache entry for a freshly minted ID.
-func mintedEntry(entity upstream.Entity, now time.Time) cache.Entry {
+func mintedEntry(entity chittyid.Entity, now time.Time) cache.Entry {
 	return cache.Entry{Valid: true, FetchedAt: now, Value: []byte(entity.String())}
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -15,7 +15,7 @@ func TestMintThenValidateIsCacheHit(t *testing.T) {
 	r := h.mint("EVNT")
 	r.expect(t, "mint", 200, "")
 	id, _ := r.body["chittyId"].(string)
-	if err := upstream.FormatOfficial.Check(id); err != nil {
+	if err := chittyid.FormatOfficial.Check(id); err != nil {
 		t.Fatalf("minted %q: %v", id, err)
 	}
 	if id[14] != 'E' {
@@ -57,7 +57,7 @@ func TestValidateMalformedIsLocal(t *testing.T) {
 
 func TestValidateNumericChecksumIsLocal(t *testing.T) {
 	t.Parallel()
-	h := start(t, sim.Config{Format: upstream.FormatNumeric}, "")
+	h := start(t, sim.Config{Format: chittyid.FormatNumeric}, "")
 	for id, reason := range map[string]string{
 		"03-1-USA-1234-P-2601-3-42": "checksum",
 		"03-0-ERR-0001-T-2601-0-35": "fallback",

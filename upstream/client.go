@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -23,7 +24,7 @@ import (
 // the Breaker passed in is kept.
 type Client struct {
 	cfg     Config
-	format  Format
+	format  chittyid.Format
 	breaker *Breaker
 	hc      *fasthttp.HostClient
 	host    string // Host header
@@ -99,7 +100,7 @@ func (noObserver) Retry(string)                          {}
 
 // New builds a client for cfg (with defaults filled in and validated) that
 // expects IDs of format and counts failures on b.
-func New(cfg Config, format Format, b *Breaker, opts Options) (*Client, error) {
+func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client, error) {
 	if b == nil {
 		panic("upstream: New with a nil Breaker")
 	}

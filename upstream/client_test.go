@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 	"go.uber.org/goleak"
 )
@@ -43,7 +44,7 @@ func setup(t *testing.T, sc sim.Config, edit func(*upstream.Config)) (*sim.Sim, 
 	}
 	format := sc.Format
 	if format == 0 {
-		format = upstream.FormatOfficial
+		format = chittyid.FormatOfficial
 	}
 	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker), upstream.Options{Version: "test"})
 	if err != nil {
@@ -64,12 +65,12 @@ func TestClientDialects(t *testing.T) {
 	for _, d := range []upstream.Dialect{upstream.DialectClientV1, upstream.DialectWorker} {
 		t.Run(string(d), func(t *testing.T) {
 			t.Parallel()
-			s, c := setup(t, sim.Config{Dialect: d, Format: upstream.FormatNumeric}, nil)
+			s, c := setup(t, sim.Config{Dialect: d, Format: chittyid.FormatNumeric}, nil)
 			if err := c.Health(ctxFor(t, time.Second)); err != nil {
 				t.Fatalf("Health: %v", err)
 			}
-			m, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: upstream.EntityPLACE}, "", upstream.CallInfo{})
-			if err != nil || upstream.FormatNumeric.Check(m.ID) != nil || m.ID[14] != 'L' {
+			m, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: chittyid.EntityPLACE}, "", upstream.CallInfo{})
+			if err != nil || chittyid.FormatNumeric.Check(m.ID) != nil || m.ID[14] != 'L' {
 				t.Fatalf("Mint = %+v, %v", m, err)
 			}
 			v, err := c.Validate(ctxFor(t, time.Second), m.ID, upstream.CallInfo{})
@@ -101,7 +102,7 @@ func TestHalfOpenAdmitsOneTrial(t *testing.T) {
 	if err := s.SetFault(sim.Fault{Mode: "status", Status: 500, Routes: []string{"mint"}, Count: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: upstream.EntityPEO}, "", upstream.CallInfo{}); !errors.Is(err, upstream.ErrUnavailable) {
+	if _, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: chittyid.EntityPEO}, "", upstream.CallInfo{}); !errors.Is(err, upstream.ErrUnavailable) {
 		t.Fatalf("first mint: %v", err)
 	}
 	if got := c.Breaker().State(); got != upstream.BreakerOpen {
@@ -115,7 +116,7 @@ func TestHalfOpenAdmitsOneTrial(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: upstream.EntityPEO}, "", upstream.CallInfo{})
+			_, errs[i] = c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: chittyid.EntityPEO}, "", upstream.CallInfo{})
 		}()
 	}
 	wg.Wait()
@@ -146,13 +147,13 @@ func TestInFlightCapWaitsWithinDeadline(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Mint(ctxFor(t, 5*time.Second), upstream.MintRequest{Entity: upstream.EntityPEO}, "", upstream.CallInfo{})
+		_, err := c.Mint(ctxFor(t, 5*time.Second), upstream.MintRequest{Entity: chittyid.EntityPEO}, "", upstream.CallInfo{})
 		done <- err
 	}()
 	if err := s.WaitHung(ctxFor(t, 5*time.Second), 1); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.Mint(ctxFor(t, 100*time.Millisecond), upstream.MintRequest{Entity: upstream.EntityPEO}, "", upstream.CallInfo{})
+	_, err := c.Mint(ctxFor(t, 100*time.Millisecond), upstream.MintRequest{Entity: chittyid.EntityPEO}, "", upstream.CallInfo{})
 	if !errors.Is(err, upstream.ErrTimeout) || upstream.AttemptsOf(err) != 0 {
 		t.Errorf("second mint with the only slot taken: %v (attempts %d), want a timeout with no attempt", err, upstream.AttemptsOf(err))
 	}
@@ -180,7 +181,7 @@ func TestIdempotentMintRetriesAfterTimeout(t *testing.T) {
 		if err := s.SetFault(sim.Fault{Mode: "slow", Latency: "300ms", Routes: []string{"mint"}}); err != nil {
 			t.Fatal(err)
 		}
-		_, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: upstream.EntityPEO}, "key-1", upstream.CallInfo{})
+		_, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: chittyid.EntityPEO}, "key-1", upstream.CallInfo{})
 		if !errors.Is(err, upstream.ErrTimeout) {
 			t.Errorf("idempotent=%v: %v, want a timeout", tc.idempotent, err)
 		}

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // MintRequest is one ID to mint.
 type MintRequest struct {
-	Entity   Entity
+	Entity   chittyid.Entity
 	Name     string          // optional
 	Metadata json.RawMessage // optional JSON object, already checked by the caller
 }
@@ -20,7 +22,7 @@ type MintRequest struct {
 // Minted is a minted ID as upstream reported it.
 type Minted struct {
 	ID        string
-	Entity    Entity
+	Entity    chittyid.Entity
 	Timestamp string // upstream's, RFC 3339, may be empty
 	Version   string // upstream's, may be empty
 	Attempts  int    // upstream attempts it took
@@ -123,7 +125,7 @@ func (c *Client) checkMinted(op, id string, fallback bool) *CallError {
 // isFallbackID spots the worker's placeholder IDs (region 0 or location ERR)
 // whatever format is configured.
 func isFallbackID(id string) bool {
-	return FormatNumeric.Check(id) == ErrFallbackID || strings.Contains(id, "-ERR-")
+	return chittyid.FormatNumeric.Check(id) == chittyid.ErrFallbackID || strings.Contains(id, "-ERR-")
 }
 
 // MintBatch mints len(ms) IDs and returns them in order. On failure it still

@@ -21,6 +21,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -213,7 +214,7 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 }
 
 func (f *simFlags) config(token string) (sim.Config, error) {
-	format, err := upstream.ParseFormat(f.format)
+	format, err := chittyid.ParseFormat(f.format)
 	if err != nil {
 		return sim.Config{}, usageErr("--format: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 func TestMintValidateBatch(t *testing.T) {
@@ -35,7 +36,7 @@ func TestMintValidateBatch(t *testing.T) {
 				t.Errorf("validate(%q) = not valid, want valid", id)
 			}
 			unknown := "CT-A-CHI-1234-I-24-A-0"
-			if f == upstream.FormatNumeric {
+			if f == chittyid.FormatNumeric {
 				unknown = "03-1-USA-0001-P-2601-3-92"
 			}
 			if c.validate(s, unknown) {
@@ -108,15 +109,15 @@ func TestTypeLetters(t *testing.T) {
 		{"official PLACE", Config{}, "PLACE", 'L'},
 		{"official lower-case evnt", Config{}, "evnt", 'E'},
 		{"official ACTOR", Config{}, "ACTOR", 'R'},
-		{"numeric INFO", Config{Format: upstream.FormatNumeric}, "INFO", 'T'},
-		{"numeric CONTEXT", Config{Format: upstream.FormatNumeric}, "CONTEXT", 'P'},
-		{"numeric EVNT", Config{Format: upstream.FormatNumeric}, "EVNT", 'E'},
+		{"numeric INFO", Config{Format: chittyid.FormatNumeric}, "INFO", 'T'},
+		{"numeric CONTEXT", Config{Format: chittyid.FormatNumeric}, "CONTEXT", 'P'},
+		{"numeric EVNT", Config{Format: chittyid.FormatNumeric}, "EVNT", 'E'},
 		{"worker person", Config{Dialect: upstream.DialectWorker}, "person", 'P'},
-		{"worker place", Config{Dialect: upstream.DialectWorker, Format: upstream.FormatNumeric}, "place", 'L'},
+		{"worker place", Config{Dialect: upstream.DialectWorker, Format: chittyid.FormatNumeric}, "place", 'L'},
 		{"worker thing", Config{Dialect: upstream.DialectWorker}, "thing", 'T'},
-		{"worker letter e", Config{Dialect: upstream.DialectWorker, Format: upstream.FormatNumeric}, "e", 'E'},
+		{"worker letter e", Config{Dialect: upstream.DialectWorker, Format: chittyid.FormatNumeric}, "e", 'E'},
 		{"worker letter A", Config{Dialect: upstream.DialectWorker}, "A", 'A'},
-		{"worker authority", Config{Dialect: upstream.DialectWorker, Format: upstream.FormatNumeric}, "authority", 'A'},
+		{"worker authority", Config{Dialect: upstream.DialectWorker, Format: chittyid.FormatNumeric}, "authority", 'A'},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -329,7 +330,7 @@ func TestUniqueIDs(t *testing.T) {
 			c := newClient(t)
 			items := make([]map[string]string, size)
 			for i := range items {
-				items[i] = map[string]string{"entity": upstream.Entities()[i%9].String()}
+				items[i] = map[string]string{"entity": chittyid.Entities()[i%9].String()}
 			}
 			body := map[string]any{"requests": items}
 			seen := make(map[string]struct{}, batches*size)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // BenchmarkMint measures mints per second through loopback HTTP with
@@ -60,7 +61,7 @@ func BenchmarkValidate(b *testing.B) {
 
 // BenchmarkBatch measures client-v1 batches of 100.
 func BenchmarkBatch(b *testing.B) {
-	s := start(b, Config{Format: upstream.FormatNumeric})
+	s := start(b, Config{Format: chittyid.FormatNumeric})
 	c := newClient(b)
 	body := `{"requests":[` + fmt.Sprint(`{"entity":"PEO"}`)
 	for range 99 {
@@ -80,7 +81,7 @@ func BenchmarkBatch(b *testing.B) {
 // BenchmarkFormatID measures ID generation alone.
 func BenchmarkFormatID(b *testing.B) {
 	now := time.Now()
-	for _, f := range []upstream.Format{upstream.FormatOfficial, upstream.FormatNumeric} {
+	for _, f := range []chittyid.Format{chittyid.FormatOfficial, chittyid.FormatNumeric} {
 		b.Run(f.String(), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := range b.N {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 func TestControlStatsAndReset(t *testing.T) {
@@ -166,7 +166,7 @@ func TestControlFaultRoundTrip(t *testing.T) {
 
 func TestCloseWithOpenConnections(t *testing.T) {
 	t.Parallel()
-	s, err := Start(Config{Format: upstream.FormatNumeric}, "", "")
+	s, err := Start(Config{Format: chittyid.FormatNumeric}, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@
 // listener and a control API on another, so that a fault injected through the
 // control API never cuts the control API off. Every minted ID is unique (a
 // counter written in mixed radix into the ID's segments), passes the
-// configured upstream.Format check and carries its entity's type letter; the
+// configured chittyid.Format check and carries its entity's type letter; the
 // simulator remembers the last million of them, so validate answers valid
 // exactly for those. Faults (status, slow, hang, refuse, fallback, badformat,
 // garbage) can be set over HTTP (POST /sim/faults) or in process (SetFault)

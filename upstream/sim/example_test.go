@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -33,7 +33,7 @@ func ExampleStart() {
 	resp.Body.Close()
 
 	id := s.Minted()[0]
-	fmt.Println(resp.StatusCode, upstream.FormatOfficial.Check(id) == nil, string(id[14]))
+	fmt.Println(resp.StatusCode, chittyid.FormatOfficial.Check(id) == nil, string(id[14]))
 
 	// Make the next mint fail with 503, as a fault drill would.
 	if err := s.SetFault(sim.Fault{Mode: sim.ModeStatus, Status: 503, Routes: []string{"mint"}, Count: 1}); err != nil {

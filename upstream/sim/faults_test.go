@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // setFault sets f through the control API or in process.
@@ -204,7 +205,7 @@ func TestFaultFallback(t *testing.T) {
 			if r.status != 200 || !a.Success || !a.Fallback || a.ErrorCode != "0001" {
 				t.Errorf("fallback mint: %d %s", r.status, r.body)
 			}
-			if err := upstream.FormatNumeric.Check(a.ChittyID); !errors.Is(err, upstream.ErrFallbackID) ||
+			if err := chittyid.FormatNumeric.Check(a.ChittyID); !errors.Is(err, chittyid.ErrFallbackID) ||
 				!strings.HasPrefix(a.ChittyID, "03-0-ERR-0001-E-") {
 				t.Errorf("fallback ID %q: check %v, want a checksummed 03-0-ERR-0001-E-… placeholder", a.ChittyID, err)
 			}
@@ -225,7 +226,7 @@ func TestFaultFallback(t *testing.T) {
 			}
 			r.decode(t, &b)
 			if r.status != 200 || !b.Fallback || len(b.ChittyIDs) != 2 ||
-				!errors.Is(upstream.FormatNumeric.Check(b.ChittyIDs[1]), upstream.ErrFallbackID) ||
+				!errors.Is(chittyid.FormatNumeric.Check(b.ChittyIDs[1]), chittyid.ErrFallbackID) ||
 				b.ChittyIDs[1][14] != 'T' {
 				t.Errorf("fallback batch: %d %s", r.status, r.body)
 			}

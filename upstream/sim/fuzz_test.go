@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // fuzzCounter composes the counter whose ID has the given segment values
@@ -33,11 +33,11 @@ func fuzzCounter(numeric bool, seq uint16, g uint8, loc uint16, c, x uint8) uint
 // differs below the capacity; the fallback placeholder is recognised as one.
 func FuzzFormatID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, numeric bool, seq uint16, g uint8, loc uint16, c, x uint8, m uint64, letter uint8, unix int64) {
-		format, capacity := upstream.FormatOfficial, uint64(officialCapacity)
+		format, capacity := chittyid.FormatOfficial, uint64(officialCapacity)
 		if numeric {
-			format, capacity = upstream.FormatNumeric, uint64(numericCapacity)
+			format, capacity = chittyid.FormatNumeric, uint64(numericCapacity)
 		}
-		entities := upstream.Entities()
+		entities := chittyid.Entities()
 		tl := entities[int(letter)%len(entities)].TypeLetter(format)
 		now := time.Unix(unix, 0).UTC()
 		n := fuzzCounter(numeric, seq, g, loc, c, x)
@@ -48,15 +48,15 @@ func FuzzFormatID(f *testing.F) {
 		if m%capacity != n && other == id {
 			t.Fatalf("formatID(%s) of counters %d and %d are both %q", format, n, m, id)
 		}
-		if format == upstream.FormatNumeric {
-			if err := format.Check(fallbackID(tl, now)); err != upstream.ErrFallbackID {
+		if format == chittyid.FormatNumeric {
+			if err := format.Check(fallbackID(tl, now)); err != chittyid.ErrFallbackID {
 				t.Fatalf("fallbackID(%q) = %q: Check = %v, want ErrFallbackID", tl, fallbackID(tl, now), err)
 			}
 		}
 	})
 }
 
-func fuzzCheckID(t *testing.T, format upstream.Format, n uint64, tl byte, id string) {
+func fuzzCheckID(t *testing.T, format chittyid.Format, n uint64, tl byte, id string) {
 	t.Helper()
 	if err := format.Check(id); err != nil {
 		t.Fatalf("formatID(%s, %d, %q) = %q: %v", format, n, tl, id, err)

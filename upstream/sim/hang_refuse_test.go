@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 func TestFaultHangReleased(t *testing.T) {
@@ -51,7 +51,7 @@ func TestFaultHangReleased(t *testing.T) {
 				r := <-results
 				var a struct{ ChittyID string }
 				r.decode(t, &a)
-				if r.status != 200 || upstream.FormatOfficial.Check(a.ChittyID) != nil {
+				if r.status != 200 || chittyid.FormatOfficial.Check(a.ChittyID) != nil {
 					t.Errorf("released mint: %d %s, want a normal answer", r.status, r.body)
 				}
 			}

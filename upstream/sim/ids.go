@@ -4,7 +4,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // version is the "version" the simulator reports in mint and health answers.
@@ -48,8 +48,8 @@ const (
 
 // formatID writes the n-th ID of format f with type letter t, dated now.
 // Distinct n below the format's capacity give distinct IDs.
-func formatID(f upstream.Format, n uint64, t byte, now time.Time) string {
-	if f == upstream.FormatNumeric {
+func formatID(f chittyid.Format, n uint64, t byte, now time.Time) string {
+	if f == chittyid.FormatNumeric {
 		return numericID(n, t, now)
 	}
 	return officialID(n, t, now)
@@ -67,7 +67,7 @@ func numericID(n uint64, t byte, now time.Time) string {
 	b[21] = byte('0' + n%numericCRadix)
 	b[14] = t
 	putYYMM(b[16:20], now)
-	putDigits(b[23:25], uint64(upstream.NumericChecksum(string(b[:22]))))
+	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
 	return string(b)
 }
 
@@ -94,7 +94,7 @@ func fallbackID(t byte, now time.Time) string {
 	b := []byte("03-0-ERR-" + fallbackCode + "-P-0000-0-00")
 	b[14] = t
 	putYYMM(b[16:20], now)
-	putDigits(b[23:25], uint64(upstream.NumericChecksum(string(b[:22]))))
+	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
 	return string(b)
 }
 
@@ -136,28 +136,28 @@ func alnum(v uint64) byte {
 }
 
 // otherFormat is the format the badformat fault mints in.
-func otherFormat(f upstream.Format) upstream.Format {
-	if f == upstream.FormatNumeric {
-		return upstream.FormatOfficial
+func otherFormat(f chittyid.Format) chittyid.Format {
+	if f == chittyid.FormatNumeric {
+		return chittyid.FormatOfficial
 	}
-	return upstream.FormatNumeric
+	return chittyid.FormatNumeric
 }
 
 // workerEntity reads the worker dialect's entityType (a word or its first
 // letter, any case) and returns the entity whose type letter it stands for
 // and the word the answer echoes.
-func workerEntity(v string) (upstream.Entity, string, bool) {
+func workerEntity(v string) (chittyid.Entity, string, bool) {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "person", "p":
-		return upstream.EntityPEO, "person", true
+		return chittyid.EntityPEO, "person", true
 	case "place", "l":
-		return upstream.EntityPLACE, "place", true
+		return chittyid.EntityPLACE, "place", true
 	case "thing", "t":
-		return upstream.EntityPROP, "thing", true
+		return chittyid.EntityPROP, "thing", true
 	case "event", "e":
-		return upstream.EntityEVNT, "event", true
+		return chittyid.EntityEVNT, "event", true
 	case "authority", "a":
-		return upstream.EntityAUTH, "authority", true
+		return chittyid.EntityAUTH, "authority", true
 	}
 	return 0, "", false
 }

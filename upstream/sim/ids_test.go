@@ -5,13 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 func TestFormatIDCheckAndUniqueness(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 1, 15, 0, 0, 0, 0, time.UTC)
-	for _, f := range []upstream.Format{upstream.FormatOfficial, upstream.FormatNumeric} {
+	for _, f := range []chittyid.Format{chittyid.FormatOfficial, chittyid.FormatNumeric} {
 		t.Run(f.String(), func(t *testing.T) {
 			t.Parallel()
 			// Consecutive counters, plus counters around each segment's carry.
@@ -27,7 +27,7 @@ func TestFormatIDCheckAndUniqueness(t *testing.T) {
 				}
 			}
 			capacity := uint64(officialCapacity)
-			if f == upstream.FormatNumeric {
+			if f == chittyid.FormatNumeric {
 				capacity = numericCapacity
 			}
 			ns = append(ns, capacity-1, capacity-2)
@@ -92,14 +92,14 @@ func TestFallbackID(t *testing.T) {
 	if id != "03-0-ERR-0001-T-2601-0-35" {
 		t.Errorf("fallbackID = %q, want the contract's 03-0-ERR-0001-T-2601-0-35", id)
 	}
-	if err := upstream.FormatNumeric.Check(id); !errors.Is(err, upstream.ErrFallbackID) {
+	if err := chittyid.FormatNumeric.Check(id); !errors.Is(err, chittyid.ErrFallbackID) {
 		t.Errorf("Check(%q) = %v, want ErrFallbackID", id, err)
 	}
 }
 
 func TestMintedYYMMIsCurrent(t *testing.T) {
 	t.Parallel()
-	s := start(t, Config{Format: upstream.FormatNumeric})
+	s := start(t, Config{Format: chittyid.FormatNumeric})
 	before := time.Now().UTC().Format("0601")
 	id := newClient(t).mint(s, "PEO")
 	after := time.Now().UTC().Format("0601")
@@ -127,7 +127,7 @@ func TestWorkerEntity(t *testing.T) {
 		{"x", 0, "", false},
 	} {
 		e, word, ok := workerEntity(tc.in)
-		if ok != tc.ok || word != tc.word || e.TypeLetter(upstream.FormatNumeric) != tc.letter {
+		if ok != tc.ok || word != tc.word || e.TypeLetter(chittyid.FormatNumeric) != tc.letter {
 			t.Errorf("workerEntity(%q) = %v %q %v, want letter %c %q %v", tc.in, e, word, ok, tc.letter, tc.word, tc.ok)
 		}
 	}

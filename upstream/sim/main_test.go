@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"go.uber.org/goleak"
 )
 
@@ -150,9 +151,9 @@ type namedConfig struct {
 // allConfigs is every dialect × format, for table-driven tests.
 func allConfigs() []namedConfig {
 	return []namedConfig{
-		{"client-v1/official", Config{Dialect: upstream.DialectClientV1, Format: upstream.FormatOfficial}},
-		{"client-v1/numeric", Config{Dialect: upstream.DialectClientV1, Format: upstream.FormatNumeric}},
-		{"worker/official", Config{Dialect: upstream.DialectWorker, Format: upstream.FormatOfficial}},
-		{"worker/numeric", Config{Dialect: upstream.DialectWorker, Format: upstream.FormatNumeric}},
+		{"client-v1/official", Config{Dialect: upstream.DialectClientV1, Format: chittyid.FormatOfficial}},
+		{"client-v1/numeric", Config{Dialect: upstream.DialectClientV1, Format: chittyid.FormatNumeric}},
+		{"worker/official", Config{Dialect: upstream.DialectWorker, Format: chittyid.FormatOfficial}},
+		{"worker/numeric", Config{Dialect: upstream.DialectWorker, Format: chittyid.FormatNumeric}},
 	}
 }

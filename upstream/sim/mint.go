@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -54,11 +54,11 @@ func badJSON(err error) *badRequest {
 }
 
 // checkMint validates one client-v1 mint request.
-func checkMint(r mintRequest) (upstream.Entity, *badRequest) {
+func checkMint(r mintRequest) (chittyid.Entity, *badRequest) {
 	if r.Entity == nil {
-		return 0, &badRequest{"BAD_REQUEST", "entity is required: one of " + upstream.EntityCodes}
+		return 0, &badRequest{"BAD_REQUEST", "entity is required: one of " + chittyid.EntityCodes}
 	}
-	e, err := upstream.ParseEntity(*r.Entity)
+	e, err := chittyid.ParseEntity(*r.Entity)
 	if err != nil {
 		return 0, &badRequest{"UNSUPPORTED_ENTITY", err.Error()}
 	}
@@ -110,7 +110,7 @@ func (s *Sim) serveBatch(ctx *fasthttp.RequestCtx, f applied) {
 		s.writeBad(ctx, &badRequest{"BAD_REQUEST", fmt.Sprintf("requests must be an array of 1 to %d mint requests", maxBatch)})
 		return
 	}
-	ents := make([]upstream.Entity, len(req.Requests))
+	ents := make([]chittyid.Entity, len(req.Requests))
 	for i, r := range req.Requests {
 		e, bad := checkMint(r)
 		if bad != nil {
@@ -123,7 +123,7 @@ func (s *Sim) serveBatch(ctx *fasthttp.RequestCtx, f applied) {
 		now := s.now()
 		ids := make([]string, len(ents))
 		for i, e := range ents {
-			ids[i] = fallbackID(e.TypeLetter(upstream.FormatNumeric), now)
+			ids[i] = fallbackID(e.TypeLetter(chittyid.FormatNumeric), now)
 		}
 		writeJSON(ctx, fasthttp.StatusOK, batchAnswer{ChittyIDs: ids, Fallback: true, ErrorCode: fallbackCode})
 		return
@@ -190,7 +190,7 @@ func (s *Sim) serveWorkerMint(ctx *fasthttp.RequestCtx, f applied) {
 		s.writeBad(ctx, badJSON(err))
 		return
 	}
-	var e upstream.Entity
+	var e chittyid.Entity
 	var word string
 	ok := req.EntityType != nil
 	if ok {
@@ -242,17 +242,17 @@ func (s *Sim) serveWorkerValidate(ctx *fasthttp.RequestCtx, _ applied) {
 }
 
 // writeFallback answers a mint with a fallback placeholder ID.
-func (s *Sim) writeFallback(ctx *fasthttp.RequestCtx, e upstream.Entity) {
+func (s *Sim) writeFallback(ctx *fasthttp.RequestCtx, e chittyid.Entity) {
 	writeJSON(ctx, fasthttp.StatusOK, fallbackAnswer{
 		Success:   true,
-		ChittyID:  fallbackID(e.TypeLetter(upstream.FormatNumeric), s.now()),
+		ChittyID:  fallbackID(e.TypeLetter(chittyid.FormatNumeric), s.now()),
 		Fallback:  true,
 		ErrorCode: fallbackCode,
 	})
 }
 
 // mintFormat is the format to mint in: the other one under badformat.
-func (s *Sim) mintFormat(f applied) upstream.Format {
+func (s *Sim) mintFormat(f applied) chittyid.Format {
 	if f.Mode == ModeBadFormat {
 		return otherFormat(s.cfg.Format)
 	}
@@ -276,7 +276,7 @@ func (s *Sim) answerKeyed(ctx *fasthttp.RequestCtx, r route, mint func() []byte)
 
 // issue mints one ID of format f per entity, dated now, for the request of
 // ctx, and remembers them.
-func (s *Sim) issue(ctx *fasthttp.RequestCtx, f upstream.Format, now time.Time, ents ...upstream.Entity) []string {
+func (s *Sim) issue(ctx *fasthttp.RequestCtx, f chittyid.Format, now time.Time, ents ...chittyid.Entity) []string {
 	ids := make([]string, len(ents))
 	for i, e := range ents {
 		ids[i] = formatID(f, s.seq.Add(1)-1, e.TypeLetter(f), now)

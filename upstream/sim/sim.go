@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -30,9 +31,9 @@ type Config struct {
 	// Dialect is the protocol served: upstream.DialectClientV1 (default
 	// when "") or upstream.DialectWorker.
 	Dialect upstream.Dialect
-	// Format is the format of minted IDs: upstream.FormatOfficial (default
-	// when 0) or upstream.FormatNumeric.
-	Format upstream.Format
+	// Format is the format of minted IDs: chittyid.FormatOfficial (default
+	// when 0) or chittyid.FormatNumeric.
+	Format chittyid.Format
 	// Token, when not "", is the bearer token mint, batch and validate
 	// require ("Authorization: Bearer <Token>"; 401 otherwise). Health is
 	// always open. SetToken changes it. Default "" (no auth).
@@ -61,7 +62,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Dialect = upstream.DialectClientV1
 	}
 	if c.Format == 0 {
-		c.Format = upstream.FormatOfficial
+		c.Format = chittyid.FormatOfficial
 	}
 	if c.MaxMinted == 0 {
 		c.MaxMinted = defaultMaxMinted
@@ -70,7 +71,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Dialect != upstream.DialectClientV1 && c.Dialect != upstream.DialectWorker {
 		errs = append(errs, fmt.Errorf("sim: dialect must be client-v1 or worker, got %q", c.Dialect))
 	}
-	if c.Format != upstream.FormatOfficial && c.Format != upstream.FormatNumeric {
+	if c.Format != chittyid.FormatOfficial && c.Format != chittyid.FormatNumeric {
 		errs = append(errs, fmt.Errorf("sim: format must be official or numeric, got %s", c.Format))
 	}
 	if c.Latency < 0 {

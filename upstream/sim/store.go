@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
 // Sizes of the simulator's memories.
@@ -78,16 +78,16 @@ type mintedStore struct {
 	// mu guards ids and set.
 	mu  sync.Mutex
 	ids ring[string]
-	set map[string]upstream.Entity
+	set map[string]chittyid.Entity
 }
 
 func newMintedStore(max int) *mintedStore {
-	return &mintedStore{ids: ring[string]{max: max}, set: make(map[string]upstream.Entity)}
+	return &mintedStore{ids: ring[string]{max: max}, set: make(map[string]chittyid.Entity)}
 }
 
 // add remembers ids[i] as minted for ents[i], forgetting the oldest IDs
 // beyond the limit.
-func (m *mintedStore) add(ids []string, ents []upstream.Entity) {
+func (m *mintedStore) add(ids []string, ents []chittyid.Entity) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, id := range ids {
@@ -99,7 +99,7 @@ func (m *mintedStore) add(ids []string, ents []upstream.Entity) {
 }
 
 // lookup reports whether id was minted and is still remembered.
-func (m *mintedStore) lookup(id string) (upstream.Entity, bool) {
+func (m *mintedStore) lookup(id string) (chittyid.Entity, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.set[id]
@@ -116,7 +116,7 @@ func (m *mintedStore) reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ids.reset()
-	m.set = make(map[string]upstream.Entity)
+	m.set = make(map[string]chittyid.Entity)
 }
 
 // keyStore remembers the answers to the last mints that carried an

@@ -1,4 +1,4 @@
-package upstream_test
+package chittyid_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -47,26 +48,26 @@ func referenceChecksum(prefix string) int {
 
 // referenceCheck is what Format.Check must answer for id, from the
 // regular expressions and the big-number checksum.
-func referenceCheck(f upstream.Format, id string) error {
+func referenceCheck(f chittyid.Format, id string) error {
 	switch f {
-	case upstream.FormatOfficial:
+	case chittyid.FormatOfficial:
 		if !officialShape.MatchString(id) || strings.HasPrefix(id, "CD-") {
-			return upstream.ErrIDFormat
+			return chittyid.ErrIDFormat
 		}
 		return nil
-	case upstream.FormatNumeric:
+	case chittyid.FormatNumeric:
 		if !numericShape.MatchString(id) {
-			return upstream.ErrIDFormat
+			return chittyid.ErrIDFormat
 		}
 		if referenceChecksum(id[:22]) != int(id[23]-'0')*10+int(id[24]-'0') {
-			return upstream.ErrIDChecksum
+			return chittyid.ErrIDChecksum
 		}
 		if id[3] == '0' || id[5:8] == "ERR" {
-			return upstream.ErrFallbackID
+			return chittyid.ErrFallbackID
 		}
 		return nil
 	}
-	return upstream.ErrIDFormat
+	return chittyid.ErrIDFormat
 }
 
 // FuzzFormatCheck checks Format.Check (and CheckBytes) of both profiles (and an unset one)
@@ -76,7 +77,7 @@ func referenceCheck(f upstream.Format, id string) error {
 // added here are IDs minted by running simulators of both profiles, which
 // must pass.
 func FuzzFormatCheck(f *testing.F) {
-	for _, format := range []upstream.Format{upstream.FormatOfficial, upstream.FormatNumeric} {
+	for _, format := range []chittyid.Format{chittyid.FormatOfficial, chittyid.FormatNumeric} {
 		for _, id := range mintedBySim(f, format) {
 			if err := format.Check(id); err != nil {
 				f.Fatalf("the %s simulator minted %q, which Check rejects: %v", format, id, err)
@@ -85,7 +86,7 @@ func FuzzFormatCheck(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, id string) {
-		for _, format := range []upstream.Format{upstream.FormatOfficial, upstream.FormatNumeric, 0, 3} {
+		for _, format := range []chittyid.Format{chittyid.FormatOfficial, chittyid.FormatNumeric, 0, 3} {
 			got, want := format.Check(id), referenceCheck(format, id)
 			if got != want { // sentinels: compared by identity, not errors.Is
 				t.Fatalf("%v.Check(%q) = %v, want %v", format, id, got, want)
@@ -93,7 +94,7 @@ func FuzzFormatCheck(f *testing.F) {
 			if b := format.CheckBytes([]byte(id)); b != got {
 				t.Fatalf("%v.CheckBytes(%q) = %v, but Check says %v", format, id, b, got)
 			}
-			if got == nil || errors.Is(got, upstream.ErrFallbackID) {
+			if got == nil || errors.Is(got, chittyid.ErrFallbackID) {
 				if l := format.TypeLetter(id); l != id[14] {
 					t.Fatalf("%v.TypeLetter(%q) = %q, want %q", format, id, l, id[14])
 				}
@@ -104,7 +105,7 @@ func FuzzFormatCheck(f *testing.F) {
 		// The reference's big number grows with the input: keep minimization
 		// of long inputs fast; IDs are 25 bytes.
 		if len(id) <= 256 {
-			if got, want := upstream.NumericChecksum(id), referenceChecksum(id); got != want {
+			if got, want := chittyid.NumericChecksum(id), referenceChecksum(id); got != want {
 				t.Fatalf("NumericChecksum(%q) = %d, want %d", id, got, want)
 			}
 		}
@@ -123,7 +124,7 @@ func FuzzNumericChecksumSingleChange(f *testing.F) {
 	f.Add(uint8(0), uint8(1), "AAA", uint16(0), uint8('L'), uint16(0), uint8(0))
 	f.Fuzz(func(t *testing.T, vv, g uint8, lll string, seq uint16, tl uint8, yymm uint16, c uint8) {
 		id := numericFrom(vv, g, lll, seq, tl, yymm, c)
-		if err := upstream.FormatNumeric.Check(id); err != nil {
+		if err := chittyid.FormatNumeric.Check(id); err != nil {
 			t.Fatalf("Check(%q) = %v for a valid ID", id, err)
 		}
 		b := []byte(id)
@@ -134,7 +135,7 @@ func FuzzNumericChecksumSingleChange(f *testing.F) {
 					continue
 				}
 				b[i] = byte(v)
-				if err := upstream.FormatNumeric.Check(string(b)); err == nil {
+				if err := chittyid.FormatNumeric.Check(string(b)); err == nil {
 					t.Fatalf("%q with byte %d changed from %q to %q still passes", id, i, orig, byte(v))
 				}
 			}
@@ -169,7 +170,7 @@ func pad(v, width int) string { return fmt.Sprintf("%0*d", width, v) }
 
 // mintedBySim mints a few IDs of every entity, single and batch, from a
 // running simulator of the format.
-func mintedBySim(f *testing.F, format upstream.Format) []string {
+func mintedBySim(f *testing.F, format chittyid.Format) []string {
 	f.Helper()
 	const tok = "fuzz-seed-token"
 	s, err := sim.Start(sim.Config{Format: format, Token: tok}, "127.0.0.1:0", "127.0.0.1:0")
@@ -187,7 +188,7 @@ func mintedBySim(f *testing.F, format upstream.Format) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var batch []upstream.MintRequest
-	for _, e := range upstream.Entities() {
+	for _, e := range chittyid.Entities() {
 		if _, err := c.Mint(ctx, upstream.MintRequest{Entity: e}, "", upstream.CallInfo{}); err != nil {
 			f.Fatalf("minting %v from the %s simulator: %v", e, format, err)
 		}

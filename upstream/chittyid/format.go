@@ -1,4 +1,4 @@
-package upstream
+package chittyid
 
 import (
 	"errors"
@@ -24,13 +24,13 @@ const (
 // on the hot path never allocates.
 var (
 	// ErrIDFormat means the ID does not have the profile's shape.
-	ErrIDFormat = errors.New("upstream: id does not match the format")
+	ErrIDFormat = errors.New("chittyid: id does not match the format")
 	// ErrIDChecksum means a numeric ID has the right shape but a wrong checksum.
-	ErrIDChecksum = errors.New("upstream: id checksum mismatch")
+	ErrIDChecksum = errors.New("chittyid: id checksum mismatch")
 	// ErrFallbackID means the ID is a placeholder that the worker hands out
 	// when its own minting failed (region 0 or location ERR). It is never a
 	// real ID.
-	ErrFallbackID = errors.New("upstream: id is a fallback placeholder")
+	ErrFallbackID = errors.New("chittyid: id is a fallback placeholder")
 )
 
 // Templates, one byte per position: 'A' an upper-case letter, '9' a digit,
