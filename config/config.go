@@ -47,6 +47,8 @@ type Config struct {
 	// Snapshot saves the cache to a file so that a restarted sidecar can
 	// answer validates while upstream is down.
 	Snapshot Snapshot `yaml:"snapshot"`
+	// Security says who may call the local API.
+	Security Security `yaml:"security"`
 }
 
 // Snapshot is the snapshot section. The sidecar writes the cache's verdicts

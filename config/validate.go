@@ -43,6 +43,7 @@ func (c *Config) Validate() error {
 		c.RateLimit.validate(c.Limits.MaxBatch),
 		c.validateMetricsListen(),
 		c.Snapshot.validate(),
+		c.Security.validate(c.Listen),
 	)
 }
 

@@ -44,6 +44,8 @@ func benchValidateCached(b *testing.B, log *slog.Logger, out io.Writer) {
 	var req fasthttp.Request
 	req.Header.SetMethod("POST")
 	req.SetRequestURI("/v1/mint")
+	req.Header.SetHost("127.0.0.1:8787")
+	req.Header.SetContentType("application/json")
 	req.SetBodyString(`{"entity":"PEO"}`)
 	ctx.Init(&req, nil, nil)
 	h(&ctx)
@@ -55,6 +57,7 @@ func benchValidateCached(b *testing.B, log *slog.Logger, out io.Writer) {
 	req.Reset()
 	req.Header.SetMethod("GET")
 	req.SetRequestURI("/v1/validate/" + id)
+	req.Header.SetHost("127.0.0.1:8787")
 	ctx.Init(&req, nil, nil)
 	h(&ctx)
 	if got := string(ctx.Response.Header.Peek("X-Cache")); got != "HIT" {

@@ -214,6 +214,9 @@ func TestFaultDrill(t *testing.T) {
 	call := func(st *drillStats, method, path, body, caller string) (int, map[string]any, http.Header) {
 		req, _ := http.NewRequest(method, h.base+path, strings.NewReader(body))
 		req.Header.Set("X-Client-ID", caller)
+		if method == "POST" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		began := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {

@@ -29,6 +29,8 @@ const (
 	codeInternal          = "INTERNAL"
 	codeHeadersTooLarge   = "HEADERS_TOO_LARGE"
 	codeRequestTimeout    = "REQUEST_TIMEOUT"
+	codeForbidden         = "FORBIDDEN"
+	codeUnsupportedMedia  = "UNSUPPORTED_MEDIA_TYPE"
 )
 
 var codeStatus = map[string]int{
@@ -49,6 +51,8 @@ var codeStatus = map[string]int{
 	codeInternal:          500,
 	codeHeadersTooLarge:   431,
 	codeRequestTimeout:    408,
+	codeForbidden:         403,
+	codeUnsupportedMedia:  415,
 }
 
 // apiError is an error answer: the JSON body's code and message, and when a
@@ -64,32 +68,42 @@ func (e *apiError) Error() string { return e.code + ": " + e.message }
 func newAPIError(code, message string) *apiError { return &apiError{code: code, message: message} }
 
 // fromUpstream maps an upstream failure to the local API's error: the one
-// place where upstream error kinds become HTTP statuses.
+// place where upstream error kinds become HTTP statuses. The message is
+// fixed per kind (with upstream's HTTP status, if any): upstream's own text
+// never reaches the caller, since it may echo what it was sent. The caller
+// logs err itself (see logUpstream).
 func fromUpstream(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae
 	}
-	e := &apiError{code: codeUnavailable, message: err.Error()}
+	e := &apiError{code: codeUnavailable, message: "the ChittyID service is unavailable"}
+	var ce *upstream.CallError
+	errors.As(err, &ce)
 	switch {
 	case errors.Is(err, upstream.ErrCircuitOpen):
 		e.code = codeCircuitOpen
-		var ce *upstream.CallError
-		if errors.As(err, &ce) {
-			e.message = ce.Detail // the JS layer's wording, which apps may match on
+		if ce != nil {
+			e.message = ce.Detail // the sidecar's own words: the JS layer's, which apps may match on
 		}
 	case errors.Is(err, upstream.ErrUnauthorized):
-		e.code = codeUnauthorized
+		e.code, e.message = codeUnauthorized, "the ChittyID service refused the token"
+		if ce != nil && ce.Status == 0 {
+			e.message = "no upstream token is configured and the request has no Authorization header"
+		}
 	case errors.Is(err, upstream.ErrRateLimited):
-		e.code = codeRateLimited
+		e.code, e.message = codeRateLimited, "the ChittyID service is rate limiting requests"
 	case errors.Is(err, upstream.ErrFallback):
-		e.code = codeFallback
+		e.code, e.message = codeFallback, "the ChittyID service answered with a fallback placeholder instead of an ID: its minting backend failed"
 	case errors.Is(err, upstream.ErrBadResponse):
-		e.code = codeBadResponse
+		e.code, e.message = codeBadResponse, "the ChittyID service's answer could not be used (not JSON, a missing field, or an ID in the wrong format); the sidecar's log has the detail"
 	case errors.Is(err, upstream.ErrTimeout):
-		e.code = codeTimeout
+		e.code, e.message = codeTimeout, "the ChittyID service did not answer in time"
 	case errors.Is(err, upstream.ErrRejected):
-		e.code = codeBadRequest
+		e.code, e.message = codeBadRequest, "the ChittyID service rejected the request"
+	}
+	if ce != nil && ce.Status != 0 && e.code != codeCircuitOpen {
+		e.message += " (HTTP " + strconv.Itoa(ce.Status) + ")"
 	}
 	if d, ok := upstream.RetryAfterOf(err); ok {
 		e.retryAfter = d

@@ -32,7 +32,7 @@ var fuzzStatusOf = map[string]int{
 }
 
 // fuzzStatuses are the statuses a handler answer may have (issue 7).
-var fuzzStatuses = map[int]bool{200: true, 400: true, 401: true, 404: true, 405: true, 413: true, 429: true, 502: true, 503: true, 504: true}
+var fuzzStatuses = map[int]bool{200: true, 400: true, 401: true, 403: true, 404: true, 405: true, 413: true, 415: true, 429: true, 502: true, 503: true, 504: true}
 
 // fuzzMaxBody is limits.maxBodyBytes of every fuzzed sidecar: the server
 // would refuse a longer body before the handler runs.
@@ -112,16 +112,22 @@ func fuzzDeadAddr(f *testing.F) string {
 }
 
 // fuzzRequest writes method, uri, the header lines (one per line of
-// headers) and body as an HTTP/1.1 request and parses it as the sidecar's
+// headers; Content-Type application/json unless they set one) and body as
+// an HTTP/1.1 request to a loopback Host and parses it as the sidecar's
 // server would (16 KiB read buffer, limits.maxBodyBytes). It reports false
 // for a request the server would refuse before the handler runs.
 func fuzzRequest(method, uri, headers string, body []byte) (*fasthttp.Request, bool) {
 	var b bytes.Buffer
-	b.WriteString(method + " " + uri + " HTTP/1.1\r\nHost: sidecar\r\n")
+	b.WriteString(method + " " + uri + " HTTP/1.1\r\nHost: 127.0.0.1:8787\r\n")
+	typed := false // a POST without a Content-Type line is sent as the apps send it, as JSON
 	for _, line := range strings.Split(headers, "\n") {
 		if line = strings.TrimRight(line, "\r"); line != "" {
 			b.WriteString(line + "\r\n")
+			typed = typed || strings.HasPrefix(strings.ToLower(line), "content-type:")
 		}
+	}
+	if !typed {
+		b.WriteString("Content-Type: application/json\r\n")
 	}
 	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n", len(body))
 	b.Write(body)

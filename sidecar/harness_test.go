@@ -98,13 +98,26 @@ func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)
 	if before != nil {
 		before(s)
 	}
-	yaml := configFor(s, simCfg, extra)
-	h := &harness{t: t, sim: s, clock: &clock{},
+	h := newHarness(t)
+	h.sim = s
+	h.run(configFor(s, simCfg, extra), fileBased, to)
+	return h
+}
+
+func newHarness(t *testing.T) *harness {
+	return &harness{t: t, clock: &clock{}, logs: &logBuffer{},
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
-	h.logs = &logBuffer{}
+}
+
+// run starts a sidecar with the config file yaml (watched, if fileBased)
+// on a loopback listener; the test's cleanup stops it.
+func (h *harness) run(yaml string, fileBased bool, to sidecar.Timeouts) {
+	t := h.t
+	t.Helper()
 	opts := sidecar.Options{Version: "test", Now: h.clock.now, LogOutput: h.logs, Timeouts: to,
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	var cfg *config.Config
+	var err error
 	if fileBased {
 		h.file, h.reload = filepath.Join(t.TempDir(), "config.yaml"), make(chan os.Signal, 1)
 		h.writeConfig(yaml)
@@ -134,7 +147,6 @@ func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)
 		}
 		h.http.CloseIdleConnections()
 	})
-	return h
 }
 
 // configFor is a config file for a sidecar in front of s: extra's lines,
@@ -212,7 +224,7 @@ func (h *harness) do(method, path, body string, header ...string) reply {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if body != "" {
+	if method == "POST" { // as the apps' HTTP clients send it
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {

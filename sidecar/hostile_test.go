@@ -58,7 +58,7 @@ func TestHostileClients(t *testing.T) {
 		conns := make([]net.Conn, 200)
 		for i := range conns {
 			conns[i] = dial(t, h)
-			fmt.Fprintf(conns[i], "GET /v1/validate/%s HTTP/1.1\r\nHost: x\r\nX-Slow: ", id)
+			fmt.Fprintf(conns[i], "GET /v1/validate/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", id)
 		}
 		done := make(chan struct{})
 		go func() { // a byte now and then, never finishing the header
@@ -75,7 +75,7 @@ func TestHostileClients(t *testing.T) {
 	})
 	t.Run("huge headers get 431", func(t *testing.T) {
 		c := dial(t, h)
-		fmt.Fprintf(c, "GET /v1/validate/%s HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", id, strings.Repeat("b", 64<<10))
+		fmt.Fprintf(c, "GET /v1/validate/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: %s\r\n\r\n", id, strings.Repeat("b", 64<<10))
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		line, err := bufio.NewReader(c).ReadString('\n')
 		if err != nil || !strings.Contains(line, " 431 ") {
@@ -86,7 +86,7 @@ func TestHostileClients(t *testing.T) {
 	t.Run("a client that never reads its answers", func(t *testing.T) {
 		c := dial(t, h)
 		go func() { // pipelined requests for a large answer, never read
-			req := "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+			req := "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 			for i := 0; i < 2000; i++ {
 				if _, err := c.Write([]byte(req)); err != nil {
 					return

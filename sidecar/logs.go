@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -103,6 +104,9 @@ type audit struct {
 	refused  []string // minted upstream but not handed out (wrong format)
 	attempts int
 	outcome  string // "ok", "orphaned", or the error code
+	// upstreamErr is why upstream failed, for the log only (the caller
+	// gets a fixed message); upstream redacts credentials from it.
+	upstreamErr string
 }
 
 func (s *Sidecar) newAudit(ctx *fasthttp.RequestCtx) *audit {
@@ -139,6 +143,14 @@ func (a *audit) minted(ctx *fasthttp.RequestCtx, ids ...string) {
 	}
 }
 
+// failUpstream answers an upstream failure and records why it failed.
+func (a *audit) failUpstream(ctx *fasthttp.RequestCtx, err error, ids []*string) {
+	a.attempts = max(a.attempts, upstream.AttemptsOf(err))
+	a.refused = upstream.RefusedIDs(err)
+	a.upstreamErr = err.Error()
+	a.fail(ctx, fromUpstream(err), ids)
+}
+
 // fail answers with e and records its code (unless the IDs were orphaned).
 func (a *audit) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) {
 	if a.outcome == "ok" {
@@ -170,6 +182,9 @@ func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
 	if a.metaSum != nil {
 		rec.AddAttrs(slog.String("metadataSha256", hex.EncodeToString(a.metaSum)))
 	}
+	if a.upstreamErr != "" {
+		rec.AddAttrs(slog.String("error", a.upstreamErr))
+	}
 	_ = s.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
 }
 
@@ -195,4 +210,17 @@ func (s *Sidecar) lateMint(op, key string, info upstream.CallInfo, ids []string,
 		rec.AddAttrs(slog.String("error", err.Error()))
 	}
 	_ = s.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
+}
+
+// logUpstreamFailure logs why an upstream call failed, once per call (a
+// validate's callers share one): the caller's answer carries a fixed
+// message instead. An open breaker is routine while upstream is down, so it
+// is logged at debug level only.
+func (s *Sidecar) logUpstreamFailure(op, requestID string, err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, upstream.ErrCircuitOpen) {
+		level = slog.LevelDebug
+	}
+	s.log.LogAttrs(context.Background(), level, "upstream call failed",
+		slog.String("op", op), slog.String("requestId", requestID), slog.String("error", err.Error()))
 }

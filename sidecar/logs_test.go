@@ -169,6 +169,7 @@ func TestAuditOrphanedMint(t *testing.T) {
 	impatient := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{}}
 	defer impatient.CloseIdleConnections()
 	req, _ := http.NewRequest("POST", h.base+"/v1/mint", strings.NewReader(`{"entity":"PEO"}`))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-ID", "req-orphan")
 	if resp, err := impatient.Do(req); err == nil {
 		resp.Body.Close()

@@ -38,7 +38,7 @@ func (r route) String() string { return routeNames[r] }
 
 // statuses are the status codes the API answers with; anything else counts
 // as "other".
-var statuses = [...]int{200, 400, 401, 404, 405, 413, 429, 500, 502, 503, 504}
+var statuses = [...]int{200, 400, 401, 403, 404, 405, 408, 413, 415, 429, 431, 500, 502, 503, 504}
 
 func statusIndex(code int) int {
 	for i, s := range statuses {

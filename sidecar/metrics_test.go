@@ -1,6 +1,8 @@
 package sidecar_test
 
 import (
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -161,4 +163,21 @@ func TestOpsListener(t *testing.T) {
 		}
 	}
 	h.mint("PEO").expect(t, "mint on the API listener", 200, "")
+	// The operations listener answers whoever reaches the pod: its /health
+	// says only whether the sidecar is ready, never the upstream URL or the
+	// config. Nor does it check Host: the kubelet sends the pod's IP.
+	req, _ := http.NewRequest("GET", ops+"/health", nil)
+	req.Host = "10.1.2.3:9090"
+	resp, err := h.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || len(doc) != 3 || doc["status"] != "ready" || doc["ready"] != true || doc["state"] != "CONNECTED" {
+		t.Errorf("ops /health: HTTP %d %v; want 200 and only status, ready and state", resp.StatusCode, doc)
+	}
 }

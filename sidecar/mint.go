@@ -95,21 +95,21 @@ func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		return
 	}
 	if err != nil {
-		a.attempts = upstream.AttemptsOf(err)
-		a.refused = upstream.RefusedIDs(err)
-		a.fail(ctx, fromUpstream(err), nil)
+		a.failUpstream(ctx, err, nil)
 		return
 	}
 	a.attempts = got.Attempts
 	a.minted(ctx, got.ID)
 	now := s.now()
 	_ = s.cache.Store(got.ID, mintedEntry(got.Entity, now)) // a full cache only costs a later upstream validate
+	// Upstream's timestamp and version are passed on only if they look like
+	// one: free text from upstream never reaches the caller.
 	ts := got.Timestamp
-	if ts == "" {
+	if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
 		ts = now.UTC().Format(time.RFC3339)
 	}
 	ver := got.Version
-	if ver == "" {
+	if !versionText(ver) {
 		ver = s.version
 	}
 	writeJSON(ctx, 200, mintReply{ChittyID: got.ID, Snake: got.ID, Entity: got.Entity.String(), Timestamp: ts, Version: ver})
@@ -147,9 +147,8 @@ func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 		_ = s.cache.Store(id, mintedEntry(reqs[i].Entity, now))
 	}
 	a.minted(ctx, ids...)
-	a.refused = upstream.RefusedIDs(err)
 	if err != nil {
-		a.fail(ctx, fromUpstream(err), out)
+		a.failUpstream(ctx, err, out)
 		return
 	}
 	writeJSON(ctx, 200, struct {
@@ -174,4 +173,19 @@ func callInfo(ctx *fasthttp.RequestCtx) upstream.CallInfo {
 		TraceState:  string(ctx.Request.Header.Peek("tracestate")),
 		CallerAuth:  string(ctx.Request.Header.Peek("Authorization")),
 	}
+}
+
+// versionText reports whether v looks like a version: 1 to 64 letters,
+// digits and . + _ -.
+func versionText(v string) bool {
+	if len(v) == 0 || len(v) > 64 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '+' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/valyala/fasthttp"
 )
 
@@ -39,6 +40,7 @@ func (s *Sidecar) startOps(cfg *config.Config) (*opsServer, error) {
 		IdleTimeout:           60 * time.Second,
 		MaxRequestBodySize:    1 << 10,
 		CloseOnShutdown:       true,
+		SecureErrorLogMessage: true,
 		Logger:                slogPrinter{s.log},
 	}}
 	s.opsAddr.Store(ln.Addr().String())
@@ -74,7 +76,7 @@ func (s *Sidecar) opsHandle(ctx *fasthttp.RequestCtx) {
 	case "/readyz":
 		s.onlyGet(ctx, s.readyz)
 	case "/health":
-		s.onlyGet(ctx, s.health)
+		s.onlyGet(ctx, s.opsHealth)
 	default:
 		writeError(ctx, newAPIError(codeNotFound, "the operations listener serves /metrics, /healthz, /readyz and /health only"), nil)
 	}
@@ -85,4 +87,23 @@ func (s *Sidecar) opsHandle(ctx *fasthttp.RequestCtx) {
 func (s *Sidecar) OpsAddr() string {
 	a, _ := s.opsAddr.Load().(string)
 	return a
+}
+
+// opsHealth is /health on the operations listener, which answers whoever
+// reaches the pod: only whether the sidecar is ready and its state, with the
+// status code of the full document (200 while ready, 503 otherwise). The
+// full document, with the upstream URL, config and cache figures, is on the
+// loopback API.
+func (s *Sidecar) opsHealth(ctx *fasthttp.RequestCtx) {
+	snap := s.link.Snapshot()
+	ready, _ := s.readiness(s.cfg.Load(), snap)
+	status, word := 200, "ready"
+	if !ready {
+		status, word = 503, "not ready"
+	}
+	writeJSON(ctx, status, struct {
+		Status string    `json:"status"`
+		Ready  bool      `json:"ready"`
+		State  fsm.State `json:"state"`
+	}{word, ready, snap.State})
 }

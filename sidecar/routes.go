@@ -28,57 +28,94 @@ func (s *Sidecar) handle(ctx *fasthttp.RequestCtx) {
 }
 
 // dispatch serves the request and reports which route it was and the
-// answer's X-Cache kind.
+// answer's X-Cache kind. Every route but the liveness and readiness probes
+// checks the Host header first; the routes that mint or validate then
+// refuse cross-site browser requests, and POST routes non-JSON bodies.
 func (s *Sidecar) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) (route, xcKind) {
-	path := ctx.Path()
+	r, id := resolve(ctx.Path())
+	if r != routeHealthz && r != routeReadyz {
+		if e := checkHost(ctx, &cfg.Security); e != nil {
+			writeError(ctx, e, nil)
+			return r, xcNone
+		}
+	}
+	switch r {
+	case routeValidate:
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx, "GET")
+			return r, xcNone
+		}
+		if e := checkBrowser(ctx, &cfg.Security); e != nil {
+			writeError(ctx, e, nil)
+			return r, xcNone
+		}
+		return r, s.validate(ctx, cfg, id)
+	case routeMint, routeMintBatch, routeValidatePost:
+		if !s.onlyPost(ctx) {
+			return r, xcNone
+		}
+		if e := checkBrowser(ctx, &cfg.Security); e != nil {
+			writeError(ctx, e, nil)
+			return r, xcNone
+		}
+		if e := checkJSON(ctx); e != nil {
+			writeError(ctx, e, nil)
+			return r, xcNone
+		}
+		switch r {
+		case routeMint:
+			s.mint(ctx, cfg)
+		case routeMintBatch:
+			s.mintBatch(ctx, cfg)
+		default:
+			return r, s.validateBody(ctx, cfg)
+		}
+		return r, xcNone
+	case routeHealth:
+		s.onlyGet(ctx, s.health)
+	case routeHealthz:
+		s.onlyGet(ctx, s.healthz)
+	case routeReadyz:
+		s.onlyGet(ctx, s.readyz)
+	case routeMetrics:
+		s.onlyGet(ctx, s.metrics.handler)
+	default:
+		writeError(ctx, newAPIError(codeNotFound, "no route "+clipQuote(ctx.Path())), nil)
+	}
+	return r, xcNone
+}
+
+// resolve names the route of path and, for GET /v1/validate/{id}, returns
+// the ID (still in the request's buffer).
+func resolve(path []byte) (route, []byte) {
 	rest, api := cutAPIPrefix(path)
 	if !api {
 		switch string(path) {
 		case "/health":
-			s.onlyGet(ctx, s.health)
-			return routeHealth, xcNone
+			return routeHealth, nil
 		case "/healthz":
-			s.onlyGet(ctx, s.healthz)
-			return routeHealthz, xcNone
+			return routeHealthz, nil
 		case "/readyz":
-			s.onlyGet(ctx, s.readyz)
-			return routeReadyz, xcNone
+			return routeReadyz, nil
 		case "/metrics":
-			s.onlyGet(ctx, s.metrics.handler)
-			return routeMetrics, xcNone
+			return routeMetrics, nil
 		}
-		writeError(ctx, newAPIError(codeNotFound, "no route "+clipPath(path)), nil)
-		return routeOther, xcNone
+		return routeOther, nil
 	}
 	if bytes.HasPrefix(rest, routeValid) {
-		if !ctx.IsGet() && !ctx.IsHead() {
-			methodNotAllowed(ctx, "GET")
-			return routeValidate, xcNone
-		}
-		return routeValidate, s.validate(ctx, cfg, rest[len(routeValid):])
+		return routeValidate, rest[len(routeValid):]
 	}
 	switch string(rest) {
 	case "/mint":
-		if s.onlyPost(ctx) {
-			s.mint(ctx, cfg)
-		}
-		return routeMint, xcNone
+		return routeMint, nil
 	case "/mint/batch":
-		if s.onlyPost(ctx) {
-			s.mintBatch(ctx, cfg)
-		}
-		return routeMintBatch, xcNone
+		return routeMintBatch, nil
 	case "/validate":
-		if s.onlyPost(ctx) {
-			return routeValidatePost, s.validateBody(ctx, cfg)
-		}
-		return routeValidatePost, xcNone
+		return routeValidatePost, nil
 	case "/health":
-		s.onlyGet(ctx, s.health)
-		return routeHealth, xcNone
+		return routeHealth, nil
 	}
-	writeError(ctx, newAPIError(codeNotFound, "no route "+clipPath(path)), nil)
-	return routeOther, xcNone
+	return routeOther, nil
 }
 
 // cutAPIPrefix strips /v1 or /api/v1 (every /v1 route is served under both).
@@ -112,7 +149,8 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 	writeError(ctx, newAPIError(codeMethodNotAllowed, string(ctx.Method())+" is not allowed here; use "+allow), nil)
 }
 
-func clipPath(p []byte) string {
+// clipQuote quotes caller input for a message, at most 64 bytes of it.
+func clipQuote(p []byte) string {
 	if len(p) > 64 {
 		p = p[:64]
 	}

@@ -320,7 +320,10 @@ func (s *Sidecar) server(cfg *config.Config) *fasthttp.Server {
 		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
 		ReadBufferSize:     16 << 10, // caps the request header size
 		CloseOnShutdown:    true,
-		Logger:             slogPrinter{s.log},
+		// fasthttp's own error lines would otherwise quote request bytes,
+		// an Authorization header among them.
+		SecureErrorLogMessage: true,
+		Logger:                slogPrinter{s.log},
 	}
 }
 

@@ -39,7 +39,7 @@ func TestRequestTimeout(t *testing.T) {
 	half := dial(t, h)
 	silent := dial(t, h)
 	began := time.Now()
-	fmt.Fprint(half, "GET /v1/validate/CT-A-AAA-0000-P-26-A-0 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+	fmt.Fprint(half, "GET /v1/validate/CT-A-AAA-0000-P-26-A-0 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
 	got, took := readUntilClosed(t, half, began, 5*time.Second)
 	if !strings.HasPrefix(got, "HTTP/1.1 408 ") || !strings.Contains(got, "REQUEST_TIMEOUT") {
 		t.Errorf("half-sent request: answer %q", got)
@@ -60,7 +60,7 @@ func TestIdleTimeout(t *testing.T) {
 	busy, idle := dial(t, h), dial(t, h)
 	ask := func(c net.Conn, r *bufio.Reader) {
 		t.Helper()
-		fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		line, err := r.ReadString('\n')
 		if err != nil || !strings.Contains(line, " 200 ") {
@@ -115,7 +115,7 @@ func TestWriteTimeout(t *testing.T) {
 	began := time.Now()
 	sent := 0
 	go func() { // /metrics answers are large: the sidecar's writes block soon
-		req := []byte("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+		req := []byte("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 		for i := 0; i < 5000; i++ {
 			if _, err := c.Write(req); err != nil {
 				return
@@ -167,7 +167,7 @@ func TestRunLongAfterNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, " 200 ") {
 		t.Fatalf("first request after a late Run: %q, %v", line, err)

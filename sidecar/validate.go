@@ -120,6 +120,7 @@ func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []b
 		defer cancel()
 		v, err := client.Validate(fctx, id, info)
 		if err != nil {
+			s.logUpstreamFailure("validate", info.RequestID, err)
 			return cache.Entry{}, err
 		}
 		if v.Valid {

@@ -273,18 +273,20 @@ func (c *Client) Health(ctx context.Context) error {
 	return nil
 }
 
-// upstreamMessage pulls a short message out of an error body, for callers.
-func upstreamMessage(body []byte) string {
+// upstreamMessage pulls a short message out of an error body, for the log
+// (never for callers: upstream's text may echo what it was sent), with the
+// credential of auth redacted before the text is cut short.
+func upstreamMessage(body []byte, auth string) string {
 	var ans struct {
 		Message string `json:"message"`
 		Error   any    `json:"error"`
 	}
 	if json.Unmarshal(body, &ans) == nil {
 		if ans.Message != "" {
-			return clip(ans.Message)
+			return clip(redactAuth(ans.Message, auth))
 		}
 		if s, ok := ans.Error.(string); ok {
-			return clip(s)
+			return clip(redactAuth(s, auth))
 		}
 	}
 	return "upstream refused the request"

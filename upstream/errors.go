@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -99,4 +100,19 @@ func RefusedIDs(err error) []string {
 		return ce.Refused
 	}
 	return nil
+}
+
+// redactAuth replaces the credential of auth (an Authorization header value,
+// "Bearer <token>"), and auth itself, wherever they appear in s: an upstream
+// that echoes the request in its error text must not put the token in a log
+// line or a /health document.
+func redactAuth(s, auth string) string {
+	if auth == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, auth, "[redacted]")
+	if _, cred, ok := strings.Cut(auth, " "); ok && len(cred) >= 4 {
+		s = strings.ReplaceAll(s, cred, "[redacted]")
+	}
+	return s
 }

@@ -111,7 +111,7 @@ func (c *Client) attempt(ctx context.Context, r *request, accept func(response) 
 	case s >= 500:
 		ar.err, ar.count, ar.unknown = callErr(r.op, ErrUnavailable, s, "upstream failed"), countFailure, true
 	default:
-		ar.err, ar.count = callErr(r.op, ErrRejected, s, "%s", upstreamMessage(res.body)), countIgnore
+		ar.err, ar.count = callErr(r.op, ErrRejected, s, "%s", upstreamMessage(res.body, r.auth)), countIgnore
 	}
 	return ar
 }

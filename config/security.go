@@ -1,0 +1,89 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+)
+
+// Security is the security section: who may call the local API, which
+// spends the upstream token for whoever calls it. Only the app beside the
+// sidecar may: not a web page in a browser on the same machine, not another
+// host. README.md, "Security model", says what each check refuses and why.
+type Security struct {
+	// AllowRemote lets listen be an address other than loopback
+	// (127.0.0.0/8, ::1, localhost). Anything that reaches that address can
+	// then spend the upstream token. Default false.
+	AllowRemote bool `yaml:"allowRemote"`
+	// AllowedHosts are host names (or IP addresses), besides the loopback
+	// names and addresses, that a request's Host header may carry; the port
+	// is not compared, case is ignored. Any other Host gets 403 FORBIDDEN:
+	// that is what defeats DNS rebinding. Reloadable. Default none.
+	AllowedHosts []string `yaml:"allowedHosts"`
+	// AllowedOrigins are browser origins ("https://app.example",
+	// scheme://host[:port], compared exactly) whose requests may mint and
+	// validate. Any other Origin, and a Sec-Fetch-Site other than none or
+	// same-origin, gets 403 FORBIDDEN on those routes. Non-browser clients
+	// send neither header. Reloadable. Default none.
+	AllowedOrigins []string `yaml:"allowedOrigins"`
+}
+
+func (s Security) validate(listen string) error {
+	var errs []error
+	if !s.AllowRemote && validateAddr("listen", listen) == nil && !IsLoopbackAddr(listen) {
+		errs = append(errs, fmt.Errorf("listen %q is not a loopback address (127.0.0.0/8, ::1, localhost): anything that reaches it could spend the upstream token; set security.allowRemote: true to allow it", listen))
+	}
+	for i, h := range s.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/:@ \t") && !isIPv6Literal(h) {
+			errs = append(errs, fmt.Errorf("security.allowedHosts[%d] must be a host name or IP address without scheme, port or path, got %q", i, h))
+		}
+	}
+	for i, o := range s.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("security.allowedOrigins[%d] %w, got %q", i, err, o))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isIPv6Literal(h string) bool {
+	a, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil && a.Is6()
+}
+
+// checkOrigin accepts what a browser sends as Origin: scheme://host[:port].
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	switch {
+	case err != nil || u.Host == "" || u.User != nil:
+		return errors.New("must be an origin such as https://app.example")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must start with http:// or https://")
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "":
+		return errors.New("must be scheme://host[:port] with no path")
+	}
+	return nil
+}
+
+// IsLoopbackAddr reports whether the host of addr (host:port) is loopback:
+// an address in 127.0.0.0/8, ::1, or the name localhost.
+func IsLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	return IsLoopbackHost(host)
+}
+
+// IsLoopbackHost reports whether host (a name or an address, IPv6 with or
+// without brackets) is localhost or a loopback address.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && a.Unmap().IsLoopback()
+}

@@ -1,0 +1,140 @@
+package sidecar
+
+import (
+	"bytes"
+	"net/netip"
+
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/valyala/fasthttp"
+)
+
+// The local API spends the upstream token for whoever calls it, so it
+// answers only the app beside it: not a web page in a browser on the same
+// machine (which can reach 127.0.0.1 too), not another host. These checks
+// are the README's "Security model".
+
+var (
+	keySecFetchSite = []byte("Sec-Fetch-Site")
+	keyOrigin       = []byte("Origin")
+	siteNone        = []byte("none")
+	siteSameOrigin  = []byte("same-origin")
+	mediaJSON       = []byte(contentJSON)
+)
+
+// checkHost refuses a request whose Host header names neither this
+// machine's loopback (127.0.0.0/8, ::1, localhost, any port) nor a host of
+// security.allowedHosts. A web page that rebinds its own DNS name to
+// 127.0.0.1 still sends that name as Host: this is what stops it.
+func checkHost(ctx *fasthttp.RequestCtx, sec *config.Security) *apiError {
+	h := ctx.Request.Header.Host()
+	if len(h) == 0 {
+		return newAPIError(codeForbidden, "the request has no Host header")
+	}
+	name := hostName(h)
+	if loopbackName(name) {
+		return nil
+	}
+	for _, a := range sec.AllowedHosts {
+		if bytes.EqualFold(name, []byte(trimBrackets(a))) {
+			return nil
+		}
+	}
+	return newAPIError(codeForbidden, "Host "+clipQuote(h)+" is neither a loopback name or address nor listed in security.allowedHosts")
+}
+
+// checkBrowser refuses what a browser sends on behalf of another site: a
+// Sec-Fetch-Site other than none or same-origin, or an Origin that is not
+// in security.allowedOrigins. Apps' own HTTP clients send neither header.
+func checkBrowser(ctx *fasthttp.RequestCtx, sec *config.Security) *apiError {
+	h := &ctx.Request.Header
+	if site := h.PeekBytes(keySecFetchSite); len(site) > 0 && !bytes.Equal(site, siteNone) && !bytes.Equal(site, siteSameOrigin) {
+		return newAPIError(codeForbidden, "browser requests from another site are refused (Sec-Fetch-Site: "+clipQuote(site)+")")
+	}
+	origin := h.PeekBytes(keyOrigin)
+	if len(origin) == 0 {
+		return nil
+	}
+	for _, o := range sec.AllowedOrigins {
+		if string(origin) == o {
+			return nil
+		}
+	}
+	return newAPIError(codeForbidden, "Origin "+clipQuote(origin)+" is not listed in security.allowedOrigins")
+}
+
+// checkJSON refuses a POST body that is not declared application/json
+// (parameters such as charset are allowed). Browsers send text/plain, form
+// and multipart bodies cross-site without asking first; this closes that
+// door even for a browser that sends neither Origin nor Sec-Fetch-Site.
+func checkJSON(ctx *fasthttp.RequestCtx) *apiError {
+	ct := ctx.Request.Header.ContentType()
+	mt := ct
+	if i := bytes.IndexByte(mt, ';'); i >= 0 {
+		mt = mt[:i]
+	}
+	if bytes.EqualFold(bytes.TrimSpace(mt), mediaJSON) {
+		return nil
+	}
+	if len(ct) == 0 {
+		return newAPIError(codeUnsupportedMedia, "the body must be JSON sent with Content-Type: application/json; the request has no Content-Type")
+	}
+	return newAPIError(codeUnsupportedMedia, "the body must be JSON sent with Content-Type: application/json, got "+clipQuote(ct))
+}
+
+// hostName strips the port (and an IPv6 address's brackets) from a Host
+// header's value.
+func hostName(h []byte) []byte {
+	if len(h) > 0 && h[0] == '[' {
+		if i := bytes.IndexByte(h, ']'); i > 0 {
+			return h[1:i]
+		}
+		return h
+	}
+	if i := bytes.IndexByte(h, ':'); i >= 0 && bytes.IndexByte(h[i+1:], ':') < 0 {
+		return h[:i]
+	}
+	return h
+}
+
+// loopbackName reports whether a Host name is localhost or a loopback
+// address. The usual spellings are recognised without allocating.
+func loopbackName(name []byte) bool {
+	switch {
+	case bytes.EqualFold(name, []byte("localhost")), string(name) == "::1":
+		return true
+	case len(name) > 4 && string(name[:4]) == "127.":
+		return dottedDigits(name[4:])
+	}
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	a, err := netip.ParseAddr(string(name))
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// dottedDigits reports whether b is three dot-separated numbers of one to
+// three digits each up to 255: the rest of a 127.x.y.z address.
+func dottedDigits(b []byte) bool {
+	parts, n, digits := 0, 0, 0
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			n, digits = n*10+int(c-'0'), digits+1
+			if digits > 3 || n > 255 {
+				return false
+			}
+		case c == '.' && digits > 0:
+			parts, n, digits = parts+1, 0, 0
+		default:
+			return false
+		}
+	}
+	return parts == 2 && digits > 0
+}
+
+func trimBrackets(s string) string {
+	if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
