@@ -26,8 +26,8 @@ type Restored struct {
 	SnapshotInfo
 	// Loaded counts the entries stored in the cache.
 	Loaded int
-	// Skipped counts the entries not stored: Expired, Superseded, and any
-	// the cache refused.
+	// Skipped counts the entries not stored: Expired, Superseded, Rejected,
+	// and any the cache refused.
 	Skipped int
 	// Expired counts entries too old to be served at all (older than
 	// max(TTL or NegativeTTL, StaleIfError)).
@@ -35,6 +35,12 @@ type Restored struct {
 	// Superseded counts entries for an ID the cache already held with a
 	// verdict at least as recent.
 	Superseded int
+	// Rejected counts entries the re-check refused (see RestoreSnapshot):
+	// entries no write of the sidecar could have made, so the file was
+	// forged or written by something else. FirstRejection says why the
+	// first one was refused.
+	Rejected       int
+	FirstRejection string
 	// Newest is the newest FetchedAt among the loaded entries; zero if none.
 	Newest time.Time
 }
@@ -147,6 +153,13 @@ func (c *Cache) encodeSnapshot(ctx context.Context, w io.Writer, p Policy, now t
 			if !ok || !validID(id) || len(e.Value) > MaxValueLen || !p.servable(e, now) {
 				continue
 			}
+			if e.FetchedAt.After(now) {
+				// The clock went back since the entry was stored: no entry
+				// may say it was fetched after the file was written, or
+				// the restore refuses it as forged.
+				e.FetchedAt = now
+				stored = encode(e)
+			}
 			buf = appendSnapEntry(buf[:0], id, stored)
 			if _, err := w.Write(buf); err != nil {
 				return 0, err
@@ -168,31 +181,36 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// RestoreSnapshot loads the snapshot file at path into the cache. The whole
-// file is checked first (header, every entry, checksum): a file that fails
-// loads nothing and the error wraps ErrSnapshotEmpty, ErrSnapshotForeign,
-// ErrSnapshotVersion, ErrSnapshotTruncated or ErrSnapshotCorrupt (a missing
-// file: fs.ErrNotExist). Then each entry is stored with its original
-// FetchedAt (one in the future of now is brought back to now), so TTL and
-// staleness go on from where they were; entries p could no longer serve at
-// now are skipped, and so is an entry whose ID the cache already holds with
-// a verdict at least as recent.
+// RestoreSnapshot loads the snapshot file at path into the cache. The file
+// and its directory must not be writable by group or others, and must
+// belong to this process's user (or root), or the file is refused with
+// ErrSnapshotInsecure. The whole file is checked next (header, every
+// entry, checksum): a file that fails loads nothing and the error wraps
+// ErrSnapshotEmpty, ErrSnapshotForeign, ErrSnapshotVersion,
+// ErrSnapshotTruncated or ErrSnapshotCorrupt (a missing file:
+// fs.ErrNotExist). Then each entry is re-checked: one fetched after the
+// file says it was written is refused, and so is one that check (if not
+// nil) refuses; both are counted in Rejected. The others are stored with
+// their original FetchedAt (one in the future of now is brought back to
+// now), so TTL and staleness go on from where they were; entries p could
+// no longer serve at now are skipped, and so is an entry whose ID the cache
+// already holds with a verdict at least as recent.
+//
+// The checksum guards against a damaged file, not a forged one: anyone who
+// can write the file can compute it. That is why the permissions and the
+// entries are checked.
 //
 // It is meant for a cache that is not serving yet; Lookups meanwhile are
 // safe and see either verdict. The file must not change while it is read
 // (WriteSnapshot never changes a file in place; it replaces it).
-func (c *Cache) RestoreSnapshot(path string, p Policy, now time.Time) (Restored, error) {
-	f, size, err := openSnapshot(path)
+func (c *Cache) RestoreSnapshot(path string, p Policy, now time.Time, check func(id string, e Entry) error) (Restored, error) {
+	f, info, err := openVerified(path)
 	if err != nil {
 		return Restored{}, fmt.Errorf("restoring snapshot %q: %w", path, err)
 	}
 	defer f.Close()
-	info, err := verifySnapshot(f, size)
-	if err != nil {
-		return Restored{}, fmt.Errorf("restoring snapshot %q: %w", path, err)
-	}
 	r := Restored{SnapshotInfo: info}
-	if err := c.restoreEntries(f, &r, p, now); err != nil {
+	if err := c.restoreEntries(f, &r, p, now, check); err != nil {
 		return r, fmt.Errorf("restoring snapshot %q: %w", path, err)
 	}
 	return r, nil
@@ -200,7 +218,7 @@ func (c *Cache) RestoreSnapshot(path string, p Policy, now time.Time) (Restored,
 
 // restoreEntries is the second pass over a verified file: it stores the
 // entries and counts them in r.
-func (c *Cache) restoreEntries(f *os.File, r *Restored, p Policy, now time.Time) error {
+func (c *Cache) restoreEntries(f *os.File, r *Restored, p Policy, now time.Time, check func(string, Entry) error) error {
 	sr := newSnapReader(io.NewSectionReader(f, 0, r.Bytes-snapTrailerLen))
 	if _, _, err := sr.header(); err != nil {
 		return fmt.Errorf("the file changed after it was checked: %w", err)
@@ -208,12 +226,17 @@ func (c *Cache) restoreEntries(f *os.File, r *Restored, p Policy, now time.Time)
 	count := uint64(r.Entries)
 	buf := make([]byte, 0, headerLen+MaxValueLen)
 	fresh := c.valid.Len()+c.invalid.Len() == 0
+	written := r.WrittenAt.UnixNano()
 	for i := range count {
 		se, err := sr.entry(i, count)
 		if err != nil {
 			return fmt.Errorf("the file changed after it was checked: %w", err)
 		}
 		e := Entry{Valid: se.flags&flagValid != 0, FetchedAt: time.Unix(0, se.fetchedAt), Value: se.value}
+		if err := recheck(se, e, written, check); err != nil {
+			r.reject(i, err)
+			continue
+		}
 		if e.FetchedAt.After(now) {
 			e.FetchedAt = time.Unix(0, now.UnixNano()) // no monotonic reading, like a decoded entry
 		}
@@ -237,6 +260,28 @@ func (c *Cache) restoreEntries(f *os.File, r *Restored, p Policy, now time.Time)
 		}
 	}
 	return nil
+}
+
+// recheck refuses an entry that no write of this cache could have made:
+// fetched after the file was written, or refused by the caller's check.
+func recheck(se snapEntry, e Entry, written int64, check func(string, Entry) error) error {
+	if se.fetchedAt > written {
+		return fmt.Errorf("fetched at %s, after the file was written (%s)",
+			time.Unix(0, se.fetchedAt).UTC().Format(time.RFC3339Nano), time.Unix(0, written).UTC().Format(time.RFC3339Nano))
+	}
+	if check == nil {
+		return nil
+	}
+	return check(string(se.id), e)
+}
+
+// reject counts entry i as refused by the re-check, keeping the first reason.
+func (r *Restored) reject(i uint64, err error) {
+	r.Rejected++
+	r.Skipped++
+	if r.FirstRejection == "" {
+		r.FirstRejection = fmt.Sprintf("entry %d: %v", i, err)
+	}
 }
 
 // restoreEntry stores e under id unless the cache holds a verdict for id at

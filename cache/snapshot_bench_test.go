@@ -54,7 +54,7 @@ func BenchmarkSnapshot(b *testing.B) {
 			}
 			b.StartTimer()
 			began := time.Now()
-			r, err := dst.RestoreSnapshot(path, p, now)
+			r, err := dst.RestoreSnapshot(path, p, now, nil)
 			took := time.Since(began)
 			b.StopTimer()
 			if err != nil || r.Loaded != n {

@@ -31,7 +31,7 @@ func ExampleCache_RestoreSnapshot() {
 	// After it: the entry keeps its age, so it is stale, not fresh.
 	after, _ := cache.New(cache.Defaults(), p)
 	defer after.Close()
-	r, err := after.RestoreSnapshot(path, p, now)
+	r, err := after.RestoreSnapshot(path, p, now, nil)
 	fmt.Println(r.Loaded, r.Skipped, err)
 	e, st := after.Lookup("CT-A-CHI-1234-P-24-A-0", p, now)
 	fmt.Println(st, e.Valid, string(e.Value))

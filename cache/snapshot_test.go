@@ -74,7 +74,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 
 	dst := newTestCache(t, smallConfig, snapPolicy)
-	r, err := dst.RestoreSnapshot(path, snapPolicy, now)
+	r, err := dst.RestoreSnapshot(path, snapPolicy, now, nil)
 	if err != nil {
 		t.Fatalf("RestoreSnapshot: %v", err)
 	}
@@ -112,12 +112,12 @@ func TestSnapshotSkipsWhatCannotBeServed(t *testing.T) {
 	later := now.Add(10 * time.Minute)
 	p := Policy{TTL: 30 * time.Minute, NegativeTTL: time.Minute, StaleIfError: 55 * time.Minute}
 	dst := newTestCache(t, smallConfig, p)
-	r, err := dst.RestoreSnapshot(path, p, later)
+	r, err := dst.RestoreSnapshot(path, p, later, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Loaded != 3 || r.Skipped != 1 || r.Expired != 1 || !r.Newest.Equal(later) {
-		t.Errorf("RestoreSnapshot = %+v, want 3 loaded, 1 expired, newest %v", r, later)
+	if r.Loaded != 3 || r.Skipped != 1 || r.Expired != 1 || !r.Newest.Equal(now) {
+		t.Errorf("RestoreSnapshot = %+v, want 3 loaded, 1 expired, newest %v", r, now)
 	}
 	for _, tc := range []struct {
 		id   string
@@ -128,7 +128,7 @@ func TestSnapshotSkipsWhatCannotBeServed(t *testing.T) {
 		{"stale", StatusStale, now.Add(-30 * time.Minute)},
 		{"old at restore", StatusMiss, time.Time{}},
 		{"old at write", StatusMiss, time.Time{}},
-		{"future", StatusHit, later}, // brought back to the restore time
+		{"future", StatusHit, now}, // written as fetched when the file was written
 	} {
 		if e, st := dst.Lookup(tc.id, p, later); st != tc.want || !e.FetchedAt.Equal(tc.at) {
 			t.Errorf("Lookup(%q) = %v fetched at %v, want %v fetched at %v", tc.id, st, e.FetchedAt, tc.want, tc.at)
@@ -151,7 +151,7 @@ func TestSnapshotRestoreKeepsTheNewerVerdict(t *testing.T) {
 	// Both are in the hot table now: a restore must not leave them there.
 	dst.Lookup("older in file", snapPolicy, now)
 	dst.Lookup("newer in file", snapPolicy, now)
-	r, err := dst.RestoreSnapshot(path, snapPolicy, now)
+	r, err := dst.RestoreSnapshot(path, snapPolicy, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestSnapshotBadFilesAreRejectedWhole(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := newTestCache(t, smallConfig, snapPolicy)
-			r, err := c.RestoreSnapshot(path, snapPolicy, now)
+			r, err := c.RestoreSnapshot(path, snapPolicy, now, nil)
 			if !errors.Is(err, tc.want) || !strings.Contains(fmt.Sprint(err), tc.detail) || !strings.Contains(fmt.Sprint(err), path) {
 				t.Errorf("RestoreSnapshot error %v, want %v naming the path and saying %q", err, tc.want, tc.detail)
 			}
@@ -265,7 +265,7 @@ func TestSnapshotBadFilesAreRejectedWhole(t *testing.T) {
 	t.Run("missing", func(t *testing.T) {
 		t.Parallel()
 		c := newTestCache(t, smallConfig, snapPolicy)
-		if _, err := c.RestoreSnapshot(filepath.Join(t.TempDir(), "none"), snapPolicy, now); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := c.RestoreSnapshot(filepath.Join(t.TempDir(), "none"), snapPolicy, now, nil); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("RestoreSnapshot of a missing file: %v, want fs.ErrNotExist", err)
 		}
 	})
@@ -409,7 +409,7 @@ func TestSnapshotWriteUnderConcurrentStores(t *testing.T) {
 	for range 5 {
 		writeTestSnapshot(t, c, path, now)
 		dst := newTestCache(t, smallConfig, snapPolicy)
-		r, err := dst.RestoreSnapshot(path, snapPolicy, now)
+		r, err := dst.RestoreSnapshot(path, snapPolicy, now, nil)
 		if err != nil || r.Loaded+r.Skipped != r.Entries {
 			t.Errorf("RestoreSnapshot = %+v, %v", r, err)
 		}
@@ -439,7 +439,7 @@ func TestSnapshotDuplicateIDsInOneFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newTestCache(t, smallConfig, snapPolicy)
-	r, err := c.RestoreSnapshot(path, snapPolicy, now)
+	r, err := c.RestoreSnapshot(path, snapPolicy, now, nil)
 	if err != nil || r.Loaded != 3 || r.Superseded != 1 {
 		t.Fatalf("RestoreSnapshot = %+v, %v; want 3 loaded (one replaced), 1 superseded", r, err)
 	}
@@ -450,5 +450,95 @@ func TestSnapshotDuplicateIDsInOneFile(t *testing.T) {
 	}
 	if n := c.Stats().Entries; n != 2 {
 		t.Errorf("%d entries, want 2", n)
+	}
+}
+
+// forgeSnapshot writes a well-formed snapshot (right structure and
+// checksum) with exactly the given entries and write time, as someone who
+// can write the file could.
+func forgeSnapshot(t *testing.T, path string, written time.Time, ids []string, entries []Entry) {
+	t.Helper()
+	b := appendSnapHeader(nil, written, uint64(len(ids)))
+	for i, id := range ids {
+		b = appendSnapEntry(b, id, encode(entries[i]))
+	}
+	sum := sha256.Sum256(b)
+	if err := os.WriteFile(path, append(b, sum[:]...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSnapshotRestoreRechecksEntries(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	written := now.Add(-time.Minute)
+	path := filepath.Join(t.TempDir(), "snapshot.bin")
+	ids := []string{"good", "from the future", "refused by check", "also good"}
+	forgeSnapshot(t, path, written, ids, []Entry{
+		{Valid: true, FetchedAt: written.Add(-time.Second), Value: []byte("PEO")},
+		{Valid: true, FetchedAt: written.Add(time.Second), Value: []byte("PEO")},
+		{Valid: true, FetchedAt: written.Add(-time.Second), Value: []byte(`PEO","admin":true`)},
+		{Valid: false, FetchedAt: written.Add(-time.Second), Value: []byte("upstream")},
+	})
+	c := newTestCache(t, smallConfig, snapPolicy)
+	check := func(id string, e Entry) error {
+		if strings.ContainsRune(string(e.Value), '"') {
+			return errors.New("value is not a known code")
+		}
+		return nil
+	}
+	r, err := c.RestoreSnapshot(path, snapPolicy, now, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Loaded != 2 || r.Rejected != 2 || r.Skipped != 2 || !strings.Contains(r.FirstRejection, "entry 1: fetched at") {
+		t.Errorf("RestoreSnapshot = %+v; want 2 loaded, 2 rejected (the first: entry 1, fetched after the write)", r)
+	}
+	for i, id := range ids {
+		_, st := c.Lookup(id, snapPolicy, now)
+		if want := i == 0 || i == 3; (st != StatusMiss) != want {
+			t.Errorf("Lookup(%q) = %v after restore; served: %v, want %v", id, st, st != StatusMiss, want)
+		}
+	}
+}
+
+func TestSnapshotRefusesFilesOthersCouldWrite(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	for _, tc := range []struct {
+		name              string
+		fileMode, dirMode os.FileMode
+		want              error
+	}{
+		{"private", 0o600, 0o700, nil},
+		{"read-only for others", 0o644, 0o755, nil},
+		{"group-writable file", 0o660, 0o700, ErrSnapshotInsecure},
+		{"world-writable file", 0o606, 0o700, ErrSnapshotInsecure},
+		{"group-writable directory", 0o600, 0o770, ErrSnapshotInsecure},
+		{"world-writable directory (sticky, like /tmp)", 0o600, 0o777 | os.ModeSticky, ErrSnapshotInsecure},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "snap")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "snapshot.bin")
+			forgeSnapshot(t, path, now, []string{"id"}, []Entry{{Valid: true, FetchedAt: now}})
+			if err := os.Chmod(path, tc.fileMode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tc.dirMode); err != nil {
+				t.Fatal(err)
+			}
+			c := newTestCache(t, smallConfig, snapPolicy)
+			r, err := c.RestoreSnapshot(path, snapPolicy, now, nil)
+			if !errors.Is(err, tc.want) || tc.want != nil && (r.Loaded != 0 || !strings.Contains(err.Error(), "writable by group or others")) {
+				t.Fatalf("RestoreSnapshot = %+v, %v; want %v", r, err, tc.want)
+			}
+			if _, err := VerifySnapshot(path); !errors.Is(err, tc.want) {
+				t.Errorf("VerifySnapshot: %v, want %v", err, tc.want)
+			}
+		})
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -59,6 +61,10 @@ var (
 	// ErrSnapshotCorrupt means the checksum does not match, or an entry or
 	// the file's length is impossible.
 	ErrSnapshotCorrupt = errors.New("cache: snapshot file is corrupt")
+	// ErrSnapshotInsecure means the file or its directory is writable by
+	// group or others, or belongs to another user: whoever could have
+	// written it could have forged it, checksum included.
+	ErrSnapshotInsecure = errors.New("cache: snapshot file could have been written by another user")
 )
 
 // SnapshotInfo describes a snapshot file.
@@ -177,7 +183,8 @@ func (sr *snapReader) end(count uint64) error {
 }
 
 // openSnapshot opens path and returns it with its size, or an error for a
-// file too short to hold anything but a trailer's worth of bytes.
+// file that is not a regular file, may have been written by someone else
+// (see checkOwnership), or is empty.
 func openSnapshot(path string) (*os.File, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -192,11 +199,52 @@ func openSnapshot(path string) (*os.File, int64, error) {
 		_ = f.Close()
 		return nil, 0, fmt.Errorf("%w: not a regular file (%s)", ErrSnapshotForeign, st.Mode().Type())
 	}
+	if err := checkOwnership(path, st); err != nil {
+		_ = f.Close()
+		return nil, 0, err
+	}
 	if st.Size() == 0 {
 		_ = f.Close()
 		return nil, 0, ErrSnapshotEmpty
 	}
 	return f, st.Size(), nil
+}
+
+// checkOwnership refuses a snapshot file, or a directory holding it, that
+// group or others may write, or that belongs to a user other than this
+// process's (or root).
+func checkOwnership(path string, file os.FileInfo) error {
+	dir, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	for _, fi := range [...]struct {
+		what string
+		st   os.FileInfo
+	}{{"the file", file}, {"its directory " + strconv.Quote(filepath.Dir(path)), dir}} {
+		if m := fi.st.Mode().Perm(); m&0o022 != 0 {
+			return fmt.Errorf("%w: %s is writable by group or others (mode %04o); make it 0600 (the directory 0700)", ErrSnapshotInsecure, fi.what, m)
+		}
+		if uid, ok := ownerOf(fi.st); ok && uid != 0 && uid != os.Geteuid() {
+			return fmt.Errorf("%w: %s belongs to user %d, not to this process's user %d", ErrSnapshotInsecure, fi.what, uid, os.Geteuid())
+		}
+	}
+	return nil
+}
+
+// openVerified opens the snapshot at path and checks it whole (see
+// verifySnapshot); the caller closes the file.
+func openVerified(path string) (*os.File, SnapshotInfo, error) {
+	f, size, err := openSnapshot(path)
+	if err != nil {
+		return nil, SnapshotInfo{}, err
+	}
+	info, err := verifySnapshot(f, size)
+	if err != nil {
+		_ = f.Close()
+		return nil, SnapshotInfo{}, err
+	}
+	return f, info, nil
 }
 
 // verifySnapshot is the first pass over an open snapshot of size bytes: it
@@ -239,19 +287,15 @@ func verifySnapshot(f *os.File, size int64) (SnapshotInfo, error) {
 	return info, nil
 }
 
-// VerifySnapshot checks the snapshot file at path (header, every entry,
-// checksum) without loading it. Errors wrap fs.ErrNotExist or one of the
-// ErrSnapshot errors.
+// VerifySnapshot checks the snapshot file at path (ownership, header, every
+// entry, checksum) without loading it. Errors wrap fs.ErrNotExist or one of
+// the ErrSnapshot errors.
 func VerifySnapshot(path string) (SnapshotInfo, error) {
-	f, size, err := openSnapshot(path)
+	f, info, err := openVerified(path)
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("verifying snapshot %q: %w", path, err)
 	}
-	defer f.Close()
-	info, err := verifySnapshot(f, size)
-	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("verifying snapshot %q: %w", path, err)
-	}
+	_ = f.Close()
 	return info, nil
 }
 

@@ -545,9 +545,10 @@ func checkAppHasNoToken(b *base) error {
 }
 
 // checkSnapshotPath: snapshot.path, as the sidecar reads it (the ConfigMap's
-// config after the container's env), is set and names a file directly
-// inside a volume mount of the sidecar: the root filesystem is read-only,
-// and the sidecar creates no directories.
+// config after the container's env), is set and names a file in a
+// subdirectory of a volume mount of the sidecar: the root filesystem is
+// read-only, and an emptyDir's own directory is writable by everyone, which
+// the sidecar refuses to restore from (it creates the subdirectory, 0700).
 func checkSnapshotPath(b *base) error {
 	_, _, _, err := b.snapshotMount()
 	return err
@@ -602,7 +603,7 @@ func checkSnapshotWritable(b *base) error {
 }
 
 // snapshotMount returns the effective config and the sidecar's volume
-// mount and volume whose directory holds snapshot.path directly.
+// mount and volume below whose directory snapshot.path is.
 func (b *base) snapshotMount() (*config.Config, *corev1.VolumeMount, *corev1.Volume, error) {
 	cfg, err := b.effectiveConfig()
 	if err != nil {
@@ -633,8 +634,8 @@ func (b *base) snapshotMount() (*config.Config, *corev1.VolumeMount, *corev1.Vol
 	if m == nil {
 		return nil, nil, nil, fmt.Errorf("no volume mount of container %s holds snapshot.path %s: the root filesystem is read-only; mount the snapshot emptyDir at %s", c.Name, cfg.Snapshot.Path, path.Dir(p))
 	}
-	if dir := path.Dir(p); dir != path.Clean(m.MountPath) {
-		return nil, nil, nil, fmt.Errorf("snapshot.path %s is in %s, below the mount of volume %s at %s: the sidecar creates no directories; put the file directly in the mount", cfg.Snapshot.Path, dir, m.Name, m.MountPath)
+	if dir := path.Dir(p); dir == path.Clean(m.MountPath) {
+		return nil, nil, nil, fmt.Errorf("snapshot.path %s is directly in the mount of volume %s at %s, a directory the kubelet makes writable by everyone: the sidecar refuses to restore a snapshot from such a directory; put the file in a subdirectory (%s/snapshot/snapshot.bin), which the sidecar creates private", cfg.Snapshot.Path, m.Name, m.MountPath, m.MountPath)
 	}
 	v := b.volume(m.Name)
 	if v == nil {

@@ -133,12 +133,16 @@ func TestChecksCatchMistakes(t *testing.T) {
 			p.HTTPGet, p.Exec = nil, &corev1.ExecAction{Command: []string{"curl", "-f", "http://127.0.0.1:9090/healthz"}}
 		}, checkProbePaths, "must be httpGet"},
 		{"listen on 0.0.0.0", func(t *testing.T, b *base) {
-			editConfig(t, b, "listen: 127.0.0.1:8787", "listen: 0.0.0.0:8787")
+			editConfig(t, b, "listen: 127.0.0.1:8787", "listen: 0.0.0.0:8787\nsecurity: {allowRemote: true}")
 		}, checkAPIOnLoopback, "give the kubelet and Prometheus metrics.listen"},
+		{"listen on 0.0.0.0 without allowRemote", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 127.0.0.1:8787", "listen: 0.0.0.0:8787")
+		}, checkConfigValid, "set security.allowRemote: true to allow it"},
 		{"listen on [::]", func(t *testing.T, b *base) {
-			editConfig(t, b, "listen: 127.0.0.1:8787", `listen: "[::]:8787"`)
+			editConfig(t, b, "listen: 127.0.0.1:8787", "listen: \"[::]:8787\"\nsecurity: {allowRemote: true}")
 		}, checkAPIOnLoopback, "is not a loopback address"},
 		{"listen on 0.0.0.0 through the environment", func(t *testing.T, b *base) {
+			editConfig(t, b, "listen: 127.0.0.1:8787", "listen: 127.0.0.1:8787\nsecurity: {allowRemote: true}")
 			c := sidecarOf(t, b)
 			c.Env = append(c.Env, corev1.EnvVar{Name: "CHITTYID_SIDECAR_LISTEN", Value: "0.0.0.0:8787"})
 		}, checkAPIOnLoopback, "metrics.listen on 0.0.0.0"},
@@ -294,7 +298,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 			editConfig(t, b, "interval: 1m", "interval: 10ms")
 		}, checkConfigValid, "snapshot.interval"},
 		{"snapshot.path names a directory", func(t *testing.T, b *base) {
-			editConfig(t, b, snapshotPathLine, "path: /var/lib/chittyid-sidecar/")
+			editConfig(t, b, snapshotPathLine, "path: /var/lib/chittyid-sidecar/snapshot/")
 		}, checkConfigValid, "snapshot.path must name a file"},
 		{"snapshot.path unset", func(t *testing.T, b *base) {
 			editConfig(t, b, snapshotPathLine+"\n", "")
@@ -305,14 +309,14 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"snapshot.path on the read-only root filesystem", func(t *testing.T, b *base) {
 			editConfig(t, b, snapshotPathLine, "path: /tmp/snapshot.bin")
 		}, checkSnapshotPath, "no volume mount of container chittyid-sidecar holds snapshot.path /tmp/snapshot.bin"},
-		{"snapshot.path in a subdirectory of the mount", func(t *testing.T, b *base) {
-			editConfig(t, b, snapshotPathLine, "path: /var/lib/chittyid-sidecar/data/snapshot.bin")
-		}, checkSnapshotPath, "the sidecar creates no directories"},
+		{"snapshot.path directly in the world-writable mount", func(t *testing.T, b *base) {
+			editConfig(t, b, snapshotPathLine, "path: "+snapshotDir+"/snapshot.bin")
+		}, checkSnapshotPath, "a directory the kubelet makes writable by everyone"},
 		{"snapshot mount moved, snapshot.path not", func(t *testing.T, b *base) {
 			mountOf(t, sidecarOf(t, b), snapshotDir).MountPath = "/var/cache/chittyid-sidecar"
 		}, checkSnapshotPath, "no volume mount"},
 		{"snapshot volume mounted at snapshot.path itself", func(t *testing.T, b *base) {
-			mountOf(t, sidecarOf(t, b), snapshotDir).MountPath = snapshotDir + "/snapshot.bin"
+			mountOf(t, sidecarOf(t, b), snapshotDir).MountPath = snapshotDir + "/snapshot/snapshot.bin"
 		}, checkSnapshotPath, "mounted at snapshot.path"},
 		{"snapshot volume mounted in the app, not the sidecar", func(t *testing.T, b *base) {
 			c := sidecarOf(t, b)
@@ -324,10 +328,10 @@ func TestChecksCatchMistakes(t *testing.T) {
 			mountOf(t, sidecarOf(t, b), snapshotDir).ReadOnly = true
 		}, checkSnapshotWritable, "readOnly"},
 		{"snapshot.path in the config's directory, writability", func(t *testing.T, b *base) {
-			editConfig(t, b, snapshotPathLine, "path: /etc/chittyid-sidecar/snapshot.bin")
+			editConfig(t, b, snapshotPathLine, "path: /etc/chittyid-sidecar/snapshot/snapshot.bin")
 		}, checkSnapshotWritable, "always mounts read-only"},
 		{"snapshot.path in the config's directory, volume", func(t *testing.T, b *base) {
-			editConfig(t, b, snapshotPathLine, "path: /etc/chittyid-sidecar/snapshot.bin")
+			editConfig(t, b, snapshotPathLine, "path: /etc/chittyid-sidecar/snapshot/snapshot.bin")
 		}, checkSnapshotVolume, "volume chittyid-config, which is not an emptyDir"},
 		{"snapshot volume a hostPath", func(t *testing.T, b *base) {
 			b.volume("snapshot").VolumeSource = corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/chittyid-sidecar"}}
@@ -397,7 +401,7 @@ data: {b: "2"}
 // snapshotPathLine the config.yaml line that puts snapshot.path in it.
 const (
 	snapshotDir      = "/var/lib/chittyid-sidecar"
-	snapshotPathLine = "path: " + snapshotDir + "/snapshot.bin"
+	snapshotPathLine = "path: " + snapshotDir + "/snapshot/snapshot.bin"
 )
 
 func ptr[T any](v T) *T { return &v }

@@ -3,13 +3,17 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,10 +27,11 @@ const (
 	snapCorrupt   = "corrupt"   // checksum mismatch or impossible contents
 	snapVersion   = "version"   // a format version this build does not read
 	snapForeign   = "foreign"   // not a snapshot at all
+	snapInsecure  = "insecure"  // writable by group or others, or another user's: refused
 	snapError     = "error"     // could not be read (permissions, I/O)
 )
 
-var snapLoadOutcomes = [...]string{snapLoaded, snapMissing, snapEmpty, snapTruncated, snapCorrupt, snapVersion, snapForeign, snapError}
+var snapLoadOutcomes = [...]string{snapLoaded, snapMissing, snapEmpty, snapTruncated, snapCorrupt, snapVersion, snapForeign, snapInsecure, snapError}
 
 // Why a snapshot is written, in logs and /health.
 const (
@@ -47,6 +52,7 @@ func loadOutcome(err error) string {
 		{cache.ErrSnapshotCorrupt, snapCorrupt},
 		{cache.ErrSnapshotVersion, snapVersion},
 		{cache.ErrSnapshotForeign, snapForeign},
+		{cache.ErrSnapshotInsecure, snapInsecure},
 	} {
 		if errors.Is(err, c.target) {
 			return c.outcome
@@ -137,13 +143,18 @@ func (sn *snapshots) restored() (int, time.Time) {
 // logged and counted, and the cache starts empty.
 func (s *Sidecar) restoreSnapshot(cfg *config.Config) {
 	path := s.snaps.path
+	// The directory is made private if the sidecar makes it: a directory
+	// others may write is refused on restore (see cache.RestoreSnapshot).
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		s.log.Warn("snapshot: cannot create its directory", "path", path, "error", err.Error())
+	}
 	if removed, err := cache.RemoveSnapshotTemps(path); err != nil {
 		s.log.Warn("snapshot: cannot clean its directory", "path", path, "error", err.Error())
 	} else if len(removed) > 0 {
 		s.log.Info("snapshot: removed the temporary files of interrupted writes", "path", path, "files", removed)
 	}
 	began := time.Now()
-	r, err := s.cache.RestoreSnapshot(path, cfg.Validation.Policy(), s.now())
+	r, err := s.cache.RestoreSnapshot(path, cfg.Validation.Policy(), s.now(), snapshotEntryCheck(cfg.Format))
 	l := snapLoad{outcome: loadOutcome(err), at: s.now(), took: time.Since(began), r: r}
 	if err != nil {
 		l.err = err.Error()
@@ -154,6 +165,10 @@ func (s *Sidecar) restoreSnapshot(cfg *config.Config) {
 		s.log.Info("snapshot restored", "path", path, "loaded", r.Loaded, "skipped", r.Skipped,
 			"expired", r.Expired, "superseded", r.Superseded, "entries", r.Entries,
 			"writtenAt", r.WrittenAt, "durationMs", millis(l.took))
+		if r.Rejected > 0 {
+			s.log.Warn("snapshot entries refused: no write of this sidecar makes such entries, so the file was forged or written by something else",
+				"path", path, "rejected", r.Rejected, "first", r.FirstRejection)
+		}
 	case snapMissing:
 		s.log.Info("no snapshot to restore: the cache starts empty", "path", path)
 	default:
@@ -238,6 +253,7 @@ type healthSnapshot struct {
 	LoadError     string           `json:"loadError"`
 	Loaded        int              `json:"loaded"`
 	Skipped       int              `json:"skipped"`
+	Rejected      int              `json:"rejected"`
 	LoadedAt      *time.Time       `json:"loadedAt"`
 	LoadMs        float64          `json:"loadDurationMs"`
 	FileWrittenAt *time.Time       `json:"fileWrittenAt"` // of the restored file
@@ -265,6 +281,7 @@ func (s *Sidecar) snapshotHealth(cfg *config.Config) healthSnapshot {
 	defer sn.mu.Unlock()
 	l := sn.load
 	h.LoadOutcome, h.LoadError, h.Loaded, h.Skipped, h.LoadMs = l.outcome, l.err, l.r.Loaded, l.r.Skipped, millis(l.took)
+	h.Rejected = l.r.Rejected
 	h.LoadedAt = &l.at
 	if l.outcome == snapLoaded {
 		h.FileWrittenAt = &l.r.WrittenAt
@@ -290,12 +307,12 @@ func (s *Sidecar) snapshotCollectors() []prometheus.Collector {
 	var cols []prometheus.Collector
 	for _, o := range snapLoadOutcomes {
 		cols = append(cols, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "snapshot_loads_total",
-			Help: "Snapshot restores at start by outcome (loaded, missing, empty, truncated, corrupt, version, foreign, error).", ConstLabels: prometheus.Labels{"outcome": o}},
+			Help: "Snapshot restores at start by outcome (loaded, missing, empty, truncated, corrupt, version, foreign, insecure, error).", ConstLabels: prometheus.Labels{"outcome": o}},
 			read(func() float64 { return boolFloat(sn.load.outcome == o) })))
 	}
 	entries := func(kind string, f func() int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "snapshot_entries",
-			Help: "Entries of the snapshot restored at start: loaded into the cache, or skipped (expired or superseded).", ConstLabels: prometheus.Labels{"kind": kind}},
+			Help: "Entries of the snapshot restored at start: loaded into the cache, skipped (expired, superseded or rejected), or rejected by the re-check (forged).", ConstLabels: prometheus.Labels{"kind": kind}},
 			read(func() float64 { return float64(f()) }))
 	}
 	writes := func(outcome string, f func() int64) prometheus.Collector {
@@ -309,6 +326,7 @@ func (s *Sidecar) snapshotCollectors() []prometheus.Collector {
 	return append(cols,
 		entries("loaded", func() int { return sn.load.r.Loaded }),
 		entries("skipped", func() int { return sn.load.r.Skipped }),
+		entries("rejected", func() int { return sn.load.r.Rejected }),
 		writes("ok", func() int64 { return sn.ok }),
 		writes("failed", func() int64 { return sn.fail }),
 		gauge("snapshot_last_write_duration_seconds", "Duration of the last successful snapshot write.", func() float64 { return sn.lastOK.took.Seconds() }),
@@ -321,4 +339,29 @@ func (s *Sidecar) snapshotCollectors() []prometheus.Collector {
 			return float64(sn.lastOK.at.UnixNano()) / 1e9
 		}),
 	)
+}
+
+// snapshotEntryCheck is the re-check of a restored entry: only what a
+// write of this sidecar could have produced is served. The ID passes the
+// configured format (placeholders never reach the cache); a "valid"
+// verdict names one of the entity codes, or none; a "not valid" one gives
+// a reason the sidecar caches. Anything else would let a forged file make
+// an ID validate in the wrong format or inject text into answers (the
+// cached value is written into them as it is).
+func snapshotEntryCheck(f chittyid.Format) func(id string, e cache.Entry) error {
+	return func(id string, e cache.Entry) error {
+		if err := f.Check(id); err != nil {
+			return fmt.Errorf("id %.40q is not a %s ID: %w", id, f, err)
+		}
+		v := string(e.Value)
+		switch {
+		case e.Valid && v != "":
+			if ent, err := chittyid.ParseEntity(v); err != nil || ent.String() != v {
+				return fmt.Errorf("entity %.40q of %s is not one of %s", v, id, chittyid.EntityCodes)
+			}
+		case !e.Valid && v != reasonUpstream:
+			return fmt.Errorf("reason %.40q of %s is not one the sidecar caches", v, id)
+		}
+		return nil
+	}
 }

@@ -130,7 +130,7 @@ func checkSnapshotAfterKill(t *testing.T, path string, want int) bool {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if r, err := c.RestoreSnapshot(path, p, time.Now()); err != nil || r.Loaded != want {
+	if r, err := c.RestoreSnapshot(path, p, time.Now(), nil); err != nil || r.Loaded != want {
 		t.Fatalf("restoring the snapshot after kill -9: %+v, %v", r, err)
 	}
 	return true

@@ -257,17 +257,22 @@ func TestBadSnapshotFilesAreIgnored(t *testing.T) {
 		outcome string
 		data    []byte
 		detail  string
+		mode    os.FileMode
 	}{
-		{"empty", []byte{}, "empty"},
-		{"truncated", good[:len(good)-40], "truncated"},
-		{"corrupt", flip(50), "SHA-256"},
-		{"version", version, "version 9"},
-		{"foreign", []byte("listen: 127.0.0.1:8787\nupstream: {}\n" + strings.Repeat("#", 80)), "not a snapshot file"},
+		{"empty", []byte{}, "empty", 0o600},
+		{"truncated", good[:len(good)-40], "truncated", 0o600},
+		{"corrupt", flip(50), "SHA-256", 0o600},
+		{"version", version, "version 9", 0o600},
+		{"foreign", []byte("listen: 127.0.0.1:8787\nupstream: {}\n" + strings.Repeat("#", 80)), "not a snapshot file", 0o600},
+		{"insecure", good, "writable by group or others (mode 0660)", 0o660},
 	} {
 		t.Run(tc.outcome, func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "snapshot.bin")
-			if err := os.WriteFile(path, tc.data, 0o600); err != nil {
+			if err := os.WriteFile(path, tc.data, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil { // past the umask
 				t.Fatal(err)
 			}
 			h := start(t, sim.Config{}, snapshotConfig(path, "1h"))
@@ -283,7 +288,7 @@ func TestBadSnapshotFilesAreIgnored(t *testing.T) {
 				t.Errorf("cache size %v after a bad snapshot, want 0", size)
 			}
 			fams := h.scrape()
-			for _, o := range []string{"loaded", "missing", "empty", "truncated", "corrupt", "version", "foreign", "error"} {
+			for _, o := range []string{"loaded", "missing", "empty", "truncated", "corrupt", "version", "foreign", "insecure", "error"} {
 				want := 0.0
 				if o == tc.outcome {
 					want = 1
@@ -351,12 +356,18 @@ func TestSnapshotPeriodicWrites(t *testing.T) {
 
 func TestSnapshotWriteFailureIsReported(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "missing-dir", "snapshot.bin")
+	// The snapshot's directory would be a regular file: the sidecar cannot
+	// create it, and every write fails.
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(notDir, "snapshot.bin")
 	h := start(t, sim.Config{}, snapshotConfig(path, "100ms"))
 	h.waitSnapshotWrites(1)
 	sd := h.snapshotDoc()
 	lw := sd["lastWrite"].(map[string]any)
-	if !strings.Contains(fmt.Sprint(lw["error"]), "no such file or directory") || sd["writesFailed"].(float64) < 1 {
+	if !strings.Contains(fmt.Sprint(lw["error"]), "not a directory") || sd["writesFailed"].(float64) < 1 {
 		t.Errorf("/health snapshot = %v", sd)
 	}
 	h.logs.waitForLine(t, func(l map[string]any) bool { return l["msg"] == "snapshot write failed" && l["level"] == "ERROR" })
@@ -411,5 +422,82 @@ func TestSnapshotChecksumIsPlainSHA256(t *testing.T) {
 	}
 	if !bytes.HasPrefix(b, []byte("CHITTYIDSNAPSHOT\x01\x00\x00\x00")) {
 		t.Errorf("file starts %q", b[:20])
+	}
+}
+
+// forgeSnapshot writes a snapshot file by the format README.md documents,
+// checksum included, as anyone who can write the file could: entries of
+// (id, valid, fetched-at, value).
+func forgeSnapshot(t *testing.T, path string, written time.Time, entries []forged) {
+	t.Helper()
+	b := []byte("CHITTYIDSNAPSHOT")
+	b = binary.LittleEndian.AppendUint32(b, 1)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint64(b, uint64(written.UnixNano()))
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(entries)))
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(e.id)))
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(e.value)))
+		b = binary.LittleEndian.AppendUint64(b, uint64(e.fetched.UnixNano()))
+		var flags byte
+		if e.valid {
+			flags = 1
+		}
+		b = append(append(append(b, flags), e.id...), e.value...)
+	}
+	sum := sha256.Sum256(b)
+	if err := os.WriteFile(path, append(b, sum[:]...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type forged struct {
+	id      string
+	valid   bool
+	fetched time.Time
+	value   string
+}
+
+// TestForgedSnapshotEntriesAreNotServed: a snapshot with a right checksum
+// but entries no sidecar writes (an ID in another format, an entity value
+// that would inject fields into answers, a verdict fetched after the file
+// was written) serves none of them, and says so; its honest entries are
+// served. Upstream is down throughout, so only the snapshot can answer.
+func TestForgedSnapshotEntriesAreNotServed(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "snapshot.bin")
+	written := time.Now().Add(-time.Minute)
+	const good, injected, future = "CT-A-CHI-0001-P-24-A-0", "CT-A-CHI-0002-P-24-A-0", "CT-A-CHI-0003-P-24-A-0"
+	forgeSnapshot(t, path, written, []forged{
+		{good, true, written.Add(-time.Second), "PEO"},
+		{"03-1-USA-0001-P-2601-3-92", true, written.Add(-time.Second), "PEO"}, // numeric, not the configured official
+		{injected, true, written.Add(-time.Second), `PEO","admin":true,"x":"`},
+		{future, true, written.Add(time.Hour), "PEO"},
+		{"CT-A-CHI-0004-P-24-A-0", false, written.Add(-time.Second), `upstream","valid":true,"x":"`},
+	})
+	h := startWith(t, sim.Config{}, fastHealth+snapshotConfig(path, "1h"), refuseFirst(t))
+	line := h.logs.waitForLine(t, func(l map[string]any) bool { return l["msg"] == "snapshot restored" })
+	if line["loaded"] != float64(1) {
+		t.Errorf("restore log line %v, want 1 loaded", line)
+	}
+	warn := h.logs.waitForLine(t, func(l map[string]any) bool { return strings.HasPrefix(fmt.Sprint(l["msg"]), "snapshot entries refused") })
+	if warn["rejected"] != float64(4) || !strings.Contains(fmt.Sprint(warn["first"]), "not a official ID") {
+		t.Errorf("warning %v, want 4 rejected, the first for its format", warn)
+	}
+	if sd := h.snapshotDoc(); sd["loaded"] != float64(1) || sd["rejected"] != float64(4) {
+		t.Errorf("/health snapshot = %v", sd)
+	}
+	if v := value(h.scrape(), "chittyid_sidecar_snapshot_entries", "kind=rejected"); v != 4 {
+		t.Errorf("snapshot_entries{rejected} = %v, want 4", v)
+	}
+	h.validate(good).expect(t, "the honest entry", 200, "")
+	for _, id := range []string{injected, future, "CT-A-CHI-0004-P-24-A-0"} {
+		r := h.validate(id)
+		if r.status == 200 || strings.Contains(r.raw, "admin") {
+			t.Errorf("forged entry %s served: HTTP %d %s", id, r.status, r.raw)
+		}
+	}
+	if n := h.sim.Stats().Validate; n != 0 {
+		t.Errorf("upstream saw %d validates; it was down", n)
 	}
 }
