@@ -480,7 +480,9 @@ func TestForgedSnapshotEntriesAreNotServed(t *testing.T) {
 	if line["loaded"] != float64(1) {
 		t.Errorf("restore log line %v, want 1 loaded", line)
 	}
-	warn := h.logs.waitForLine(t, func(l map[string]any) bool { return strings.HasPrefix(fmt.Sprint(l["msg"]), "snapshot entries refused") })
+	warn := h.logs.waitForLine(t, func(l map[string]any) bool {
+		return strings.HasPrefix(fmt.Sprint(l["msg"]), "snapshot entries refused")
+	})
 	if warn["rejected"] != float64(4) || !strings.Contains(fmt.Sprint(warn["first"]), "not a official ID") {
 		t.Errorf("warning %v, want 4 rejected, the first for its format", warn)
 	}
