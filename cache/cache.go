@@ -82,9 +82,11 @@ func (s Status) String() string {
 
 // Stats is a snapshot of the cache's counters.
 type Stats struct {
-	// Hits counts Lookups (Fetch does one first) that found a fresh entry.
+	// Hits counts Lookups that found a fresh entry. A request looks up
+	// once, so this is a count of requests.
 	Hits int64
 	// Misses counts Lookups that did not; a STALE lookup counts as a miss.
+	// Fetch, which follows a miss, does not count again.
 	Misses int64
 	// StaleServed counts stale entries Fetch returned plus ServeStale calls.
 	StaleServed int64

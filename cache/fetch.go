@@ -11,8 +11,11 @@ type flight struct {
 	st Status
 }
 
-// Fetch returns the verdict for id: from the cache on a hit, otherwise from
-// fetch, called once however many callers miss id at the same time.
+// Fetch is what a caller does once its Lookup (or LookupBytes) of id found
+// no fresh entry: it returns the verdict from fetch, called once however
+// many callers miss id at the same time. It does not look id up again, so
+// a request's one lookup is counted once, by Lookup; the flight re-checks
+// the cache before fetching (see load).
 //
 // fetch runs detached from any single caller, with context.WithoutCancel(ctx)
 // of the caller that started it, so it must bound itself (its own timeout).
@@ -24,9 +27,6 @@ type flight struct {
 func (c *Cache) Fetch(ctx context.Context, id string, p Policy, fetch func(context.Context) (Entry, error)) (Entry, Status, error) {
 	if !validID(id) {
 		return Entry{}, StatusMiss, fmt.Errorf("fetching id of %d bytes: %w", len(id), ErrInvalidID)
-	}
-	if e, st := c.Lookup(id, p, c.now()); st == StatusHit {
-		return e, st, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return c.fallback(id, p, err) // nobody waits for a fetch: don't start one

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
@@ -179,5 +180,63 @@ func TestOpsListener(t *testing.T) {
 	}
 	if resp.StatusCode != 200 || len(doc) != 3 || doc["status"] != "ready" || doc["ready"] != true || doc["state"] != "CONNECTED" {
 		t.Errorf("ops /health: HTTP %d %v; want 200 and only status, ready and state", resp.StatusCode, doc)
+	}
+}
+
+// TestEachAnswerCountedOnce: one HIT, one MISS, one STALE and one LOCAL
+// answer, and every cache counter, answer counter and /health figure is
+// exactly what those four requests make: a request looks the cache up
+// once, so a miss is counted once, whether it is then fetched, served
+// stale or answered with an error.
+func TestEachAnswerCountedOnce(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "validate: {ttl: 1m, negativeTtl: 1m, staleIfError: 1h}\nupstream:\n  retry: {maxAttempts: 1}\n")
+	h.waitState(fsm.Connected)
+	old := h.mustMint("PEO") // stored by the mint, not looked up
+	h.clock.advance(2 * time.Minute)
+	fresh := h.mustMint("EVNT")
+	for _, tc := range []struct {
+		id, xcache string
+		fault      *sim.Fault
+	}{
+		{fresh, "HIT", nil},
+		{"CT-Z-ZZZ-0001-P-26-Z-0", "MISS", nil}, // unknown upstream: a "not valid" verdict
+		{old, "STALE", &sim.Fault{Mode: sim.ModeStatus, Status: 503, Routes: []string{"validate"}}},
+		{"not-an-id", "LOCAL", nil},
+	} {
+		if tc.fault != nil {
+			h.fault(*tc.fault)
+		}
+		r := h.validate(tc.id)
+		if r.status != 200 || r.header.Get("X-Cache") != tc.xcache {
+			t.Fatalf("validate %s: HTTP %d X-Cache %q, want 200 %s: %s", tc.id, r.status, r.header.Get("X-Cache"), tc.xcache, r.raw)
+		}
+	}
+	fams := h.scrape()
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"chittyid_sidecar_cache_hits_total", nil, 1},
+		{"chittyid_sidecar_cache_misses_total", nil, 2}, // MISS and STALE; LOCAL never reaches the cache
+		{"chittyid_sidecar_cache_stale_served_total", nil, 1},
+		{"chittyid_sidecar_cache_coalesced_waiters_total", nil, 0},
+		{"chittyid_sidecar_validate_answers_total", []string{"cache=HIT"}, 1},
+		{"chittyid_sidecar_validate_answers_total", []string{"cache=MISS"}, 1},
+		{"chittyid_sidecar_validate_answers_total", []string{"cache=STALE"}, 1},
+		{"chittyid_sidecar_validate_answers_total", []string{"cache=LOCAL"}, 1},
+		{"chittyid_sidecar_upstream_attempts_total", []string{"op=validate", "outcome=ok"}, 1},
+		{"chittyid_sidecar_upstream_attempts_total", []string{"op=validate", "outcome=unavailable"}, 1},
+	} {
+		if got := value(fams, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	doc := cacheDoc(h)
+	for k, want := range map[string]any{"hits": 1.0, "misses": 2.0, "staleServed": 1.0, "coalesced": 0.0, "hitRate": "33.33%"} {
+		if doc[k] != want {
+			t.Errorf("/health resilience.cache.%s = %v, want %v", k, doc[k], want)
+		}
 	}
 }
