@@ -54,6 +54,36 @@ func ParseEntity(s string) (Entity, error) {
 	return 0, fmt.Errorf("unsupported entity %q: must be one of %s", s, EntityCodes)
 }
 
+// EntityNames lists every form ParseEntityName accepts, for messages.
+const EntityNames = "one of the codes " + EntityCodes +
+	", the letters P, L, T, E, A, or the words person, place (or location), thing, event, authority (any case)"
+
+// entityWords maps the worker's words and letters to the code they stand
+// for: its table of entity types read backwards (person→PEO, place→PLACE,
+// thing→PROP, event→EVNT, authority→AUTH), and location for place.
+var entityWords = map[string]Entity{
+	"PERSON": EntityPEO, "P": EntityPEO,
+	"PLACE": EntityPLACE, "LOCATION": EntityPLACE, "L": EntityPLACE,
+	"THING": EntityPROP, "T": EntityPROP,
+	"EVENT": EntityEVNT, "E": EntityEVNT,
+	"AUTHORITY": EntityAUTH, "A": EntityAUTH,
+}
+
+// ParseEntityName reads an entity as apps send it on any mint route: one
+// of the nine codes, a letter of the worker's T segment (P L T E A), or a
+// word of the worker's (person, place or location, thing, event,
+// authority), in any case. An unknown name is an error whose message lists
+// every accepted form.
+func ParseEntityName(s string) (Entity, error) {
+	if e, err := ParseEntity(s); err == nil {
+		return e, nil
+	}
+	if e, ok := entityWords[strings.ToUpper(strings.TrimSpace(s))]; ok {
+		return e, nil
+	}
+	return 0, fmt.Errorf("unsupported entity %q: must be %s", s, EntityNames)
+}
+
 // Entities returns the nine codes in contract order.
 func Entities() []Entity {
 	out := make([]Entity, 0, EntityACTOR)

@@ -173,3 +173,29 @@ func BenchmarkFormatCheck(b *testing.B) {
 		})
 	}
 }
+
+func TestParseEntityName(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]Entity{
+		"PEO": EntityPEO, "peo": EntityPEO, " Person ": EntityPEO, "p": EntityPEO, "P": EntityPEO,
+		"PLACE": EntityPLACE, "place": EntityPLACE, "Location": EntityPLACE, "l": EntityPLACE,
+		"PROP": EntityPROP, "thing": EntityPROP, "T": EntityPROP,
+		"EVNT": EntityEVNT, "event": EntityEVNT, "e": EntityEVNT,
+		"AUTH": EntityAUTH, "AUTHORITY": EntityAUTH, "a": EntityAUTH,
+		"INFO": EntityINFO, "fact": EntityFACT, "Context": EntityCONTEXT, "actor": EntityACTOR,
+	} {
+		if got, err := ParseEntityName(in); err != nil || got != want {
+			t.Errorf("ParseEntityName(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "X", "people", "persons", "I", "F", "C", "R", "PE", "thing s", "EVENTS"} {
+		_, err := ParseEntityName(in)
+		if err == nil || !strings.Contains(err.Error(), "PEO, PLACE") || !strings.Contains(err.Error(), "person, place (or location)") {
+			t.Errorf("ParseEntityName(%q) = %v; want an error listing every accepted form", in, err)
+		}
+	}
+	// ParseEntity stays the strict reader of the nine codes.
+	if _, err := ParseEntity("person"); err == nil {
+		t.Error(`ParseEntity("person") succeeded; it reads codes only`)
+	}
+}
