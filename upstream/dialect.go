@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -122,10 +121,12 @@ func (c *Client) checkMinted(op, id string, fallback bool) *CallError {
 	return nil
 }
 
-// isFallbackID spots the worker's placeholder IDs (region 0 or location ERR)
-// whatever format is configured.
+// isFallbackID spots the worker's error (placeholder) IDs whatever format is
+// configured: region 0, location ERR and a sequence of at most 0099, checksum
+// or not. Location ERR with region 1-9 is an ordinary ID.
 func isFallbackID(id string) bool {
-	return chittyid.FormatNumeric.Check(id) == chittyid.ErrFallbackID || strings.Contains(id, "-ERR-")
+	_, ok := chittyid.FallbackCode(id)
+	return ok
 }
 
 // MintBatch mints len(ms) IDs and returns them in order. On failure it still

@@ -22,8 +22,10 @@ const (
 	numericSeqRadix = 10000 - numericSeqBase
 	numericGRadix   = 9
 	letters3Radix   = 26 * 26 * 26
-	// locationRadix is letters3Radix less one: the location "ERR" marks the
-	// worker's fallback IDs, so a real ID never uses it (putLocation).
+	// locationRadix is letters3Radix less one: the location "ERR" is left
+	// to the placeholders (region 0, ERR, the error code), so that minted IDs
+	// and placeholders differ at a glance (putLocation). The worker's rules
+	// allow ERR with region 1-9.
 	locationRadix = letters3Radix - 1
 	errLocation   = ('E'-'A')*26*26 + ('R'-'A')*26 + ('R' - 'A')
 	numericCRadix = 6
