@@ -96,7 +96,7 @@ func TestClientDialects(t *testing.T) {
 func TestHalfOpenAdmitsOneTrial(t *testing.T) {
 	t.Parallel()
 	s, c := setup(t, sim.Config{Latency: 200 * time.Millisecond}, func(cfg *upstream.Config) {
-		cfg.Breaker = upstream.BreakerConfig{Failures: 1, OpenTimeout: time.Hour, HalfOpenProbes: 1}
+		cfg.Breaker = upstream.BreakerConfig{Failures: 1, OpenTimeout: time.Hour, MaxOpenTimeout: time.Hour, HalfOpenProbes: 1}
 		cfg.Retry.MaxAttempts = 1
 	})
 	if err := s.SetFault(sim.Fault{Mode: "status", Status: 500, Routes: []string{"mint"}, Count: 1}); err != nil {

@@ -70,7 +70,9 @@ type Config struct {
 	// own deadline. Default 64.
 	MaxInFlight int `yaml:"maxInFlight"`
 	// IdempotentMint says upstream honours Idempotency-Key, so a mint whose
-	// outcome is unknown (timeout, broken connection) may be retried. Default false.
+	// outcome is unknown (timeout, broken connection) may be retried. The
+	// worker dialect refuses it: the worker does not forward the key to its
+	// mint backend. Default false.
 	IdempotentMint bool `yaml:"idempotentMint"`
 	// Retry is the mint retry policy.
 	Retry RetryConfig `yaml:"retry"`
@@ -90,12 +92,17 @@ type RetryConfig struct {
 
 // BreakerConfig is upstream.breaker.
 type BreakerConfig struct {
-	// Failures is how many consecutive failed mints open the breaker. Default 5.
+	// Failures is how many consecutive failed attempts open the breaker. Default 5.
 	Failures int `yaml:"failures"`
-	// OpenTimeout is how long the breaker stays open before a trial. Default 30s.
+	// OpenTimeout is how long the breaker stays open after it trips, before
+	// a trial. Default 30s.
 	OpenTimeout time.Duration `yaml:"openTimeout"`
-	// HalfOpenProbes is how many trial requests may run at once while half-open;
-	// one success closes the breaker, one failure opens it again. Default 1.
+	// MaxOpenTimeout caps the open period, which doubles after every failed
+	// trial. At least OpenTimeout. Default 5m.
+	MaxOpenTimeout time.Duration `yaml:"maxOpenTimeout"`
+	// HalfOpenProbes is how many trial requests may run at once once the
+	// open period is over; one success closes the breaker, one failure opens
+	// it again. Default 1.
 	HalfOpenProbes int `yaml:"halfOpenProbes"`
 }
 
@@ -110,7 +117,7 @@ func Defaults() Config {
 		ValidateTimeout:  5 * time.Second,
 		MaxInFlight:      64,
 		Retry:            RetryConfig{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second},
-		Breaker:          BreakerConfig{Failures: 5, OpenTimeout: 30 * time.Second, HalfOpenProbes: 1},
+		Breaker:          BreakerConfig{Failures: 5, OpenTimeout: 30 * time.Second, MaxOpenTimeout: 5 * time.Minute, HalfOpenProbes: 1},
 	}
 }
 
@@ -137,11 +144,18 @@ func (c Config) Validate() error {
 		{"upstream.retry.baseDelay", c.Retry.BaseDelay},
 		{"upstream.retry.maxDelay", c.Retry.MaxDelay},
 		{"upstream.breaker.openTimeout", c.Breaker.OpenTimeout},
+		{"upstream.breaker.maxOpenTimeout", c.Breaker.MaxOpenTimeout},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
 			bad("%s must be > 0, got %s", p.key, p.d)
 		}
+	}
+	if c.Breaker.MaxOpenTimeout < c.Breaker.OpenTimeout {
+		bad("upstream.breaker.maxOpenTimeout (%s) must be >= upstream.breaker.openTimeout (%s)", c.Breaker.MaxOpenTimeout, c.Breaker.OpenTimeout)
+	}
+	if c.IdempotentMint && c.Dialect == DialectWorker {
+		bad("upstream.idempotentMint must be false with upstream.dialect \"worker\": the worker does not forward Idempotency-Key to its mint backend, so a retried mint would mint a second ID")
 	}
 	if c.Retry.MaxDelay < c.Retry.BaseDelay {
 		bad("upstream.retry.maxDelay (%s) must be >= upstream.retry.baseDelay (%s)", c.Retry.MaxDelay, c.Retry.BaseDelay)
