@@ -183,6 +183,7 @@ func (s *Sim) authorized(ctx *fasthttp.RequestCtx) bool {
 }
 
 func (s *Sim) count(r route) {
+	defer s.counted.notify()
 	switch r {
 	case routeMint:
 		s.stats.mint.Add(1)
