@@ -125,7 +125,7 @@ func TestBreakerRecovery(t *testing.T) {
 		h := start(t, sim.Config{}, cfg)
 		trip(h)
 		h.fault(sim.Fault{Mode: "ok"})
-		time.Sleep(400 * time.Millisecond) // the breaker's real open timeout
+		h.clock.advance(300 * time.Millisecond) // the breaker's open timeout, on the sidecar's clock
 		h.mint("PEO").expect(t, "trial", 200, "")
 		h.mint("PEO").expect(t, "after trial", 200, "")
 		if st := health(h)["circuitBreaker"]; st != "closed" {
@@ -136,7 +136,7 @@ func TestBreakerRecovery(t *testing.T) {
 		t.Parallel()
 		h := start(t, sim.Config{}, cfg)
 		trip(h)
-		time.Sleep(400 * time.Millisecond)
+		h.clock.advance(300 * time.Millisecond)
 		before := h.sim.Stats().Mint
 		h.mint("PEO").expect(t, "failed trial", 503, "UPSTREAM_UNAVAILABLE")
 		h.mint("PEO").expect(t, "right after the failed trial", 503, "CIRCUIT_OPEN")

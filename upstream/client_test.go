@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,12 @@ const token = "client-test-token"
 
 // setup starts a simulator and a client for it; edit adjusts the config.
 func setup(t *testing.T, sc sim.Config, edit func(*upstream.Config)) (*sim.Sim, *upstream.Client) {
+	t.Helper()
+	return setupClock(t, sc, edit, nil)
+}
+
+// setupClock is setup with now as the breaker's clock (nil: time.Now).
+func setupClock(t *testing.T, sc sim.Config, edit func(*upstream.Config), now func() time.Time) (*sim.Sim, *upstream.Client) {
 	t.Helper()
 	sc.Token = token
 	s, err := sim.Start(sc, "127.0.0.1:0", "127.0.0.1:0")
@@ -46,7 +53,7 @@ func setup(t *testing.T, sc sim.Config, edit func(*upstream.Config)) (*sim.Sim, 
 	if format == 0 {
 		format = chittyid.FormatOfficial
 	}
-	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker), upstream.Options{Version: "test"})
+	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker, now), upstream.Options{Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,14 +98,22 @@ func TestClientDialects(t *testing.T) {
 	}
 }
 
-// TestHalfOpenAdmitsOneTrial: with halfOpenProbes 1, concurrent mints while
-// half-open send exactly one request upstream; the rest fail fast.
+// testClock is a clock that only moves when told.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// TestHalfOpenAdmitsOneTrial: with halfOpenProbes 1, concurrent mints once
+// the open period is over send exactly one request upstream; the rest fail
+// fast.
 func TestHalfOpenAdmitsOneTrial(t *testing.T) {
 	t.Parallel()
-	s, c := setup(t, sim.Config{Latency: 200 * time.Millisecond}, func(cfg *upstream.Config) {
+	var clock testClock
+	s, c := setupClock(t, sim.Config{Latency: 200 * time.Millisecond}, func(cfg *upstream.Config) {
 		cfg.Breaker = upstream.BreakerConfig{Failures: 1, OpenTimeout: time.Hour, MaxOpenTimeout: time.Hour, HalfOpenProbes: 1}
 		cfg.Retry.MaxAttempts = 1
-	})
+	}, clock.now)
 	if err := s.SetFault(sim.Fault{Mode: "status", Status: 500, Routes: []string{"mint"}, Count: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +123,7 @@ func TestHalfOpenAdmitsOneTrial(t *testing.T) {
 	if got := c.Breaker().State(); got != upstream.BreakerOpen {
 		t.Fatalf("breaker %s after one failure, want open", got)
 	}
-	c.Breaker().HalfOpen()
+	clock.advance(time.Hour)
 	before := s.Stats().Mint
 	var wg sync.WaitGroup
 	errs := make([]error, 5)

@@ -45,8 +45,9 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 			return ar.res, nil
 		}
 		if errors.Is(err, ErrCircuitOpen) {
-			e := callErr(r.op, ErrCircuitOpen, 0, "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in %ds", int(c.breaker.RetryIn().Seconds()))
-			e.RetryAfter = c.breaker.RetryIn()
+			wait := c.breaker.RetryIn() // whole seconds: the message and Retry-After agree
+			e := callErr(r.op, ErrCircuitOpen, 0, "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in %ds", int(wait/time.Second))
+			e.RetryAfter = wait
 			e.Attempts = attempt - 1
 			return response{}, e
 		}

@@ -197,7 +197,7 @@ func mintedBySim(f *testing.F, format chittyid.Format) []string {
 	defer func() { _ = s.Close() }()
 	cfg := upstream.Defaults()
 	cfg.URL, cfg.Token = s.URL(), tok
-	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker), upstream.Options{})
+	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker, nil), upstream.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}
