@@ -101,8 +101,11 @@ type audit struct {
 	metaSum  []byte
 	ids      []string
 	refused  []string // minted upstream but not handed out (wrong format)
-	attempts int
-	outcome  string // "ok", "orphaned", or the error code
+	// placeholders are the fallback IDs upstream answered with instead of
+	// minting: never real IDs, never handed out, recorded only here.
+	placeholders []string
+	attempts     int
+	outcome      string // "ok", "orphaned", or the error code
 }
 
 func (s *Sidecar) newAudit(ctx *fasthttp.RequestCtx) *audit {
@@ -163,6 +166,7 @@ func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
 		slog.String("outcome", a.outcome),
 		slog.Any("ids", a.ids),
 		slog.Any("refusedIds", a.refused),
+		slog.Any("placeholderIds", a.placeholders),
 		slog.Int("upstreamAttempts", a.attempts),
 		slog.Float64("latencyMs", float64(time.Since(a.began).Microseconds())/1000),
 		slog.Int("metadataBytes", a.metaLen),

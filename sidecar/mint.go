@@ -97,6 +97,7 @@ func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 	if err != nil {
 		a.attempts = upstream.AttemptsOf(err)
 		a.refused = upstream.RefusedIDs(err)
+		a.placeholders = upstream.PlaceholdersOf(err)
 		a.fail(ctx, fromUpstream(err), nil)
 		return
 	}
@@ -148,6 +149,7 @@ func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 	}
 	a.minted(ctx, ids...)
 	a.refused = upstream.RefusedIDs(err)
+	a.placeholders = upstream.PlaceholdersOf(err)
 	if err != nil {
 		a.fail(ctx, fromUpstream(err), out)
 		return
