@@ -48,8 +48,8 @@ func (c *Client) mintBody(m MintRequest) mintBody {
 
 // mintAnswer is a mint reply in either dialect.
 type mintAnswer struct {
-	ChittyID  string `json:"chittyId"`
-	Snake     string `json:"chitty_id"`
+	ChittyID  string    `json:"chittyId"`
+	Snake     string    `json:"chitty_id"`
 	Fallback  bool      `json:"fallback"`
 	ErrorCode errorCode `json:"errorCode"`
 	Timestamp string    `json:"timestamp"`
