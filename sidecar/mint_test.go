@@ -246,11 +246,19 @@ func TestMintBatchPartialFailureKeepsMintedIDs(t *testing.T) {
 	t.Parallel()
 	h := start(t, sim.Config{Dialect: upstream.DialectWorker}, "upstream:\n"+fastRetry+"  maxInFlight: 1\n")
 	// The worker has no batch route: the sidecar fans out single mints, one
-	// at a time here, and the second one fails.
+	// at a time here, and the second one fails: the worker's mint backend
+	// answers 500, which the worker turns into a fallback (code 0003).
 	h.mustMint("PEO")
 	h.fault(sim.Fault{Mode: "status", Status: 500, Routes: []string{"mint"}, Count: 1})
-	r := h.do("POST", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"PEO"},{"entity":"PEO"}]}`)
-	r.expect(t, "partial batch", 503, "UPSTREAM_UNAVAILABLE")
+	r := h.do("POST", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"PEO"},{"entity":"PEO"}]}`, "X-Request-ID", "req-partial")
+	r.expect(t, "partial batch", 503, "UPSTREAM_FALLBACK")
+	if strings.Contains(r.raw, "-ERR-") {
+		t.Errorf("the answer carries the placeholder: %s", r.raw)
+	}
+	a := h.logs.waitFor(t, "audit", func(m map[string]any) bool { return m["requestId"] == "req-partial" })
+	if ph, _ := a["placeholderIds"].([]any); len(ph) != 1 || !strings.HasPrefix(ph[0].(string), "03-0-ERR-0003-") {
+		t.Errorf("audit line %v, want the placeholder in placeholderIds", a)
+	}
 	ids, _ := r.body["chittyIds"].([]any)
 	if len(ids) != 3 {
 		t.Fatalf("chittyIds missing from the error answer: %s", r.raw)

@@ -49,8 +49,10 @@ func FuzzFormatID(f *testing.F) {
 			t.Fatalf("formatID(%s) of counters %d and %d are both %q", format, n, m, id)
 		}
 		if format == chittyid.FormatNumeric {
-			if err := format.Check(fallbackID(tl, now)); err != chittyid.ErrFallbackID {
-				t.Fatalf("fallbackID(%q) = %q: Check = %v, want ErrFallbackID", tl, fallbackID(tl, now), err)
+			for _, code := range []string{codeUnavailable, codeRejected, codeRateLimited, codeInvalidRequest, codeInternal} {
+				if err := format.Check(fallbackID(code, tl, now)); err != chittyid.ErrFallbackID {
+					t.Fatalf("fallbackID(%s, %q) = %q: Check = %v, want ErrFallbackID", code, tl, fallbackID(code, tl, now), err)
+				}
 			}
 		}
 	})
