@@ -146,6 +146,7 @@ func TestBreakerOpenPeriodHoldsWhileHealthIsGood(t *testing.T) {
 		failCode string // a failing mint's error
 	}{
 		{upstream.DialectClientV1, "UPSTREAM_UNAVAILABLE"},
+		{upstream.DialectWorker, "UPSTREAM_FALLBACK"}, // the mint backend's 503: a 200 fallback, /health still 200
 	} {
 		t.Run(string(tc.dialect), func(t *testing.T) {
 			t.Parallel()
