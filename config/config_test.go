@@ -80,6 +80,31 @@ func TestParseMinimalFileGivesDefaults(t *testing.T) {
 	}
 }
 
+// TestBreakerOpenTimeoutBeyondDefaultMax: an openTimeout longer than the
+// default maxOpenTimeout (5m) is accepted without setting maxOpenTimeout:
+// the cap is then openTimeout itself (the open period does not grow).
+func TestBreakerOpenTimeoutBeyondDefaultMax(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"upstream:\n  breaker: {openTimeout: 1h}\n", time.Hour},
+		{"upstream:\n  breaker: {openTimeout: 1m}\n", 5 * time.Minute},
+		{"upstream:\n  breaker: {openTimeout: 1m, maxOpenTimeout: 2h}\n", 2 * time.Hour},
+		{"upstream:\n  breaker: {openTimeout: 10m, maxOpenTimeout: 10m}\n", 10 * time.Minute},
+	} {
+		c, err := Parse([]byte(tc.yaml), noEnv)
+		if err != nil {
+			t.Errorf("%s: %v", tc.yaml, err)
+			continue
+		}
+		if got := c.Upstream.Breaker.MaxOpen(); got != tc.want {
+			t.Errorf("%s: the open period's cap is %v, want %v", tc.yaml, got, tc.want)
+		}
+	}
+}
+
 func TestDefaultsAreValid(t *testing.T) {
 	t.Parallel()
 	c := Defaults()
@@ -224,6 +249,8 @@ func TestParseRejectsBadFiles(t *testing.T) {
 			[]string{`line 3: upstream.idempotentMint must be false with upstream.dialect "worker": the worker does not forward Idempotency-Key`}},
 		{"maxOpenTimeout below openTimeout", "upstream:\n  breaker: {openTimeout: 1m, maxOpenTimeout: 30s}\n",
 			[]string{"line 2: upstream.breaker.maxOpenTimeout (30s) must be >= upstream.breaker.openTimeout (1m0s)"}},
+		{"negative maxOpenTimeout", "upstream:\n  breaker: {maxOpenTimeout: -1m}\n",
+			[]string{"line 2: upstream.breaker.maxOpenTimeout must be >= 0 (0: the default), got -1m0s"}},
 		{"maxOpenTimeout without a unit", "upstream:\n  breaker:\n    maxOpenTimeout: 300\n",
 			[]string{"line 3: upstream.breaker.maxOpenTimeout: must be a duration with a unit"}},
 		{"bad dialect", "upstream:\n  dialect: grpc\n", []string{`line 2: upstream.dialect must be client-v1 or worker, got "grpc"`}},

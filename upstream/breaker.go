@@ -30,7 +30,7 @@ const libraryOpenTimeout = 100 * 365 * 24 * time.Hour
 // else shortens that period (a good health poll says upstream is reachable,
 // not that minting works). Then it is half-open: it lets at most
 // HalfOpenProbes trials through at once; one success closes it, one failure
-// opens it again for twice the last open period, at most MaxOpenTimeout.
+// opens it again for twice the last open period, at most MaxOpen.
 // The next trip after a close is OpenTimeout again. It is built once and
 // kept across client rebuilds and config reloads, so its state survives them.
 //
@@ -107,7 +107,7 @@ func (b *Breaker) Reconfigure(cfg BreakerConfig) {
 	b.settings.Store(newBreakerSettings(cfg))
 	// A failed trial racing with this stores an end from the new settings
 	// (the store above came first) or one this loop then cuts.
-	limit := b.now().Add(max(cfg.MaxOpenTimeout, cfg.OpenTimeout)).UnixNano()
+	limit := b.now().Add(cfg.MaxOpen()).UnixNano()
 	for {
 		until := b.openUntil.Load()
 		if until <= limit || b.openUntil.CompareAndSwap(until, limit) {
@@ -129,8 +129,7 @@ func (b *Breaker) onStateChange(from, to circuit.State) {
 		cfg := b.settings.Load().cfg
 		period := cfg.OpenTimeout
 		if from == circuit.StateHalfOpen { // a failed trial
-			period = min(2*time.Duration(b.period.Load()), max(cfg.MaxOpenTimeout, cfg.OpenTimeout))
-			period = max(period, cfg.OpenTimeout)
+			period = max(min(2*time.Duration(b.period.Load()), cfg.MaxOpen()), cfg.OpenTimeout)
 		}
 		b.period.Store(int64(period))
 		b.openUntil.Store(b.now().Add(period).UnixNano())

@@ -98,7 +98,8 @@ type BreakerConfig struct {
 	// a trial. Default 30s.
 	OpenTimeout time.Duration `yaml:"openTimeout"`
 	// MaxOpenTimeout caps the open period, which doubles after every failed
-	// trial. At least OpenTimeout. Default 5m.
+	// trial; when set, at least OpenTimeout. Zero means the default: 5m, or
+	// OpenTimeout if that is longer (see MaxOpen).
 	MaxOpenTimeout time.Duration `yaml:"maxOpenTimeout"`
 	// HalfOpenProbes is how many trial requests may run at once once the
 	// open period is over; one success closes the breaker, one failure opens
@@ -106,7 +107,23 @@ type BreakerConfig struct {
 	HalfOpenProbes int `yaml:"halfOpenProbes"`
 }
 
-// Defaults returns the upstream section with every default filled in.
+// DefaultMaxOpenTimeout is upstream.breaker.maxOpenTimeout when not set
+// (and openTimeout is not longer).
+const DefaultMaxOpenTimeout = 5 * time.Minute
+
+// MaxOpen returns the cap of the open period: MaxOpenTimeout, or the
+// default when it is zero, and never less than OpenTimeout.
+func (c BreakerConfig) MaxOpen() time.Duration {
+	m := c.MaxOpenTimeout
+	if m <= 0 {
+		m = DefaultMaxOpenTimeout
+	}
+	return max(m, c.OpenTimeout)
+}
+
+// Defaults returns the upstream section with every default filled in
+// (upstream.breaker.maxOpenTimeout stays zero: its default depends on
+// openTimeout, see BreakerConfig.MaxOpen).
 func Defaults() Config {
 	return Config{
 		URL:              "https://id.chitty.cc/v1",
@@ -117,7 +134,7 @@ func Defaults() Config {
 		ValidateTimeout:  5 * time.Second,
 		MaxInFlight:      64,
 		Retry:            RetryConfig{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second},
-		Breaker:          BreakerConfig{Failures: 5, OpenTimeout: 30 * time.Second, MaxOpenTimeout: 5 * time.Minute, HalfOpenProbes: 1},
+		Breaker:          BreakerConfig{Failures: 5, OpenTimeout: 30 * time.Second, HalfOpenProbes: 1},
 	}
 }
 
@@ -144,14 +161,15 @@ func (c Config) Validate() error {
 		{"upstream.retry.baseDelay", c.Retry.BaseDelay},
 		{"upstream.retry.maxDelay", c.Retry.MaxDelay},
 		{"upstream.breaker.openTimeout", c.Breaker.OpenTimeout},
-		{"upstream.breaker.maxOpenTimeout", c.Breaker.MaxOpenTimeout},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
 			bad("%s must be > 0, got %s", p.key, p.d)
 		}
 	}
-	if c.Breaker.MaxOpenTimeout < c.Breaker.OpenTimeout {
+	if c.Breaker.MaxOpenTimeout < 0 {
+		bad("upstream.breaker.maxOpenTimeout must be >= 0 (0: the default), got %s", c.Breaker.MaxOpenTimeout)
+	} else if c.Breaker.MaxOpenTimeout != 0 && c.Breaker.MaxOpenTimeout < c.Breaker.OpenTimeout {
 		bad("upstream.breaker.maxOpenTimeout (%s) must be >= upstream.breaker.openTimeout (%s)", c.Breaker.MaxOpenTimeout, c.Breaker.OpenTimeout)
 	}
 	if c.IdempotentMint && c.Dialect == DialectWorker {
