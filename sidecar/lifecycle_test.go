@@ -153,6 +153,7 @@ func TestBreakerOpenPeriodHoldsWhileHealthIsGood(t *testing.T) {
 			h := start(t, sim.Config{Dialect: tc.dialect, Format: chittyid.FormatNumeric}, fastHealth+
 				"upstream:\n  retry: {maxAttempts: 1, baseDelay: 1ms, maxDelay: 1ms}\n  breaker: {failures: 2, openTimeout: 10s, maxOpenTimeout: 1m}\n")
 			h.waitState(fsm.Connected)
+			h.clock.freeze() // the breaker's periods move only by advance: Retry-After is exact
 			h.fault(sim.Fault{Mode: "status", Status: 503, Routes: []string{"mint"}})
 			h.mint("PEO").expect(t, "first failing mint", 503, tc.failCode)
 			h.mint("PEO").expect(t, "second failing mint", 503, tc.failCode)
@@ -163,7 +164,8 @@ func TestBreakerOpenPeriodHoldsWhileHealthIsGood(t *testing.T) {
 			}
 			mints := h.sim.Stats().Mint
 
-			// The open period: 10s on the sidecar's clock.
+			// The open period: 10s on the sidecar's clock, polls every 10ms
+			// of real time throughout.
 			h.expectOpen("just after the trip", 10)
 			h.waitPolls(5)
 			h.clock.advance(9 * time.Second)
