@@ -80,6 +80,31 @@ func TestParseMinimalFileGivesDefaults(t *testing.T) {
 	}
 }
 
+// TestBreakerOpenTimeoutBeyondDefaultMax: an openTimeout longer than the
+// default maxOpenTimeout (5m) is accepted without setting maxOpenTimeout:
+// the cap is then openTimeout itself (the open period does not grow).
+func TestBreakerOpenTimeoutBeyondDefaultMax(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"upstream:\n  breaker: {openTimeout: 1h}\n", time.Hour},
+		{"upstream:\n  breaker: {openTimeout: 1m}\n", 5 * time.Minute},
+		{"upstream:\n  breaker: {openTimeout: 1m, maxOpenTimeout: 2h}\n", 2 * time.Hour},
+		{"upstream:\n  breaker: {openTimeout: 10m, maxOpenTimeout: 10m}\n", 10 * time.Minute},
+	} {
+		c, err := Parse([]byte(tc.yaml), noEnv)
+		if err != nil {
+			t.Errorf("%s: %v", tc.yaml, err)
+			continue
+		}
+		if got := c.Upstream.Breaker.MaxOpen(); got != tc.want {
+			t.Errorf("%s: the open period's cap is %v, want %v", tc.yaml, got, tc.want)
+		}
+	}
+}
+
 func TestDefaultsAreValid(t *testing.T) {
 	t.Parallel()
 	c := Defaults()
@@ -92,7 +117,7 @@ const fullFile = `
 listen: 127.0.0.1:9000
 upstream:
   url: http://127.0.0.1:8080/v1
-  dialect: worker
+  dialect: client-v1
   tokenFile: ""
   token: inline-token
   timeout: 2s
@@ -102,7 +127,7 @@ upstream:
   maxInFlight: 8
   idempotentMint: true
   retry: {maxAttempts: 4, baseDelay: 50ms, maxDelay: 1s}
-  breaker: {failures: 3, openTimeout: 10s, halfOpenProbes: 2}
+  breaker: {failures: 3, openTimeout: 10s, maxOpenTimeout: 2m, halfOpenProbes: 2}
 format: numeric
 validate: {mode: local, ttl: 5m, negativeTtl: 30s, staleIfError: 1h}
 cache: {maxSizeMB: 32, shards: 16}
@@ -134,7 +159,7 @@ func TestParseFullFile(t *testing.T) {
 		Listen: "127.0.0.1:9000",
 		Upstream: upstream.Config{
 			URL:              "http://127.0.0.1:8080/v1",
-			Dialect:          upstream.DialectWorker,
+			Dialect:          upstream.DialectClientV1,
 			Token:            "inline-token",
 			Timeout:          2 * time.Second,
 			MintTimeout:      15 * time.Second,
@@ -143,7 +168,7 @@ func TestParseFullFile(t *testing.T) {
 			MaxInFlight:      8,
 			IdempotentMint:   true,
 			Retry:            upstream.RetryConfig{MaxAttempts: 4, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second},
-			Breaker:          upstream.BreakerConfig{Failures: 3, OpenTimeout: 10 * time.Second, HalfOpenProbes: 2},
+			Breaker:          upstream.BreakerConfig{Failures: 3, OpenTimeout: 10 * time.Second, MaxOpenTimeout: 2 * time.Minute, HalfOpenProbes: 2},
 		},
 		Format:     chittyid.FormatNumeric,
 		Validation: Validate{Mode: ValidateModeLocal, TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second, StaleIfError: time.Hour},
@@ -220,6 +245,14 @@ func TestParseRejectsBadFiles(t *testing.T) {
 		{"duration without unit", "shutdown: {drainTimeout: \"20\"}\n", []string{`line 1: shutdown.drainTimeout: invalid duration "20"`}},
 		{"integer duration", "upstream:\n  retry:\n    baseDelay: 100\n",
 			[]string{`line 3: upstream.retry.baseDelay: must be a duration with a unit such as "5s" or "250ms", got !!int "100"`}},
+		{"idempotentMint with the worker dialect", "upstream:\n  dialect: worker\n  idempotentMint: true\n",
+			[]string{`line 3: upstream.idempotentMint must be false with upstream.dialect "worker": the worker does not forward Idempotency-Key`}},
+		{"maxOpenTimeout below openTimeout", "upstream:\n  breaker: {openTimeout: 1m, maxOpenTimeout: 30s}\n",
+			[]string{"line 2: upstream.breaker.maxOpenTimeout (30s) must be >= upstream.breaker.openTimeout (1m0s)"}},
+		{"negative maxOpenTimeout", "upstream:\n  breaker: {maxOpenTimeout: -1m}\n",
+			[]string{"line 2: upstream.breaker.maxOpenTimeout must be >= 0 (0: the default), got -1m0s"}},
+		{"maxOpenTimeout without a unit", "upstream:\n  breaker:\n    maxOpenTimeout: 300\n",
+			[]string{"line 3: upstream.breaker.maxOpenTimeout: must be a duration with a unit"}},
 		{"bad dialect", "upstream:\n  dialect: grpc\n", []string{`line 2: upstream.dialect must be client-v1 or worker, got "grpc"`}},
 		{"bad format", "format: hex\n", []string{`line 1: format: unknown format "hex"`}},
 		{"bad validate mode", "validate:\n  mode: remote\n", []string{`line 2: validate.mode must be upstream or local, got "remote"`}},

@@ -24,13 +24,13 @@ type ProbeFunc func(ctx context.Context) error
 type Options struct {
 	// Logger receives one line per state transition. Nil means slog.Default().
 	Logger *slog.Logger
-	// OnGoodPollWhileOpen is called by the poller after a good poll if
-	// BreakerOpened was signalled since the last call, before the good poll
-	// is applied, so the caller can move its breaker to half-open and the
-	// next real request is the trial. The breaker may have left the open
-	// state meanwhile, so the callee should check. It must not block. Nil
-	// means no hook.
-	OnGoodPollWhileOpen func()
+	// BreakerOpen, if set, reports whether the circuit breaker is open (its
+	// open period not over). The poller asks it after every good poll:
+	// while the breaker is open a good poll keeps the state RECONNECTING
+	// (PollOKBreakerOpen), so polls never cut the open period short. It is
+	// called from the poller's goroutine only; it must be fast and must not
+	// block. Nil means the breaker is never open.
+	BreakerOpen func() bool
 	// Now is the clock for recorded times and poll latency. Nil means time.Now.
 	Now func() time.Time
 	// Rand returns a number in [0, n), the jitter source. Nil means
@@ -40,14 +40,15 @@ type Options struct {
 
 // Lifecycle is the upstream link's state machine and the health poller that
 // drives it. Create it with New and drive it with Run; State, Snapshot,
-// Wait, BreakerOpened and Shutdown are safe from any goroutine.
+// Wait, BreakerOpened, BreakerClosed and Shutdown are safe from any
+// goroutine.
 type Lifecycle struct {
 	cfg    atomic.Pointer[Config] // replaced whole by Reconfigure
 	probe  ProbeFunc
 	log    *slog.Logger
 	now    func() time.Time
 	rand   func(n int64) int64
-	onOpen func()
+	isOpen func() bool
 
 	// f holds the state. Only the driving goroutine (Run, or CheckOnce
 	// while Run is not running) calls f.Event: concurrent Event calls race
@@ -56,13 +57,13 @@ type Lifecycle struct {
 	state   atomic.Value // State, published by enterState
 	running atomic.Bool
 
-	breaker  chan struct{} // capacity 1: BreakerOpened signals, coalesced
-	shutdown chan struct{} // closed once by Shutdown
-	stopOnce sync.Once
-
-	// breakerOpen is owned by the driving goroutine: BreakerOpened was
-	// signalled and OnGoodPollWhileOpen has not been called since.
-	breakerOpen bool
+	// breaker wakes the driving goroutine (capacity 1: coalesced) to apply
+	// breakerSignal, the latest of BreakerOpened and BreakerClosed: when
+	// both come before it wakes, the later one is the breaker's state.
+	breaker       chan struct{}
+	breakerSignal atomic.Uint32 // an Observation
+	shutdown      chan struct{} // closed once by Shutdown
+	stopOnce      sync.Once
 
 	// mu guards the fields below.
 	mu          sync.Mutex
@@ -85,7 +86,7 @@ func New(cfg Config, probe ProbeFunc, opts Options) *Lifecycle {
 		log:      opts.Logger,
 		now:      opts.Now,
 		rand:     opts.Rand,
-		onOpen:   opts.OnGoodPollWhileOpen,
+		isOpen:   opts.BreakerOpen,
 		breaker:  make(chan struct{}, 1),
 		shutdown: make(chan struct{}),
 		status:   Status{State: Connecting},
@@ -111,7 +112,8 @@ func New(cfg Config, probe ProbeFunc, opts Options) *Lifecycle {
 
 // Run polls upstream at once, then after NextPoll (jittered ±10%) of each
 // new status, until ctx ends; it then moves to DISCONNECTED and returns nil.
-// It applies BreakerOpened before the next poll and stops polling after
+// It applies BreakerOpened and BreakerClosed as they come, asks
+// Options.BreakerOpen after every good poll, and stops polling after
 // Shutdown. Run is the only goroutine that fires events, and it has at most
 // one probe in flight. It returns ErrRunning if the Lifecycle is already
 // running.
@@ -133,7 +135,7 @@ func (l *Lifecycle) Run(ctx context.Context) error {
 			l.observe(ctx, Shutdown)
 			l.resetTimer(timer) // DISCONNECTED: stops it
 		case <-l.breaker:
-			if l.observe(ctx, BreakerOpened) {
+			if l.observe(ctx, l.breakerObservation()) {
 				l.resetTimer(timer)
 			}
 		case <-timer.C:
@@ -164,7 +166,8 @@ func (l *Lifecycle) jitter(d time.Duration) time.Duration {
 }
 
 // CheckOnce drives one round synchronously: it applies pending signals
-// (Shutdown, BreakerOpened), then polls once unless DISCONNECTED. It is for
+// (Shutdown, then the latest of BreakerOpened and BreakerClosed), then
+// polls once unless DISCONNECTED. It is for
 // tests and must not be called while Run is running: only one goroutine may
 // fire events.
 func (l *Lifecycle) CheckOnce(ctx context.Context) {
@@ -175,7 +178,7 @@ func (l *Lifecycle) CheckOnce(ctx context.Context) {
 	}
 	select {
 	case <-l.breaker:
-		l.observe(ctx, BreakerOpened)
+		l.observe(ctx, l.breakerObservation())
 	default:
 	}
 	if l.current().State == Disconnected {
@@ -201,23 +204,35 @@ func (l *Lifecycle) poll(ctx context.Context) {
 		l.observe(ctx, PollFailed)
 		return
 	}
-	if l.breakerOpen {
-		l.breakerOpen = false
-		if l.onOpen != nil {
-			l.onOpen()
-		}
+	if l.isOpen != nil && l.isOpen() {
+		l.observe(ctx, PollOKBreakerOpen)
+		return
 	}
 	l.observe(ctx, PollOK)
 }
 
 // BreakerOpened signals that the circuit breaker opened. It never blocks
 // and may be called from any goroutine, e.g. the breaker's state-change
-// listener; Run applies it before the next poll.
-func (l *Lifecycle) BreakerOpened() {
+// listener; Run applies it at once (CONNECTED becomes RECONNECTING without
+// waiting for a poll).
+func (l *Lifecycle) BreakerOpened() { l.signalBreaker(BreakerOpened) }
+
+// BreakerClosed signals that the circuit breaker closed (a trial request
+// succeeded). It never blocks and may be called from any goroutine; Run
+// applies it at once (RECONNECTING becomes CONNECTED).
+func (l *Lifecycle) BreakerClosed() { l.signalBreaker(BreakerClosed) }
+
+func (l *Lifecycle) signalBreaker(o Observation) {
+	l.breakerSignal.Store(uint32(o))
 	select {
 	case l.breaker <- struct{}{}:
-	default: // a signal is already pending; one is enough
+	default: // a wake-up is already pending; it will read the latest signal
 	}
+}
+
+// breakerObservation is the latest breaker signal, for the driving goroutine.
+func (l *Lifecycle) breakerObservation() Observation {
+	return Observation(l.breakerSignal.Load())
 }
 
 // Shutdown asks for DISCONNECTED now. It never blocks and may be called

@@ -11,7 +11,7 @@ import (
 const (
 	evOK        = "ok"        // a good poll: any live state → CONNECTED
 	evFail      = "fail"      // the first poll failed: CONNECTING → RECONNECTING
-	evReconnect = "reconnect" // failed polls or the breaker: CONNECTED → RECONNECTING
+	evReconnect = "reconnect" // failed polls or the breaker: CONNECTED → RECONNECTING; a good poll while the breaker is open: FAILED → RECONNECTING
 	evGiveUp    = "give_up"   // reconnect attempts used up: RECONNECTING → FAILED
 	evShutdown  = "shutdown"  // any live state → DISCONNECTED
 )
@@ -23,7 +23,7 @@ func events() looplab.Events {
 	return looplab.Events{
 		{Name: evOK, Src: live, Dst: string(Connected)},
 		{Name: evFail, Src: []string{string(Connecting)}, Dst: string(Reconnecting)},
-		{Name: evReconnect, Src: []string{string(Connected)}, Dst: string(Reconnecting)},
+		{Name: evReconnect, Src: []string{string(Connected), string(Failed)}, Dst: string(Reconnecting)},
 		{Name: evGiveUp, Src: []string{string(Reconnecting)}, Dst: string(Failed)},
 		{Name: evShutdown, Src: live, Dst: string(Disconnected)},
 	}
@@ -41,7 +41,7 @@ func eventFor(from, to State) (string, bool) {
 		return evShutdown, true
 	case from == Connecting && to == Reconnecting:
 		return evFail, true
-	case from == Connected && to == Reconnecting:
+	case (from == Connected || from == Failed) && to == Reconnecting:
 		return evReconnect, true
 	case from == Reconnecting && to == Failed:
 		return evGiveUp, true
@@ -58,9 +58,6 @@ type change struct {
 // observe applies o through Next and fires the event for the result. It
 // reports whether the state changed. Only the driving goroutine calls it.
 func (l *Lifecycle) observe(ctx context.Context, o Observation) bool {
-	if o == BreakerOpened {
-		l.breakerOpen = true
-	}
 	l.mu.Lock()
 	prev := l.status
 	next, reason := Next(l.config(), prev, o)
@@ -78,7 +75,7 @@ func (l *Lifecycle) observe(ctx context.Context, o Observation) bool {
 
 // fire runs one looplab event. The context is detached from ctx's
 // cancellation: an Event given a cancelled or expired context leaves
-// looplab in transition for good (libraries.md §2.2, looplab issue 115),
+// looplab in transition for good (looplab issue 115),
 // and Run fires the shutdown event precisely when its ctx has ended.
 func (l *Lifecycle) fire(ctx context.Context, ev string, c change) {
 	err := l.f.Event(context.WithoutCancel(ctx), ev, c)

@@ -28,7 +28,8 @@ type Observation uint8
 
 // Observations. The zero value is not an observation; Next ignores it.
 const (
-	// PollOK is a good health poll.
+	// PollOK is a good health poll while the circuit breaker is not open
+	// (closed, or half-open: its open period is over).
 	PollOK Observation = iota + 1
 	// PollFailed is a failed or timed-out health poll.
 	PollFailed
@@ -36,6 +37,14 @@ const (
 	BreakerOpened
 	// Shutdown is the sidecar shutting down.
 	Shutdown
+	// PollOKBreakerOpen is a good health poll while the circuit breaker is
+	// open: upstream is reachable, but minting is known to fail until the
+	// breaker's open period is over (a worker's /health answers 200 while
+	// its mint backend fails).
+	PollOKBreakerOpen
+	// BreakerClosed is the passive signal that the circuit breaker closed: a
+	// trial request succeeded.
+	BreakerClosed
 )
 
 // String returns the observation in words, e.g. "poll ok".
@@ -49,6 +58,10 @@ func (o Observation) String() string {
 		return "breaker opened"
 	case Shutdown:
 		return "shutdown"
+	case PollOKBreakerOpen:
+		return "poll ok, breaker open"
+	case BreakerClosed:
+		return "breaker closed"
 	}
 	return fmt.Sprintf("observation(%d)", uint8(o))
 }
@@ -71,8 +84,15 @@ type Status struct {
 
 // Next applies one observation to s and returns the new status and the
 // reason in words ("poll ok", "3 failed polls in a row", "breaker opened",
-// "5 reconnect attempts failed", "shutdown"). It is deterministic: no clock,
-// no randomness. cfg's thresholds below 1 count as 1.
+// "breaker open", "breaker closed", "5 reconnect attempts failed",
+// "shutdown"). It is deterministic: no clock, no randomness. cfg's
+// thresholds below 1 count as 1.
+//
+// The breaker's open period is never cut short by polls: while it is open
+// the state is RECONNECTING whatever the polls say (PollOKBreakerOpen), and
+// a good poll moves it to CONNECTED only once the breaker is half-open or
+// closed (PollOK). The breaker closing moves RECONNECTING to CONNECTED at
+// once (a trial request succeeded); FAILED waits for a good poll.
 func Next(cfg Config, s Status, o Observation) (next Status, reason string) {
 	if s.State == Disconnected {
 		return s, "already disconnected"
@@ -82,11 +102,20 @@ func Next(cfg Config, s Status, o Observation) (next Status, reason string) {
 		return Status{State: Connected, EverConnected: true}, "poll ok"
 	case PollFailed:
 		return nextFailed(cfg, s)
+	case PollOKBreakerOpen:
+		// Reachable: the reconnect attempts start over, so polls stay at
+		// the base delay and the state follows soon after the period ends.
+		return Status{State: Reconnecting, EverConnected: s.EverConnected}, "breaker open"
 	case BreakerOpened:
 		if s.State == Connected {
 			return Status{State: Reconnecting, EverConnected: s.EverConnected}, "breaker opened"
 		}
 		return s, "breaker opened"
+	case BreakerClosed:
+		if s.State == Reconnecting {
+			return Status{State: Connected, EverConnected: true}, "breaker closed"
+		}
+		return s, "breaker closed"
 	case Shutdown:
 		s.State = Disconnected
 		return s, "shutdown"

@@ -34,6 +34,8 @@ func TestNext(t *testing.T) {
 		{"connecting fail goes straight to reconnecting", testConfig, st{State: Connecting}, PollFailed, st{State: Reconnecting}, "first poll failed"},
 		{"connecting breaker ignored", testConfig, st{State: Connecting}, BreakerOpened, st{State: Connecting}, "breaker opened"},
 		{"connecting shutdown", testConfig, st{State: Connecting}, Shutdown, st{State: Disconnected}, "shutdown"},
+		{"connecting ok while the breaker is open", testConfig, st{State: Connecting}, PollOKBreakerOpen, st{State: Reconnecting}, "breaker open"},
+		{"connecting breaker closed ignored", testConfig, st{State: Connecting}, BreakerClosed, st{State: Connecting}, "breaker closed"},
 		// CONNECTED
 		{"connected ok", testConfig, st{State: Connected, EverConnected: true}, PollOK, st{State: Connected, EverConnected: true}, "poll ok"},
 		{"connected ok resets failures", testConfig, st{State: Connected, Failures: 2, EverConnected: true}, PollOK, st{State: Connected, EverConnected: true}, "poll ok"},
@@ -42,6 +44,8 @@ func TestNext(t *testing.T) {
 		{"connected 3rd failure reaches threshold", testConfig, st{State: Connected, Failures: 2, EverConnected: true}, PollFailed, st{State: Reconnecting, EverConnected: true}, "3 failed polls in a row"},
 		{"connected breaker opened bypasses threshold", testConfig, st{State: Connected, Failures: 1, EverConnected: true}, BreakerOpened, st{State: Reconnecting, EverConnected: true}, "breaker opened"},
 		{"connected shutdown", testConfig, st{State: Connected, Failures: 1, EverConnected: true}, Shutdown, st{State: Disconnected, Failures: 1, EverConnected: true}, "shutdown"},
+		{"connected ok while the breaker is open (its signal missed)", testConfig, st{State: Connected, Failures: 1, EverConnected: true}, PollOKBreakerOpen, st{State: Reconnecting, EverConnected: true}, "breaker open"},
+		{"connected breaker closed changes nothing", testConfig, st{State: Connected, Failures: 1, EverConnected: true}, BreakerClosed, st{State: Connected, Failures: 1, EverConnected: true}, "breaker closed"},
 		// RECONNECTING
 		{"reconnecting ok", testConfig, st{State: Reconnecting, Attempts: 3, EverConnected: true}, PollOK, st{State: Connected, EverConnected: true}, "poll ok"},
 		{"reconnecting ok never connected before", testConfig, st{State: Reconnecting, Attempts: 1}, PollOK, st{State: Connected, EverConnected: true}, "poll ok"},
@@ -50,16 +54,23 @@ func TestNext(t *testing.T) {
 		{"reconnecting last attempt fails", testConfig, st{State: Reconnecting, Attempts: 4, EverConnected: true}, PollFailed, st{State: Failed, Attempts: 5, EverConnected: true}, "5 reconnect attempts failed"},
 		{"reconnecting breaker ignored", testConfig, st{State: Reconnecting, Attempts: 2}, BreakerOpened, st{State: Reconnecting, Attempts: 2}, "breaker opened"},
 		{"reconnecting shutdown", testConfig, st{State: Reconnecting, Attempts: 2}, Shutdown, st{State: Disconnected, Attempts: 2}, "shutdown"},
+		{"reconnecting ok while the breaker is open stays", testConfig, st{State: Reconnecting, EverConnected: true}, PollOKBreakerOpen, st{State: Reconnecting, EverConnected: true}, "breaker open"},
+		{"reconnecting ok while the breaker is open restarts attempts", testConfig, st{State: Reconnecting, Attempts: 4}, PollOKBreakerOpen, st{State: Reconnecting}, "breaker open"},
+		{"reconnecting breaker closed", testConfig, st{State: Reconnecting, Attempts: 2}, BreakerClosed, st{State: Connected, EverConnected: true}, "breaker closed"},
 		// FAILED
 		{"failed ok", testConfig, st{State: Failed, Attempts: 7}, PollOK, st{State: Connected, EverConnected: true}, "poll ok"},
 		{"failed stays failed on failure", testConfig, st{State: Failed, Attempts: 5, EverConnected: true}, PollFailed, st{State: Failed, Attempts: 6, EverConnected: true}, "reconnect attempt 6 failed"},
 		{"failed breaker ignored", testConfig, st{State: Failed, Attempts: 5}, BreakerOpened, st{State: Failed, Attempts: 5}, "breaker opened"},
 		{"failed shutdown", testConfig, st{State: Failed, Attempts: 5}, Shutdown, st{State: Disconnected, Attempts: 5}, "shutdown"},
+		{"failed ok while the breaker is open", testConfig, st{State: Failed, Attempts: 7, EverConnected: true}, PollOKBreakerOpen, st{State: Reconnecting, EverConnected: true}, "breaker open"},
+		{"failed breaker closed waits for a poll", testConfig, st{State: Failed, Attempts: 5}, BreakerClosed, st{State: Failed, Attempts: 5}, "breaker closed"},
 		// DISCONNECTED absorbs everything
 		{"disconnected ok", testConfig, st{State: Disconnected, EverConnected: true}, PollOK, st{State: Disconnected, EverConnected: true}, "already disconnected"},
 		{"disconnected fail", testConfig, st{State: Disconnected}, PollFailed, st{State: Disconnected}, "already disconnected"},
 		{"disconnected breaker", testConfig, st{State: Disconnected}, BreakerOpened, st{State: Disconnected}, "already disconnected"},
 		{"disconnected shutdown", testConfig, st{State: Disconnected}, Shutdown, st{State: Disconnected}, "already disconnected"},
+		{"disconnected ok while the breaker is open", testConfig, st{State: Disconnected}, PollOKBreakerOpen, st{State: Disconnected}, "already disconnected"},
+		{"disconnected breaker closed", testConfig, st{State: Disconnected}, BreakerClosed, st{State: Disconnected}, "already disconnected"},
 		// edges
 		{"unknown observation ignored", testConfig, st{State: Connected}, Observation(0), st{State: Connected}, "unknown observation(0)"},
 		{"zero thresholds count as 1: connected", Config{}, st{State: Connected}, PollFailed, st{State: Reconnecting}, "1 failed poll in a row"},

@@ -9,60 +9,110 @@ import (
 	"time"
 )
 
-// TestLifecycleBreakerOpenedMovesStateBeforeNextPoll: a breaker trip moves
-// CONNECTED to RECONNECTING at once, whatever failuresToReconnect says, and
-// the next good poll calls the half-open hook before it reports CONNECTED.
-func TestLifecycleBreakerOpenedMovesStateBeforeNextPoll(t *testing.T) {
+// fakeBreaker is the breaker as the lifecycle sees it: open until a
+// deadline on the (virtual) clock.
+type fakeBreaker struct{ until atomic.Int64 }
+
+func (b *fakeBreaker) openFor(d time.Duration) { b.until.Store(time.Now().Add(d).UnixNano()) }
+func (b *fakeBreaker) open() bool              { return time.Now().UnixNano() < b.until.Load() }
+
+// TestLifecycleBreakerOpenPeriodIsNotCutShortByPolls: health good while
+// minting fails (a worker's /health is 200 while its mint backend fails).
+// The breaker trips: CONNECTED becomes RECONNECTING at once, and stays so
+// through every good poll of the open period; the first good poll after it
+// gives CONNECTED (the breaker is half-open: the next real request is the
+// trial). The trial fails: RECONNECTING again for the doubled period. So the
+// state changes at most twice per open period, and never flaps.
+func TestLifecycleBreakerOpenPeriodIsNotCutShortByPolls(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		p := newFakeProbe(true)
-		var breakerOpen atomic.Bool
-		var hookCalls atomic.Int32
-		var stateInHook atomic.Value
-		var l *Lifecycle
+		var b fakeBreaker
 		opts := testOptions()
-		opts.OnGoodPollWhileOpen = func() {
-			hookCalls.Add(1)
-			stateInHook.Store(l.State())
-			breakerOpen.Store(false) // half-open: the next real request is the trial
-		}
-		l = New(drillConfig, p.probe, opts)
+		opts.BreakerOpen = b.open
+		l := New(drillConfig, p.probe, opts)
 		stop := startRun(l)
 		waitState(t, l, Connected)
 
-		breakerOpen.Store(true)
+		b.openFor(10 * time.Second)
 		l.BreakerOpened()
 		waitState(t, l, Reconnecting)
 		if got := time.Since(start); got != 0 {
 			t.Errorf("RECONNECTING at %s, want at once", got)
 		}
-		if got := p.drained(start); len(got) != 1 {
-			t.Errorf("probe calls %v, want only the first", got)
+		waitState(t, l, Connected)
+		if got := time.Since(start); got != 10*time.Second {
+			t.Errorf("CONNECTED again at %s, want 10s, when the open period ends", got)
 		}
-		waitState(t, l, Connected) // the reconnect poll after BaseDelay
-		if got := time.Since(start); got != time.Second {
-			t.Errorf("CONNECTED again at %s, want 1s", got)
+		// Polls every health.reconnect.baseDelay while open, all good.
+		want := []time.Duration{0, time.Second, 2 * time.Second, 3 * time.Second, 4 * time.Second, 5 * time.Second,
+			6 * time.Second, 7 * time.Second, 8 * time.Second, 9 * time.Second, 10 * time.Second}
+		if got := p.drained(start); !equal(got, want) {
+			t.Errorf("polls at %v, want %v", got, want)
 		}
-		if hookCalls.Load() != 1 || breakerOpen.Load() || stateInHook.Load() != Reconnecting {
-			t.Errorf("hook calls %d, breaker open %v, state in hook %v; want 1, false, RECONNECTING",
-				hookCalls.Load(), breakerOpen.Load(), stateInHook.Load())
+
+		time.Sleep(500 * time.Millisecond) // the trial fails at 10.5s
+		b.openFor(20 * time.Second)
+		l.BreakerOpened()
+		waitState(t, l, Reconnecting)
+		waitState(t, l, Connected)
+		if got := time.Since(start); got != 30500*time.Millisecond {
+			t.Errorf("CONNECTED again at %s, want 30.5s", got)
 		}
-		if got := p.drained(start); !equal(got, []time.Duration{time.Second}) {
-			t.Errorf("probe calls since the first at %v, want [1s]", got)
+		l.BreakerClosed() // the next trial succeeds: no change
+		synctest.Wait()
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
 		}
-		if got := <-p.calls; got.Sub(start) != 31*time.Second { // another good poll, no second hook call
-			t.Errorf("next poll at %s, want 31s", got.Sub(start))
+		got := transitions(l.Snapshot(), start)
+		wantTr := []string{
+			"CONNECTING>CONNECTED poll ok @0s",
+			"CONNECTED>RECONNECTING breaker opened @0s",
+			"RECONNECTING>CONNECTED poll ok @10s",
+			"CONNECTED>RECONNECTING breaker opened @10.5s",
+			"RECONNECTING>CONNECTED poll ok @30.5s",
+			"CONNECTED>DISCONNECTED shutdown @30.5s",
+		}
+		if !equal(got, wantTr) {
+			t.Errorf("transitions\n%q\nwant\n%q", got, wantTr)
+		}
+	})
+}
+
+// TestLifecycleBreakerClosedConnectsAtOnce: a trial that succeeds before the
+// next poll moves RECONNECTING to CONNECTED without waiting for it.
+func TestLifecycleBreakerClosedConnectsAtOnce(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		p := newFakeProbe(true)
+		var b fakeBreaker
+		opts := testOptions()
+		opts.BreakerOpen = b.open
+		cfg := drillConfig
+		cfg.Reconnect.BaseDelay = time.Minute // no poll comes in between
+		cfg.Reconnect.MaxDelay = time.Minute
+		l := New(cfg, p.probe, opts)
+		stop := startRun(l)
+		waitState(t, l, Connected)
+		b.openFor(time.Second)
+		l.BreakerOpened()
+		waitState(t, l, Reconnecting)
+		time.Sleep(2 * time.Second) // the period is over; a request is the trial, and succeeds
+		l.BreakerClosed()
+		waitState(t, l, Connected)
+		if got := time.Since(start); got != 2*time.Second {
+			t.Errorf("CONNECTED at %s, want 2s, when the breaker closed", got)
 		}
 		if err := stop(); err != nil {
 			t.Fatalf("Run = %v", err)
 		}
-		if hookCalls.Load() != 1 {
-			t.Errorf("hook called %d times, want once per breaker opening", hookCalls.Load())
+		if tr := l.Snapshot().Transitions; len(tr) < 3 || tr[2].Reason != "breaker closed" {
+			t.Errorf("transitions %+v, want the third for %q", tr, "breaker closed")
 		}
-		tr := l.Snapshot().Transitions
-		if len(tr) < 2 || tr[1].Reason != "breaker opened" {
-			t.Errorf("transitions %+v, want the second for %q", tr, "breaker opened")
+		if got := p.drained(start); len(got) != 1 {
+			t.Errorf("polls at %v, want only the first", got)
 		}
 	})
 }
@@ -94,39 +144,54 @@ func TestLifecycleShutdownStopsPolling(t *testing.T) {
 }
 
 // TestCheckOnceAppliesSignalsBeforePolling drives rounds by hand: a pending
-// BreakerOpened is applied before the poll, and after Shutdown a round
-// does not poll.
+// breaker signal is applied before the poll, the latest of two pending
+// signals wins, a good poll while the breaker is open keeps RECONNECTING,
+// and after Shutdown a round does not poll.
 func TestCheckOnceAppliesSignalsBeforePolling(t *testing.T) {
 	t.Parallel()
 	p := newFakeProbe(true)
-	var hookCalls atomic.Int32
+	var open atomic.Bool
 	opts := testOptions()
-	opts.OnGoodPollWhileOpen = func() { hookCalls.Add(1) }
+	opts.BreakerOpen = open.Load
 	l := New(drillConfig, p.probe, opts)
 	ctx := t.Context()
 
 	l.CheckOnce(ctx)
-	if got := l.State(); got != Connected || hookCalls.Load() != 0 {
-		t.Fatalf("after a good poll: %s, hook calls %d; want CONNECTED, 0", got, hookCalls.Load())
+	if got := l.State(); got != Connected {
+		t.Fatalf("after a good poll: %s, want CONNECTED", got)
+	}
+	// Opened, then closed again before the round: the breaker is closed.
+	l.BreakerOpened()
+	l.BreakerClosed()
+	l.CheckOnce(ctx)
+	if s := l.Snapshot(); s.State != Connected || len(s.Transitions) != 1 {
+		t.Fatalf("after opened-then-closed and a good poll: %+v; want CONNECTED, no transition", s)
 	}
 	p.ok.Store(false)
+	open.Store(true)
+	l.BreakerClosed()
 	l.BreakerOpened()
 	l.BreakerOpened() // coalesced
 	l.CheckOnce(ctx)
 	if s := l.Snapshot(); s.State != Reconnecting || s.Attempts != 1 || s.Transitions[1].Reason != "breaker opened" {
-		t.Fatalf("after breaker + failed poll: %+v; want RECONNECTING by the breaker, then attempt 1 failed", s)
+		t.Fatalf("after closed-then-opened + failed poll: %+v; want RECONNECTING by the breaker, then attempt 1 failed", s)
 	}
 	p.ok.Store(true)
 	l.CheckOnce(ctx)
-	if got := l.State(); got != Connected || hookCalls.Load() != 1 {
-		t.Fatalf("after a good poll: %s, hook calls %d; want CONNECTED, 1", got, hookCalls.Load())
+	if s := l.Snapshot(); s.State != Reconnecting || s.Attempts != 0 || len(s.Transitions) != 2 {
+		t.Fatalf("after a good poll with the breaker open: %+v; want RECONNECTING, attempts 0, no transition", s)
+	}
+	open.Store(false) // half-open
+	l.CheckOnce(ctx)
+	if got := l.State(); got != Connected {
+		t.Fatalf("after a good poll with the breaker half-open: %s, want CONNECTED", got)
 	}
 
 	l.Shutdown()
 	l.CheckOnce(ctx)
 	l.CheckOnce(ctx)
-	if got := len(p.drained(time.Time{})); got != 3 {
-		t.Errorf("%d probe calls, want 3 (none after Shutdown)", got)
+	if got := len(p.drained(time.Time{})); got != 5 {
+		t.Errorf("%d probe calls, want 5 (none after Shutdown)", got)
 	}
 	if got := l.State(); got != Disconnected {
 		t.Errorf("after Shutdown: %s", got)

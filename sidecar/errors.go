@@ -102,7 +102,7 @@ func fromUpstream(err error) *apiError {
 	case errors.Is(err, upstream.ErrRejected):
 		e.code, e.message = codeBadRequest, "the ChittyID service rejected the request"
 	}
-	if ce != nil && ce.Status != 0 && e.code != codeCircuitOpen {
+	if ce != nil && ce.Status >= 400 && e.code != codeCircuitOpen { // not a fallback's 200
 		e.message += " (HTTP " + strconv.Itoa(ce.Status) + ")"
 	}
 	if d, ok := upstream.RetryAfterOf(err); ok {

@@ -34,11 +34,24 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// clock is a test clock that only moves when told.
-type clock struct{ offset atomic.Int64 }
+// clock is a test clock: real time plus what advance added, or, once
+// frozen, only what advance adds.
+type clock struct {
+	offset atomic.Int64
+	frozen atomic.Int64 // UnixNano where freeze stopped real time; 0: not frozen
+}
 
-func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) now() time.Time {
+	if f := c.frozen.Load(); f != 0 {
+		return time.Unix(0, f+c.offset.Load())
+	}
+	return time.Now().Add(time.Duration(c.offset.Load()))
+}
+
 func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// freeze stops real time for the clock: from now on it moves only by advance.
+func (c *clock) freeze() { c.frozen.Store(time.Now().UnixNano()) }
 
 // harness is a sidecar on a real loopback listener in front of a simulator.
 type harness struct {

@@ -1,14 +1,19 @@
 package sidecar_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -125,21 +130,146 @@ func TestBreakerTripMovesStateBeforeNextPoll(t *testing.T) {
 	}
 }
 
-func TestGoodPollHalfOpensBreaker(t *testing.T) {
+// TestBreakerOpenPeriodHoldsWhileHealthIsGood: upstream's health route is
+// good while its mints fail (as the worker's /health is while its mint
+// backend fails). Polls come every 10ms throughout. No mint reaches
+// upstream before openTimeout, whatever the polls say; then exactly one
+// trial; it fails and the breaker opens for twice as long; Retry-After
+// says, to the second, when the trial is let through; the state stays
+// RECONNECTING through each open period (no transition while it lasts, at
+// most a CONNECTED between the period's end and the failed trial), and
+// becomes CONNECTED when a good trial closes the breaker.
+func TestBreakerOpenPeriodHoldsWhileHealthIsGood(t *testing.T) {
 	t.Parallel()
-	h := start(t, sim.Config{}, fastHealth+"upstream:\n  retry: {maxAttempts: 1, baseDelay: 1ms, maxDelay: 1ms}\n  breaker: {failures: 2, openTimeout: 1h}\n")
-	h.waitState(fsm.Connected)
-	h.fault(sim.Fault{Mode: "status", Status: 500, Routes: []string{"mint"}, Count: 2})
-	h.mint("PEO")
-	h.mint("PEO")
-	// The breaker is open for an hour, but health polls are good: the poller
-	// moves it to half-open and the next mint is the trial that closes it.
-	h.waitState(fsm.Reconnecting)
-	h.waitState(fsm.Connected)
-	h.mint("PEO").expect(t, "trial after a good poll", 200, "")
-	if st := health(h)["circuitBreaker"]; st != "closed" {
-		t.Errorf("breaker %v after a good trial, want closed", st)
+	for _, tc := range []struct {
+		dialect  upstream.Dialect
+		failCode string // a failing mint's error
+	}{
+		{upstream.DialectClientV1, "UPSTREAM_UNAVAILABLE"},
+		{upstream.DialectWorker, "UPSTREAM_FALLBACK"}, // the mint backend's 503: a 200 fallback, /health still 200
+	} {
+		t.Run(string(tc.dialect), func(t *testing.T) {
+			t.Parallel()
+			h := start(t, sim.Config{Dialect: tc.dialect, Format: chittyid.FormatNumeric}, fastHealth+
+				"upstream:\n  retry: {maxAttempts: 1, baseDelay: 1ms, maxDelay: 1ms}\n  breaker: {failures: 2, openTimeout: 10s, maxOpenTimeout: 1m}\n")
+			h.waitState(fsm.Connected)
+			h.clock.freeze() // the breaker's periods move only by advance: Retry-After is exact
+			h.fault(sim.Fault{Mode: "status", Status: 503, Routes: []string{"mint"}})
+			h.mint("PEO").expect(t, "first failing mint", 503, tc.failCode)
+			h.mint("PEO").expect(t, "second failing mint", 503, tc.failCode)
+			h.waitState(fsm.Reconnecting)
+			tripped := h.transitions()
+			if got := tripped[len(tripped)-1]; got != "CONNECTED>RECONNECTING (breaker opened)" {
+				t.Fatalf("last transition %q, want the breaker's", got)
+			}
+			mints := h.sim.Stats().Mint
+
+			// The open period: 10s on the sidecar's clock, polls every 10ms
+			// of real time throughout.
+			h.expectOpen("just after the trip", 10)
+			h.waitPolls(5)
+			h.clock.advance(9 * time.Second)
+			h.expectOpen("1s before the end", 1)
+			h.waitPolls(5)
+			if got := h.transitions(); !slices.Equal(got, tripped) || h.state() != fsm.Reconnecting {
+				t.Fatalf("during the open period: %s, transitions %q; want RECONNECTING and none since %q", h.state(), got, tripped)
+			}
+			if n := h.sim.Stats().Mint; n != mints {
+				t.Fatalf("%d mints reached upstream during the open period", n-mints)
+			}
+
+			// The end of the period: one trial, which fails.
+			h.clock.advance(time.Second)
+			h.mint("PEO").expect(t, "the trial", 503, tc.failCode)
+			if n := h.sim.Stats().Mint; n != mints+1 {
+				t.Fatalf("%d mints reached upstream at the end of the period, want 1 (the trial)", n-mints)
+			}
+			h.waitState(fsm.Reconnecting)
+			reopened := h.transitions()
+			checkPeriodEnd(t, tripped, reopened)
+
+			// Twice as long: 20s.
+			h.expectOpen("just after the failed trial", 20)
+			h.waitPolls(5)
+			h.clock.advance(19 * time.Second)
+			h.expectOpen("1s before the end of the doubled period", 1)
+			h.waitPolls(5)
+			if got := h.transitions(); !slices.Equal(got, reopened) || h.state() != fsm.Reconnecting {
+				t.Fatalf("during the doubled period: %s, transitions %q; want RECONNECTING and none since %q", h.state(), got, reopened)
+			}
+			if n := h.sim.Stats().Mint; n != mints+1 {
+				t.Fatalf("%d mints reached upstream during the doubled period", n-mints-1)
+			}
+
+			// A good trial closes the breaker: CONNECTED.
+			h.fault(sim.Fault{Mode: "ok"})
+			h.clock.advance(time.Second)
+			h.mint("PEO").expect(t, "the good trial", 200, "")
+			h.waitState(fsm.Connected)
+			if st := health(h)["circuitBreaker"]; st != "closed" {
+				t.Errorf("breaker %v after a good trial, want closed", st)
+			}
+			if n := h.sim.Stats().Mint; n != mints+2 {
+				t.Errorf("%d mints reached upstream after the trip, want 2 (the trials)", n-mints)
+			}
+		})
 	}
+}
+
+// expectOpen checks that a mint now is refused with CIRCUIT_OPEN, saying
+// to retry in secs seconds (header, field and message agree), without
+// reaching upstream.
+func (h *harness) expectOpen(when string, secs int) {
+	h.t.Helper()
+	before := h.sim.Stats().Mint
+	r := h.mint("PEO")
+	r.expect(h.t, when, 503, "CIRCUIT_OPEN")
+	want := strconv.Itoa(secs)
+	msg, _ := r.body["message"].(string)
+	if ra := r.header.Get("Retry-After"); ra != want || r.body["retryAfter"] != float64(secs) || !strings.HasSuffix(msg, "Will retry in "+want+"s") {
+		h.t.Errorf("%s: Retry-After %q, retryAfter %v, message %q; want %d s", when, ra, r.body["retryAfter"], msg, secs)
+	}
+	if n := h.sim.Stats().Mint; n != before {
+		h.t.Errorf("%s: a refused mint reached upstream", when)
+	}
+}
+
+// checkPeriodEnd checks the transitions from the end of an open period to
+// the failed trial: none, or a good poll's CONNECTED followed by the
+// breaker opening again (a poll may see the period over before the trial).
+func checkPeriodEnd(t *testing.T, before, after []string) {
+	t.Helper()
+	added := after[len(before):]
+	if len(after) >= 20 { // the list keeps the last 20: compare what is left
+		added = after[len(after)-2:]
+	}
+	switch {
+	case len(added) == 0:
+		// No poll saw the period end before the trial failed.
+	case len(added) == 2 && added[0] == "RECONNECTING>CONNECTED (poll ok)" && added[1] == "CONNECTED>RECONNECTING (breaker opened)":
+	default:
+		t.Fatalf("transitions at the end of the period: %q, want none or CONNECTED then RECONNECTING", added)
+	}
+}
+
+// waitPolls waits until n more health polls have reached upstream; the
+// poller has one in flight at a time, so n-1 of them have been applied.
+func (h *harness) waitPolls(n int64) {
+	h.t.Helper()
+	from := h.sim.Stats().Health
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.sim.WaitStats(ctx, func(st sim.Stats) bool { return st.Health >= from+n }); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// state is the lifecycle state /health reports.
+func (h *harness) state() fsm.State {
+	h.t.Helper()
+	conn, _ := h.do("GET", "/health", "").body["connection"].(map[string]any)
+	st, _ := conn["state"].(string)
+	return fsm.State(st)
 }
 
 func TestFailedStateFailsFastAndServesStale(t *testing.T) {

@@ -102,8 +102,11 @@ type audit struct {
 	metaSum  []byte
 	ids      []string
 	refused  []string // minted upstream but not handed out (wrong format)
-	attempts int
-	outcome  string // "ok", "orphaned", or the error code
+	// placeholders are the fallback IDs upstream answered with instead of
+	// minting: never real IDs, never handed out, recorded only here.
+	placeholders []string
+	attempts     int
+	outcome      string // "ok", "orphaned", or the error code
 	// upstreamErr is why upstream failed, for the log only (the caller
 	// gets a fixed message); upstream redacts credentials from it.
 	upstreamErr string
@@ -147,6 +150,7 @@ func (a *audit) minted(ctx *fasthttp.RequestCtx, ids ...string) {
 func (a *audit) failUpstream(ctx *fasthttp.RequestCtx, err error, ids []*string) {
 	a.attempts = max(a.attempts, upstream.AttemptsOf(err))
 	a.refused = upstream.RefusedIDs(err)
+	a.placeholders = upstream.PlaceholdersOf(err)
 	a.upstreamErr = err.Error()
 	a.fail(ctx, fromUpstream(err), ids)
 }
@@ -175,6 +179,7 @@ func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
 		slog.String("outcome", a.outcome),
 		slog.Any("ids", a.ids),
 		slog.Any("refusedIds", a.refused),
+		slog.Any("placeholderIds", a.placeholders),
 		slog.Int("upstreamAttempts", a.attempts),
 		slog.Float64("latencyMs", float64(time.Since(a.began).Microseconds())/1000),
 		slog.Int("metadataBytes", a.metaLen),

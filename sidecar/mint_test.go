@@ -125,7 +125,7 @@ func TestBreakerRecovery(t *testing.T) {
 		h := start(t, sim.Config{}, cfg)
 		trip(h)
 		h.fault(sim.Fault{Mode: "ok"})
-		time.Sleep(400 * time.Millisecond) // the breaker's real open timeout
+		h.clock.advance(300 * time.Millisecond) // the breaker's open timeout, on the sidecar's clock
 		h.mint("PEO").expect(t, "trial", 200, "")
 		h.mint("PEO").expect(t, "after trial", 200, "")
 		if st := health(h)["circuitBreaker"]; st != "closed" {
@@ -136,7 +136,7 @@ func TestBreakerRecovery(t *testing.T) {
 		t.Parallel()
 		h := start(t, sim.Config{}, cfg)
 		trip(h)
-		time.Sleep(400 * time.Millisecond)
+		h.clock.advance(300 * time.Millisecond)
 		before := h.sim.Stats().Mint
 		h.mint("PEO").expect(t, "failed trial", 503, "UPSTREAM_UNAVAILABLE")
 		h.mint("PEO").expect(t, "right after the failed trial", 503, "CIRCUIT_OPEN")
@@ -246,11 +246,19 @@ func TestMintBatchPartialFailureKeepsMintedIDs(t *testing.T) {
 	t.Parallel()
 	h := start(t, sim.Config{Dialect: upstream.DialectWorker}, "upstream:\n"+fastRetry+"  maxInFlight: 1\n")
 	// The worker has no batch route: the sidecar fans out single mints, one
-	// at a time here, and the second one fails.
+	// at a time here, and the second one fails: the worker's mint backend
+	// answers 500, which the worker turns into a fallback (code 0003).
 	h.mustMint("PEO")
 	h.fault(sim.Fault{Mode: "status", Status: 500, Routes: []string{"mint"}, Count: 1})
-	r := h.do("POST", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"PEO"},{"entity":"PEO"}]}`)
-	r.expect(t, "partial batch", 503, "UPSTREAM_UNAVAILABLE")
+	r := h.do("POST", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"PEO"},{"entity":"PEO"}]}`, "X-Request-ID", "req-partial")
+	r.expect(t, "partial batch", 503, "UPSTREAM_FALLBACK")
+	if strings.Contains(r.raw, "-ERR-") {
+		t.Errorf("the answer carries the placeholder: %s", r.raw)
+	}
+	a := h.logs.waitFor(t, "audit", func(m map[string]any) bool { return m["requestId"] == "req-partial" })
+	if ph, _ := a["placeholderIds"].([]any); len(ph) != 1 || !strings.HasPrefix(ph[0].(string), "03-0-ERR-0003-") {
+		t.Errorf("audit line %v, want the placeholder in placeholderIds", a)
+	}
 	ids, _ := r.body["chittyIds"].([]any)
 	if len(ids) != 3 {
 		t.Fatalf("chittyIds missing from the error answer: %s", r.raw)

@@ -118,7 +118,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the cache: %w", err)
 	}
-	b := upstream.NewBreaker(cfg.Upstream.Breaker)
+	b := upstream.NewBreaker(cfg.Upstream.Breaker, opts.Now)
 	var p [4]byte
 	_, _ = rand.Read(p[:])
 	s := &Sidecar{
@@ -146,7 +146,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		limiterClock = opts.Now
 	}
 	s.limits = newLimiter(cfg.RateLimit, limiterClock)
-	s.life = fsm.New(cfg.Health, s.probe, fsm.Options{Logger: opts.Logger, OnGoodPollWhileOpen: b.HalfOpen, Now: opts.Now})
+	s.life = fsm.New(cfg.Health, s.probe, fsm.Options{Logger: opts.Logger, BreakerOpen: s.breakerOpen, Now: opts.Now})
 	s.link = s.life
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -259,20 +259,30 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	return serveErr
 }
 
-// watchBreaker tells the lifecycle when the breaker opens, so CONNECTED
-// moves to RECONNECTING before the next poll.
+// watchBreaker tells the lifecycle when the breaker opens or closes, so
+// the state follows at once rather than at the next poll: CONNECTED becomes
+// RECONNECTING when it opens, RECONNECTING becomes CONNECTED when a trial
+// closes it.
 func (s *Sidecar) watchBreaker(ctx context.Context) {
 	for {
 		select {
 		case st := <-s.breaker.Changes():
-			if st == upstream.BreakerOpen {
+			switch st {
+			case upstream.BreakerOpen:
 				s.life.BreakerOpened()
+			case upstream.BreakerClosed:
+				s.life.BreakerClosed()
 			}
 		case <-ctx.Done():
 			return
 		}
 	}
 }
+
+// breakerOpen tells the lifecycle's poller whether the breaker's open
+// period is under way; asking moves a breaker whose period is over to
+// half-open.
+func (s *Sidecar) breakerOpen() bool { return s.breaker.State() == upstream.BreakerOpen }
 
 // Close releases what New allocated (the cache, idle upstream connections).
 // Run calls it; call it yourself only for a Sidecar that never ran. It is

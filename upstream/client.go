@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -320,24 +319,6 @@ func setIf(req *fasthttp.Request, k, v string) {
 	if v != "" {
 		req.Header.Set(k, v)
 	}
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date; 0 if absent or bad.
-func parseRetryAfter(v []byte, now time.Time) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	s := strings.TrimSpace(string(v))
-	if secs, err := strconv.Atoi(s); err == nil {
-		if secs < 0 {
-			return 0
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := time.Parse(time.RFC1123, s); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // acquire takes an in-flight slot, waiting no longer than ctx allows.

@@ -3,7 +3,9 @@ package upstream_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +25,12 @@ const token = "client-test-token"
 
 // setup starts a simulator and a client for it; edit adjusts the config.
 func setup(t *testing.T, sc sim.Config, edit func(*upstream.Config)) (*sim.Sim, *upstream.Client) {
+	t.Helper()
+	return setupClock(t, sc, edit, nil)
+}
+
+// setupClock is setup with now as the breaker's clock (nil: time.Now).
+func setupClock(t *testing.T, sc sim.Config, edit func(*upstream.Config), now func() time.Time) (*sim.Sim, *upstream.Client) {
 	t.Helper()
 	sc.Token = token
 	s, err := sim.Start(sc, "127.0.0.1:0", "127.0.0.1:0")
@@ -46,7 +54,7 @@ func setup(t *testing.T, sc sim.Config, edit func(*upstream.Config)) (*sim.Sim, 
 	if format == 0 {
 		format = chittyid.FormatOfficial
 	}
-	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker), upstream.Options{Version: "test"})
+	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker, now), upstream.Options{Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +85,15 @@ func TestClientDialects(t *testing.T) {
 			if err != nil || !v.Valid {
 				t.Fatalf("Validate(minted) = %+v, %v", v, err)
 			}
+			// client-v1 knows what it minted; the worker checks format and
+			// checksum only, so a well-formed ID it never minted is valid.
 			v, err = c.Validate(ctxFor(t, time.Second), "03-1-USA-1234-P-2601-3-86", upstream.CallInfo{})
+			if err != nil || v.Valid != (d == upstream.DialectWorker) {
+				t.Fatalf("Validate(never minted) = %+v, %v", v, err)
+			}
+			v, err = c.Validate(ctxFor(t, time.Second), "03-1-USA-1234-P-2601-3-42", upstream.CallInfo{})
 			if err != nil || v.Valid {
-				t.Fatalf("Validate(unknown) = %+v, %v", v, err)
+				t.Fatalf("Validate(bad checksum) = %+v, %v", v, err)
 			}
 			if err := s.SetFault(sim.Fault{Mode: "refuse"}); err != nil {
 				t.Fatal(err)
@@ -91,14 +105,22 @@ func TestClientDialects(t *testing.T) {
 	}
 }
 
-// TestHalfOpenAdmitsOneTrial: with halfOpenProbes 1, concurrent mints while
-// half-open send exactly one request upstream; the rest fail fast.
+// testClock is a clock that only moves when told.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// TestHalfOpenAdmitsOneTrial: with halfOpenProbes 1, concurrent mints once
+// the open period is over send exactly one request upstream; the rest fail
+// fast.
 func TestHalfOpenAdmitsOneTrial(t *testing.T) {
 	t.Parallel()
-	s, c := setup(t, sim.Config{Latency: 200 * time.Millisecond}, func(cfg *upstream.Config) {
-		cfg.Breaker = upstream.BreakerConfig{Failures: 1, OpenTimeout: time.Hour, HalfOpenProbes: 1}
+	var clock testClock
+	s, c := setupClock(t, sim.Config{Latency: 200 * time.Millisecond}, func(cfg *upstream.Config) {
+		cfg.Breaker = upstream.BreakerConfig{Failures: 1, OpenTimeout: time.Hour, MaxOpenTimeout: time.Hour, HalfOpenProbes: 1}
 		cfg.Retry.MaxAttempts = 1
-	})
+	}, clock.now)
 	if err := s.SetFault(sim.Fault{Mode: "status", Status: 500, Routes: []string{"mint"}, Count: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +130,7 @@ func TestHalfOpenAdmitsOneTrial(t *testing.T) {
 	if got := c.Breaker().State(); got != upstream.BreakerOpen {
 		t.Fatalf("breaker %s after one failure, want open", got)
 	}
-	c.Breaker().HalfOpen()
+	clock.advance(time.Hour)
 	before := s.Stats().Mint
 	var wg sync.WaitGroup
 	errs := make([]error, 5)
@@ -136,6 +158,59 @@ func TestHalfOpenAdmitsOneTrial(t *testing.T) {
 	}
 	if got := c.Breaker().State(); got != upstream.BreakerClosed {
 		t.Errorf("breaker %s after a good trial, want closed", got)
+	}
+}
+
+// TestWorkerFallbacks: the worker's HTTP 200 fallbacks, by code: 0007 is
+// ErrRateLimited with a Retry-After, retried within the deadline and not a
+// breaker failure; 0008 is ErrRejected, neither retried nor counted; the
+// others are ErrFallback, counted. The placeholder is in PlaceholdersOf,
+// never in the error's text.
+func TestWorkerFallbacks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		fault      sim.Fault
+		kind       error
+		attempts   int64
+		counted    bool
+		retryAfter time.Duration
+	}{
+		{"backend 401", sim.Fault{Mode: "status", Status: 401}, upstream.ErrFallback, 1, true, 0},
+		{"backend 503", sim.Fault{Mode: "status", Status: 503, RetryAfter: 9}, upstream.ErrFallback, 1, true, 0},
+		{"backend 429", sim.Fault{Mode: "status", Status: 429, RetryAfter: 9}, upstream.ErrRateLimited, 3, false, time.Second},
+		{"backend 400", sim.Fault{Mode: "status", Status: 400}, upstream.ErrRejected, 1, false, 0},
+		{"unavailable", sim.Fault{Mode: "fallback"}, upstream.ErrFallback, 1, true, 0},
+		{"timeout", sim.Fault{Mode: "fallback", ErrorCode: "0002"}, upstream.ErrFallback, 1, true, 0},
+		{"internal", sim.Fault{Mode: "fallback", ErrorCode: "0099"}, upstream.ErrFallback, 1, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, c := setup(t, sim.Config{Dialect: upstream.DialectWorker, Format: chittyid.FormatNumeric}, nil)
+			if err := s.SetFault(tc.fault); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: chittyid.EntityEVNT}, "", upstream.CallInfo{})
+			if !errors.Is(err, tc.kind) {
+				t.Fatalf("Mint: %v, want %v", err, tc.kind)
+			}
+			if n := s.Stats().Mint; n != tc.attempts {
+				t.Errorf("upstream mints = %d, want %d", n, tc.attempts)
+			}
+			if got := c.Breaker().Failures() > 0; got != tc.counted {
+				t.Errorf("breaker failures %d: counted %v, want %v", c.Breaker().Failures(), got, tc.counted)
+			}
+			if d, _ := upstream.RetryAfterOf(err); d != tc.retryAfter {
+				t.Errorf("Retry-After %v, want %v", d, tc.retryAfter)
+			}
+			ph := upstream.PlaceholdersOf(err)
+			if len(ph) == 0 || chittyid.FormatNumeric.Check(ph[0]) != chittyid.ErrFallbackID || ph[0][14] != 'E' {
+				t.Errorf("placeholders %q, want the worker's 03-0-ERR-…-E-… placeholder", ph)
+			}
+			if strings.Contains(err.Error(), "-ERR-") {
+				t.Errorf("the error's text quotes the placeholder: %q", err)
+			}
+		})
 	}
 }
 

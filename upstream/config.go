@@ -70,7 +70,9 @@ type Config struct {
 	// own deadline. Default 64.
 	MaxInFlight int `yaml:"maxInFlight"`
 	// IdempotentMint says upstream honours Idempotency-Key, so a mint whose
-	// outcome is unknown (timeout, broken connection) may be retried. Default false.
+	// outcome is unknown (timeout, broken connection) may be retried. The
+	// worker dialect refuses it: the worker does not forward the key to its
+	// mint backend. Default false.
 	IdempotentMint bool `yaml:"idempotentMint"`
 	// Retry is the mint retry policy.
 	Retry RetryConfig `yaml:"retry"`
@@ -90,16 +92,38 @@ type RetryConfig struct {
 
 // BreakerConfig is upstream.breaker.
 type BreakerConfig struct {
-	// Failures is how many consecutive failed mints open the breaker. Default 5.
+	// Failures is how many consecutive failed attempts open the breaker. Default 5.
 	Failures int `yaml:"failures"`
-	// OpenTimeout is how long the breaker stays open before a trial. Default 30s.
+	// OpenTimeout is how long the breaker stays open after it trips, before
+	// a trial. Default 30s.
 	OpenTimeout time.Duration `yaml:"openTimeout"`
-	// HalfOpenProbes is how many trial requests may run at once while half-open;
-	// one success closes the breaker, one failure opens it again. Default 1.
+	// MaxOpenTimeout caps the open period, which doubles after every failed
+	// trial; when set, at least OpenTimeout. Zero means the default: 5m, or
+	// OpenTimeout if that is longer (see MaxOpen).
+	MaxOpenTimeout time.Duration `yaml:"maxOpenTimeout"`
+	// HalfOpenProbes is how many trial requests may run at once once the
+	// open period is over; one success closes the breaker, one failure opens
+	// it again. Default 1.
 	HalfOpenProbes int `yaml:"halfOpenProbes"`
 }
 
-// Defaults returns the upstream section with every default filled in.
+// DefaultMaxOpenTimeout is upstream.breaker.maxOpenTimeout when not set
+// (and openTimeout is not longer).
+const DefaultMaxOpenTimeout = 5 * time.Minute
+
+// MaxOpen returns the cap of the open period: MaxOpenTimeout, or the
+// default when it is zero, and never less than OpenTimeout.
+func (c BreakerConfig) MaxOpen() time.Duration {
+	m := c.MaxOpenTimeout
+	if m <= 0 {
+		m = DefaultMaxOpenTimeout
+	}
+	return max(m, c.OpenTimeout)
+}
+
+// Defaults returns the upstream section with every default filled in
+// (upstream.breaker.maxOpenTimeout stays zero: its default depends on
+// openTimeout, see BreakerConfig.MaxOpen).
 func Defaults() Config {
 	return Config{
 		URL:              "https://id.chitty.cc/v1",
@@ -142,6 +166,14 @@ func (c Config) Validate() error {
 		if p.d <= 0 {
 			bad("%s must be > 0, got %s", p.key, p.d)
 		}
+	}
+	if c.Breaker.MaxOpenTimeout < 0 {
+		bad("upstream.breaker.maxOpenTimeout must be >= 0 (0: the default), got %s", c.Breaker.MaxOpenTimeout)
+	} else if c.Breaker.MaxOpenTimeout != 0 && c.Breaker.MaxOpenTimeout < c.Breaker.OpenTimeout {
+		bad("upstream.breaker.maxOpenTimeout (%s) must be >= upstream.breaker.openTimeout (%s)", c.Breaker.MaxOpenTimeout, c.Breaker.OpenTimeout)
+	}
+	if c.IdempotentMint && c.Dialect == DialectWorker {
+		bad("upstream.idempotentMint must be false with upstream.dialect \"worker\": the worker does not forward Idempotency-Key to its mint backend, so a retried mint would mint a second ID")
 	}
 	if c.Retry.MaxDelay < c.Retry.BaseDelay {
 		bad("upstream.retry.maxDelay (%s) must be >= upstream.retry.baseDelay (%s)", c.Retry.MaxDelay, c.Retry.BaseDelay)

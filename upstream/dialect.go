@@ -3,9 +3,9 @@ package upstream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -48,12 +48,18 @@ func (c *Client) mintBody(m MintRequest) mintBody {
 
 // mintAnswer is a mint reply in either dialect.
 type mintAnswer struct {
-	ChittyID  string `json:"chittyId"`
-	Snake     string `json:"chitty_id"`
-	Fallback  bool   `json:"fallback"`
-	ErrorCode string `json:"errorCode"`
-	Timestamp string `json:"timestamp"`
-	Version   string `json:"version"`
+	ChittyID  string    `json:"chittyId"`
+	Snake     string    `json:"chitty_id"`
+	Fallback  bool      `json:"fallback"`
+	ErrorCode errorCode `json:"errorCode"`
+	Timestamp string    `json:"timestamp"`
+	Version   string    `json:"version"`
+}
+
+// isFallback says the answer is a fallback: flagged, with an error code, or
+// carrying a placeholder ID.
+func (a mintAnswer) isFallback() bool {
+	return a.Fallback || a.ErrorCode != "" || isFallbackID(a.id())
 }
 
 func (a mintAnswer) id() string {
@@ -85,7 +91,7 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 	r := &request{op: "mint", method: "POST", path: c.base + "/mint", body: body, auth: auth, idempotencyKey: key, info: info,
 		late: func(body []byte) []string {
 			var a mintAnswer
-			if json.Unmarshal(body, &a) != nil || a.id() == "" || a.Fallback {
+			if json.Unmarshal(body, &a) != nil || a.id() == "" || a.isFallback() {
 				return nil
 			}
 			return []string{a.id()}
@@ -99,7 +105,10 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 		if err := json.Unmarshal(res.body, &ans); err != nil {
 			return callErr("mint", ErrBadResponse, res.status, "answer is not JSON")
 		}
-		return c.checkMinted("mint", ans.id(), ans.Fallback || ans.ErrorCode != "")
+		if ans.isFallback() {
+			return fallbackErr("mint", fallbackCode(ans.ErrorCode, ans.id()), ans.id())
+		}
+		return c.checkMinted("mint", ans.id())
 	})
 	if err != nil {
 		return Minted{}, err
@@ -108,12 +117,12 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 }
 
 // checkMinted vets an ID upstream says it minted.
-func (c *Client) checkMinted(op, id string, fallback bool) *CallError {
+func (c *Client) checkMinted(op, id string) *CallError {
 	switch {
 	case id == "":
 		return callErr(op, ErrBadResponse, 200, "answer has no chittyId")
-	case fallback || isFallbackID(id):
-		return callErr(op, ErrFallback, 200, "upstream answered with the placeholder %q", id)
+	case isFallbackID(id):
+		return fallbackErr(op, fallbackCode("", id), id)
 	case c.format.Check(id) != nil:
 		e := callErr(op, ErrBadResponse, 200, "minted id %q does not match the %s format", clip(id), c.format)
 		e.Refused = []string{clip(id)}
@@ -122,10 +131,12 @@ func (c *Client) checkMinted(op, id string, fallback bool) *CallError {
 	return nil
 }
 
-// isFallbackID spots the worker's placeholder IDs (region 0 or location ERR)
-// whatever format is configured.
+// isFallbackID spots the worker's error (placeholder) IDs whatever format is
+// configured: region 0, location ERR and a sequence of at most 0099, checksum
+// or not. Location ERR with region 1-9 is an ordinary ID.
 func isFallbackID(id string) bool {
-	return chittyid.FormatNumeric.Check(id) == chittyid.ErrFallbackID || strings.Contains(id, "-ERR-")
+	_, ok := chittyid.FallbackCode(id)
+	return ok
 }
 
 // MintBatch mints len(ms) IDs and returns them in order. On failure it still
@@ -180,20 +191,22 @@ func (c *Client) MintBatch(ctx context.Context, ms []MintRequest, key string, in
 			return callErr("mint batch", ErrBadResponse, res.status, "asked for %d ids, got %d", len(ms), len(ans.ChittyIDs))
 		}
 		partial = nil
-		var refused []string
+		var refused, placeholders []string
+		minted := false
 		for i, id := range ans.ChittyIDs {
-			if ce := c.checkMinted("mint batch", id, false); ce != nil {
+			if ce := c.checkMinted("mint batch", id); ce != nil {
 				ids[i] = ""
 				refused = append(refused, ce.Refused...)
+				placeholders = append(placeholders, ce.Placeholders...)
 				if partial == nil {
 					partial = ce
 				}
 				continue
 			}
-			ids[i] = id
+			ids[i], minted = id, true
 		}
 		if partial != nil {
-			partial.Refused = refused
+			partial.Refused, partial.Placeholders, partial.minted = refused, placeholders, minted
 		}
 		return partial
 	})
@@ -215,12 +228,32 @@ func (c *Client) fanOut(ctx context.Context, ms []MintRequest, key string, info 
 		}()
 	}
 	wg.Wait()
+	return ids, joinItemErrors(errs)
+}
+
+// joinItemErrors returns the first of a fanned-out batch's errors, carrying
+// the refused and placeholder IDs of all of them, so the audit log misses
+// none; nil if every item succeeded.
+func joinItemErrors(errs []error) error {
+	var first error
+	var refused, placeholders []string
 	for _, err := range errs {
-		if err != nil {
-			return ids, err
+		if err == nil {
+			continue
 		}
+		if first == nil {
+			first = err
+		}
+		refused = append(refused, RefusedIDs(err)...)
+		placeholders = append(placeholders, PlaceholdersOf(err)...)
 	}
-	return ids, nil
+	var ce *CallError
+	if !errors.As(first, &ce) {
+		return first
+	}
+	joined := *ce
+	joined.Refused, joined.Placeholders = refused, placeholders
+	return &joined
 }
 
 // Verdict is upstream's answer to a validate.

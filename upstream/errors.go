@@ -46,6 +46,13 @@ type CallError struct {
 	// Refused lists IDs upstream answered with that were not handed out
 	// (wrong format), so they can be logged rather than silently lost.
 	Refused []string
+	// Placeholders lists the fallback (placeholder) IDs upstream answered
+	// with, for the audit log only: they are never shown to a caller, and
+	// Detail never quotes them.
+	Placeholders []string
+	// minted says the answer also carried IDs that were handed out (a
+	// batch), so repeating the request is never safe.
+	minted bool
 }
 
 func (e *CallError) Error() string {
@@ -91,6 +98,16 @@ func AttemptsOf(err error) int {
 
 func callErr(op string, kind error, status int, format string, a ...any) *CallError {
 	return &CallError{Kind: kind, Op: op, Status: status, Detail: fmt.Sprintf(format, a...)}
+}
+
+// PlaceholdersOf returns the fallback (placeholder) IDs behind err, for the
+// audit log; they must never reach a caller.
+func PlaceholdersOf(err error) []string {
+	var ce *CallError
+	if errors.As(err, &ce) {
+		return ce.Placeholders
+	}
+	return nil
 }
 
 // RefusedIDs returns the IDs upstream minted that err refused to hand out.

@@ -45,8 +45,9 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 			return ar.res, nil
 		}
 		if errors.Is(err, ErrCircuitOpen) {
-			e := callErr(r.op, ErrCircuitOpen, 0, "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in %ds", int(c.breaker.RetryIn().Seconds()))
-			e.RetryAfter = c.breaker.RetryIn()
+			wait := c.breaker.RetryIn() // whole seconds: the message and Retry-After agree
+			e := callErr(r.op, ErrCircuitOpen, 0, "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in %ds", int(wait/time.Second))
+			e.RetryAfter = wait
 			e.Attempts = attempt - 1
 			return response{}, e
 		}
@@ -99,6 +100,12 @@ func (c *Client) attempt(ctx context.Context, r *request, accept func(response) 
 	case s >= 200 && s < 300:
 		if ce := accept(res); ce != nil {
 			ar.err, ar.count = ce, countFailure
+			switch {
+			case errors.Is(ce, ErrRateLimited): // a rate-limited fallback: nothing was minted
+				ar.count, ar.safe = countIgnore, !ce.minted
+			case errors.Is(ce, ErrRejected): // an invalid-request fallback: the request's fault
+				ar.count = countIgnore
+			}
 		}
 	case s == 401 || s == 403:
 		ar.err, ar.count = callErr(r.op, ErrUnauthorized, s, "upstream refused the token"), countIgnore

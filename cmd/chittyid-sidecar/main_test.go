@@ -22,6 +22,10 @@ func TestRunExitCodes(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("listen: nowhere\nupstream: {timeout: 5x, retyr: {}}\nformat: hex\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	workerIdem := filepath.Join(dir, "worker-idempotent.yaml")
+	if err := os.WriteFile(workerIdem, []byte("upstream:\n  url: http://127.0.0.1:1\n  dialect: worker\n  idempotentMint: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name     string
 		args     []string
@@ -31,6 +35,8 @@ func TestRunExitCodes(t *testing.T) {
 		{"version", []string{"version"}, 0, []string{"chittyid-sidecar", "go1."}},
 		{"check good config", []string{"check-config", good}, 0, []string{"ok:", "127.0.0.1:9999"}},
 		{"check bad config names every problem", []string{"check-config", bad}, 2, []string{"listen", "upstream.timeout", "upstream.retyr", "format"}},
+		{"check refuses idempotentMint with the worker dialect", []string{"check-config", workerIdem}, 2,
+			[]string{"line 4: upstream.idempotentMint must be false", `upstream.dialect "worker"`, "does not forward Idempotency-Key"}},
 		{"check missing file", []string{"check-config", filepath.Join(dir, "nope.yaml")}, 2, []string{"nope.yaml"}},
 		{"check without a file", []string{"check-config"}, 2, []string{"one file"}},
 		{"no command", nil, 2, []string{"no command"}},

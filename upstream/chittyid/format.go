@@ -27,9 +27,10 @@ var (
 	ErrIDFormat = errors.New("chittyid: id does not match the format")
 	// ErrIDChecksum means a numeric ID has the right shape but a wrong checksum.
 	ErrIDChecksum = errors.New("chittyid: id checksum mismatch")
-	// ErrFallbackID means the ID is a placeholder that the worker hands out
-	// when its own minting failed (region 0 or location ERR). It is never a
-	// real ID.
+	// ErrFallbackID means the ID is an error (fallback) ID, the placeholder
+	// the worker hands out when its own minting failed: region 0, location
+	// ERR and a sequence of at most 0099 (the error code). It is never a real
+	// ID.
 	ErrFallbackID = errors.New("chittyid: id is a fallback placeholder")
 )
 
@@ -118,6 +119,10 @@ func checkOfficial[T idText](id T) error {
 	return nil
 }
 
+// checkNumeric gives the worker's verdict (its validateChittyId and
+// isErrorId): the region G is 1-9, except in an error ID, which is exactly
+// G=0, LLL=ERR and SSSS <= 0099; any other G=0 ID is malformed. LLL=ERR with
+// G 1-9 is an ordinary ID.
 func checkNumeric[T idText](id T) error {
 	if !matchTemplate(id, numericTemplate) {
 		return ErrIDFormat
@@ -125,13 +130,36 @@ func checkNumeric[T idText](id T) error {
 	if !isTypeLetter(id[14]) || id[21] > '5' {
 		return ErrIDFormat
 	}
+	errorID := id[3] == '0'
+	if errorID && !hasErrorMarks(id) {
+		return ErrIDFormat
+	}
 	if numericChecksum(id[:22]) != int(id[23]-'0')*10+int(id[24]-'0') {
 		return ErrIDChecksum
 	}
-	if id[3] == '0' || (id[5] == 'E' && id[6] == 'R' && id[7] == 'R') {
+	if errorID {
 		return ErrFallbackID
 	}
 	return nil
+}
+
+// hasErrorMarks reports whether an ID of the numeric shape has the location
+// ERR and a sequence of at most 0099, as an error ID must.
+func hasErrorMarks[T idText](id T) bool {
+	return id[5] == 'E' && id[6] == 'R' && id[7] == 'R' && id[9] == '0' && id[10] == '0'
+}
+
+// FallbackCode returns the error code of a worker error (fallback) ID, its
+// SSSS segment (1 for "03-0-ERR-0001-…"): ok is true when id has the numeric
+// shape with G=0, LLL=ERR and SSSS <= 0099, whatever its checksum, type
+// letter or trust level, so that a placeholder is recognised even when it
+// is otherwise damaged.
+func FallbackCode(id string) (code int, ok bool) {
+	if len(id) != len(numericTemplate) || !matchTemplate(id[:14], numericTemplate[:14]) ||
+		id[3] != '0' || !hasErrorMarks(id) {
+		return 0, false
+	}
+	return int(id[11]-'0')*10 + int(id[12]-'0'), true
 }
 
 func isTypeLetter(c byte) bool {

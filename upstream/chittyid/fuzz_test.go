@@ -20,6 +20,9 @@ import (
 var (
 	officialShape = regexp.MustCompile(`^[A-Z]{2}-[A-Z]-[A-Z]{3}-[0-9]{4}-[A-Z]-[0-9]{2}-[A-Z]-[0-9A-Z]$`)
 	numericShape  = regexp.MustCompile(`^[0-9]{2}-[0-9]-[A-Z]{3}-[0-9]{4}-[PLTEA]-[0-9]{4}-[0-5]-[0-9]{2}$`)
+	// errorIDStart is how an error (fallback) ID begins: region 0, location
+	// ERR, a sequence of at most 0099 (the error code).
+	errorIDStart = regexp.MustCompile(`^[0-9]{2}-0-ERR-00[0-9]{2}-`)
 )
 
 // referenceChecksum is the numeric check value computed the long way: the
@@ -47,7 +50,9 @@ func referenceChecksum(prefix string) int {
 }
 
 // referenceCheck is what Format.Check must answer for id, from the
-// regular expressions and the big-number checksum.
+// regular expressions and the big-number checksum. For numeric it is the
+// worker's rule: region 1-9, except that an error ID is exactly region 0,
+// location ERR and sequence <= 0099; any other region-0 ID is malformed.
 func referenceCheck(f chittyid.Format, id string) error {
 	switch f {
 	case chittyid.FormatOfficial:
@@ -59,10 +64,14 @@ func referenceCheck(f chittyid.Format, id string) error {
 		if !numericShape.MatchString(id) {
 			return chittyid.ErrIDFormat
 		}
+		errorID := id[3] == '0'
+		if errorID && !errorIDStart.MatchString(id) {
+			return chittyid.ErrIDFormat
+		}
 		if referenceChecksum(id[:22]) != int(id[23]-'0')*10+int(id[24]-'0') {
 			return chittyid.ErrIDChecksum
 		}
-		if id[3] == '0' || id[5:8] == "ERR" {
+		if errorID {
 			return chittyid.ErrFallbackID
 		}
 		return nil
@@ -94,6 +103,15 @@ func FuzzFormatCheck(f *testing.F) {
 			if b := format.CheckBytes([]byte(id)); b != got {
 				t.Fatalf("%v.CheckBytes(%q) = %v, but Check says %v", format, id, b, got)
 			}
+			code, isErr := chittyid.FallbackCode(id)
+			if wantErr := errorIDStart.MatchString(id) && len(id) == 25; isErr != wantErr {
+				t.Fatalf("FallbackCode(%q) = %d, %v; want ok %v", id, code, isErr, wantErr)
+			} else if isErr && fmt.Sprintf("%04d", code) != id[9:13] {
+				t.Fatalf("FallbackCode(%q) = %d, want the sequence %s", id, code, id[9:13])
+			}
+			if got == chittyid.ErrFallbackID && !isErr {
+				t.Fatalf("%v.Check(%q) = %v but FallbackCode says it is not an error ID", format, id, got)
+			}
 			if got == nil || errors.Is(got, chittyid.ErrFallbackID) {
 				if l := format.TypeLetter(id); l != id[14] {
 					t.Fatalf("%v.TypeLetter(%q) = %q, want %q", format, id, l, id[14])
@@ -122,6 +140,8 @@ func FuzzNumericChecksumSingleChange(f *testing.F) {
 	f.Add(uint8(3), uint8(9), "GBR", uint16(42), uint8('E'), uint16(2512), uint8(5))
 	f.Add(uint8(99), uint8(9), "ZZZ", uint16(9999), uint8('A'), uint16(9999), uint8(5))
 	f.Add(uint8(0), uint8(1), "AAA", uint16(0), uint8('L'), uint16(0), uint8(0))
+	f.Add(uint8(3), uint8(0), "ERR", uint16(1234), uint8('P'), uint16(2612), uint8(3)) // ERR with region 1 is real
+	f.Add(uint8(3), uint8(8), "ERR", uint16(7), uint8('T'), uint16(2601), uint8(0))
 	f.Fuzz(func(t *testing.T, vv, g uint8, lll string, seq uint16, tl uint8, yymm uint16, c uint8) {
 		id := numericFrom(vv, g, lll, seq, tl, yymm, c)
 		if err := chittyid.FormatNumeric.Check(id); err != nil {
@@ -145,14 +165,11 @@ func FuzzNumericChecksumSingleChange(f *testing.F) {
 }
 
 // numericFrom maps arbitrary segment values onto a valid, non-fallback
-// numeric ID.
+// numeric ID (region 1-9; any location, ERR included).
 func numericFrom(vv, g uint8, lll string, seq uint16, tl uint8, yymm uint16, c uint8) string {
 	loc := []byte("AAA")
 	for i := 0; i < len(lll) && i < 3; i++ {
-		loc[i] = 'A' + lll[i]%26
-	}
-	if string(loc) == "ERR" {
-		loc[2] = 'S'
+		loc[i] = 'A' + (lll[i]-'A')%26
 	}
 	letters := "PLTEA"
 	var b strings.Builder
@@ -180,7 +197,7 @@ func mintedBySim(f *testing.F, format chittyid.Format) []string {
 	defer func() { _ = s.Close() }()
 	cfg := upstream.Defaults()
 	cfg.URL, cfg.Token = s.URL(), tok
-	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker), upstream.Options{})
+	c, err := upstream.New(cfg, format, upstream.NewBreaker(cfg.Breaker, nil), upstream.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}

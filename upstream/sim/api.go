@@ -62,7 +62,8 @@ func (s *Sim) lookup(path string) (endpoint, bool) {
 		case "/health":
 			return endpoint{route: routeHealth, open: true, serve: (*Sim).serveHealth}, true
 		case "/v1/mint":
-			return endpoint{route: routeMint, post: true, serve: (*Sim).serveWorkerMint}, true
+			// open: the worker leaves the token to its mint backend (serveWorkerMint).
+			return endpoint{route: routeMint, post: true, open: true, serve: (*Sim).serveWorkerMint}, true
 		case "/api/validate":
 			return endpoint{route: routeValidate, post: true, serve: (*Sim).serveWorkerValidate}, true
 		}
@@ -114,7 +115,7 @@ func (s *Sim) serveAPI(ctx *fasthttp.RequestCtx) {
 	s.count(ep.route)
 	s.sleep(s.cfg.Latency)
 	f := s.takeFault(ep.route)
-	if s.applyFault(ctx, f) {
+	if s.applyFault(ctx, ep.route, f) {
 		rec.closed = f.Mode == ModeRefuse
 		return
 	}
@@ -183,6 +184,7 @@ func (s *Sim) authorized(ctx *fasthttp.RequestCtx) bool {
 }
 
 func (s *Sim) count(r route) {
+	defer s.counted.notify()
 	switch r {
 	case routeMint:
 		s.stats.mint.Add(1)

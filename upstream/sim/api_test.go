@@ -39,8 +39,10 @@ func TestMintValidateBatch(t *testing.T) {
 			if f == chittyid.FormatNumeric {
 				unknown = "03-1-USA-0001-P-2601-3-92"
 			}
-			if c.validate(s, unknown) {
-				t.Errorf("validate(%q) = valid for an ID the simulator never minted", unknown)
+			// The worker checks format and checksum only: a well-formed ID it
+			// never minted is valid; client-v1 knows what it minted.
+			if got := c.validate(s, unknown); got != worker {
+				t.Errorf("validate(%q), never minted here = %v, want %v", unknown, got, worker)
 			}
 			if c.validate(s, "not-an-id") {
 				t.Error("validate(not-an-id) = valid")
@@ -170,7 +172,6 @@ func TestBadRequests(t *testing.T) {
 		{"batch empty", "", "/v1/mint/batch", `{"requests":[]}`, "BAD_REQUEST"},
 		{"batch one bad item", "", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"DOG"}]}`, "UNSUPPORTED_ENTITY"},
 		{"worker malformed JSON", upstream.DialectWorker, "/v1/mint", `nope`, ""},
-		{"worker missing entityType", upstream.DialectWorker, "/v1/mint", `{"entity":"PEO"}`, ""},
 		{"worker unknown entityType", upstream.DialectWorker, "/v1/mint", `{"entityType":"dog"}`, ""},
 		{"worker validate without id", upstream.DialectWorker, "/api/validate", `{}`, ""},
 	} {
@@ -199,6 +200,77 @@ func TestBadRequests(t *testing.T) {
 				t.Errorf("a bad request minted: stats %+v", st)
 			}
 		})
+	}
+}
+
+// TestWorkerMintEntity: the worker reads entityType, then entity_type;
+// without either it mints a thing (it never answers 400 for a missing one).
+func TestWorkerMintEntity(t *testing.T) {
+	t.Parallel()
+	s := start(t, Config{Dialect: upstream.DialectWorker, Format: chittyid.FormatNumeric})
+	c := newClient(t)
+	for _, tc := range []struct {
+		body   string
+		letter byte
+		word   string
+	}{
+		{`{}`, 'T', "thing"},
+		{`{"entity":"PEO"}`, 'T', "thing"},
+		{`{"entity_type":"event"}`, 'E', "event"},
+		{`{"entity_type":"l"}`, 'L', "place"},
+		{`{"entityType":"person","entity_type":"event"}`, 'P', "person"},
+		{`{"entityType":"authority"}`, 'A', "authority"},
+	} {
+		r := c.do("POST", s.URL()+"/v1/mint", tc.body)
+		var a struct {
+			ChittyID   string
+			EntityType string
+		}
+		r.decode(t, &a)
+		if r.status != http.StatusOK || chittyid.FormatNumeric.Check(a.ChittyID) != nil || a.ChittyID[14] != tc.letter || a.EntityType != tc.word {
+			t.Errorf("mint %s: %d %s, want a %c ID and entityType %s", tc.body, r.status, r.body, tc.letter, tc.word)
+		}
+	}
+}
+
+// TestWorkerValidate: POST /api/validate checks format and checksum only, by
+// the worker's rules (minted here or not), and answers an error ID with
+// isError and its code.
+func TestWorkerValidate(t *testing.T) {
+	t.Parallel()
+	s := start(t, Config{Dialect: upstream.DialectWorker, Format: chittyid.FormatNumeric})
+	c := newClient(t)
+	for _, tc := range []struct {
+		id        string
+		valid     bool
+		errorCode string
+	}{
+		{"03-1-USA-1234-P-2601-3-86", true, ""},
+		{"03-1-ERR-1234-P-2612-3-44", true, ""},
+		{"03-1-USA-1234-P-2601-3-42", false, ""}, // checksum
+		{"03-0-USA-0001-P-2601-3-33", false, ""}, // region 0 outside an error ID
+		{"03-0-ERR-0100-T-2601-0-77", false, ""}, // sequence beyond the error codes
+		{"03-0-ERR-0001-T-2601-0-35", false, "0001"},
+		{"03-0-ERR-0007-L-2612-0-92", false, "0007"},
+		{"CT-A-CHI-1234-I-24-A-0", false, ""},
+		{"", false, ""},
+	} {
+		r := c.do("POST", s.URL()+"/api/validate", map[string]string{"id": tc.id})
+		var v struct {
+			Success   bool
+			Valid     *bool
+			IsError   bool
+			ErrorCode string
+			Error     string
+		}
+		r.decode(t, &v)
+		if r.status != http.StatusOK || !v.Success || v.Valid == nil || *v.Valid != tc.valid ||
+			v.IsError != (tc.errorCode != "") || v.ErrorCode != tc.errorCode || (!tc.valid && v.Error == "") {
+			t.Errorf("validate %q: %d %s; want valid %v, error code %q", tc.id, r.status, r.body, tc.valid, tc.errorCode)
+		}
+	}
+	if st := s.Stats(); st.Minted != 0 || st.Validate != 9 {
+		t.Errorf("stats %+v, want 9 validates and nothing minted", st)
 	}
 }
 
@@ -262,9 +334,7 @@ func TestToken(t *testing.T) {
 				entity = "person"
 			}
 			for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", "tok-1"}} {
-				if r := c.mintRaw(s, entity, h...); r.status != http.StatusUnauthorized || !jsonBody(r) {
-					t.Errorf("mint with %v: %d %s, want 401 JSON", h, r.status, r.body)
-				}
+				expectRefusedToken(t, cfg.Dialect, c.mintRaw(s, entity, h...))
 			}
 			id := c.mint(s, entity, "Authorization", "Bearer tok-1")
 			if !c.validate(s, id, "Authorization", "bearer tok-1") {
@@ -281,9 +351,7 @@ func TestToken(t *testing.T) {
 			}
 
 			s.SetToken("tok-2")
-			if r := c.mintRaw(s, entity, "Authorization", "Bearer tok-1"); r.status != http.StatusUnauthorized {
-				t.Errorf("old token after SetToken: %d, want 401", r.status)
-			}
+			expectRefusedToken(t, cfg.Dialect, c.mintRaw(s, entity, "Authorization", "Bearer tok-1"))
 			c.mint(s, entity, "Authorization", "Bearer tok-2")
 
 			if r := c.do("POST", s.ControlURL()+"/sim/token", `{"token":""}`); r.status != http.StatusOK {
@@ -301,6 +369,24 @@ func TestToken(t *testing.T) {
 				t.Errorf("Requests().Authorized = %v, want %v", auth, want)
 			}
 		})
+	}
+}
+
+// expectRefusedToken checks a mint refused for its token: client-v1 answers
+// 401; the worker leaves the token to its mint backend, whose 401 it
+// answers as an HTTP 200 fallback with code 0003.
+func expectRefusedToken(t *testing.T, d upstream.Dialect, r response) {
+	t.Helper()
+	if d != upstream.DialectWorker {
+		if r.status != http.StatusUnauthorized || !jsonBody(r) {
+			t.Errorf("mint with a bad token: %d %s, want 401 JSON", r.status, r.body)
+		}
+		return
+	}
+	var a fallbackAnswer
+	r.decode(t, &a)
+	if r.status != http.StatusOK || !a.Fallback || a.ErrorCode != codeRejected || !strings.HasPrefix(a.ChittyID, "03-0-ERR-0003-") {
+		t.Errorf("worker mint with a bad token: %d %s, want a 200 fallback with code 0003", r.status, r.body)
 	}
 }
 

@@ -5,11 +5,21 @@
 // control API never cuts the control API off. Every minted ID is unique (a
 // counter written in mixed radix into the ID's segments), passes the
 // configured chittyid.Format check and carries its entity's type letter; the
-// simulator remembers the last million of them, so validate answers valid
-// exactly for those. Faults (status, slow, hang, refuse, fallback, badformat,
-// garbage) can be set over HTTP (POST /sim/faults) or in process (SetFault)
-// with the same semantics; the control API also reports per-route counters,
-// the minted IDs and the last 1000 API requests.
+// simulator remembers the last million of them, so client-v1's validate
+// answers valid exactly for those. Faults (status, slow, hang, refuse,
+// fallback, badformat, garbage) can be set over HTTP (POST /sim/faults) or
+// in process (SetFault) with the same semantics; the control API also
+// reports per-route counters, the minted IDs and the last 1000 API requests.
+//
+// The worker dialect behaves as the public service's worker does when run
+// (README.md, "Upstream dialects"): its mint backend's failures, the status
+// and fallback faults and a refused token, are HTTP 200 fallbacks with the
+// worker's codes and leave /health and validate alone; validate checks
+// format and checksum only (minted or not) and answers error IDs with
+// isError; a missing entityType mints a thing; Idempotency-Key is ignored.
+// The slow, hang, refuse and garbage faults are the worker itself
+// misbehaving, as in client-v1, and badformat has it mint IDs of the other
+// format.
 //
 // A Sim owns every goroutine it starts: Close releases hung requests, stops
 // both servers and waits for them. The package has no mutable package-level

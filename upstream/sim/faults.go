@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
 
@@ -16,7 +17,11 @@ const (
 	// ModeOK clears any fault (and releases hung requests).
 	ModeOK = "ok"
 	// ModeStatus answers Fault.Status with a JSON error body, and a
-	// Retry-After header when Fault.RetryAfter > 0.
+	// Retry-After header when Fault.RetryAfter > 0. In the worker dialect,
+	// on the mint route, it is the worker's mint backend that answers the
+	// status, and the worker turns it into an HTTP 200 fallback, as the
+	// real one does: 429 gives code 0007, 400 gives 0008, any other 4xx or
+	// 5xx gives 0003, and 1xx-3xx give 0099; Retry-After is dropped.
 	ModeStatus = "status"
 	// ModeSlow waits Fault.Latency, then answers normally.
 	ModeSlow = "slow"
@@ -30,7 +35,8 @@ const (
 	// no count.
 	ModeRefuse = "refuse"
 	// ModeFallback answers mints with the worker's HTTP 200 fallback
-	// placeholder (03-0-ERR-0001-…, "fallback":true) instead of minting.
+	// placeholder (03-0-ERR-<code>-…, "fallback":true, "errorCode") instead
+	// of minting; the code is Fault.ErrorCode, 0001 by default.
 	ModeFallback = "fallback"
 	// ModeBadFormat mints IDs in the other format.
 	ModeBadFormat = "badformat"
@@ -52,7 +58,12 @@ type Fault struct {
 	// Mode is one of the Mode constants. Required.
 	Mode string `json:"mode"`
 	// Routes limits the fault to these routes: "mint" (mint and batch),
-	// "batch", "validate", "health". Empty means all routes.
+	// "batch", "validate", "health". Empty means all routes, except for
+	// status and fallback in the worker dialect, where it means mint only:
+	// those model the worker's mint backend failing, which leaves its
+	// /health and validate (neither uses the backend) answering normally.
+	// Naming health or validate there makes the worker itself answer the
+	// status, as a failing edge in front of it would.
 	Routes []string `json:"routes"`
 	// Status is the status code of ModeStatus, 200-599.
 	Status int `json:"status"`
@@ -64,6 +75,10 @@ type Fault struct {
 	// Count > 0 applies the fault to that many requests of its routes, then
 	// clears it; 0 means until replaced. Fault reports the count left.
 	Count int `json:"count"`
+	// ErrorCode is the fallback code of ModeFallback: four digits from
+	// 0000 to 0099 (0001 unavailable, 0002 timeout, 0003 rejected, 0007 rate
+	// limited, 0008 invalid request, 0099 internal). Empty means 0001.
+	ErrorCode string `json:"errorCode,omitempty"`
 }
 
 // routeMask is a set of routes.
@@ -141,6 +156,9 @@ func parseRoutes(names []string, p *problems) routeMask {
 
 // checkModeNeeds checks the fields a mode requires or forbids.
 func checkModeNeeds(af activeFault, p *problems) {
+	if af.ErrorCode != "" && af.Mode != ModeFallback {
+		p.add("errorCode is for mode fallback only")
+	}
 	switch af.Mode {
 	case ModeStatus:
 		if af.Status < 200 || af.Status > 599 {
@@ -149,6 +167,10 @@ func checkModeNeeds(af activeFault, p *problems) {
 	case ModeSlow:
 		if af.latency <= 0 {
 			p.add("slow needs a latency > 0")
+		}
+	case ModeFallback:
+		if af.ErrorCode != "" && !isErrorCode(af.ErrorCode) {
+			p.add("errorCode must be four digits from 0000 to 0099, got %q", af.ErrorCode)
 		}
 	case ModeRefuse:
 		if af.Count != 0 {
@@ -190,11 +212,14 @@ func okFault() activeFault {
 	return activeFault{Fault: Fault{Mode: ModeOK}, routes: allRoutes}
 }
 
-// applyFault carries out a fault before the route's own work. It reports
-// whether the request has been answered.
-func (s *Sim) applyFault(ctx *fasthttp.RequestCtx, f applied) bool {
+// applyFault carries out a fault before the route's own work on route r.
+// It reports whether the request has been answered.
+func (s *Sim) applyFault(ctx *fasthttp.RequestCtx, r route, f applied) bool {
 	switch f.Mode {
 	case ModeStatus:
+		if s.cfg.Dialect == upstream.DialectWorker && r == routeMint {
+			return false // the mint backend's status: serveWorkerMint answers a fallback
+		}
 		if f.RetryAfter > 0 {
 			ctx.Response.Header.Set("Retry-After", strconv.Itoa(f.RetryAfter))
 		}
@@ -307,6 +332,9 @@ func (s *Sim) SetFault(f Fault) error {
 	}
 	if af.Mode == ModeOK {
 		af = okFault()
+	}
+	if s.cfg.Dialect == upstream.DialectWorker && len(af.Routes) == 0 && (af.Mode == ModeStatus || af.Mode == ModeFallback) {
+		af.routes = routeMint.mask() // the mint backend: the worker's health and validate do not use it
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -51,14 +52,20 @@ func TestFaultStatus(t *testing.T) {
 				c := newClient(t)
 				setFault(t, s, c, viaHTTP, Fault{Mode: ModeStatus, Status: 503, RetryAfter: 2})
 				r := c.mintRaw(s, anEntity(s))
-				if r.status != 503 || r.header.Get("Retry-After") != "2" || !jsonBody(r) {
+				if s.Config().Dialect == upstream.DialectWorker {
+					// The mint backend's 503 becomes a 200 fallback, Retry-After dropped.
+					expectFallback(t, "mint under status 503", r, codeRejected)
+				} else if r.status != 503 || r.header.Get("Retry-After") != "2" || !jsonBody(r) {
 					t.Errorf("mint under status 503: %d, Retry-After %q, body %s", r.status, r.header.Get("Retry-After"), r.body)
 				}
 				if st := s.Stats(); st.Mint != 1 || st.Minted != 0 {
 					t.Errorf("stats %+v, want the faulted mint counted and nothing minted", st)
 				}
 				setFault(t, s, c, viaHTTP, Fault{Mode: ModeStatus, Status: 429})
-				if r := c.mintRaw(s, anEntity(s)); r.status != 429 || r.header.Get("Retry-After") != "" {
+				r = c.mintRaw(s, anEntity(s))
+				if s.Config().Dialect == upstream.DialectWorker {
+					expectFallback(t, "mint under status 429", r, codeRateLimited)
+				} else if r.status != 429 || r.header.Get("Retry-After") != "" {
 					t.Errorf("mint under status 429: %d, Retry-After %q", r.status, r.header.Get("Retry-After"))
 				}
 				setFault(t, s, c, viaHTTP, Fault{Mode: ModeOK})
@@ -234,6 +241,65 @@ func TestFaultFallback(t *testing.T) {
 	}
 }
 
+// expectFallback checks a worker's HTTP 200 fallback answer with code:
+// a checksummed placeholder 03-0-ERR-<code>-…, no Retry-After.
+func expectFallback(t *testing.T, what string, r response, code string) {
+	t.Helper()
+	var a fallbackAnswer
+	r.decode(t, &a)
+	if r.status != 200 || !a.Success || !a.Fallback || a.ErrorCode != code || r.header.Get("Retry-After") != "" ||
+		!strings.HasPrefix(a.ChittyID, "03-0-ERR-"+code+"-") || chittyid.FormatNumeric.Check(a.ChittyID) != chittyid.ErrFallbackID {
+		t.Errorf("%s: %d %s (Retry-After %q), want a 200 fallback with code %s", what, r.status, r.body, r.header.Get("Retry-After"), code)
+	}
+}
+
+// TestWorkerMintBackendFaults: in the worker dialect a status fault is the
+// mint backend's status, answered as the worker does: HTTP 200 with the
+// fallback code of that status, the same placeholder for the same code,
+// type and month; /health and validate are not affected unless named.
+func TestWorkerMintBackendFaults(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		fault Fault
+		code  string
+	}{
+		{Fault{Mode: ModeStatus, Status: 401}, codeRejected},
+		{Fault{Mode: ModeStatus, Status: 403}, codeRejected},
+		{Fault{Mode: ModeStatus, Status: 500}, codeRejected},
+		{Fault{Mode: ModeStatus, Status: 502}, codeRejected},
+		{Fault{Mode: ModeStatus, Status: 503, RetryAfter: 5}, codeRejected},
+		{Fault{Mode: ModeStatus, Status: 429, RetryAfter: 5}, codeRateLimited},
+		{Fault{Mode: ModeStatus, Status: 400}, codeInvalidRequest},
+		{Fault{Mode: ModeStatus, Status: 200}, codeInternal},
+		{Fault{Mode: ModeFallback}, codeUnavailable},
+		{Fault{Mode: ModeFallback, ErrorCode: "0002"}, "0002"},
+		{Fault{Mode: ModeFallback, ErrorCode: "0099"}, codeInternal},
+	} {
+		t.Run(fmt.Sprintf("%s %d %s", tc.fault.Mode, tc.fault.Status, tc.fault.ErrorCode), func(t *testing.T) {
+			t.Parallel()
+			s := start(t, Config{Dialect: upstream.DialectWorker, Format: chittyid.FormatNumeric, Token: "tok"})
+			c := newClient(t)
+			id := c.mint(s, "person", "Authorization", "Bearer tok")
+			mustSetFault(t, s, tc.fault)
+			first := c.mintRaw(s, "event", "Authorization", "Bearer tok")
+			expectFallback(t, "first", first, tc.code)
+			again := c.mintRaw(s, "event", "Authorization", "Bearer tok")
+			if string(again.body) != string(first.body) {
+				t.Errorf("the same code, type and month gave %s, then %s; want the same placeholder", first.body, again.body)
+			}
+			if r := c.do("GET", s.URL()+"/health", nil); r.status != 200 {
+				t.Errorf("health under a mint backend fault: %d %s", r.status, r.body)
+			}
+			if !c.validate(s, id, "Authorization", "Bearer tok") {
+				t.Errorf("validate under a mint backend fault: not valid")
+			}
+			if st := s.Stats(); st.Minted != 1 {
+				t.Errorf("stats %+v, want only the first mint minted", st)
+			}
+		})
+	}
+}
+
 // anEntity is an entity the simulator's dialect accepts.
 func anEntity(s *Sim) string {
 	if s.Config().Dialect == upstream.DialectWorker {
@@ -266,8 +332,10 @@ func TestFaultBadFormat(t *testing.T) {
 			if f.Check(bad) == nil || otherFormat(f).Check(bad) != nil || bad[14] != 'E' {
 				t.Errorf("badformat minted %q, want an %s ID with letter E", bad, otherFormat(f))
 			}
-			if !c.validate(s, bad) {
-				t.Errorf("validate of the badformat ID %q: not valid, but the simulator minted it", bad)
+			// client-v1 knows what it minted; the worker checks the format,
+			// which a badformat ID fails.
+			if got, want := c.validate(s, bad), tc.cfg.Dialect != upstream.DialectWorker; got != want {
+				t.Errorf("validate of the badformat ID %q = %v, want %v", bad, got, want)
 			}
 			if good := c.mint(s, entity); f.Check(good) != nil {
 				t.Errorf("after the count ran out, minted %q: %v", good, f.Check(good))
@@ -317,6 +385,9 @@ func TestFaultInvalid(t *testing.T) {
 		{"negative retryAfter", `{"mode":"status","status":503,"retryAfter":-1}`, "retryAfter"},
 		{"refuse with count", `{"mode":"refuse","count":1}`, "refuse takes no count"},
 		{"refuse with routes", `{"mode":"refuse","routes":["mint"]}`, "refuse takes no routes"},
+		{"fallback code not four digits", `{"mode":"fallback","errorCode":"7"}`, "errorCode must be four digits"},
+		{"fallback code beyond 0099", `{"mode":"fallback","errorCode":"0100"}`, "errorCode must be four digits from 0000 to 0099"},
+		{"errorCode on another mode", `{"mode":"status","status":503,"errorCode":"0001"}`, "errorCode is for mode fallback only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

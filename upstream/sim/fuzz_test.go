@@ -49,8 +49,10 @@ func FuzzFormatID(f *testing.F) {
 			t.Fatalf("formatID(%s) of counters %d and %d are both %q", format, n, m, id)
 		}
 		if format == chittyid.FormatNumeric {
-			if err := format.Check(fallbackID(tl, now)); err != chittyid.ErrFallbackID {
-				t.Fatalf("fallbackID(%q) = %q: Check = %v, want ErrFallbackID", tl, fallbackID(tl, now), err)
+			for _, code := range []string{codeUnavailable, codeRejected, codeRateLimited, codeInvalidRequest, codeInternal} {
+				if err := format.Check(fallbackID(code, tl, now)); err != chittyid.ErrFallbackID {
+					t.Fatalf("fallbackID(%s, %q) = %q: Check = %v, want ErrFallbackID", code, tl, fallbackID(code, tl, now), err)
+				}
 			}
 		}
 	})
@@ -61,10 +63,11 @@ func fuzzCheckID(t *testing.T, format chittyid.Format, n uint64, tl byte, id str
 	if err := format.Check(id); err != nil {
 		t.Fatalf("formatID(%s, %d, %q) = %q: %v", format, n, tl, id, err)
 	}
-	// The sidecar's client refuses any minted ID containing "-ERR-" as the
-	// worker's placeholder, in either format (upstream.isFallbackID).
-	if strings.Contains(id, "-ERR-") {
-		t.Fatalf("formatID(%s, %d, %q) = %q, which the sidecar takes for a fallback placeholder", format, n, tl, id)
+	// The sidecar's client refuses an error ID (region 0, location ERR,
+	// sequence up to 0099) as the worker's placeholder, in either format; the
+	// simulator never mints location ERR at all, so its placeholders stand out.
+	if _, isErr := chittyid.FallbackCode(id); isErr || strings.Contains(id, "-ERR-") {
+		t.Fatalf("formatID(%s, %d, %q) = %q, which looks like a fallback placeholder", format, n, tl, id)
 	}
 	if got := format.TypeLetter(id); got != tl {
 		t.Fatalf("formatID(%s, %d, %q) = %q has type letter %q", format, n, tl, id, got)

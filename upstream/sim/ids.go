@@ -10,9 +10,14 @@ import (
 // version is the "version" the simulator reports in mint and health answers.
 const version = "sim-1"
 
-// fallbackCode is the worker's error code for "unavailable", carried by the
-// fallback IDs of the fallback fault.
-const fallbackCode = "0001"
+// The worker's fallback (error) codes, the SSSS of its placeholders.
+const (
+	codeUnavailable    = "0001" // its mint backend unreachable; the fallback fault's default
+	codeRejected       = "0003" // MINT_REJECTED: the backend answered 401 or 5xx
+	codeRateLimited    = "0007" // RATE_LIMITED: the backend answered 429
+	codeInvalidRequest = "0008" // INVALID_REQUEST: the backend answered 400
+	codeInternal       = "0099" // the worker's own error
+)
 
 // Radices of the numeric ID's varying segments, least significant first:
 // SSSS 0100-9999 (0000-0099 are reserved for error codes), G 1-9, LLL three
@@ -22,8 +27,10 @@ const (
 	numericSeqRadix = 10000 - numericSeqBase
 	numericGRadix   = 9
 	letters3Radix   = 26 * 26 * 26
-	// locationRadix is letters3Radix less one: the location "ERR" marks the
-	// worker's fallback IDs, so a real ID never uses it (putLocation).
+	// locationRadix is letters3Radix less one: the location "ERR" is left
+	// to the placeholders (region 0, ERR, the error code), so that minted IDs
+	// and placeholders differ at a glance (putLocation). The worker's rules
+	// allow ERR with region 1-9.
 	locationRadix = letters3Radix - 1
 	errLocation   = ('E'-'A')*26*26 + ('R'-'A')*26 + ('R' - 'A')
 	numericCRadix = 6
@@ -89,9 +96,10 @@ func officialID(n uint64, t byte, now time.Time) string {
 }
 
 // fallbackID writes the placeholder the worker hands out when its own minting
-// fails: 03-0-ERR-<code>-T-YYMM-0-XX, with a correct checksum.
-func fallbackID(t byte, now time.Time) string {
-	b := []byte("03-0-ERR-" + fallbackCode + "-P-0000-0-00")
+// fails: 03-0-ERR-<code>-T-YYMM-0-XX, with a correct checksum. As the
+// worker's, it is the same for the same code, type letter and month.
+func fallbackID(code string, t byte, now time.Time) string {
+	b := []byte("03-0-ERR-" + code + "-P-0000-0-00")
 	b[14] = t
 	putYYMM(b[16:20], now)
 	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))

@@ -88,7 +88,7 @@ func TestOfficialIDNeverCD(t *testing.T) {
 
 func TestFallbackID(t *testing.T) {
 	t.Parallel()
-	id := fallbackID('T', time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	id := fallbackID(codeUnavailable, 'T', time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	if id != "03-0-ERR-0001-T-2601-0-35" {
 		t.Errorf("fallbackID = %q, want the contract's 03-0-ERR-0001-T-2601-0-35", id)
 	}

@@ -85,7 +85,7 @@ func (s *Sim) serveMint(ctx *fasthttp.RequestCtx, f applied) {
 		return
 	}
 	if f.Mode == ModeFallback {
-		s.writeFallback(ctx, e)
+		s.writeFallback(ctx, f.fallbackCode(), e)
 		return
 	}
 	format := s.mintFormat(f)
@@ -123,9 +123,9 @@ func (s *Sim) serveBatch(ctx *fasthttp.RequestCtx, f applied) {
 		now := s.now()
 		ids := make([]string, len(ents))
 		for i, e := range ents {
-			ids[i] = fallbackID(e.TypeLetter(chittyid.FormatNumeric), now)
+			ids[i] = fallbackID(f.fallbackCode(), e.TypeLetter(chittyid.FormatNumeric), now)
 		}
-		writeJSON(ctx, fasthttp.StatusOK, batchAnswer{ChittyIDs: ids, Fallback: true, ErrorCode: fallbackCode})
+		writeJSON(ctx, fasthttp.StatusOK, batchAnswer{ChittyIDs: ids, Fallback: true, ErrorCode: f.fallbackCode()})
 		return
 	}
 	format := s.mintFormat(f)
@@ -169,7 +169,9 @@ func (s *Sim) invalidReason(id string) string {
 	return "unknown ChittyID: not minted by this service"
 }
 
-// serveHealth is GET /v1/health (client-v1) and GET /health (worker).
+// serveHealth is GET /v1/health (client-v1) and GET /health (worker). The
+// worker's answers 200 whatever its mint backend does: health says
+// "reachable", never "minting works".
 func (s *Sim) serveHealth(ctx *fasthttp.RequestCtx, _ applied) {
 	writeJSON(ctx, fasthttp.StatusOK, struct {
 		Status    string `json:"status"`
@@ -181,73 +183,13 @@ func (s *Sim) serveHealth(ctx *fasthttp.RequestCtx, _ applied) {
 	}{"ok", "chittyid-sim", version, s.now().UTC().Format(time.RFC3339), string(s.cfg.Dialect), s.cfg.Format.String()})
 }
 
-// serveWorkerMint is worker POST /v1/mint.
-func (s *Sim) serveWorkerMint(ctx *fasthttp.RequestCtx, f applied) {
-	var req struct {
-		EntityType *string `json:"entityType"`
-	}
-	if err := json.Unmarshal(ctx.PostBody(), &req); err != nil {
-		s.writeBad(ctx, badJSON(err))
-		return
-	}
-	var e chittyid.Entity
-	var word string
-	ok := req.EntityType != nil
-	if ok {
-		e, word, ok = workerEntity(*req.EntityType)
-	}
-	if !ok {
-		s.writeBad(ctx, &badRequest{"BAD_REQUEST", "entityType must be one of person, place, thing, event, authority (or p, l, t, e, a)"})
-		return
-	}
-	if f.Mode == ModeFallback {
-		s.writeFallback(ctx, e)
-		return
-	}
-	format := s.mintFormat(f)
-	s.answerKeyed(ctx, routeMint, func() []byte {
-		id := s.issue(ctx, format, s.now(), e)[0]
-		return marshal(struct {
-			Success    bool   `json:"success"`
-			ChittyID   string `json:"chittyId"`
-			EntityType string `json:"entityType"`
-		}{true, id, word})
-	})
-}
-
-// serveWorkerValidate is worker POST /api/validate.
-func (s *Sim) serveWorkerValidate(ctx *fasthttp.RequestCtx, _ applied) {
-	var req struct {
-		ID *string `json:"id"`
-	}
-	if err := json.Unmarshal(ctx.PostBody(), &req); err != nil {
-		s.writeBad(ctx, badJSON(err))
-		return
-	}
-	if req.ID == nil {
-		s.writeBad(ctx, &badRequest{"BAD_REQUEST", "id is required"})
-		return
-	}
-	ans := struct {
-		Success bool   `json:"success"`
-		Valid   bool   `json:"valid"`
-		Error   string `json:"error,omitempty"`
-	}{Success: true}
-	if _, ok := s.minted.lookup(*req.ID); ok {
-		ans.Valid = true
-	} else {
-		ans.Error = s.invalidReason(*req.ID)
-	}
-	writeJSON(ctx, fasthttp.StatusOK, ans)
-}
-
-// writeFallback answers a mint with a fallback placeholder ID.
-func (s *Sim) writeFallback(ctx *fasthttp.RequestCtx, e chittyid.Entity) {
+// writeFallback answers a mint with a fallback placeholder ID of code.
+func (s *Sim) writeFallback(ctx *fasthttp.RequestCtx, code string, e chittyid.Entity) {
 	writeJSON(ctx, fasthttp.StatusOK, fallbackAnswer{
 		Success:   true,
-		ChittyID:  fallbackID(e.TypeLetter(chittyid.FormatNumeric), s.now()),
+		ChittyID:  fallbackID(code, e.TypeLetter(chittyid.FormatNumeric), s.now()),
 		Fallback:  true,
-		ErrorCode: fallbackCode,
+		ErrorCode: code,
 	})
 }
 

@@ -94,9 +94,10 @@ type Sim struct {
 	apiConns, ctlConns *connTracker
 	ctlLn              net.Listener
 
-	token atomic.Pointer[string]
-	seq   atomic.Uint64 // the next ID's counter; never reset, so IDs stay unique across Reset
-	stats counters
+	token   atomic.Pointer[string]
+	seq     atomic.Uint64 // the next ID's counter; never reset, so IDs stay unique across Reset
+	stats   counters
+	counted notifier // wakes WaitStats when a request is counted
 
 	minted   *mintedStore
 	keys     *keyStore
