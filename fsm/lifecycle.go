@@ -22,7 +22,8 @@ type ProbeFunc func(ctx context.Context) error
 // Options are a Lifecycle's optional collaborators. The zero value is ready
 // to use.
 type Options struct {
-	// Logger receives one line per state transition. Nil means slog.Default().
+	// Logger receives one line per state transition. Nil discards them, as
+	// in the other packages.
 	Logger *slog.Logger
 	// BreakerOpen, if set, reports whether the circuit breaker is open (its
 	// open period not over). The poller asks it after every good poll:
@@ -93,7 +94,7 @@ func New(cfg Config, probe ProbeFunc, opts Options) *Lifecycle {
 		changed:  make(chan struct{}),
 	}
 	if l.log == nil {
-		l.log = slog.Default()
+		l.log = slog.New(slog.DiscardHandler)
 	}
 	if l.now == nil {
 		l.now = time.Now

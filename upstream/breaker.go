@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,7 +220,7 @@ func (b *Breaker) do(ctx context.Context, attempt func() (outcome, error)) error
 		}
 		return nil, err
 	})
-	if err == circuit.ErrOpen {
+	if errors.Is(err, circuit.ErrOpen) {
 		return ErrCircuitOpen
 	}
 	return err
