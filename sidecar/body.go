@@ -59,7 +59,7 @@ func stringField(m map[string]json.RawMessage, key, prefix string) (s string, pr
 	return s, true, nil
 }
 
-// decodeMint checks one mint request (design §4.1). prefix names its place in
+// decodeMint checks one mint request (README.md, Local API). prefix names its place in
 // a batch ("requests[2]."), or is empty.
 func decodeMint(m map[string]json.RawMessage, prefix string, maxMetadata int) (upstream.MintRequest, *apiError) {
 	var req upstream.MintRequest
@@ -87,7 +87,7 @@ func decodeMint(m map[string]json.RawMessage, prefix string, maxMetadata int) (u
 	return req, nil
 }
 
-// checkMetadata enforces design §2's INVALID_METADATA rules.
+// checkMetadata enforces the INVALID_METADATA rules (README.md, Local API).
 func checkMetadata(raw json.RawMessage, prefix string, maxBytes int) *apiError {
 	bad := func(format string, a ...any) *apiError {
 		return newAPIError(codeInvalidMetadata, prefix+"metadata "+fmt.Sprintf(format, a...))
@@ -143,7 +143,7 @@ func checkMetadata(raw json.RawMessage, prefix string, maxBytes int) *apiError {
 	}
 }
 
-// decodeBatch checks a batch body (design §4.8).
+// decodeBatch checks a batch body (README.md, Local API).
 func decodeBatch(body []byte, maxBatch, maxMetadata int) ([]upstream.MintRequest, *apiError) {
 	m, e := decodeObject(body, "batch body")
 	if e != nil {

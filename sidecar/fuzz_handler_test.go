@@ -31,7 +31,7 @@ var fuzzStatusOf = map[string]int{
 	"NOT_FOUND": 404, "METHOD_NOT_ALLOWED": 405,
 }
 
-// fuzzStatuses are the statuses a handler answer may have (issue 7).
+// fuzzStatuses are the statuses a handler answer may have (README.md, Local API).
 var fuzzStatuses = map[int]bool{200: true, 400: true, 401: true, 403: true, 404: true, 405: true, 413: true, 415: true, 429: true, 502: true, 503: true, 504: true}
 
 // fuzzMaxBody is limits.maxBodyBytes of every fuzzed sidecar: the server

@@ -11,8 +11,8 @@ import (
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
-// The body decoders are fuzzed against a reference written from design §2
-// and §4 rather than from body.go: a recursive walk of the metadata, not the
+// The body decoders are fuzzed against a reference written from the README's
+// Local API rather than from body.go: a recursive walk of the metadata, not the
 // decoder's flat token loop. A request the reference accepts must be accepted
 // with the same fields; one it rejects must be rejected with the code of the
 // first rule broken (entity, then name, then metadata).

@@ -68,7 +68,7 @@ func (s *Sidecar) allowMint(ctx *fasthttp.RequestCtx, a *audit, r route, n int) 
 	return false
 }
 
-// mint answers POST /v1/mint (design §4). Every mint that reaches the
+// mint answers POST /v1/mint (README.md, Local API and How mint retries). Every mint that reaches the
 // sidecar leaves one audit line, whatever its outcome.
 func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 	a := s.newAudit(ctx)
@@ -115,7 +115,7 @@ func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 	writeJSON(ctx, 200, mintReply{ChittyID: got.ID, Snake: got.ID, Entity: got.Entity.String(), Timestamp: ts, Version: ver})
 }
 
-// mintBatch answers POST /v1/mint/batch (design §4.8). On a partial failure
+// mintBatch answers POST /v1/mint/batch. On a partial failure
 // the error answer carries the IDs that were minted, null where none was.
 func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 	a := s.newAudit(ctx)

@@ -16,7 +16,7 @@ var (
 	routeValid  = []byte("/validate/")
 )
 
-// handle is the sidecar's request handler: every route of design §2.
+// handle is the sidecar's request handler: every route of README.md, Local API.
 func (s *Sidecar) handle(ctx *fasthttp.RequestCtx) {
 	defer s.recoverPanic(ctx)
 	s.setRequestID(ctx)

@@ -88,7 +88,7 @@ func refuseFirst(t *testing.T) func(*sim.Sim) {
 	}
 }
 
-// TestRestartDuringUpstreamOutageAnswersFromSnapshot is issue 8's scenario:
+// TestRestartDuringUpstreamOutageAnswersFromSnapshot is the README's promise:
 // IDs validated before a restart are answered after it, with upstream down
 // all along, HIT while fresh and STALE after their ttl, and never with an
 // upstream call; under readiness.policy degraded the restarted sidecar is

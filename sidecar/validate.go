@@ -77,7 +77,7 @@ type idCache interface {
 
 var _ idCache = (*cache.Cache)(nil)
 
-// validate answers one validate request for idb (design §3), which may be
+// validate answers one validate request for idb (README.md, Local API), which may be
 // in the request's buffer: a cache hit answers without copying it. It
 // returns the answer's X-Cache kind.
 func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte) xcKind {

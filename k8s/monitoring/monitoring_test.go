@@ -33,7 +33,7 @@ const (
 // sidecar exports none of them.
 var targetLabels = map[string]bool{"namespace": true, "pod": true, "instance": true, "job": true, "container": true}
 
-// requiredAlerts are the alerts issue 5 asks for, with their severity.
+// requiredAlerts are the alerts k8s/monitoring/README.md promises, with their severity.
 var requiredAlerts = map[string]string{
 	"ChittyIDSidecarLifecycleFailed":       "critical", // state FAILED
 	"ChittyIDSidecarBreakerOpen":           "critical", // breaker open > 5m
@@ -162,7 +162,7 @@ func TestRules(t *testing.T) {
 	}
 	for name := range requiredAlerts {
 		if !seen[name] {
-			t.Errorf("%s: missing (issue 5 asks for it)", name)
+			t.Errorf("%s: missing (k8s/monitoring/README.md promises it)", name)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-// Command benchrun is the sidecar's load benchmark (issue 6). It builds the
+// Command benchrun is the sidecar's load benchmark (bench/README.md). It builds the
 // sidecar and the ceiling server, starts the upstream simulators, the
 // sidecars, nginx and the ceiling on loopback with every server pinned to
 // core 0, drives them with wrk pinned to core 1, and writes a Markdown report.

@@ -33,7 +33,7 @@ type idleRSS struct {
 	Mem   memInfo
 }
 
-// Targets of issue 6.
+// Targets of the load benchmark (bench/README.md, Targets).
 const (
 	targetCeilingRatio = 0.85
 	targetNginxRatio   = 1.6
