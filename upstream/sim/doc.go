@@ -9,7 +9,13 @@
 // exactly for those. Faults (status, slow, hang, refuse, fallback, badformat,
 // garbage) can be set over HTTP (POST /sim/faults) or in process (SetFault)
 // with the same semantics; the control API also reports per-route counters,
-// the minted IDs and the last 1000 API requests.
+// the minted IDs, the last 1000 API requests and the API connections.
+//
+// With Config.TLS the API is served over HTTPS (and may require client
+// certificates); the simulator counts accepted connections and TLS
+// handshakes (Conns), so a test can check that its client keeps connections
+// alive and resumes sessions. NewCA and CA.Issue make a throwaway CA and
+// certificates at run time for that; ServerTLS reads PEM files.
 //
 // A Sim owns every goroutine it starts: Close releases hung requests, stops
 // both servers and waits for them. The package has no mutable package-level
