@@ -120,11 +120,12 @@ func newDevPKI() (_ *devPKI, err error) {
 	if err != nil {
 		return nil, err
 	}
-	server, err := ca.Issue(sim.LeafSpec{Names: []string{"127.0.0.1", "localhost", "::1"}})
+	// Valid as long as the CA: a dev session may outlast a day.
+	server, err := ca.Issue(sim.LeafSpec{Names: []string{"127.0.0.1", "localhost", "::1"}, NotAfter: ca.Cert.NotAfter})
 	if err != nil {
 		return nil, err
 	}
-	client, err := ca.Issue(sim.LeafSpec{Names: []string{"chittyid-sidecar dev"}, Client: true})
+	client, err := ca.Issue(sim.LeafSpec{Names: []string{"chittyid-sidecar dev"}, Client: true, NotAfter: ca.Cert.NotAfter})
 	if err != nil {
 		return nil, err
 	}
