@@ -121,7 +121,11 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("parsing upstream.url %q: %w", redactURL(u, cfg.URL), err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold credentials
+		}
+		return nil, fmt.Errorf("parsing upstream.url: %w", err)
 	}
 	isTLS := u.Scheme == "https"
 	addr := u.Host
@@ -255,16 +259,6 @@ func newTransport(cfg Config, u *url.URL, opts Options) (*transport, TLSInfo, er
 	}
 	tr.hints = tlsHints{serverName: serverName, caFile: t.CAFile, clientCert: info.ClientCert, minVersion: info.MinVersion, timeout: cfg.Timeout}
 	return tr, info, nil
-}
-
-// redactURL is raw without userinfo, for messages.
-func redactURL(u *url.URL, raw string) string {
-	if u == nil {
-		return "(unparsable)"
-	}
-	c := *u
-	c.User = nil
-	return c.String()
 }
 
 // TLS describes the client's TLS settings; Enabled is false for http.

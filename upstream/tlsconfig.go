@@ -40,7 +40,7 @@ type TLSConfig struct {
 	// sent as SNI. Default "" (the host of upstream.url).
 	ServerName string `yaml:"serverName"`
 	// MinVersion is the oldest TLS version accepted: "1.2" or "1.3".
-	// Default "1.2".
+	// Default "1.2" ("" means that too).
 	MinVersion string `yaml:"minVersion"`
 	// Files is what CAFile, CertFile and KeyFile held when ReadFiles last
 	// read them. It is not part of the file.
@@ -76,7 +76,7 @@ func (t TLSConfig) setKeys() []string {
 // validate checks the section without reading the files.
 func (t TLSConfig) validate() []error {
 	var errs []error
-	if t.MinVersion != TLSVersion12 && t.MinVersion != TLSVersion13 {
+	if t.MinVersion != "" && t.MinVersion != TLSVersion12 && t.MinVersion != TLSVersion13 {
 		errs = append(errs, fmt.Errorf("upstream.tls.minVersion must be %q or %q, got %q", TLSVersion12, TLSVersion13, t.MinVersion))
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
