@@ -360,10 +360,11 @@ func (c *Client) do(r *request, deadline time.Time) (response, error) {
 	}
 	if err := c.hc.DoDeadline(req, resp, deadline); err != nil {
 		if c.tr.tls != nil && !isConnectError(err) {
-			if alert := c.tr.alerts.take(resp.LocalAddr()); alert != nil {
+			if alert := c.tr.alerts.take(resp.LocalAddr()); alert != nil && handshakeAlert(remoteAlert(alert)) {
 				// Upstream refused the handshake after the client's side of
 				// it was done (TLS 1.3, client certificates): the request
-				// was never processed.
+				// was never processed. Other alerts may come after it was,
+				// and stay what fasthttp says (the connection closed).
 				te := c.tr.hints.explain(alert)
 				c.tr.obs.Handshake(te.Kind, false)
 				return response{}, te

@@ -158,6 +158,19 @@ func (h tlsHints) refused(alert uint8) string {
 	return msg
 }
 
+// handshakeAlert reports whether an alert can only mean that upstream
+// refused the handshake: the certificate alerts, and those about versions
+// and names.
+func handshakeAlert(alert uint8) bool {
+	switch alert {
+	case alertHandshakeFailure, alertBadCertificate, alertUnsupportedCert, alertCertificateRevoked, alertCertificateExpired,
+		alertCertificateUnknown, alertUnknownCA, alertAccessDenied, alertCertificateRequired,
+		alertProtocolVersion, alertInsufficientSecurity, alertUnrecognizedName:
+		return true
+	}
+	return false
+}
+
 // remoteAlert returns the TLS alert upstream sent, or 0. crypto/tls
 // reports one as a *net.OpError with Op "remote error" around a value of
 // its unexported alert type (a uint8).
