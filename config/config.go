@@ -77,8 +77,9 @@ type Metrics struct {
 
 // Reload is the reload section.
 type Reload struct {
-	// Interval is how often the config file and upstream.tokenFile are read
-	// and hashed; a change is loaded and applied. SIGHUP reloads at once.
+	// Interval is how often the config file, upstream.tokenFile and the
+	// upstream.tls files are read and hashed; a change is loaded and
+	// applied. SIGHUP reloads at once.
 	// 100ms to 1h. Default 2s.
 	Interval time.Duration `yaml:"interval"`
 }
@@ -202,11 +203,41 @@ func Defaults() Config {
 }
 
 // Summary returns one line for `check-config`: the listen address, the
-// upstream URL (its password redacted), dialect, format, validate mode and
-// whether a token is configured. It never contains the token.
+// upstream URL (its password redacted), dialect, format, validate mode,
+// whether a token is configured, the TLS trust (off for http://,
+// system-roots or caFile, +client-cert with mTLS), the egress proxy (env,
+// none, or its URL with credentials redacted) and insecure=allowed when
+// upstream.allowInsecure is in force. It never contains the token or the
+// proxy's credentials.
 func (c *Config) Summary() string {
-	return fmt.Sprintf("listen=%s upstream=%s dialect=%s format=%s validate=%s token=%s",
-		c.Listen, redactURL(c.Upstream.URL), c.Upstream.Dialect, c.Format, c.Validation.Mode, c.tokenState())
+	s := fmt.Sprintf("listen=%s upstream=%s dialect=%s format=%s validate=%s token=%s tls=%s proxy=%s",
+		c.Listen, redactURL(c.Upstream.URL), c.Upstream.Dialect, c.Format, c.Validation.Mode, c.tokenState(),
+		c.tlsState(), c.proxyState())
+	if c.Upstream.AllowInsecure && c.Upstream.InsecureWarning() != "" {
+		s += " insecure=allowed"
+	}
+	return s
+}
+
+func (c *Config) tlsState() string {
+	if u, err := url.Parse(c.Upstream.URL); err != nil || u.Scheme != "https" {
+		return "off"
+	}
+	s := "system-roots"
+	if c.Upstream.TLS.CAFile != "" {
+		s = "caFile"
+	}
+	if c.Upstream.TLS.CertFile != "" {
+		s += "+client-cert"
+	}
+	return s
+}
+
+func (c *Config) proxyState() string {
+	if c.Upstream.Proxy == "" {
+		return "env"
+	}
+	return c.Upstream.Proxy.String()
 }
 
 func (c *Config) tokenState() string {

@@ -169,6 +169,7 @@ func TestParseFullFile(t *testing.T) {
 			IdempotentMint:   true,
 			Retry:            upstream.RetryConfig{MaxAttempts: 4, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second},
 			Breaker:          upstream.BreakerConfig{Failures: 3, OpenTimeout: 10 * time.Second, MaxOpenTimeout: 2 * time.Minute, HalfOpenProbes: 2},
+			TLS:              upstream.TLSConfig{MinVersion: upstream.TLSVersion12},
 		},
 		Format:     chittyid.FormatNumeric,
 		Validation: Validate{Mode: ValidateModeLocal, TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second, StaleIfError: time.Hour},

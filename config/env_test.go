@@ -17,8 +17,8 @@ func TestParseEnvOverrides(t *testing.T) {
 	}{
 		{"none", nil, "127.0.0.1:8787", "https://id.chitty.cc/v1", "file-token"},
 		{"all", map[string]string{
-			EnvListen: "127.0.0.2:9090", EnvServiceURL: "http://sim:8080/v1", EnvToken: "env-token",
-		}, "127.0.0.2:9090", "http://sim:8080/v1", "env-token"},
+			EnvListen: "127.0.0.2:9090", EnvServiceURL: "https://sim:8080/v1", EnvToken: "env-token",
+		}, "127.0.0.2:9090", "https://sim:8080/v1", "env-token"},
 		{"empty values count as unset", map[string]string{
 			EnvListen: "", EnvServiceURL: "", EnvToken: "  ",
 		}, "127.0.0.1:8787", "https://id.chitty.cc/v1", "file-token"},

@@ -30,7 +30,7 @@ validate: {mode: upstream, ttl: 5m}
 	_, err = config.Parse([]byte("upstream:\n  retyr: {}\n  timeout: 5\naudit: {}\n"), lookupEnv)
 	fmt.Println(err)
 	// Output:
-	// listen=127.0.0.1:8787 upstream=https://id.chitty.cc/v1 dialect=client-v1 format=numeric validate=upstream token=set
+	// listen=127.0.0.1:8787 upstream=https://id.chitty.cc/v1 dialect=client-v1 format=numeric validate=upstream token=set tls=system-roots proxy=env
 	// 3s 1m0s
 	// line 2: upstream.retyr: unknown key (did you mean "retry"?)
 	// line 3: upstream.timeout: must be a duration with a unit such as "5s" or "250ms", got !!int "5"

@@ -124,9 +124,10 @@ func fuzzKnownKeys(t reflect.Type, prefix string) map[string]bool {
 	return keys
 }
 
-// fuzzReadsOutsideDir reports whether the file sets upstream.tokenFile (or
-// any tokenFile key, to be safe) to an absolute path or one with "..":
-// Parse would read it, and a fuzzer must not read /dev/zero or /dev/stdin.
+// fuzzReadsOutsideDir reports whether the file sets a file Parse reads
+// (upstream.tokenFile and upstream.tls.caFile, certFile, keyFile; any key
+// of those names, to be safe) to an absolute path or one with "..": a
+// fuzzer must not read /dev/zero or /dev/stdin.
 // Values are decoded as yaml.v3 would decode them (so !!binary and escapes
 // count).
 func fuzzReadsOutsideDir(data []byte) bool {
@@ -143,6 +144,9 @@ func fuzzReadsOutsideDir(data []byte) bool {
 	return false
 }
 
+// fuzzFileKeys are the keys whose value is a file Parse reads.
+var fuzzFileKeys = map[string]bool{"tokenFile": true, "caFile": true, "certFile": true, "keyFile": true}
+
 func fuzzTokenFileUnsafe(n *yaml.Node, seen map[*yaml.Node]bool) bool {
 	if n == nil || seen[n] {
 		return false
@@ -153,7 +157,7 @@ func fuzzTokenFileUnsafe(n *yaml.Node, seen map[*yaml.Node]bool) bool {
 	}
 	if n.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value != "tokenFile" {
+			if !fuzzFileKeys[n.Content[i].Value] {
 				continue
 			}
 			v := n.Content[i+1]

@@ -46,8 +46,9 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 // Parse decodes a config file strictly over Defaults, applies the
 // environment overrides (read through lookupEnv, normally os.LookupEnv; nil
 // means none, and a variable set to "" counts as unset), resolves the token
-// and validates the result. It reads no file except upstream.tokenFile (a
-// relative path is relative to the working directory).
+// and validates the result. It reads no file except upstream.tokenFile and
+// the upstream.tls files (a relative path is relative to the working
+// directory).
 //
 // On any problem it returns a nil Config and an error joining every problem
 // found (errors.Join), each naming its dotted key and, where known, "line N"
@@ -69,6 +70,7 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 	}
 	applyEnv(&c, lookupEnv, w.origins)
 	problems = appendIf(problems, resolveToken(&c, w.origins))
+	problems = append(problems, annotate(c.Upstream.TLS.ReadFiles(), w.origins, w.failed)...)
 	problems = append(problems, annotate(c.Validate(), w.origins, w.failed)...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
@@ -193,7 +195,7 @@ func annotate(err error, origins map[string]string, failed map[string]bool) []er
 			continue
 		}
 		key, _, _ := strings.Cut(msg, " ")
-		if o, ok := origins[key]; ok {
+		if o, ok := origins[strings.TrimSuffix(key, ":")]; ok {
 			e = fmt.Errorf("%s: %w", o, e)
 		}
 		out = append(out, e)

@@ -47,8 +47,9 @@ type Status struct {
 // Watcher loads the config file and reloads it when its content changes:
 // Run polls every reload.interval (±10 % jitter) and reloads at once on a
 // trigger (SIGHUP). Change detection hashes the file's bytes and those of
-// upstream.tokenFile, so an edit in place, an atomic rename and a Kubernetes
-// ConfigMap's ..data symlink swap are all seen, as is a rotated token. A
+// upstream.tokenFile and the upstream.tls files, so an edit in place, an
+// atomic rename and a Kubernetes ConfigMap's ..data symlink swap are all
+// seen, as is a rotated token, CA bundle or client certificate. A
 // file that fails to load or apply leaves the running config in place; its
 // problem is logged once and kept in Status until a good file replaces it.
 type Watcher struct {
@@ -223,18 +224,25 @@ func (w *Watcher) Wait(ctx context.Context, cond func(Status) bool) error {
 	}
 }
 
-// fingerprint covers the file and the token file c names, so rotating the
-// token alone triggers a reload.
+// fingerprint covers the file and the files c names (upstream.tokenFile and
+// the upstream.tls files), so rotating the token, the CA bundle or the
+// client certificate alone triggers a reload.
 func (w *Watcher) fingerprint(data []byte, c *Config) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write(data)
-	if c != nil && c.Upstream.TokenFile != "" {
-		tok, err := os.ReadFile(c.Upstream.TokenFile)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			tok = []byte(err.Error())
+	if c != nil {
+		t := c.Upstream.TLS
+		for _, path := range []string{c.Upstream.TokenFile, t.CAFile, t.CertFile, t.KeyFile} {
+			h.Write([]byte{0})
+			if path == "" {
+				continue
+			}
+			b, err := os.ReadFile(path)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				b = []byte(err.Error())
+			}
+			h.Write(bytes.TrimSpace(b))
 		}
-		h.Write([]byte{0})
-		h.Write(bytes.TrimSpace(tok))
 	}
 	var fp [sha256.Size]byte
 	h.Sum(fp[:0])

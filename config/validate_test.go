@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
@@ -110,19 +111,30 @@ func TestSummary(t *testing.T) {
 		c    func() Config
 		want string
 	}{
-		{"defaults", Defaults, "listen=127.0.0.1:8787 upstream=https://id.chitty.cc/v1 dialect=client-v1 format=official validate=upstream token=none"},
+		{"defaults", Defaults, "listen=127.0.0.1:8787 upstream=https://id.chitty.cc/v1 dialect=client-v1 format=official validate=upstream token=none tls=system-roots proxy=env"},
 		{"token set, password in URL", func() Config {
 			c := Defaults()
 			c.Upstream.URL = "https://u:pw@id.example/v1"
 			c.Upstream.Token = "t"
 			return c
-		}, "listen=127.0.0.1:8787 upstream=https://u:xxxxx@id.example/v1 dialect=client-v1 format=official validate=upstream token=set"},
+		}, "listen=127.0.0.1:8787 upstream=https://u:xxxxx@id.example/v1 dialect=client-v1 format=official validate=upstream token=set tls=system-roots proxy=env"},
 		{"token from file", func() Config {
 			c := Defaults()
 			c.Upstream.TokenFile, c.Upstream.Token = "/run/token", "t"
 			c.Validation.Mode, c.Format = ValidateModeLocal, chittyid.FormatNumeric
 			return c
-		}, "listen=127.0.0.1:8787 upstream=https://id.chitty.cc/v1 dialect=client-v1 format=numeric validate=local token=from-file"},
+		}, "listen=127.0.0.1:8787 upstream=https://id.chitty.cc/v1 dialect=client-v1 format=numeric validate=local token=from-file tls=system-roots proxy=env"},
+		{"private CA, mTLS, proxy with credentials", func() Config {
+			c := Defaults()
+			c.Upstream.TLS = upstream.TLSConfig{CAFile: "/etc/ca.pem", CertFile: "/etc/c.pem", KeyFile: "/etc/k.pem", MinVersion: "1.3"}
+			c.Upstream.Proxy = "http://alice:s3cret@proxy.corp:3128"
+			return c
+		}, "listen=127.0.0.1:8787 upstream=https://id.chitty.cc/v1 dialect=client-v1 format=official validate=upstream token=none tls=caFile+client-cert proxy=http://[redacted]@proxy.corp:3128"},
+		{"plain http allowed", func() Config {
+			c := Defaults()
+			c.Upstream.URL, c.Upstream.Token, c.Upstream.AllowInsecure, c.Upstream.Proxy = "http://id.internal:8080/v1", "t", true, upstream.ProxyNone
+			return c
+		}, "listen=127.0.0.1:8787 upstream=http://id.internal:8080/v1 dialect=client-v1 format=official validate=upstream token=set tls=off proxy=none insecure=allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

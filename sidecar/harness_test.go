@@ -98,10 +98,17 @@ func startTimeouts(t *testing.T, extra string, to sidecar.Timeouts) *harness {
 	return launch(t, sim.Config{}, extra, nil, false, to)
 }
 
-func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim), fileBased bool, to sidecar.Timeouts) *harness {
+// launch starts the pair. Inside TestOverTLS the simulator serves TLS with
+// a throwaway CA that the sidecar trusts (upstream.tls.caFile), unless the
+// test set simCfg.TLS itself. edit adjusts the sidecar's options.
+func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim), fileBased bool, to sidecar.Timeouts, edit ...func(*sidecar.Options)) *harness {
 	t.Helper()
 	if simCfg.Token == "" {
 		simCfg.Token = testToken
+	}
+	var caFile string
+	if simCfg.TLS == nil && overTLS(t) {
+		simCfg.TLS, caFile = tlsUpstream(t)
 	}
 	s, err := sim.Start(simCfg, "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
@@ -111,9 +118,13 @@ func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)
 	if before != nil {
 		before(s)
 	}
+	yaml := configFor(s, simCfg, extra)
+	if caFile != "" {
+		yaml = strings.Replace(yaml, "upstream:\n", fmt.Sprintf("upstream:\n  tls: {caFile: %q}\n", caFile), 1)
+	}
 	h := newHarness(t)
 	h.sim = s
-	h.run(configFor(s, simCfg, extra), fileBased, to)
+	h.run(yaml, fileBased, to, edit...)
 	return h
 }
 
@@ -123,12 +134,16 @@ func newHarness(t *testing.T) *harness {
 }
 
 // run starts a sidecar with the config file yaml (watched, if fileBased)
-// on a loopback listener; the test's cleanup stops it.
-func (h *harness) run(yaml string, fileBased bool, to sidecar.Timeouts) {
+// on a loopback listener; the test's cleanup stops it. edit adjusts the
+// sidecar's options.
+func (h *harness) run(yaml string, fileBased bool, to sidecar.Timeouts, edit ...func(*sidecar.Options)) {
 	t := h.t
 	t.Helper()
-	opts := sidecar.Options{Version: "test", Now: h.clock.now, LogOutput: h.logs, Timeouts: to,
+	opts := sidecar.Options{Version: "test", Now: h.clock.now, LogOutput: h.logs, Timeouts: to, LookupEnv: noEnv,
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	for _, e := range edit {
+		e(&opts)
+	}
 	var cfg *config.Config
 	var err error
 	if fileBased {
@@ -163,7 +178,8 @@ func (h *harness) run(yaml string, fileBased bool, to sidecar.Timeouts) {
 }
 
 // configFor is a config file for a sidecar in front of s: extra's lines,
-// with upstream.url, dialect and (unless extra sets one) token filled in.
+// with dialect and (unless extra sets them) upstream.url and token filled
+// in, and {simPort} replaced by the simulator's API port.
 func configFor(s *sim.Sim, simCfg sim.Config, extra string) string {
 	dialect := string(simCfg.Dialect)
 	if dialect == "" {
@@ -177,7 +193,12 @@ func configFor(s *sim.Sim, simCfg sim.Config, extra string) string {
 	if !strings.Contains(extra, "upstream:") {
 		yaml += "upstream:\n"
 	}
-	yaml = strings.Replace(yaml, "upstream:\n", fmt.Sprintf("upstream:\n  url: %s\n  dialect: %s\n", s.URL(), dialect), 1)
+	if !strings.Contains(extra, "  url:") {
+		yaml = strings.Replace(yaml, "upstream:\n", fmt.Sprintf("upstream:\n  url: %s\n", s.URL()), 1)
+	}
+	_, port, _ := net.SplitHostPort(s.APIAddr())
+	yaml = strings.ReplaceAll(yaml, "{simPort}", port)
+	yaml = strings.Replace(yaml, "upstream:\n", fmt.Sprintf("upstream:\n  dialect: %s\n", dialect), 1)
 	if !strings.Contains(extra, "token") {
 		yaml = strings.Replace(yaml, "upstream:\n", "upstream:\n  token: "+testToken+"\n", 1)
 	}

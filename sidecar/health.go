@@ -159,6 +159,12 @@ type healthUpstream struct {
 	Token     bool             `json:"tokenConfigured"`
 	InFlight  int              `json:"mintsInFlight"`
 	PollEvery string           `json:"pollInterval"`
+	TLS       healthTLS        `json:"tls"`
+	// Proxy is the egress proxy in use, credentials redacted; "" direct.
+	Proxy       string `json:"proxy"`
+	ProxySource string `json:"proxySource,omitempty"`
+	// Warning is set while requests cross the network unencrypted.
+	Warning string `json:"warning,omitempty"`
 }
 
 type healthReadiness struct {
@@ -186,7 +192,7 @@ func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
 		UptimeSecs:  int64(now.Sub(s.started) / time.Second),
 		Connection:  connection(snap),
 		Resilience:  s.resilience(cfg),
-		Upstream:    healthUpstream{URL: redactURL(cfg.Upstream.URL), Dialect: cfg.Upstream.Dialect, Token: client.HasToken(), InFlight: client.InFlight(), PollEvery: cfg.Health.Interval.String()},
+		Upstream:    upstreamHealth(cfg, client),
 		Readiness:   healthReadiness{Policy: cfg.Readiness.Policy, Ready: ready, Reason: reason},
 		Config:      s.configStatus(),
 		Snapshot:    s.snapshotHealth(cfg),

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
@@ -61,6 +62,8 @@ type metrics struct {
 	attempts    *prometheus.CounterVec
 	attemptDur  *prometheus.HistogramVec
 	retries     *prometheus.CounterVec
+	handshakes  *prometheus.CounterVec
+	resumed     prometheus.Counter
 	handler     fasthttp.RequestHandler
 }
 
@@ -94,7 +97,17 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 	for k := xcHit; k < xcKinds; k++ {
 		m.validate[k] = validate.WithLabelValues(xcNames[k])
 	}
-	cols := []prometheus.Collector{requests, duration, validate, limited, m.attempts, m.attemptDur, m.retries}
+	m.handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_tls_handshakes_total",
+		Help: "TLS handshakes with upstream, by outcome (ok, or why it failed)."}, []string{"outcome"})
+	for _, o := range upstream.HandshakeOutcomes() {
+		m.handshakes.WithLabelValues(o) // every outcome is served from the start, at 0
+	}
+	m.resumed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "upstream_tls_resumed_total",
+		Help: "TLS handshakes with upstream that resumed an earlier session (no certificate exchange)."})
+	certExpiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "upstream_tls_client_cert_expiry_seconds",
+		Help: "Seconds until the client certificate (upstream.tls.certFile) expires, negative once it has; absent without one."}, []string{"subject"})
+	cols := []prometheus.Collector{requests, duration, validate, limited, m.attempts, m.attemptDur, m.retries,
+		m.handshakes, m.resumed, &certExpiryCollector{vec: certExpiry, client: s.client.Load}}
 	cols = append(cols, s.scrapeCollectors()...)
 	cols = append(cols, s.snapshotCollectors()...)
 	for _, c := range cols {
@@ -176,4 +189,38 @@ func (m *metrics) Attempt(op, outcome string, d time.Duration) {
 // Retry implements upstream.Observer.
 func (m *metrics) Retry(op string) { m.retries.WithLabelValues(op).Inc() }
 
-var _ upstream.Observer = (*metrics)(nil)
+// Handshake implements upstream.HandshakeObserver.
+func (m *metrics) Handshake(outcome string, resumed bool) {
+	m.handshakes.WithLabelValues(outcome).Inc()
+	if resumed {
+		m.resumed.Inc()
+	}
+}
+
+var (
+	_ upstream.Observer          = (*metrics)(nil)
+	_ upstream.HandshakeObserver = (*metrics)(nil)
+)
+
+// certExpiryCollector serves the client certificate's remaining life,
+// computed at scrape time from the current client (it changes on reload).
+type certExpiryCollector struct {
+	client func() *upstream.Client
+	// mu serialises scrapes, which reset and refill vec.
+	mu  sync.Mutex
+	vec *prometheus.GaugeVec
+}
+
+func (c *certExpiryCollector) Describe(ch chan<- *prometheus.Desc) { c.vec.Describe(ch) }
+
+func (c *certExpiryCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.vec.Reset()
+	if cl := c.client(); cl != nil {
+		if cert := cl.TLS().ClientCert; cert != nil {
+			c.vec.WithLabelValues(cert.Subject.String()).Set(time.Until(cert.NotAfter).Seconds())
+		}
+	}
+	c.vec.Collect(ch)
+}

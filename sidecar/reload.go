@@ -11,7 +11,10 @@ import (
 // applyConfig installs a reloaded config (config.ApplyFunc). It builds what
 // the change needs first and swaps only when everything is ready; on error
 // nothing changes. The cache (entries and counters), the breaker's state and
-// the lifecycle state survive. Requests in flight keep the config snapshot
+// the lifecycle state survive, and so do TLS sessions while the trust
+// settings stay the same (upstream.Sessions). A new client reads the TLS
+// files as config.Parse read them and the proxy variables again, and
+// applies to new connections. Requests in flight keep the config snapshot
 // they started with. It runs on the watcher's goroutine only.
 func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 	old := s.cfg.Load()
@@ -38,6 +41,7 @@ func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 	if client != nil {
 		s.client.Swap(client).Close() // requests still using the old one finish on it
 	}
+	s.logTransport(next)
 	return restart, nil
 }
 

@@ -68,6 +68,10 @@ type Options struct {
 	Now func() time.Time
 	// Timeouts are the API listener's; zero fields take the defaults.
 	Timeouts Timeouts
+	// LookupEnv reads the egress proxy variables (HTTPS_PROXY, HTTP_PROXY,
+	// NO_PROXY) when upstream.proxy is "", each time the upstream client
+	// is built. Nil: os.LookupEnv.
+	LookupEnv func(string) (string, bool)
 }
 
 // Sidecar is the running sidecar. Build it with New, run it with Run.
@@ -101,6 +105,11 @@ type Sidecar struct {
 	busy      inflight      // requests waiting on upstream; shutdown waits for them
 	ridPrefix string        // random per process, so generated request IDs are unique
 	ridSeq    atomic.Uint64 // generated request IDs: ridPrefix + counter
+
+	// How upstream is reached (transport.go).
+	sessions *upstream.Sessions          // TLS sessions, kept across client rebuilds
+	env      func(string) (string, bool) // reads the proxy variables (Options.LookupEnv)
+	trouble  atomic.Pointer[string]      // the last TLS or proxy failure logged
 }
 
 // New builds a sidecar from a loaded, validated config. It allocates the
@@ -136,6 +145,8 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		level:     opts.LogLevel,
 		injected:  injected,
 		snaps:     newSnapshots(cfg.Snapshot.Path),
+		sessions:  upstream.NewSessions(),
+		env:       opts.LookupEnv,
 	}
 	if opts.LogOutput != nil {
 		s.sink = newLineSink(opts.LogOutput)
@@ -168,12 +179,17 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 }
 
 func (s *Sidecar) upstreamOptions() upstream.Options {
-	return upstream.Options{Version: s.version, Observer: s.metrics, OnLate: s.lateMint, Late: &s.late}
+	return upstream.Options{Version: s.version, Observer: s.metrics, OnLate: s.lateMint, Late: &s.late,
+		Sessions: s.sessions, LookupEnv: s.env}
 }
 
-// probe is one health poll of the current upstream client.
+// probe is one health poll of the current upstream client. A TLS or
+// proxy failure is logged when it first appears or changes (the poll's
+// error is also in /health), so an operator reads what to fix.
 func (s *Sidecar) probe(ctx context.Context) error {
-	return s.client.Load().Health(ctx)
+	err := s.client.Load().Health(ctx)
+	s.transportTrouble(err)
+	return err
 }
 
 // Handler returns the request handler, for tests and benchmarks that drive
@@ -229,6 +245,7 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", redactURL(cfg.Upstream.URL),
 		"dialect", cfg.Upstream.Dialect, "format", cfg.Format.String(), "version", s.version)
+	s.logTransport(cfg)
 	var serveErr error
 	select {
 	case serveErr = <-errc:

@@ -3,11 +3,13 @@ package upstream
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,8 +28,11 @@ type Client struct {
 	format  chittyid.Format
 	breaker *Breaker
 	hc      *fasthttp.HostClient
-	host    string // Host header
+	host    string // the request URI's host, sent as Host
+	scheme  string // of the request URI: fasthttp refuses an http one on a TLS HostClient
 	base    string // path prefix: "/v1" for client-v1, "" for worker
+	tr      *transport
+	tlsInfo TLSInfo
 	slots   chan struct{}
 	agent   string
 	obs     Observer
@@ -54,10 +59,18 @@ type Options struct {
 	// Late, if set, counts the goroutines awaiting late answers, so that
 	// the owner can wait for them at shutdown. Nil: the client's own.
 	Late *sync.WaitGroup
+	// Sessions, if set, is the TLS session cache, kept by the owner across
+	// Clients so that a rebuilt Client resumes sessions. Nil: the client's
+	// own.
+	Sessions *Sessions
+	// LookupEnv reads the proxy variables when upstream.proxy is "" (when
+	// New runs). Nil: os.LookupEnv.
+	LookupEnv func(string) (string, bool)
 }
 
 // Observer is told about upstream attempts, for metrics. It must be fast
-// and safe for concurrent use.
+// and safe for concurrent use. If it also implements HandshakeObserver, it
+// hears of TLS handshakes too.
 type Observer interface {
 	// Attempt reports one request sent upstream: its operation ("mint",
 	// "mint batch", "validate"), its outcome (see Outcome) and how long it took.
@@ -98,30 +111,43 @@ func (noObserver) Attempt(string, string, time.Duration) {}
 func (noObserver) Retry(string)                          {}
 
 // New builds a client for cfg (with defaults filled in and validated) that
-// expects IDs of format and counts failures on b.
+// expects IDs of format and counts failures on b. It reads the TLS files
+// if cfg.TLS.ReadFiles has not, and the proxy variables of the environment
+// when upstream.proxy is "".
 func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client, error) {
 	if b == nil {
 		panic("upstream: New with a nil Breaker")
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("parsing upstream.url %q: %w", cfg.URL, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold credentials
+		}
+		return nil, fmt.Errorf("parsing upstream.url: %w", err)
 	}
-	tls := u.Scheme == "https"
+	isTLS := u.Scheme == "https"
 	addr := u.Host
 	if u.Port() == "" {
 		port := "80"
-		if tls {
+		if isTLS {
 			port = "443"
 		}
 		addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	tr, info, err := newTransport(cfg, u, opts)
+	if err != nil {
+		return nil, err
 	}
 	c := &Client{
 		cfg:     cfg,
 		format:  format,
 		breaker: b,
 		host:    u.Host,
+		scheme:  u.Scheme,
 		base:    strings.TrimRight(u.EscapedPath(), "/"),
+		tr:      tr,
+		tlsInfo: info,
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		agent:   "chittyid-sidecar/" + opts.Version,
 		obs:     opts.Observer,
@@ -141,7 +167,7 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 	}
 	c.hc = &fasthttp.HostClient{
 		Addr:                addr,
-		IsTLS:               tls,
+		IsTLS:               isTLS,
 		MaxConns:            cfg.MaxInFlight + 64, // mints plus validates and polls
 		MaxConnWaitTimeout:  cfg.Timeout,
 		MaxIdleConnDuration: 4 * time.Second, // below common upstream keep-alive timeouts
@@ -165,13 +191,86 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 		},
 		NoDefaultUserAgentHeader: true,
 		DisablePathNormalizing:   true,
-		// The standard dialer, not fasthttp's default one: that one caches DNS
-		// answers in a package-level map with a cleaner goroutine no one owns.
-		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
-			return net.DialTimeout("tcp", addr, timeout)
-		},
+		// Requests carry the token: keep their headers and bodies out of
+		// fasthttp's error messages.
+		SecureErrorLogMessage: true,
+		// Our dialer (transport.go), not fasthttp's default one: that one
+		// caches DNS answers in a package-level map with a cleaner goroutine
+		// no one owns. It also tunnels through the proxy and does the TLS
+		// handshake (TLSConfig is then unused).
+		DialTimeout: tr.dial,
 	}
 	return c, nil
+}
+
+// newTransport builds the dialer for cfg's upstream u and describes its
+// TLS settings.
+func newTransport(cfg Config, u *url.URL, opts Options) (*transport, TLSInfo, error) {
+	lookupEnv := opts.LookupEnv
+	if lookupEnv == nil {
+		lookupEnv = os.LookupEnv
+	}
+	proxy, err := chooseProxy(cfg.Proxy, u, lookupEnv)
+	if err != nil {
+		return nil, TLSInfo{}, fmt.Errorf("choosing the egress proxy: %w", err)
+	}
+	tr := &transport{timeout: cfg.Timeout, obs: noHandshakes{}}
+	if h, ok := opts.Observer.(HandshakeObserver); ok {
+		tr.obs = h
+	}
+	if proxy.url != nil {
+		tr.proxy, tr.source, tr.proxyAddr, tr.proxyAuth = proxy.url, proxy.source, proxyAddr(proxy.url), proxyAuthorization(proxy.url)
+	}
+	if u.Scheme != "https" {
+		return tr, TLSInfo{}, nil
+	}
+	t := cfg.TLS
+	if (t.CAFile != "" && t.Files.CA == "") || (t.CertFile != "" && t.Files.Cert == "") {
+		if err := t.ReadFiles(); err != nil {
+			return nil, TLSInfo{}, err
+		}
+	}
+	m, err := t.material()
+	if err != nil {
+		return nil, TLSInfo{}, err
+	}
+	serverName := t.ServerName
+	if serverName == "" {
+		serverName = u.Hostname()
+	}
+	sessions := opts.Sessions
+	if sessions == nil {
+		sessions = NewSessions()
+	}
+	tr.tls = &tls.Config{
+		RootCAs:            m.roots,
+		ServerName:         serverName,
+		MinVersion:         tlsVersion(t.MinVersion),
+		ClientSessionCache: sessions.forKey(t.trustKey(serverName)),
+	}
+	info := TLSInfo{Enabled: true, ServerName: serverName, MinVersion: t.MinVersion, CAFile: t.CAFile}
+	if info.MinVersion == "" {
+		info.MinVersion = TLSVersion12
+	}
+	if m.cert != nil {
+		tr.tls.Certificates = []tls.Certificate{*m.cert}
+		info.ClientCert = m.cert.Leaf
+	}
+	tr.hints = tlsHints{serverName: serverName, caFile: t.CAFile, clientCert: info.ClientCert, minVersion: info.MinVersion, timeout: cfg.Timeout}
+	return tr, info, nil
+}
+
+// TLS describes the client's TLS settings; Enabled is false for http.
+func (c *Client) TLS() TLSInfo { return c.tlsInfo }
+
+// Proxy is the egress proxy the client goes through, credentials redacted,
+// and where it came from ("upstream.proxy" or the environment variable);
+// both "" when it connects directly.
+func (c *Client) Proxy() (proxy, source string) {
+	if c.tr.proxy == nil {
+		return "", ""
+	}
+	return redactProxy(c.tr.proxy), c.tr.source
 }
 
 // Close releases idle upstream connections.
@@ -239,7 +338,10 @@ func (c *Client) do(r *request, deadline time.Time) (response, error) {
 	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetMethod(r.method)
 	req.SetRequestURI(r.path)
-	req.Header.SetHost(c.host)
+	// A bare path is scheme http, which a TLS HostClient refuses; and a
+	// URI with a scheme supplies the Host header.
+	req.URI().SetScheme(c.scheme)
+	req.URI().SetHost(c.host)
 	req.Header.SetUserAgent(c.agent)
 	req.Header.Set("Accept", "application/json")
 	if r.auth != "" {
@@ -256,6 +358,17 @@ func (c *Client) do(r *request, deadline time.Time) (response, error) {
 		req.SetBodyRaw(r.body)
 	}
 	if err := c.hc.DoDeadline(req, resp, deadline); err != nil {
+		if c.tr.tls != nil && !isConnectError(err) {
+			if alert := c.tr.alerts.take(resp.LocalAddr()); alert != nil && handshakeAlert(remoteAlert(alert)) {
+				// Upstream refused the handshake after the client's side of
+				// it was done (TLS 1.3, client certificates): the request
+				// was never processed. Other alerts may come after it was,
+				// and stay what fasthttp says (the connection closed).
+				te := c.tr.hints.explain(alert)
+				c.tr.obs.Handshake(te.Kind, false)
+				return response{}, te
+			}
+		}
 		return response{}, err
 	}
 	return response{
@@ -351,7 +464,7 @@ func NewKey() string {
 // isDialError reports whether err means no connection was made, so the
 // request was certainly not processed and a retry is always safe.
 func isDialError(err error) bool {
-	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) {
+	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) || isConnectError(err) {
 		return true
 	}
 	var op *net.OpError

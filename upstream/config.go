@@ -3,7 +3,9 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -45,7 +47,10 @@ func (s Secret) Reveal() string { return string(s) }
 // mean the documented default (see Defaults).
 type Config struct {
 	// URL is the ChittyID base URL. client-v1: the API base including /v1;
-	// worker: the worker's origin (a path is ignored). Default https://id.chitty.cc/v1.
+	// worker: the worker's origin (a path is ignored). No credentials and no
+	// query. A plain http:// URL while a token is configured is refused
+	// unless its host is loopback or AllowInsecure is set. Default
+	// https://id.chitty.cc/v1.
 	URL string `yaml:"url"`
 	// Dialect is client-v1 (default) or worker.
 	Dialect Dialect `yaml:"dialect"`
@@ -78,6 +83,21 @@ type Config struct {
 	Retry RetryConfig `yaml:"retry"`
 	// Breaker is the circuit breaker in front of upstream mints.
 	Breaker BreakerConfig `yaml:"breaker"`
+	// TLS is how an https:// upstream is trusted (system roots, or CAFile)
+	// and what client certificate is presented; https only.
+	TLS TLSConfig `yaml:"tls"`
+	// Proxy is the egress proxy: "" takes it from HTTPS_PROXY, HTTP_PROXY
+	// and NO_PROXY (and their lower-case forms) as Go's net/http does,
+	// "none" connects directly, and an http:// URL (credentials as its
+	// userinfo) is used for every connection. Connections go through a
+	// CONNECT tunnel. Default "".
+	Proxy ProxyURL `yaml:"proxy"`
+	// AllowInsecure permits a plain http:// URL to a host that is not
+	// loopback while a token is configured, so the token crosses the
+	// network unencrypted; the sidecar then warns at every start and
+	// reload and in /health. It never turns off certificate checks.
+	// Default false.
+	AllowInsecure bool `yaml:"allowInsecure"`
 }
 
 // RetryConfig is upstream.retry: full-jitter exponential backoff.
@@ -135,6 +155,7 @@ func Defaults() Config {
 		MaxInFlight:      64,
 		Retry:            RetryConfig{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second},
 		Breaker:          BreakerConfig{Failures: 5, OpenTimeout: 30 * time.Second, HalfOpenProbes: 1},
+		TLS:              TLSConfig{MinVersion: TLSVersion12},
 	}
 }
 
@@ -142,11 +163,7 @@ func Defaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if u, err := url.Parse(c.URL); err != nil {
-		bad("upstream.url must be an http or https URL with a host: it does not parse")
-	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("upstream.url must be an http or https URL with a host, got %q", u.Redacted())
-	}
+	errs = append(errs, c.validateURL()...)
 	if c.Dialect != DialectClientV1 && c.Dialect != DialectWorker {
 		bad("upstream.dialect must be client-v1 or worker, got %q", c.Dialect)
 	}
@@ -190,5 +207,68 @@ func (c Config) Validate() error {
 	if c.Breaker.HalfOpenProbes < 1 {
 		bad("upstream.breaker.halfOpenProbes must be >= 1, got %d", c.Breaker.HalfOpenProbes)
 	}
+	errs = append(errs, c.TLS.validate()...)
+	if err := c.Proxy.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// validateURL checks upstream.url and the settings that depend on its
+// scheme (README, "Production upstream").
+func (c Config) validateURL() []error {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return []error{errors.New("upstream.url must be an http or https URL with a host: it does not parse")}
+	}
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	shown := *u
+	shown.User = nil // the URL is quoted in messages: never its credentials
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return []error{fmt.Errorf("upstream.url must be an http or https URL with a host, got %q", shown.String())}
+	}
+	if u.User != nil {
+		bad("upstream.url must not hold credentials (user:password@): the token goes in upstream.tokenFile, got %q", shown.String())
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		bad("upstream.url must not have a query or a fragment, got %q", shown.String())
+	}
+	if u.Scheme == "https" {
+		if c.AllowInsecure {
+			bad("upstream.allowInsecure only permits a plain http:// upstream.url; it never turns off certificate checks (for a private CA, set upstream.tls.caFile)")
+		}
+		return errs
+	}
+	for _, key := range c.TLS.setKeys() {
+		bad("%s applies to https:// upstreams only; upstream.url is %q", key, shown.String())
+	}
+	if c.Token != "" && !isLoopback(u.Hostname()) && !c.AllowInsecure {
+		bad("upstream.url is plain http:// to %q, which would send the token unencrypted: use https://, or set upstream.allowInsecure: true to accept that (loopback hosts are exempt)", u.Host)
+	}
+	return errs
+}
+
+// isLoopback reports whether host is localhost or a loopback address
+// (127.0.0.0/8, ::1).
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// InsecureWarning returns a warning when requests cross the network in
+// clear text: upstream.url is http:// to a host that is not loopback. It
+// returns "" otherwise.
+func (c Config) InsecureWarning() string {
+	u, err := url.Parse(c.URL)
+	if err != nil || u.Scheme != "http" || isLoopback(u.Hostname()) {
+		return ""
+	}
+	if c.AllowInsecure {
+		return "upstream.allowInsecure is true: the bearer token and every ID cross the network to " + u.Host + " unencrypted (plain http://)"
+	}
+	return "upstream.url is plain http:// to " + u.Host + ": callers' Authorization headers and every ID cross the network unencrypted"
 }

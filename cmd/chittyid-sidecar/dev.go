@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
@@ -26,6 +28,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:8787", "sidecar address")
 	simListen := fs.String("sim-listen", "127.0.0.1:0", "simulator API address (port 0: any free port)")
 	simControl := fs.String("sim-control", "127.0.0.1:0", "simulator control address")
+	useTLS := fs.Bool("tls", false, "run the pair over TLS: a throwaway CA and certificates in a temporary directory, removed at exit; the simulator requires the sidecar's client certificate")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -33,12 +36,20 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var pki *devPKI
+	if *useTLS {
+		if pki, err = newDevPKI(); err != nil {
+			return err
+		}
+		defer pki.remove()
+		scfg.TLS = pki.server
+	}
 	s, err := sim.Start(scfg, *simListen, *simControl)
 	if err != nil {
 		return fmt.Errorf("starting the simulator: %w", err)
 	}
 	defer s.Close()
-	cfg, err := config.Parse(devConfig(*listen, s.URL(), sf), noEnv)
+	cfg, err := config.Parse(devConfig(*listen, s.URL(), sf, pki), noEnv)
 	if err != nil {
 		return &exitError{2, err}
 	}
@@ -55,6 +66,9 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	printDev(stdout, "http://"+ln.Addr().String(), s)
+	if pki != nil {
+		pki.print(stdout)
+	}
 	if err := sc.Run(ctx, ln); err != nil {
 		return err
 	}
@@ -62,7 +76,11 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return s.Close()
 }
 
-func devConfig(listen, upstreamURL string, sf simFlags) []byte {
+func devConfig(listen, upstreamURL string, sf simFlags, pki *devPKI) []byte {
+	tls := ""
+	if pki != nil {
+		tls = fmt.Sprintf("  tls: {caFile: %q, certFile: %q, keyFile: %q}\n", pki.caFile, pki.certFile, pki.keyFile)
+	}
 	return fmt.Appendf(nil, `listen: %q
 upstream:
   url: %q
@@ -72,10 +90,69 @@ upstream:
   mintTimeout: 5s
   validateTimeout: 2s
   breaker: {failures: 5, openTimeout: 5s}
-format: %q
+%sformat: %q
 log: {level: info, format: text}
 shutdown: {drainTimeout: 5s}
-`, listen, upstreamURL, sf.dialect, devToken, sf.format)
+`, listen, upstreamURL, sf.dialect, devToken, tls, sf.format)
+}
+
+// devPKI is dev --tls's throwaway CA, the simulator's certificate and the
+// sidecar's client certificate, in a temporary directory.
+type devPKI struct {
+	dir                       string
+	caFile, certFile, keyFile string // what the sidecar uses
+	serverCert                string // the simulator's, for curl
+	server                    *tls.Config
+}
+
+func newDevPKI() (_ *devPKI, err error) {
+	dir, err := os.MkdirTemp("", "chittyid-dev-tls-")
+	if err != nil {
+		return nil, fmt.Errorf("making a directory for the dev certificates: %w", err)
+	}
+	p := &devPKI{dir: dir, caFile: filepath.Join(dir, "ca.pem")}
+	defer func() {
+		if err != nil {
+			p.remove()
+		}
+	}()
+	ca, err := sim.NewCA("chittyid-sidecar dev CA (throwaway)")
+	if err != nil {
+		return nil, err
+	}
+	// Valid as long as the CA: a dev session may outlast a day.
+	server, err := ca.Issue(sim.LeafSpec{Names: []string{"127.0.0.1", "localhost", "::1"}, NotAfter: ca.Cert.NotAfter})
+	if err != nil {
+		return nil, err
+	}
+	client, err := ca.Issue(sim.LeafSpec{Names: []string{"chittyid-sidecar dev"}, Client: true, NotAfter: ca.Cert.NotAfter})
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.WriteFile(p.caFile); err != nil {
+		return nil, err
+	}
+	if p.serverCert, _, err = server.WriteFiles(dir, "simulator"); err != nil {
+		return nil, err
+	}
+	if p.certFile, p.keyFile, err = client.WriteFiles(dir, "sidecar-client"); err != nil {
+		return nil, err
+	}
+	p.server = server.ServerConfig(ca)
+	return p, nil
+}
+
+// remove deletes the directory and everything in it.
+func (p *devPKI) remove() { _ = os.RemoveAll(p.dir) }
+
+func (p *devPKI) print(w io.Writer) {
+	fmt.Fprintf(w, `
+TLS: a throwaway CA and certificates in %[1]s (removed at exit):
+  %[2]s  the CA (upstream.tls.caFile)
+  %[3]s  the simulator's certificate (127.0.0.1, localhost, ::1)
+  %[4]s, %[5]s  the sidecar's client certificate (upstream.tls.certFile/keyFile); the simulator requires it
+  curl the simulator: curl --cacert %[2]s --cert %[4]s --key %[5]s ...
+`, p.dir, p.caFile, p.serverCert, p.certFile, p.keyFile)
 }
 
 func printDev(w io.Writer, base string, s *sim.Sim) {

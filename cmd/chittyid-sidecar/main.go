@@ -232,12 +232,25 @@ func upstreamSim(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	listen := fs.String("listen", "127.0.0.1:8788", "API address")
 	control := fs.String("control", "127.0.0.1:8789", "control API address")
 	token := fs.String("token", "", "bearer token the API requires (empty: none)")
+	tlsCert := fs.String("tls-cert", "", "serve the API over HTTPS with this PEM certificate (chain)")
+	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
+	tlsClientCA := fs.String("tls-client-ca", "", "require client certificates issued by these PEM CAs (needs --tls-cert)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := sf.config(*token)
 	if err != nil {
 		return err
+	}
+	switch {
+	case (*tlsCert == "") != (*tlsKey == ""):
+		return usageErr("--tls-cert and --tls-key go together")
+	case *tlsClientCA != "" && *tlsCert == "":
+		return usageErr("--tls-client-ca needs --tls-cert and --tls-key")
+	case *tlsCert != "":
+		if cfg.TLS, err = sim.ServerTLS(*tlsCert, *tlsKey, *tlsClientCA); err != nil {
+			return usageErr("%v", err)
+		}
 	}
 	s, err := sim.Start(cfg, *listen, *control)
 	if err != nil {

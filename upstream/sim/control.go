@@ -72,6 +72,7 @@ func (s *Sim) reset() error {
 	s.stats.validate.Store(0)
 	s.stats.health.Store(0)
 	s.stats.minted.Store(0)
+	s.conns.reset()
 	s.minted.reset()
 	s.keys.reset()
 	s.requests.reset()
@@ -89,6 +90,10 @@ func (s *Sim) serveControl(ctx *fasthttp.RequestCtx) {
 	case "/sim/stats":
 		if onlyMethod(ctx, fasthttp.MethodGet) {
 			writeJSON(ctx, fasthttp.StatusOK, s.Stats())
+		}
+	case "/sim/conns":
+		if onlyMethod(ctx, fasthttp.MethodGet) {
+			writeJSON(ctx, fasthttp.StatusOK, s.Conns())
 		}
 	case "/sim/minted":
 		if onlyMethod(ctx, fasthttp.MethodGet) {

@@ -9,7 +9,8 @@
 // answers valid exactly for those. Faults (status, slow, hang, refuse,
 // fallback, badformat, garbage) can be set over HTTP (POST /sim/faults) or
 // in process (SetFault) with the same semantics; the control API also
-// reports per-route counters, the minted IDs and the last 1000 API requests.
+// reports per-route counters, the minted IDs, the last 1000 API requests
+// and the API connections.
 //
 // The worker dialect behaves as the public service's worker does when run
 // (README.md, "Upstream dialects"): its mint backend's failures, the status
@@ -20,6 +21,12 @@
 // The slow, hang, refuse and garbage faults are the worker itself
 // misbehaving, as in client-v1, and badformat has it mint IDs of the other
 // format.
+//
+// With Config.TLS the API is served over HTTPS (and may require client
+// certificates); the simulator counts accepted connections and TLS
+// handshakes (Conns), so a test can check that its client keeps connections
+// alive and resumes sessions. NewCA and CA.Issue make a throwaway CA and
+// certificates at run time for that; ServerTLS reads PEM files.
 //
 // A Sim owns every goroutine it starts: Close releases hung requests, stops
 // both servers and waits for them. The package has no mutable package-level

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -47,6 +48,11 @@ type Config struct {
 	// OnMint, if set, is called for every request that minted IDs, before
 	// it is answered: a ledger for tests that account for every ID.
 	OnMint func(Mint)
+	// TLS, if set, makes the API listener serve HTTPS with these settings
+	// (its certificate, and ClientAuth and ClientCAs to require client
+	// certificates); URL then starts with https. The control API stays
+	// plain HTTP. Start uses a clone. Default nil: plain HTTP.
+	TLS *tls.Config
 }
 
 // Mint is one request's minted IDs, for Config.OnMint.
@@ -67,6 +73,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxMinted == 0 {
 		c.MaxMinted = defaultMaxMinted
 	}
+	if c.TLS != nil {
+		c.TLS = c.TLS.Clone()
+	}
 	var errs []error
 	if c.Dialect != upstream.DialectClientV1 && c.Dialect != upstream.DialectWorker {
 		errs = append(errs, fmt.Errorf("sim: dialect must be client-v1 or worker, got %q", c.Dialect))
@@ -79,6 +88,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxMinted < 0 {
 		errs = append(errs, fmt.Errorf("sim: maxMinted must be >= 0, got %d", c.MaxMinted))
+	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
+		errs = append(errs, errors.New("sim: TLS needs a certificate"))
 	}
 	return c, errors.Join(errs...)
 }
@@ -97,7 +109,8 @@ type Sim struct {
 	token   atomic.Pointer[string]
 	seq     atomic.Uint64 // the next ID's counter; never reset, so IDs stay unique across Reset
 	stats   counters
-	counted notifier // wakes WaitStats when a request is counted
+	counted notifier     // wakes WaitStats when a request is counted
+	conns   connCounters // the API listener's connections and TLS handshakes
 
 	minted   *mintedStore
 	keys     *keyStore
@@ -164,7 +177,7 @@ func Start(cfg Config, apiAddr, controlAddr string) (*Sim, error) {
 	s.serveAPILocked(apiLn)
 	s.mu.Unlock()
 	s.wg.Add(1)
-	go s.acceptLoop(s.ctl, s.ctlConns, ctlLn, nil)
+	go s.acceptLoop(s.ctl, s.ctlConns, ctlLn, nil, nil)
 	return s, nil
 }
 
@@ -199,12 +212,17 @@ type quietLogger struct{}
 func (quietLogger) Printf(string, ...any) {}
 
 // URL is the base URL to configure as the sidecar's upstream.url:
-// "http://127.0.0.1:PORT/v1" for client-v1, "http://127.0.0.1:PORT" for worker.
+// "http://127.0.0.1:PORT/v1" for client-v1, "http://127.0.0.1:PORT" for
+// worker; https with Config.TLS.
 func (s *Sim) URL() string {
-	if s.cfg.Dialect == upstream.DialectWorker {
-		return "http://" + s.apiAddr
+	scheme := "http://"
+	if s.cfg.TLS != nil {
+		scheme = "https://"
 	}
-	return "http://" + s.apiAddr + "/v1"
+	if s.cfg.Dialect == upstream.DialectWorker {
+		return scheme + s.apiAddr
+	}
+	return scheme + s.apiAddr + "/v1"
 }
 
 // APIAddr is the API listener's address, "127.0.0.1:PORT".
@@ -222,14 +240,15 @@ func (s *Sim) serveAPILocked(ln net.Listener) {
 	s.apiLn = ln
 	s.apiServed = make(chan struct{})
 	s.wg.Add(1)
-	go s.acceptLoop(s.api, s.apiConns, ln, s.apiServed)
+	go s.acceptLoop(s.api, s.apiConns, ln, s.apiServed, s.cfg.TLS)
 }
 
 // acceptLoop serves each connection of ln in its own goroutine until ln is
-// closed, then closes served (if not nil). It replaces fasthttp's Serve,
-// whose worker pool leaves a cleaner goroutine running for up to 10s after
-// the listener closes; here every goroutine belongs to s.wg.
-func (s *Sim) acceptLoop(srv *fasthttp.Server, ct *connTracker, ln net.Listener, served chan struct{}) {
+// closed, then closes served (if not nil); with tlsCfg, over TLS. It
+// replaces fasthttp's Serve, whose worker pool leaves a cleaner goroutine
+// running for up to 10s after the listener closes; here every goroutine
+// belongs to s.wg.
+func (s *Sim) acceptLoop(srv *fasthttp.Server, ct *connTracker, ln net.Listener, served chan struct{}, tlsCfg *tls.Config) {
 	defer s.wg.Done()
 	if served != nil {
 		defer close(served)
@@ -241,6 +260,12 @@ func (s *Sim) acceptLoop(srv *fasthttp.Server, ct *connTracker, ln net.Listener,
 				continue
 			}
 			return
+		}
+		if ct == s.apiConns {
+			s.conns.accepted.Add(1)
+		}
+		if tlsCfg != nil {
+			c = tls.Server(c, tlsCfg)
 		}
 		if !ct.add(c) {
 			_ = c.Close()
@@ -277,6 +302,11 @@ func isTemporary(err error) bool {
 // normally reports StateClosed itself; forget covers its early returns.
 func (s *Sim) serveConn(srv *fasthttp.Server, ct *connTracker, c net.Conn) {
 	defer s.wg.Done()
+	if tc, ok := c.(*tls.Conn); ok && !s.handshake(tc) {
+		_ = c.Close()
+		ct.forget(c)
+		return
+	}
 	_ = srv.ServeConn(c)
 	ct.forget(c)
 }

@@ -76,8 +76,8 @@ func (b *bench) startFleet(ctx context.Context) error {
 	return waitHTTP(ctx, f.ceiling, "http://"+f.ceilAddr+"/")
 }
 
-// startSim runs the simulator with the bench token.
-func (b *bench) startSim(ctx context.Context, name string, latency time.Duration) (*simProc, error) {
+// startSim runs the simulator with the bench token and extra flags.
+func (b *bench) startSim(ctx context.Context, name string, latency time.Duration, extra ...string) (*simProc, error) {
 	api, err := freePort()
 	if err != nil {
 		return nil, err
@@ -86,8 +86,8 @@ func (b *bench) startSim(ctx context.Context, name string, latency time.Duration
 	if err != nil {
 		return nil, err
 	}
-	p, err := b.start(name, serverCore, b.sidecarBin, "upstream-sim", "--listen", api, "--control", ctl,
-		"--token", b.token, "--latency", latency.String())
+	argv := append([]string{b.sidecarBin, "upstream-sim", "--listen", api, "--control", ctl, "--token", b.token, "--latency", latency.String()}, extra...)
+	p, err := b.start(name, serverCore, argv...)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ type results struct {
 	ARepeat   *scenarioAResult
 	B         scenarioBResult
 	C         scenarioCResult
+	T         scenarioTResult
 	D         []burstResult
 	E         *scenarioEResult
 	Alloc     []goBenchLine
@@ -115,6 +116,7 @@ func (b *bench) writeReport() error {
 	}
 	w.scenarioB()
 	w.scenarioC()
+	w.scenarioT()
 	w.scenarioD()
 	w.scenarioE()
 	w.goBench()
@@ -203,6 +205,11 @@ func (w *report) targets() {
 	if add, ok := w.mintAdds(); ok {
 		w.f("| (c) mint adds ≤ %d µs at p50 | %+.0f µs | %s |\n", targetMintAddUs, add, passFail(add <= targetMintAddUs))
 	}
+	if add, ok := w.r.tlsMintAdds(); ok {
+		w.f("| (t) mint over a TLS upstream adds ≤ %d µs at p50 | %+.0f µs | %s |\n", targetMintAddUs, add, passFail(add <= targetMintAddUs))
+		n := sum(w.r.T.Handshakes)
+		w.f("| (t) no TLS handshake per request once warm | %d handshakes in %d measured runs | %s |\n", n, len(w.r.T.Handshakes), passFail(n == 0))
+	}
 	if len(w.r.D) > 0 {
 		var calls []string
 		ok := true
@@ -252,9 +259,13 @@ func abc(ss []series) (sc, ng, ce series, ok bool) {
 
 // mintAdds is the sidecar's p50 minus the direct p50 at one connection:
 // the median of the per-round differences.
-func (w *report) mintAdds() (float64, bool) {
-	sc, ok1 := find(w.r.C.Latency, "sidecar")
-	di, ok2 := find(w.r.C.Latency, "direct")
+func (w *report) mintAdds() (float64, bool) { return mintAdds(w.r.C.Latency) }
+
+// mintAdds is the median over rounds of the sidecar's p50 minus the direct
+// path's, at one connection.
+func mintAdds(ss []series) (float64, bool) {
+	sc, ok1 := find(ss, "sidecar")
+	di, ok2 := find(ss, "direct")
 	if !ok1 || !ok2 || len(sc.Runs) == 0 || len(sc.Runs) != len(di.Runs) {
 		return 0, false
 	}
@@ -431,5 +442,6 @@ func (w *report) runs() {
 	list("(b)", w.r.B.Series)
 	list("(c) 1 conn", w.r.C.Latency)
 	list(fmt.Sprintf("(c) %d conns", w.r.Plan.connsMint), w.r.C.Throughput)
+	list("(t) 1 conn", w.r.T.Latency)
 	w.f("\n</details>\n")
 }
