@@ -211,7 +211,7 @@ func Defaults() Config {
 // proxy's credentials.
 func (c *Config) Summary() string {
 	s := fmt.Sprintf("listen=%s upstream=%s dialect=%s format=%s validate=%s token=%s tls=%s proxy=%s",
-		c.Listen, redactURL(c.Upstream.URL), c.Upstream.Dialect, c.Format, c.Validation.Mode, c.tokenState(),
+		c.Listen, c.Upstream.RedactedURL(), c.Upstream.Dialect, c.Format, c.Validation.Mode, c.tokenState(),
 		c.tlsState(), c.proxyState())
 	if c.Upstream.AllowInsecure && c.Upstream.InsecureWarning() != "" {
 		s += " insecure=allowed"
@@ -248,14 +248,4 @@ func (c *Config) tokenState() string {
 		return "from-file"
 	}
 	return "set"
-}
-
-// redactURL hides the password of a URL's userinfo, which is as secret as
-// the token.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable)"
-	}
-	return u.Redacted()
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
 // Security is the security section: who may call the local API, which
@@ -72,18 +74,5 @@ func checkOrigin(o string) error {
 // an address in 127.0.0.0/8, ::1, or the name localhost.
 func IsLoopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	return IsLoopbackHost(host)
-}
-
-// IsLoopbackHost reports whether host (a name or an address, IPv6 with or
-// without brackets) is localhost or a loopback address.
-func IsLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
-	return err == nil && a.Unmap().IsLoopback()
+	return err == nil && upstream.IsLoopbackHost(host)
 }

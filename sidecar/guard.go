@@ -2,9 +2,9 @@ package sidecar
 
 import (
 	"bytes"
-	"net/netip"
 
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
 
@@ -97,7 +97,8 @@ func hostName(h []byte) []byte {
 }
 
 // loopbackName reports whether a Host name is localhost or a loopback
-// address. The usual spellings are recognised without allocating.
+// address (upstream.IsLoopbackHost), recognising the usual spellings
+// without allocating.
 func loopbackName(name []byte) bool {
 	switch {
 	case bytes.EqualFold(name, []byte("localhost")), string(name) == "::1":
@@ -105,11 +106,7 @@ func loopbackName(name []byte) bool {
 	case len(name) > 4 && string(name[:4]) == "127.":
 		return dottedDigits(name[4:])
 	}
-	if len(name) == 0 || len(name) > 64 {
-		return false
-	}
-	a, err := netip.ParseAddr(string(name))
-	return err == nil && a.Unmap().IsLoopback()
+	return len(name) > 0 && len(name) <= 64 && upstream.IsLoopbackHost(string(name))
 }
 
 // dottedDigits reports whether b is three dot-separated numbers of one to

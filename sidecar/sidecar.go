@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -243,7 +242,7 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 		bg.Add(1)
 		go func() { defer bg.Done(); s.runSnapshots(lctx) }()
 	}
-	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", redactURL(cfg.Upstream.URL),
+	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.RedactedURL(),
 		"dialect", cfg.Upstream.Dialect, "format", cfg.Format.String(), "version", s.version)
 	s.logTransport(cfg)
 	var serveErr error
@@ -401,15 +400,6 @@ func printable(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// redactURL drops any user:password from a URL before it is shown.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	return u.Redacted()
 }
 
 // WaitState blocks until the upstream lifecycle is in state want or ctx

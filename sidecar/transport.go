@@ -23,7 +23,7 @@ type healthTLS struct {
 // upstreamHealth is /health's upstream section. It never holds the token
 // or the proxy's credentials.
 func upstreamHealth(cfg *config.Config, client *upstream.Client) healthUpstream {
-	h := healthUpstream{URL: redactURL(cfg.Upstream.URL), Dialect: cfg.Upstream.Dialect, Token: client.HasToken(),
+	h := healthUpstream{URL: cfg.Upstream.RedactedURL(), Dialect: cfg.Upstream.Dialect, Token: client.HasToken(),
 		InFlight: client.InFlight(), PollEvery: cfg.Health.Interval.String(), Warning: cfg.Upstream.InsecureWarning()}
 	h.Proxy, h.ProxySource = client.Proxy()
 	info := client.TLS()

@@ -243,20 +243,33 @@ func (c Config) validateURL() []error {
 	for _, key := range c.TLS.setKeys() {
 		bad("%s applies to https:// upstreams only; upstream.url is %q", key, shown.String())
 	}
-	if c.Token != "" && !isLoopback(u.Hostname()) && !c.AllowInsecure {
+	if c.Token != "" && !IsLoopbackHost(u.Hostname()) && !c.AllowInsecure {
 		bad("upstream.url is plain http:// to %q, which would send the token unencrypted: use https://, or set upstream.allowInsecure: true to accept that (loopback hosts are exempt)", u.Host)
 	}
 	return errs
 }
 
-// isLoopback reports whether host is localhost or a loopback address
-// (127.0.0.0/8, ::1).
-func isLoopback(host string) bool {
+// IsLoopbackHost reports whether host (a name or an address, an IPv6
+// address with or without brackets) is localhost or a loopback address
+// (127.0.0.0/8, ::1). A name is not resolved: one that points at loopback
+// still counts as remote.
+func IsLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	a, err := netip.ParseAddr(host)
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
 	return err == nil && a.Unmap().IsLoopback()
+}
+
+// RedactedURL is upstream.url as it may be shown: any password replaced
+// (a URL with credentials is refused at load; this is for what is shown
+// before that, or of a config that bypassed it).
+func (c Config) RedactedURL() string {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
 }
 
 // InsecureWarning returns a warning when requests cross the network in
@@ -264,7 +277,7 @@ func isLoopback(host string) bool {
 // returns "" otherwise.
 func (c Config) InsecureWarning() string {
 	u, err := url.Parse(c.URL)
-	if err != nil || u.Scheme != "http" || isLoopback(u.Hostname()) {
+	if err != nil || u.Scheme != "http" || IsLoopbackHost(u.Hostname()) {
 		return ""
 	}
 	if c.AllowInsecure {
