@@ -123,9 +123,9 @@ type errorBody struct {
 	ChittyIDs []*string `json:"chittyIds,omitempty"`
 }
 
-// writeError answers with e as JSON, the matching status and Retry-After.
-func writeError(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) {
-	ctx.SetUserValue(userCode, e.code)
+// writeError answers with e as JSON, the matching status and Retry-After,
+// and returns the result that says so.
+func writeError(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) result {
 	body := errorBody{Error: e.code, Message: e.message, RequestID: string(ctx.Response.Header.Peek(headerRequestID)), ChittyIDs: ids}
 	if e.retryAfter > 0 {
 		secs := int((e.retryAfter + time.Second - 1) / time.Second)
@@ -133,6 +133,7 @@ func writeError(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) {
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
 	}
 	writeJSON(ctx, codeStatus[e.code], body)
+	return result{code: e.code}
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

@@ -18,11 +18,11 @@ func (s *Sidecar) healthz(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString(`{"status":"ok"}`)
 }
 
-// readiness applies readiness.policy (design §5) to the lifecycle state and
+// readiness applies readiness.policy (README.md, Probes and readiness) to the lifecycle state and
 // says why, for /readyz and /health. After shutdown began it is false
 // whatever the policy.
 func (s *Sidecar) readiness(cfg *config.Config, snap fsm.Snapshot) (bool, string) {
-	if s.draining.Load() {
+	if s.api.draining.Load() {
 		return false, "shutting down"
 	}
 	switch cfg.Readiness.Policy {
@@ -41,10 +41,10 @@ func (s *Sidecar) readiness(cfg *config.Config, snap fsm.Snapshot) (bool, string
 // CONNECTED, while it is RECONNECTING after having been CONNECTED since
 // start (the cache is warm), and, for a sidecar that has not reached
 // upstream since start, while it is RECONNECTING or FAILED if it restored
-// entries from its snapshot (issue 8) that can still be served: at least
+// entries from its snapshot that can still be served: at least
 // one is younger than validate.staleIfError (or ttl, if longer).
 //
-// Connected once, a FAILED sidecar is not ready, as before issue 8; so a
+// Connected once, a FAILED sidecar is not ready, snapshot or not; so a
 // sidecar that restored a snapshot and then reached upstream follows the
 // ordinary rule from then on.
 func (s *Sidecar) degradedReadiness(cfg *config.Config, snap fsm.Snapshot) (bool, string) {
@@ -75,7 +75,7 @@ func (s *Sidecar) degradedReadiness(cfg *config.Config, snap fsm.Snapshot) (bool
 // readyz is readiness.
 func (s *Sidecar) readyz(ctx *fasthttp.RequestCtx) {
 	cfg := s.cfg.Load()
-	snap := s.link.Snapshot()
+	snap := s.life.Snapshot()
 	ready, reason := s.readiness(cfg, snap)
 	status := 200
 	if !ready {
@@ -89,7 +89,7 @@ func (s *Sidecar) readyz(ctx *fasthttp.RequestCtx) {
 	}{ready, snap.State, cfg.Readiness.Policy, reason})
 }
 
-// healthDoc is the /health status document (design §5): the fields of the JS
+// healthDoc is the /health status document (README.md, The /health document): the fields of the JS
 // layer's getServiceHealth() where the meaning carries over, and more.
 type healthDoc struct {
 	Service     string           `json:"service"`
@@ -179,7 +179,7 @@ type healthReadiness struct {
 // 503 otherwise. It never contains the token.
 func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
 	cfg := s.cfg.Load()
-	snap := s.link.Snapshot()
+	snap := s.life.Snapshot()
 	ready, reason := s.readiness(cfg, snap)
 	client := s.client.Load()
 	now := s.now()

@@ -13,32 +13,20 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// userCode is the fasthttp user-value key under which writeError records
-// the error code of an answer, for the access log's reason.
-const userCode = "chittyid.code"
-
-// reasons maps error codes to the access log's reason flags.
-var reasons = map[string]string{
-	codeCircuitOpen:  "CB_OPEN",
-	codeRateLimited:  "RATE_LIMITED",
-	codeFallback:     "FALLBACK",
-	codeTimeout:      "TIMEOUT",
-	codeShuttingDown: "SHUTTING_DOWN",
-}
-
 // accessLog writes one line per request (log.access): request ID, method,
 // route, path, status, duration, X-Cache kind, caller and, for anything but
-// plain success, a reason flag. With Options.LogOutput set and JSON logs,
-// lines are encoded by hand and batched (no allocation on a cache hit);
-// otherwise they go through the logger.
-func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, xc xcKind, d time.Duration) {
-	if !cfg.Log.Access || !s.log.Enabled(context.Background(), slog.LevelInfo) {
+// plain success, a reason flag, all from the handler's result. With
+// Options.LogOutput set and JSON logs, lines are encoded by hand and
+// batched (no allocation on a cache hit); otherwise they go through the
+// logger.
+func (a *api) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, res result, d time.Duration) {
+	if !cfg.Log.Access || !a.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
 	rec := accessRecord{
 		time: ctx.Time().Add(d), requestID: ctx.Response.Header.Peek(headerRequestID), method: ctx.Method(),
-		route: routeNames[r], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
-		cache: xcNames[xc], reason: reasonOf(ctx, xc),
+		route: routeNames[res.route], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
+		cache: xcNames[res.xc], reason: res.flag(),
 	}
 	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 {
 		rec.caller = callerID(ctx)
@@ -46,10 +34,10 @@ func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, r rout
 	if len(rec.path) > 128 {
 		rec.path = rec.path[:128]
 	}
-	if s.sink != nil && cfg.Log.Format == "json" {
+	if a.sink != nil && cfg.Log.Format == "json" {
 		bp := linePool.Get().(*[]byte)
 		*bp = appendAccessJSON((*bp)[:0], &rec)
-		s.sink.add(*bp)
+		a.sink.add(*bp)
 		linePool.Put(bp)
 		return
 	}
@@ -64,34 +52,10 @@ func (s *Sidecar) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, r rout
 			attrs = append(attrs, slog.String(kv[0], kv[1]))
 		}
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	a.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
 
-func reasonOf(ctx *fasthttp.RequestCtx, xc xcKind) string {
-	if code, ok := ctx.UserValue(userCode).(string); ok {
-		if r, ok := reasons[code]; ok {
-			return r
-		}
-		return code
-	}
-	switch xc {
-	case xcStale:
-		return "STALE_SERVED"
-	case xcLocal:
-		if ctx.Response.StatusCode() == 200 && len(ctx.Response.Body()) > 0 && string(ctx.Response.Body()[:14]) == `{"valid":false` {
-			return "BAD_FORMAT"
-		}
-	}
-	if n, ok := ctx.UserValue(userAttempts).(int); ok && n > 1 {
-		return "RETRIED"
-	}
-	return ""
-}
-
-const (
-	userAttempts   = "chittyid.attempts"
-	headerClientID = "X-Client-ID"
-)
+const headerClientID = "X-Client-ID"
 
 // audit is the record of one mint or batch request.
 type audit struct {
@@ -112,7 +76,7 @@ type audit struct {
 	upstreamErr string
 }
 
-func (s *Sidecar) newAudit(ctx *fasthttp.RequestCtx) *audit {
+func (a *api) newAudit(ctx *fasthttp.RequestCtx) *audit {
 	return &audit{began: time.Now(), key: idempotencyKey(ctx), outcome: "ok"}
 }
 
@@ -147,50 +111,49 @@ func (a *audit) minted(ctx *fasthttp.RequestCtx, ids ...string) {
 }
 
 // failUpstream answers an upstream failure and records why it failed.
-func (a *audit) failUpstream(ctx *fasthttp.RequestCtx, err error, ids []*string) {
+func (a *audit) failUpstream(ctx *fasthttp.RequestCtx, err error, ids []*string) result {
 	a.attempts = max(a.attempts, upstream.AttemptsOf(err))
 	a.refused = upstream.RefusedIDs(err)
 	a.placeholders = upstream.PlaceholdersOf(err)
 	a.upstreamErr = err.Error()
-	a.fail(ctx, fromUpstream(err), ids)
+	return a.fail(ctx, fromUpstream(err), ids)
 }
 
 // fail answers with e and records its code (unless the IDs were orphaned).
-func (a *audit) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) {
+func (a *audit) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) result {
 	if a.outcome == "ok" {
 		a.outcome = e.code
 	}
-	writeError(ctx, e, ids)
+	res := writeError(ctx, e, ids)
+	res.attempts = a.attempts
+	return res
 }
 
 // writeAudit writes the audit line, whatever the log level: audit lines go
 // to the log stream with "type":"audit".
-func (s *Sidecar) writeAudit(ctx *fasthttp.RequestCtx, a *audit) {
-	if a.attempts > 1 {
-		ctx.SetUserValue(userAttempts, a.attempts)
-	}
+func (a *api) writeAudit(ctx *fasthttp.RequestCtx, au *audit) {
 	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "mint", 0)
 	rec.AddAttrs(
 		slog.String("type", "audit"),
 		slog.String("requestId", string(ctx.Response.Header.Peek(headerRequestID))),
-		slog.String("idempotencyKey", a.key),
+		slog.String("idempotencyKey", au.key),
 		slog.String("caller", callerID(ctx)),
-		slog.Any("entities", a.entities),
-		slog.String("outcome", a.outcome),
-		slog.Any("ids", a.ids),
-		slog.Any("refusedIds", a.refused),
-		slog.Any("placeholderIds", a.placeholders),
-		slog.Int("upstreamAttempts", a.attempts),
-		slog.Float64("latencyMs", float64(time.Since(a.began).Microseconds())/1000),
-		slog.Int("metadataBytes", a.metaLen),
+		slog.Any("entities", au.entities),
+		slog.String("outcome", au.outcome),
+		slog.Any("ids", au.ids),
+		slog.Any("refusedIds", au.refused),
+		slog.Any("placeholderIds", au.placeholders),
+		slog.Int("upstreamAttempts", au.attempts),
+		slog.Float64("latencyMs", float64(time.Since(au.began).Microseconds())/1000),
+		slog.Int("metadataBytes", au.metaLen),
 	)
-	if a.metaSum != nil {
-		rec.AddAttrs(slog.String("metadataSha256", hex.EncodeToString(a.metaSum)))
+	if au.metaSum != nil {
+		rec.AddAttrs(slog.String("metadataSha256", hex.EncodeToString(au.metaSum)))
 	}
-	if a.upstreamErr != "" {
-		rec.AddAttrs(slog.String("error", a.upstreamErr))
+	if au.upstreamErr != "" {
+		rec.AddAttrs(slog.String("error", au.upstreamErr))
 	}
-	_ = s.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
+	_ = a.log.Handler().Handle(context.Background(), rec) // a log write error has nowhere better to go
 }
 
 // lateMint records a mint attempt that its caller gave up on (the mint
@@ -221,11 +184,11 @@ func (s *Sidecar) lateMint(op, key string, info upstream.CallInfo, ids []string,
 // validate's callers share one): the caller's answer carries a fixed
 // message instead. An open breaker is routine while upstream is down, so it
 // is logged at debug level only.
-func (s *Sidecar) logUpstreamFailure(op, requestID string, err error) {
+func (a *api) logUpstreamFailure(op, requestID string, err error) {
 	level := slog.LevelWarn
 	if errors.Is(err, upstream.ErrCircuitOpen) {
 		level = slog.LevelDebug
 	}
-	s.log.LogAttrs(context.Background(), level, "upstream call failed",
+	a.log.LogAttrs(context.Background(), level, "upstream call failed",
 		slog.String("op", op), slog.String("requestId", requestID), slog.String("error", err.Error()))
 }

@@ -141,11 +141,11 @@ func (s *Sidecar) scrapeCollectors() []prometheus.Collector {
 		gauge("cache_bytes", "Bytes the cache has allocated.", nil, cs(func(c cache.Stats) int64 { return c.Bytes })),
 		gauge("mints_in_flight", "Upstream mints under way.", nil, func() float64 { return float64(s.client.Load().InFlight()) }),
 		counter("breaker_trips_total", "Times the circuit breaker opened.", func() float64 { return float64(s.breaker.Trips()) }),
-		counter("lifecycle_transitions_total", "Lifecycle state transitions.", func() float64 { return float64(s.link.Snapshot().TransitionsTotal) }),
+		counter("lifecycle_transitions_total", "Lifecycle state transitions.", func() float64 { return float64(s.life.Snapshot().TransitionsTotal) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "health_polls_total", Help: "Health polls by outcome.",
-			ConstLabels: prometheus.Labels{"outcome": "ok"}}, func() float64 { return float64(s.link.Snapshot().Polls.OK) }),
+			ConstLabels: prometheus.Labels{"outcome": "ok"}}, func() float64 { return float64(s.life.Snapshot().Polls.OK) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "health_polls_total", Help: "Health polls by outcome.",
-			ConstLabels: prometheus.Labels{"outcome": "failed"}}, func() float64 { return float64(s.link.Snapshot().Polls.Failed) }),
+			ConstLabels: prometheus.Labels{"outcome": "failed"}}, func() float64 { return float64(s.life.Snapshot().Polls.Failed) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total", Help: "Config reloads by outcome.",
 			ConstLabels: prometheus.Labels{"outcome": "applied"}}, func() float64 { return float64(s.configStatus().Applied) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total", Help: "Config reloads by outcome.",
@@ -159,7 +159,7 @@ func (s *Sidecar) scrapeCollectors() []prometheus.Collector {
 	}
 	for _, st := range []fsm.State{fsm.Connecting, fsm.Connected, fsm.Reconnecting, fsm.Failed, fsm.Disconnected} {
 		cols = append(cols, gauge("lifecycle_state", "1 for the upstream link's current state, 0 for the others.", prometheus.Labels{"state": string(st)},
-			func() float64 { return boolFloat(s.link.State() == st) }))
+			func() float64 { return boolFloat(s.life.State() == st) }))
 	}
 	return cols
 }
@@ -171,12 +171,15 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-// done records one answered request; xc is its X-Cache kind.
-func (m *metrics) done(ctx *fasthttp.RequestCtx, r route, xc xcKind, d time.Duration) {
-	m.requests[r][statusIndex(ctx.Response.StatusCode())].Inc()
-	m.duration[r].Observe(d.Seconds())
-	if xc != xcNone {
-		m.validate[xc].Inc()
+// record counts one answered request from its result and status.
+func (m *metrics) record(res result, status int, d time.Duration) {
+	m.requests[res.route][statusIndex(status)].Inc()
+	m.duration[res.route].Observe(d.Seconds())
+	if res.xc != xcNone {
+		m.validate[res.xc].Inc()
+	}
+	if res.limited {
+		m.rateLimited[res.route].Inc()
 	}
 }
 

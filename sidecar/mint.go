@@ -21,87 +21,80 @@ type mintReply struct {
 }
 
 // mintGate says whether mints may go upstream now; it reports the error to
-// answer with otherwise.
-func (s *Sidecar) mintGate(ctx *fasthttp.RequestCtx, client *upstream.Client) *apiError {
-	if s.draining.Load() {
+// answer with otherwise. (A mint with no token to send is refused by the
+// client itself, before any upstream call.)
+func (a *api) mintGate() *apiError {
+	if a.draining.Load() {
 		return &apiError{code: codeShuttingDown, message: "the sidecar is shutting down", retryAfter: time.Second}
 	}
-	if !client.HasToken() && len(ctx.Request.Header.Peek("Authorization")) == 0 {
-		return newAPIError(codeUnauthorized, "no upstream token is configured and the request has no Authorization header")
-	}
-	if st := s.link.State(); st == fsm.Failed {
+	if st := a.link.State(); st == fsm.Failed {
 		return &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state " + string(st) + "): failing fast", retryAfter: time.Second}
 	}
 	return nil
 }
 
 // upstreamMint runs do with the current client, within the mint deadline,
-// if the gate lets mints through; otherwise it answers the gate's error and
-// reports false. The mint is counted as in flight before the gate: shutdown
-// sets draining, then waits, so a mint is either counted in time to be
-// waited for or sees draining.
-func (s *Sidecar) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, a *audit, do func(context.Context, *upstream.Client)) bool {
-	s.busy.add()
-	defer s.busy.done()
-	client := s.client.Load()
-	if e := s.mintGate(ctx, client); e != nil {
-		a.fail(ctx, e, nil)
-		return false
+// if the gate lets mints through; otherwise it answers the gate's error
+// and reports false. The mint is counted as in flight before the gate:
+// shutdown sets draining, then waits, so a mint is either counted in time
+// to be waited for or sees draining.
+func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, do func(context.Context, upstreamClient)) (result, bool) {
+	a.busy.add()
+	defer a.busy.done()
+	client := a.client()
+	if e := a.mintGate(); e != nil {
+		return au.fail(ctx, e, nil), false
 	}
 	c, cancel := context.WithTimeout(context.Background(), cfg.Upstream.MintTimeout)
 	defer cancel()
 	do(c, client)
-	return true
+	return result{}, true
 }
 
 // allowMint applies the mint rate limits to n IDs; when they refuse, it
 // answers 429 and reports false. Checked after parsing, so malformed
 // requests use no tokens.
-func (s *Sidecar) allowMint(ctx *fasthttp.RequestCtx, a *audit, r route, n int) bool {
-	ok, d := s.limits.allowMint(callerID(ctx), n)
+func (a *api) allowMint(ctx *fasthttp.RequestCtx, au *audit, n int) (result, bool) {
+	ok, d := a.limits.allowMint(callerID(ctx), n)
 	if ok {
-		return true
+		return result{}, true
 	}
-	s.metrics.rateLimited[r].Inc()
-	a.outcome = codeRateLimited
-	rateLimited(ctx, "mint", d)
-	return false
+	au.outcome = codeRateLimited
+	return rateLimited(ctx, "mint", d), false
 }
 
-// mint answers POST /v1/mint (README.md, Local API and How mint retries). Every mint that reaches the
-// sidecar leaves one audit line, whatever its outcome.
-func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
-	a := s.newAudit(ctx)
-	defer s.writeAudit(ctx, a)
+// mint answers POST /v1/mint (README.md, Local API and How mint retries).
+// Every mint that reaches the sidecar leaves one audit line, whatever its
+// outcome.
+func (a *api) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
+	au := a.newAudit(ctx)
+	defer a.writeAudit(ctx, au)
 	m, e := decodeObject(ctx.PostBody(), "mint body")
 	if e != nil {
-		a.fail(ctx, e, nil)
-		return
+		return au.fail(ctx, e, nil)
 	}
 	req, e := decodeMint(m, "", cfg.Limits.MaxMetadataBytes)
-	a.requests([]upstream.MintRequest{req})
+	au.requests([]upstream.MintRequest{req})
 	if e != nil {
-		a.fail(ctx, e, nil)
-		return
+		return au.fail(ctx, e, nil)
 	}
-	if !s.allowMint(ctx, a, routeMint, 1) {
-		return
+	if res, ok := a.allowMint(ctx, au, 1); !ok {
+		return res
 	}
 	var got upstream.Minted
 	var err error
-	if !s.upstreamMint(ctx, cfg, a, func(c context.Context, client *upstream.Client) {
-		got, err = client.Mint(c, req, a.key, callInfo(ctx))
-	}) {
-		return
+	if res, ok := a.upstreamMint(ctx, cfg, au, func(c context.Context, client upstreamClient) {
+		got, err = client.Mint(c, req, au.key, callInfo(ctx))
+	}); !ok {
+		return res
 	}
 	if err != nil {
-		a.failUpstream(ctx, err, nil)
-		return
+		return au.failUpstream(ctx, err, nil)
 	}
-	a.attempts = got.Attempts
-	a.minted(ctx, got.ID)
-	now := s.now()
-	_ = s.cache.Store(got.ID, mintedEntry(got.Entity, now)) // a full cache only costs a later upstream validate
+	au.attempts = got.Attempts
+	au.minted(ctx, got.ID)
+	now := a.now()
+	_ = a.cache.Store(got.ID, mintedEntry(got.Entity, now)) // a full cache only costs a later upstream validate
 	// Upstream's timestamp and version are passed on only if they look like
 	// one: free text from upstream never reaches the caller.
 	ts := got.Timestamp
@@ -110,50 +103,50 @@ func (s *Sidecar) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) {
 	}
 	ver := got.Version
 	if !versionText(ver) {
-		ver = s.version
+		ver = a.version
 	}
 	writeJSON(ctx, 200, mintReply{ChittyID: got.ID, Snake: got.ID, Entity: got.Entity.String(), Timestamp: ts, Version: ver})
+	return result{attempts: au.attempts}
 }
 
-// mintBatch answers POST /v1/mint/batch. On a partial failure
-// the error answer carries the IDs that were minted, null where none was.
-func (s *Sidecar) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) {
-	a := s.newAudit(ctx)
-	defer s.writeAudit(ctx, a)
+// mintBatch answers POST /v1/mint/batch. On a partial failure the error
+// answer carries the IDs that were minted, null where none was.
+func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
+	au := a.newAudit(ctx)
+	defer a.writeAudit(ctx, au)
 	reqs, e := decodeBatch(ctx.PostBody(), cfg.Limits.MaxBatch, cfg.Limits.MaxMetadataBytes)
 	if e != nil {
-		a.fail(ctx, e, nil)
-		return
+		return au.fail(ctx, e, nil)
 	}
-	a.requests(reqs)
-	if !s.allowMint(ctx, a, routeMintBatch, len(reqs)) {
-		return
+	au.requests(reqs)
+	if res, ok := a.allowMint(ctx, au, len(reqs)); !ok {
+		return res
 	}
 	var ids []string
 	var err error
-	if !s.upstreamMint(ctx, cfg, a, func(c context.Context, client *upstream.Client) {
-		ids, err = client.MintBatch(c, reqs, a.key, callInfo(ctx))
-	}) {
-		return
+	if res, ok := a.upstreamMint(ctx, cfg, au, func(c context.Context, client upstreamClient) {
+		ids, err = client.MintBatch(c, reqs, au.key, callInfo(ctx))
+	}); !ok {
+		return res
 	}
-	a.attempts = max(upstream.AttemptsOf(err), 1)
-	now := s.now()
+	au.attempts = max(upstream.AttemptsOf(err), 1)
+	now := a.now()
 	out := make([]*string, len(ids))
 	for i, id := range ids {
 		if id == "" {
 			continue
 		}
 		out[i] = &ids[i]
-		_ = s.cache.Store(id, mintedEntry(reqs[i].Entity, now))
+		_ = a.cache.Store(id, mintedEntry(reqs[i].Entity, now))
 	}
-	a.minted(ctx, ids...)
+	au.minted(ctx, ids...)
 	if err != nil {
-		a.failUpstream(ctx, err, out)
-		return
+		return au.failUpstream(ctx, err, out)
 	}
 	writeJSON(ctx, 200, struct {
 		ChittyIDs []string `json:"chittyIds"`
 	}{ids})
+	return result{attempts: au.attempts}
 }
 
 // idempotencyKey is the caller's Idempotency-Key, or a new one.

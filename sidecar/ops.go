@@ -66,27 +66,20 @@ func (o *opsServer) stop() error {
 
 // opsHandle serves the operations routes only.
 func (s *Sidecar) opsHandle(ctx *fasthttp.RequestCtx) {
-	defer s.recoverPanic(ctx)
-	s.setRequestID(ctx)
+	defer s.api.recoverPanic(ctx)
+	s.api.setRequestID(ctx)
 	switch string(ctx.Path()) {
 	case "/metrics":
-		s.onlyGet(ctx, s.metrics.handler)
+		onlyGet(ctx, s.metrics.handler)
 	case "/healthz":
-		s.onlyGet(ctx, s.healthz)
+		onlyGet(ctx, s.healthz)
 	case "/readyz":
-		s.onlyGet(ctx, s.readyz)
+		onlyGet(ctx, s.readyz)
 	case "/health":
-		s.onlyGet(ctx, s.opsHealth)
+		onlyGet(ctx, s.opsHealth)
 	default:
 		writeError(ctx, newAPIError(codeNotFound, "the operations listener serves /metrics, /healthz, /readyz and /health only"), nil)
 	}
-}
-
-// OpsAddr returns the operations listener's address once Run has opened it,
-// or "" (for tests and tools).
-func (s *Sidecar) OpsAddr() string {
-	a, _ := s.opsAddr.Load().(string)
-	return a
 }
 
 // opsHealth is /health on the operations listener, which answers whoever
@@ -95,7 +88,7 @@ func (s *Sidecar) OpsAddr() string {
 // full document, with the upstream URL, config and cache figures, is on the
 // loopback API.
 func (s *Sidecar) opsHealth(ctx *fasthttp.RequestCtx) {
-	snap := s.link.Snapshot()
+	snap := s.life.Snapshot()
 	ready, _ := s.readiness(s.cfg.Load(), snap)
 	status, word := 200, "ready"
 	if !ready {

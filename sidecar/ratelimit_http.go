@@ -29,12 +29,14 @@ func callerID(ctx *fasthttp.RequestCtx) string {
 
 // rateLimited answers 429 RATE_LIMITED with Retry-After: d rounded up to
 // whole seconds, at least 1. what names the limit, e.g. "mint".
-func rateLimited(ctx *fasthttp.RequestCtx, what string, d time.Duration) {
+func rateLimited(ctx *fasthttp.RequestCtx, what string, d time.Duration) result {
 	d = max(d, time.Second)
 	secs := strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
-	writeError(ctx, &apiError{
+	res := writeError(ctx, &apiError{
 		code:       codeRateLimited,
 		message:    "local " + what + " rate limit exceeded; retry in " + secs + "s",
 		retryAfter: d,
 	}, nil)
+	res.limited = true
+	return res
 }

@@ -3,8 +3,6 @@ package sidecar
 import (
 	"bytes"
 	"fmt"
-	"runtime/debug"
-	"time"
 
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/valyala/fasthttp"
@@ -16,73 +14,55 @@ var (
 	routeValid  = []byte("/validate/")
 )
 
-// handle is the sidecar's request handler: every route of README.md, Local API.
-func (s *Sidecar) handle(ctx *fasthttp.RequestCtx) {
-	defer s.recoverPanic(ctx)
-	s.setRequestID(ctx)
-	cfg := s.cfg.Load() // one config snapshot for the whole request
-	r, xc := s.dispatch(ctx, cfg)
-	d := time.Since(ctx.Time())
-	s.metrics.done(ctx, r, xc, d)
-	s.accessLog(ctx, cfg, r, xc, d)
+// dispatch serves the request and reports its result. Every route but the
+// liveness and readiness probes checks the Host header first; the routes
+// that mint or validate then refuse cross-site browser requests, and POST
+// routes non-JSON bodies (README.md, Security model).
+func (a *api) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
+	r, id := resolve(ctx.Path())
+	res := a.serve(ctx, cfg, r, id)
+	res.route = r
+	return res
 }
 
-// dispatch serves the request and reports which route it was and the
-// answer's X-Cache kind. Every route but the liveness and readiness probes
-// checks the Host header first; the routes that mint or validate then
-// refuse cross-site browser requests, and POST routes non-JSON bodies.
-func (s *Sidecar) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) (route, xcKind) {
-	r, id := resolve(ctx.Path())
+func (a *api) serve(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, id []byte) result {
 	if r != routeHealthz && r != routeReadyz {
 		if e := checkHost(ctx, &cfg.Security); e != nil {
-			writeError(ctx, e, nil)
-			return r, xcNone
+			return writeError(ctx, e, nil)
 		}
 	}
 	switch r {
 	case routeValidate:
 		if !ctx.IsGet() && !ctx.IsHead() {
-			methodNotAllowed(ctx, "GET")
-			return r, xcNone
+			return methodNotAllowed(ctx, "GET")
 		}
 		if e := checkBrowser(ctx, &cfg.Security); e != nil {
-			writeError(ctx, e, nil)
-			return r, xcNone
+			return writeError(ctx, e, nil)
 		}
-		return r, s.validate(ctx, cfg, id)
+		return a.validate(ctx, cfg, id)
 	case routeMint, routeMintBatch, routeValidatePost:
-		if !s.onlyPost(ctx) {
-			return r, xcNone
+		if !ctx.IsPost() {
+			return methodNotAllowed(ctx, "POST")
 		}
 		if e := checkBrowser(ctx, &cfg.Security); e != nil {
-			writeError(ctx, e, nil)
-			return r, xcNone
+			return writeError(ctx, e, nil)
 		}
 		if e := checkJSON(ctx); e != nil {
-			writeError(ctx, e, nil)
-			return r, xcNone
+			return writeError(ctx, e, nil)
 		}
 		switch r {
 		case routeMint:
-			s.mint(ctx, cfg)
+			return a.mint(ctx, cfg)
 		case routeMintBatch:
-			s.mintBatch(ctx, cfg)
-		default:
-			return r, s.validateBody(ctx, cfg)
+			return a.mintBatch(ctx, cfg)
 		}
-		return r, xcNone
-	case routeHealth:
-		s.onlyGet(ctx, s.health)
-	case routeHealthz:
-		s.onlyGet(ctx, s.healthz)
-	case routeReadyz:
-		s.onlyGet(ctx, s.readyz)
-	case routeMetrics:
-		s.onlyGet(ctx, s.metrics.handler)
-	default:
-		writeError(ctx, newAPIError(codeNotFound, "no route "+clipQuote(ctx.Path())), nil)
+		return a.validateBody(ctx, cfg)
+	case routeHealth, routeHealthz, routeReadyz, routeMetrics:
+		if h := a.status[r]; h != nil {
+			return onlyGet(ctx, h)
+		}
 	}
-	return r, xcNone
+	return writeError(ctx, newAPIError(codeNotFound, "no route "+clipQuote(ctx.Path())), nil)
 }
 
 // resolve names the route of path and, for GET /v1/validate/{id}, returns
@@ -128,25 +108,18 @@ func cutAPIPrefix(path []byte) ([]byte, bool) {
 	return nil, false
 }
 
-func (s *Sidecar) onlyPost(ctx *fasthttp.RequestCtx) bool {
-	if ctx.IsPost() {
-		return true
-	}
-	methodNotAllowed(ctx, "POST")
-	return false
-}
-
-func (s *Sidecar) onlyGet(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
+// onlyGet serves a GET or HEAD with h, and refuses other methods.
+func onlyGet(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) result {
 	if !ctx.IsGet() && !ctx.IsHead() {
-		methodNotAllowed(ctx, "GET, HEAD")
-		return
+		return methodNotAllowed(ctx, "GET, HEAD")
 	}
 	h(ctx)
+	return result{}
 }
 
-func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) result {
 	ctx.Response.Header.Set("Allow", allow)
-	writeError(ctx, newAPIError(codeMethodNotAllowed, string(ctx.Method())+" is not allowed here; use "+allow), nil)
+	return writeError(ctx, newAPIError(codeMethodNotAllowed, string(ctx.Method())+" is not allowed here; use "+allow), nil)
 }
 
 // clipQuote quotes caller input for a message, at most 64 bytes of it.
@@ -155,15 +128,4 @@ func clipQuote(p []byte) string {
 		p = p[:64]
 	}
 	return fmt.Sprintf("%q", p)
-}
-
-// recoverPanic turns a handler panic into a 500 answer: fasthttp itself does
-// not recover, and one bad request must not take the sidecar down.
-func (s *Sidecar) recoverPanic(ctx *fasthttp.RequestCtx) {
-	if r := recover(); r != nil {
-		s.log.Error("handler panic", "requestId", string(ctx.Response.Header.Peek(headerRequestID)),
-			"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-		ctx.Response.ResetBody()
-		writeError(ctx, newAPIError(codeInternal, "internal error"), nil)
-	}
 }

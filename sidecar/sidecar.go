@@ -34,16 +34,6 @@ const (
 
 var contentJSONBytes = []byte(contentJSON)
 
-// link is the upstream lifecycle as the handlers see it.
-type link interface {
-	// State is read lock-free on every request.
-	State() fsm.State
-	// Snapshot is the lifecycle's detail for /health and /readyz.
-	Snapshot() fsm.Snapshot
-}
-
-var _ link = (*fsm.Lifecycle)(nil)
-
 // Options are the parts of a Sidecar that are not in the config file.
 type Options struct {
 	Logger  *slog.Logger // nil: discard
@@ -73,9 +63,13 @@ type Options struct {
 	LookupEnv func(string) (string, bool)
 }
 
-// Sidecar is the running sidecar. Build it with New, run it with Run.
+// Sidecar is the running sidecar: the process around the request
+// handlers (api). It owns the listeners, the lifecycle and its poller, the
+// reload watcher, the snapshots, the log sink, the connections' clock and
+// the order of a shutdown. Build it with New, run it with Run.
 type Sidecar struct {
 	cfg      atomic.Pointer[config.Config]
+	api      *api
 	timeouts Timeouts     // the API listener's (connState)
 	clock    *coarseClock // connState's; Run ticks it
 	cache    *cache.Cache
@@ -88,22 +82,13 @@ type Sidecar struct {
 	metrics  *metrics
 	sink     *lineSink // access lines, when Options.LogOutput is set
 	limits   *limiter
-	snaps    *snapshots     // snapshot.path: restored in New, written by Run
-	opsAddr  atomic.Value   // string: the operations listener's address
-	late     sync.WaitGroup // goroutines of every client awaiting late mint answers
-	link     link
+	snaps    *snapshots            // snapshot.path: restored in New, written by Run
+	late     *upstream.LateAnswers // mints awaited after their callers gave up, for every client
+	opsAddr  atomic.Value          // string: the operations listener's address
 	log      *slog.Logger
 	version  string
 	now      func() time.Time
-	// injected says now is a test clock, to be used for request times too;
-	// otherwise a request's time is the one fasthttp read it at.
-	injected bool
 	started  time.Time
-
-	draining  atomic.Bool   // set at shutdown: readiness false, new mints refused
-	busy      inflight      // requests waiting on upstream; shutdown waits for them
-	ridPrefix string        // random per process, so generated request IDs are unique
-	ridSeq    atomic.Uint64 // generated request IDs: ridPrefix + counter
 
 	// How upstream is reached (transport.go).
 	sessions *upstream.Sessions          // TLS sessions, kept across client rebuilds
@@ -127,26 +112,23 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		return nil, fmt.Errorf("building the cache: %w", err)
 	}
 	b := upstream.NewBreaker(cfg.Upstream.Breaker, opts.Now)
-	var p [4]byte
-	_, _ = rand.Read(p[:])
 	s := &Sidecar{
-		cache:     c,
-		breaker:   b,
-		log:       opts.Logger,
-		version:   opts.Version,
-		now:       opts.Now,
-		started:   opts.Now(),
-		ridPrefix: hex.EncodeToString(p[:]) + "-",
-		timeouts:  opts.Timeouts.withDefaults(),
-		clock:     newCoarseClock(),
-		watcher:   opts.Watcher,
-		reload:    opts.Reload,
-		level:     opts.LogLevel,
-		injected:  injected,
-		snaps:     newSnapshots(cfg.Snapshot.Path),
-		sessions:  upstream.NewSessions(),
-		env:       opts.LookupEnv,
+		cache:    c,
+		breaker:  b,
+		log:      opts.Logger,
+		version:  opts.Version,
+		now:      opts.Now,
+		started:  opts.Now(),
+		timeouts: opts.Timeouts.withDefaults(),
+		clock:    newCoarseClock(),
+		watcher:  opts.Watcher,
+		reload:   opts.Reload,
+		level:    opts.LogLevel,
+		snaps:    newSnapshots(cfg.Snapshot.Path),
+		sessions: upstream.NewSessions(),
+		env:      opts.LookupEnv,
 	}
+	s.late = upstream.NewLateAnswers(s.lateMint)
 	if opts.LogOutput != nil {
 		s.sink = newLineSink(opts.LogOutput)
 	}
@@ -157,7 +139,6 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 	}
 	s.limits = newLimiter(cfg.RateLimit, limiterClock)
 	s.life = fsm.New(cfg.Health, s.probe, fsm.Options{Logger: opts.Logger, BreakerOpen: s.breakerOpen, Now: opts.Now})
-	s.link = s.life
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
@@ -171,6 +152,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		return nil, fmt.Errorf("building the upstream client: %w", err)
 	}
 	s.client.Store(cl)
+	s.api = s.newAPI(injected)
 	if s.snaps.enabled() {
 		s.restoreSnapshot(cfg) // before Run serves, so before readiness
 	}
@@ -178,7 +160,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 }
 
 func (s *Sidecar) upstreamOptions() upstream.Options {
-	return upstream.Options{Version: s.version, Observer: s.metrics, OnLate: s.lateMint, Late: &s.late,
+	return upstream.Options{Version: s.version, Observer: s.metrics, Late: s.late,
 		Sessions: s.sessions, LookupEnv: s.env}
 }
 
@@ -190,10 +172,6 @@ func (s *Sidecar) probe(ctx context.Context) error {
 	s.transportTrouble(err)
 	return err
 }
-
-// Handler returns the request handler, for tests and benchmarks that drive
-// it without a listener.
-func (s *Sidecar) Handler() fasthttp.RequestHandler { return s.handle }
 
 // Run serves on ln (or, if ln is nil, on the configured listen address)
 // until ctx ends, then shuts down gracefully: readiness goes false, new
@@ -304,7 +282,7 @@ func (s *Sidecar) breakerOpen() bool { return s.breaker.State() == upstream.Brea
 // Run calls it; call it yourself only for a Sidecar that never ran. It is
 // safe to call more than once.
 func (s *Sidecar) Close() error {
-	s.late.Wait() // bounded: each waits at most its mint deadline plus the grace
+	s.late.Wait() // bounded: each waits at most its mint deadline plus upstream.lateAnswerWindow
 	s.client.Load().Close()
 	if err := s.cache.Close(); err != nil {
 		return fmt.Errorf("closing the cache: %w", err)
@@ -312,19 +290,19 @@ func (s *Sidecar) Close() error {
 	return nil
 }
 
-// shutdown is the graceful stop (design §5): readiness false, new mints
+// shutdown is the graceful stop (README.md, Shutdown): readiness false, new mints
 // refused with SHUTTING_DOWN and the lifecycle DISCONNECTED at once; requests
 // waiting on upstream get up to drain to finish while the listener still
 // answers (validates from the cache, mints with SHUTTING_DOWN); then the
 // listener closes and the server stops within what is left of drain.
 func (s *Sidecar) shutdown(srv *fasthttp.Server, drain time.Duration) error {
-	s.draining.Store(true)
+	s.api.draining.Store(true)
 	s.life.Shutdown()
-	s.log.Info("shutting down", "drainTimeout", drain.String(), "inFlight", s.busy.count())
+	s.log.Info("shutting down", "drainTimeout", drain.String(), "inFlight", s.api.busy.count())
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := s.busy.wait(sctx); err != nil {
-		s.log.Warn("drain timeout: requests still waiting on upstream", "inFlight", s.busy.count())
+	if err := s.api.busy.wait(sctx); err != nil {
+		s.log.Warn("drain timeout: requests still waiting on upstream", "inFlight", s.api.busy.count())
 	}
 	if err := srv.ShutdownWithContext(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutting down the server: %w", err)
@@ -335,7 +313,7 @@ func (s *Sidecar) shutdown(srv *fasthttp.Server, drain time.Duration) error {
 // server builds the fasthttp server with limits fit for a localhost sidecar.
 func (s *Sidecar) server(cfg *config.Config) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:               s.handle,
+		Handler:               s.api.handle,
 		ErrorHandler:          s.transportError,
 		Name:                  "chittyid-sidecar",
 		NoDefaultServerHeader: true,
@@ -355,7 +333,7 @@ func (s *Sidecar) server(cfg *config.Config) *fasthttp.Server {
 
 // transportError answers requests fasthttp could not parse.
 func (s *Sidecar) transportError(ctx *fasthttp.RequestCtx, err error) {
-	s.setRequestID(ctx)
+	s.api.setRequestID(ctx)
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		limit := s.cfg.Load().Limits.MaxBodyBytes
 		writeError(ctx, newAPIError(codePayloadTooLarge, "request body is over limits.maxBodyBytes of "+strconv.Itoa(limit)+" bytes"), nil)
@@ -380,38 +358,27 @@ func (p slogPrinter) Printf(format string, args ...any) {
 	p.log.Debug("fasthttp: " + fmt.Sprintf(format, args...))
 }
 
-// setRequestID takes the caller's X-Request-ID (if short and printable) or
-// makes one, and puts it on the response.
-func (s *Sidecar) setRequestID(ctx *fasthttp.RequestCtx) {
-	if id := ctx.Request.Header.Peek(headerRequestID); len(id) > 0 && len(id) <= 128 && printable(id) {
-		ctx.Response.Header.SetCanonical(keyRequestID, id)
-		return
+// newAPI builds the request handlers over the process's parts.
+func (s *Sidecar) newAPI(injected bool) *api {
+	var p [4]byte
+	_, _ = rand.Read(p[:])
+	a := &api{
+		cfg:       &s.cfg,
+		cache:     s.cache,
+		link:      s.life,
+		client:    func() upstreamClient { return s.client.Load() },
+		limits:    s.limits,
+		metrics:   s.metrics,
+		log:       s.log,
+		sink:      s.sink,
+		version:   s.version,
+		now:       s.now,
+		injected:  injected,
+		ridPrefix: hex.EncodeToString(p[:]) + "-",
 	}
-	var buf [32]byte
-	b := append(buf[:0], s.ridPrefix...)
-	b = strconv.AppendUint(b, s.ridSeq.Add(1), 16)
-	ctx.Response.Header.SetCanonical(keyRequestID, b)
-}
-
-func printable(b []byte) bool {
-	for _, c := range b {
-		if c < 0x21 || c > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// WaitState blocks until the upstream lifecycle is in state want or ctx
-// ends. It is for tests and tools that embed the sidecar.
-func (s *Sidecar) WaitState(ctx context.Context, want fsm.State) error {
-	return s.life.Wait(ctx, want)
-}
-
-// requestTime is the time a request is judged at (cache freshness, Age).
-func (s *Sidecar) requestTime(ctx *fasthttp.RequestCtx) time.Time {
-	if s.injected {
-		return s.now()
-	}
-	return ctx.Time()
+	a.status[routeHealth] = s.health
+	a.status[routeHealthz] = s.healthz
+	a.status[routeReadyz] = s.readyz
+	a.status[routeMetrics] = s.metrics.handler
+	return a
 }

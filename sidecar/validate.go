@@ -67,75 +67,70 @@ var (
 	keyRequestID = []byte("X-Request-Id") // headerRequestID, normalised
 )
 
-// idCache is what the handlers need from the cache.
-type idCache interface {
-	Lookup(id string, p cache.Policy, now time.Time) (cache.Entry, cache.Status)
-	LookupBytes(id []byte, p cache.Policy, now time.Time) (cache.Entry, cache.Status)
-	Store(id string, e cache.Entry) error
-	Fetch(ctx context.Context, id string, p cache.Policy, fetch func(context.Context) (cache.Entry, error)) (cache.Entry, cache.Status, error)
-}
-
-var _ idCache = (*cache.Cache)(nil)
-
-// validate answers one validate request for idb (README.md, Local API), which may be
-// in the request's buffer: a cache hit answers without copying it. It
-// returns the answer's X-Cache kind.
-func (s *Sidecar) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte) xcKind {
-	if ok, d := s.limits.allowValidate(); !ok {
-		s.metrics.rateLimited[routeValidate].Inc()
-		rateLimited(ctx, "validate", d)
-		return xcNone
+// validate answers one validate request for idb (README.md, Local API),
+// which may be in the request's buffer: a cache hit answers without
+// copying it.
+func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte) result {
+	if ok, d := a.limits.allowValidate(); !ok {
+		return rateLimited(ctx, "validate", d)
 	}
 	if err := cfg.Format.CheckBytes(idb); err != nil {
 		return validateLocalFailure(ctx, string(idb), err)
 	}
 	if cfg.Validation.Mode == config.ValidateModeLocal {
 		writeVerdict(ctx, idb, cache.Entry{Valid: true}, false)
-		return setXCache(ctx, xcLocal)
+		return result{xc: setXCache(ctx, xcLocal)}
 	}
 	p := cfg.Validation.Policy()
-	now := s.requestTime(ctx)
-	e, st := s.cache.LookupBytes(idb, p, now)
+	now := a.requestTime(ctx)
+	e, st := a.cache.LookupBytes(idb, p, now)
 	if st == cache.StatusHit {
 		return writeCached(ctx, idb, e, st, now)
 	}
-	id := string(idb)
-	if s.link.State() == fsm.Failed { // upstream known down: no upstream call
+	if a.link.State() == fsm.Failed { // upstream known down: no upstream call
 		if st == cache.StatusStale {
-			s.cache.ServeStale()
+			a.cache.ServeStale()
 			return writeCached(ctx, idb, e, st, now)
 		}
-		writeError(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
-		return xcNone
+		return writeError(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
 	}
-	s.busy.add()
-	defer s.busy.done()
+	return a.validateUpstream(ctx, cfg, p, idb)
+}
+
+// validateUpstream asks upstream about an ID the cache could not answer
+// fresh: one call however many callers miss it at once (the cache's
+// flight), each caller waiting at most upstream.validateTimeout. The
+// verdict is cached; an upstream failure never is, and an entry younger
+// than validate.staleIfError is served stale instead.
+func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p cache.Policy, idb []byte) result {
+	a.busy.add()
+	defer a.busy.done()
+	id := string(idb)
 	info := callInfo(ctx)
-	client := s.client.Load()
+	client := a.client()
 	wait, cancel := context.WithTimeout(context.Background(), cfg.Upstream.ValidateTimeout)
 	defer cancel()
-	e, st, err := s.cache.Fetch(wait, id, p, func(fctx context.Context) (cache.Entry, error) {
+	e, st, err := a.cache.Fetch(wait, id, p, func(fctx context.Context) (cache.Entry, error) {
 		// Runs once for every caller waiting on id, detached from all of them.
 		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
 		defer cancel()
 		v, err := client.Validate(fctx, id, info)
 		if err != nil {
-			s.logUpstreamFailure("validate", info.RequestID, err)
+			a.logUpstreamFailure("validate", info.RequestID, err)
 			return cache.Entry{}, err
 		}
 		if v.Valid {
-			return cache.Entry{Valid: true, FetchedAt: s.now(), Value: []byte(entityOf(cfg.Format, id, v.Entity))}, nil
+			return cache.Entry{Valid: true, FetchedAt: a.now(), Value: []byte(entityOf(cfg.Format, id, v.Entity))}, nil
 		}
-		return cache.Entry{Valid: false, FetchedAt: s.now(), Value: []byte(reasonUpstream)}, nil
+		return cache.Entry{Valid: false, FetchedAt: a.now(), Value: []byte(reasonUpstream)}, nil
 	})
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}
 		}
-		writeError(ctx, fromUpstream(err), nil)
-		return xcNone
+		return writeError(ctx, fromUpstream(err), nil)
 	}
-	return writeCached(ctx, idb, e, st, s.now())
+	return writeCached(ctx, idb, e, st, a.now())
 }
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it
@@ -152,7 +147,7 @@ func entityOf(f chittyid.Format, id, fromUpstream string) string {
 
 // validateLocalFailure answers an ID that failed the local check: never
 // cached, never sent upstream.
-func validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error) xcKind {
+func validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error) result {
 	reason := reasonFormat
 	switch {
 	case errors.Is(err, chittyid.ErrIDChecksum):
@@ -166,12 +161,11 @@ func validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error) xcKind
 		ChittyID string `json:"chittyId"`
 		Reason   string `json:"reason"`
 	}{false, id, reason})
-	return setXCache(ctx, xcLocal)
+	return result{xc: setXCache(ctx, xcLocal), reason: "BAD_FORMAT"}
 }
 
-// writeCached answers from a cache entry, with X-Cache and Age, and returns
-// the X-Cache kind.
-func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time) xcKind {
+// writeCached answers from a cache entry, with X-Cache and Age.
+func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time) result {
 	k := xcMiss
 	switch st {
 	case cache.StatusHit:
@@ -185,7 +179,7 @@ func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.St
 		ctx.Response.Header.SetCanonical(keyAge, strconv.AppendInt(buf[:0], int64(age), 10))
 	}
 	writeVerdict(ctx, id, e, st == cache.StatusStale)
-	return setXCache(ctx, k)
+	return result{xc: setXCache(ctx, k)}
 }
 
 // writeVerdict writes the validate answer without JSON encoding; id must have
@@ -214,14 +208,13 @@ func writeVerdict(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, stale bool
 	ctx.Response.AppendBody(bodyEnd)
 }
 
-// validateBody answers POST /v1/validate and returns its X-Cache kind.
-func (s *Sidecar) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config) xcKind {
+// validateBody answers POST /v1/validate.
+func (a *api) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	id, e := decodeValidateBody(ctx.PostBody())
 	if e != nil {
-		writeError(ctx, e, nil)
-		return xcNone
+		return writeError(ctx, e, nil)
 	}
-	return s.validate(ctx, cfg, []byte(id))
+	return a.validate(ctx, cfg, []byte(id))
 }
 
 // mintedEntry is the cache entry for a freshly minted ID.

@@ -11,8 +11,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
@@ -37,9 +35,8 @@ type Client struct {
 	agent   string
 	obs     Observer
 
-	onLate     func(op, key string, info CallInfo, ids []string, err error)
+	late       *LateAnswers // nil: answers after a caller gave up are not awaited
 	lateWindow time.Duration
-	late       *sync.WaitGroup
 }
 
 // Options are the parts of a Client that are not in the config file.
@@ -48,17 +45,10 @@ type Options struct {
 	Version string
 	// Observer, if set, is told about every attempt and retry.
 	Observer Observer
-	// OnLate, if set, hears of every mint attempt whose caller gave up
-	// before its answer came. With ids: upstream answered within
-	// upstream.lateAnswerWindow of the deadline and minted them for nobody,
-	// so they can be recorded instead of lost. With err: no answer came in
-	// that window either,
-	// so whether upstream minted is unknown (the idempotency key is what
-	// reconciles it). It runs on a goroutine tracked by Late.
-	OnLate func(op, idempotencyKey string, info CallInfo, ids []string, err error)
-	// Late, if set, counts the goroutines awaiting late answers, so that
-	// the owner can wait for them at shutdown. Nil: the client's own.
-	Late *sync.WaitGroup
+	// Late, if set, awaits the answers of mints whose callers gave up, so
+	// that no ID upstream minted goes unrecorded (see LateAnswers). Share
+	// one between the Clients of a process. Nil: such answers are dropped.
+	Late *LateAnswers
 	// Sessions, if set, is the TLS session cache, kept by the owner across
 	// Clients so that a rebuilt Client resumes sessions. Nil: the client's
 	// own.
@@ -152,12 +142,8 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 		agent:   "chittyid-sidecar/" + opts.Version,
 		obs:     opts.Observer,
 
-		onLate:     opts.OnLate,
-		lateWindow: cfg.LateAnswerWindow,
 		late:       opts.Late,
-	}
-	if c.late == nil {
-		c.late = new(sync.WaitGroup)
+		lateWindow: cfg.LateAnswerWindow,
 	}
 	if c.obs == nil {
 		c.obs = noObserver{}
@@ -176,7 +162,7 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 		// keeps them all open after a burst; this way the spares age out.
 		ConnPoolStrategy: fasthttp.LIFO,
 		// Deadlines come with every call (DoDeadline); this only bounds a
-		// mint whose answer is awaited after its caller gave up (OnLate).
+		// mint whose answer is awaited after its caller gave up (Late).
 		ReadTimeout:         cfg.Timeout + cfg.LateAnswerWindow,
 		WriteTimeout:        cfg.Timeout,
 		MaxResponseBodySize: 1 << 20,
@@ -324,8 +310,8 @@ type response struct {
 
 // send performs one attempt with the given deadline.
 func (c *Client) send(r *request, deadline time.Time) (response, error) {
-	if r.late != nil && c.onLate != nil {
-		return c.sendWatched(r, deadline)
+	if r.late != nil && c.late != nil {
+		return c.late.send(c, r, deadline)
 	}
 	return c.do(r, deadline)
 }
@@ -376,56 +362,6 @@ func (c *Client) do(r *request, deadline time.Time) (response, error) {
 		body:       append([]byte(nil), resp.Body()...),
 		retryAfter: parseRetryAfter(resp.Header.Peek("Retry-After"), time.Now()),
 	}, nil
-}
-
-// sendWatched sends a mint that must not be lost: the caller waits until
-// deadline as usual, but the exchange itself may run up to
-// upstream.lateAnswerWindow longer on a goroutine. A mint that upstream answers in
-// that time, after its caller gave up, was minted for nobody: its IDs go to
-// Options.OnLate instead of vanishing.
-func (c *Client) sendWatched(r *request, deadline time.Time) (response, error) {
-	x := &watched{done: make(chan struct{})}
-	c.late.Add(1)
-	go c.watch(r, deadline.Add(c.lateWindow), x)
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-x.done:
-		return x.res, x.err
-	case <-t.C:
-	}
-	if !x.abandoned.CompareAndSwap(false, true) {
-		<-x.done // the answer came in just now
-		return x.res, x.err
-	}
-	return response{}, fasthttp.ErrTimeout
-}
-
-// watched is one exchange run by watch.
-type watched struct {
-	done      chan struct{} // closed when res and err are set, unless abandoned
-	abandoned atomic.Bool   // the caller stopped waiting
-	res       response
-	err       error
-}
-
-// watch runs the exchange for sendWatched; Options.Late waits for it.
-func (c *Client) watch(r *request, deadline time.Time, x *watched) {
-	defer c.late.Done()
-	res, err := c.do(r, deadline)
-	if !x.abandoned.CompareAndSwap(false, true) { // the caller gave up
-		switch {
-		case err != nil:
-			c.onLate(r.op, r.idempotencyKey, r.info, nil, fmt.Errorf("awaiting the answer after the caller gave up: %w", err))
-		case res.status >= 200 && res.status < 300:
-			if ids := r.late(res.body); len(ids) > 0 {
-				c.onLate(r.op, r.idempotencyKey, r.info, ids, nil)
-			}
-		}
-		return
-	}
-	x.res, x.err = res, err
-	close(x.done)
 }
 
 func setIf(req *fasthttp.Request, k, v string) {

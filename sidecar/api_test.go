@@ -1,0 +1,458 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/valyala/fasthttp"
+)
+
+// The handlers' unit tests: the api driven with fakes of its small
+// interfaces, without sockets, a simulator or a real cache. The loopback
+// integration tests (package sidecar_test) cover the same paths end to end.
+
+// fakeCache holds fresh and stale entries by ID; Fetch calls fetch at once.
+type fakeCache struct {
+	mu      sync.Mutex
+	fresh   map[string]cache.Entry
+	stale   map[string]cache.Entry
+	fetches int
+	stales  int
+}
+
+func newFakeCache() *fakeCache {
+	return &fakeCache{fresh: map[string]cache.Entry{}, stale: map[string]cache.Entry{}}
+}
+
+func (c *fakeCache) LookupBytes(id []byte, _ cache.Policy, _ time.Time) (cache.Entry, cache.Status) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.fresh[string(id)]; ok {
+		return e, cache.StatusHit
+	}
+	if e, ok := c.stale[string(id)]; ok {
+		return e, cache.StatusStale
+	}
+	return cache.Entry{}, cache.StatusMiss
+}
+
+func (c *fakeCache) Store(id string, e cache.Entry) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fresh[id] = e
+	return nil
+}
+
+func (c *fakeCache) Fetch(ctx context.Context, id string, _ cache.Policy, fetch func(context.Context) (cache.Entry, error)) (cache.Entry, cache.Status, error) {
+	c.mu.Lock()
+	c.fetches++
+	c.mu.Unlock()
+	e, err := fetch(ctx)
+	if err != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if s, ok := c.stale[id]; ok {
+			c.stales++
+			return s, cache.StatusStale, nil
+		}
+		return cache.Entry{}, cache.StatusMiss, err
+	}
+	_ = c.Store(id, e)
+	return e, cache.StatusMiss, nil
+}
+
+func (c *fakeCache) ServeStale() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stales++
+}
+
+// fakeClient answers with what the test set and counts the calls.
+type fakeClient struct {
+	mu       sync.Mutex
+	calls    int
+	mint     func(upstream.MintRequest) (upstream.Minted, error)
+	batch    func([]upstream.MintRequest) ([]string, error)
+	validate func(ctx context.Context, id string) (upstream.Verdict, error)
+}
+
+func (f *fakeClient) count() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+}
+
+func (f *fakeClient) Mint(_ context.Context, m upstream.MintRequest, _ string, _ upstream.CallInfo) (upstream.Minted, error) {
+	f.count()
+	return f.mint(m)
+}
+
+func (f *fakeClient) MintBatch(_ context.Context, ms []upstream.MintRequest, _ string, _ upstream.CallInfo) ([]string, error) {
+	f.count()
+	return f.batch(ms)
+}
+
+func (f *fakeClient) Validate(ctx context.Context, id string, _ upstream.CallInfo) (upstream.Verdict, error) {
+	f.count()
+	return f.validate(ctx, id)
+}
+
+type fakeLink fsm.State
+
+func (l fakeLink) State() fsm.State       { return fsm.State(l) }
+func (l fakeLink) Snapshot() fsm.Snapshot { return fsm.Snapshot{State: fsm.State(l)} }
+
+type fakeLimits struct{ mintOK, validateOK bool }
+
+func (l fakeLimits) allowMint(string, int) (bool, time.Duration) { return l.mintOK, 3 * time.Second }
+func (l fakeLimits) allowValidate() (bool, time.Duration)        { return l.validateOK, 2 * time.Second }
+
+// fakeRecorder keeps the results the handler reported.
+type fakeRecorder struct{ results []result }
+
+func (r *fakeRecorder) record(res result, _ int, _ time.Duration) { r.results = append(r.results, res) }
+
+// fixture is an api over fakes.
+type fixture struct {
+	api    *api
+	cache  *fakeCache
+	client *fakeClient
+	rec    *fakeRecorder
+	cfg    atomic.Pointer[config.Config]
+}
+
+const unitID = "CT-A-CHI-1234-P-24-A-0" // official format
+
+func newFixture(t *testing.T, yaml string, state fsm.State, limits fakeLimits) *fixture {
+	t.Helper()
+	if !strings.Contains(yaml, "upstream:") {
+		yaml += "upstream: {url: \"http://127.0.0.1:1/v1\", token: unit-token}\n"
+	}
+	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{cache: newFakeCache(), client: &fakeClient{}, rec: &fakeRecorder{}}
+	f.cfg.Store(cfg)
+	f.api = &api{
+		cfg:       &f.cfg,
+		cache:     f.cache,
+		link:      fakeLink(state),
+		client:    func() upstreamClient { return f.client },
+		limits:    limits,
+		metrics:   f.rec,
+		log:       slog.New(slog.DiscardHandler),
+		version:   "unit",
+		now:       time.Now,
+		ridPrefix: "unit-",
+	}
+	f.api.status[routeHealthz] = func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(`{"status":"ok"}`) }
+	return f
+}
+
+// do runs one request through the handler, as the app beside it sends it.
+func (f *fixture) do(method, uri, body string) (*fasthttp.RequestCtx, map[string]any, result) {
+	var req fasthttp.Request
+	req.Header.SetMethod(method)
+	req.SetRequestURI(uri)
+	req.Header.SetHost("127.0.0.1:8787")
+	if method == "POST" {
+		req.Header.SetContentType("application/json")
+		req.SetBodyString(body)
+	}
+	ctx := new(fasthttp.RequestCtx)
+	ctx.Init(&req, nil, nil)
+	f.api.handle(ctx)
+	var m map[string]any
+	_ = json.Unmarshal(ctx.Response.Body(), &m)
+	return ctx, m, f.rec.results[len(f.rec.results)-1]
+}
+
+var open = fakeLimits{mintOK: true, validateOK: true}
+
+func callErr(kind error, status int) error {
+	return &upstream.CallError{Kind: kind, Op: "test", Status: status, Detail: "upstream said: token unit-token is bad", Attempts: 2}
+}
+
+func TestHandlerValidate(t *testing.T) {
+	t.Parallel()
+	valid := func(context.Context, string) (upstream.Verdict, error) {
+		return upstream.Verdict{Valid: true, Entity: "PEO"}, nil
+	}
+	for _, tc := range []struct {
+		name      string
+		yaml      string
+		state     fsm.State
+		limits    fakeLimits
+		fresh     bool // unitID is cached fresh
+		stale     bool // unitID is cached stale
+		validate  func(context.Context, string) (upstream.Verdict, error)
+		method    string
+		uri, body string
+		status    int
+		xcache    string
+		code      string
+		valid     any
+		calls     int
+		want      result
+	}{
+		{"hit", "", fsm.Connected, open, true, false, valid, "GET", "/v1/validate/" + unitID, "", 200, "HIT", "", true, 0, result{route: routeValidate, xc: xcHit}},
+		{"miss valid", "", fsm.Connected, open, false, false, valid, "GET", "/v1/validate/" + unitID, "", 200, "MISS", "", true, 1, result{route: routeValidate, xc: xcMiss}},
+		{"miss not valid", "", fsm.Connected, open, false, false, func(context.Context, string) (upstream.Verdict, error) { return upstream.Verdict{}, nil },
+			"GET", "/api/v1/validate/" + unitID, "", 200, "MISS", "", false, 1, result{route: routeValidate, xc: xcMiss}},
+		{"stale while upstream fails", "", fsm.Reconnecting, open, false, true, func(context.Context, string) (upstream.Verdict, error) {
+			return upstream.Verdict{}, callErr(upstream.ErrUnavailable, 503)
+		}, "GET", "/v1/validate/" + unitID, "", 200, "STALE", "", true, 1, result{route: routeValidate, xc: xcStale}},
+		{"upstream fails, nothing cached", "", fsm.Connected, open, false, false, func(context.Context, string) (upstream.Verdict, error) {
+			return upstream.Verdict{}, callErr(upstream.ErrUnavailable, 502)
+		}, "GET", "/v1/validate/" + unitID, "", 503, "", "UPSTREAM_UNAVAILABLE", nil, 1, result{route: routeValidate, code: codeUnavailable}},
+		{"bad format", "", fsm.Connected, open, false, false, valid, "GET", "/v1/validate/ct-a-chi", "", 200, "LOCAL", "", false, 0,
+			result{route: routeValidate, xc: xcLocal, reason: "BAD_FORMAT"}},
+		{"FAILED, not cached", "", fsm.Failed, open, false, false, valid, "GET", "/v1/validate/" + unitID, "", 503, "", "UPSTREAM_UNAVAILABLE", nil, 0,
+			result{route: routeValidate, code: codeUnavailable}},
+		{"FAILED, stale", "", fsm.Failed, open, false, true, valid, "GET", "/v1/validate/" + unitID, "", 200, "STALE", "", true, 0, result{route: routeValidate, xc: xcStale}},
+		{"rate limited", "", fsm.Connected, fakeLimits{mintOK: true}, true, false, valid, "GET", "/v1/validate/" + unitID, "", 429, "", "RATE_LIMITED", nil, 0,
+			result{route: routeValidate, code: codeRateLimited, limited: true}},
+		{"local mode", "validate: {mode: local}\n", fsm.Connected, open, false, false, valid, "GET", "/v1/validate/" + unitID, "", 200, "LOCAL", "", true, 0,
+			result{route: routeValidate, xc: xcLocal}},
+		{"POST body", "", fsm.Connected, open, false, false, valid, "POST", "/v1/validate", `{"id":"` + unitID + `"}`, 200, "MISS", "", true, 1,
+			result{route: routeValidatePost, xc: xcMiss}},
+		{"POST body without id", "", fsm.Connected, open, false, false, valid, "POST", "/v1/validate", `{"x":1}`, 400, "", "BAD_REQUEST", nil, 0,
+			result{route: routeValidatePost, code: codeBadRequest}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, tc.yaml, tc.state, tc.limits)
+			f.client.validate = tc.validate
+			e := cache.Entry{Valid: true, FetchedAt: time.Now().Add(-time.Minute), Value: []byte("PEO")}
+			if tc.fresh {
+				f.cache.fresh[unitID] = e
+			}
+			if tc.stale {
+				f.cache.stale[unitID] = e
+			}
+			ctx, body, res := f.do(tc.method, tc.uri, tc.body)
+			if got := ctx.Response.StatusCode(); got != tc.status {
+				t.Fatalf("HTTP %d, want %d: %s", got, tc.status, ctx.Response.Body())
+			}
+			if got := string(ctx.Response.Header.Peek("X-Cache")); got != tc.xcache {
+				t.Errorf("X-Cache %q, want %q", got, tc.xcache)
+			}
+			if tc.code != "" && body["error"] != tc.code {
+				t.Errorf("error %v, want %s", body["error"], tc.code)
+			}
+			if tc.code == "" && body["valid"] != tc.valid {
+				t.Errorf("valid %v, want %v: %s", body["valid"], tc.valid, ctx.Response.Body())
+			}
+			if tc.xcache == "STALE" && body["stale"] != true {
+				t.Errorf("a stale answer without \"stale\": true: %s", ctx.Response.Body())
+			}
+			if strings.Contains(string(ctx.Response.Body()), "unit-token") {
+				t.Errorf("the answer carries upstream's text: %s", ctx.Response.Body())
+			}
+			if f.client.calls != tc.calls {
+				t.Errorf("%d upstream calls, want %d", f.client.calls, tc.calls)
+			}
+			if res != tc.want {
+				t.Errorf("result %+v, want %+v", res, tc.want)
+			}
+		})
+	}
+}
+
+// TestHandlerValidateTimeout: a caller waits at most
+// upstream.validateTimeout for an upstream that does not answer, then gets
+// 504; virtual time, so it takes no time.
+func TestHandlerValidateTimeout(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, "upstream: {url: \"http://127.0.0.1:1/v1\", token: unit-token, validateTimeout: 3s}\n", fsm.Connected, open)
+		f.client.validate = func(ctx context.Context, _ string) (upstream.Verdict, error) {
+			<-ctx.Done()
+			return upstream.Verdict{}, ctx.Err()
+		}
+		start := time.Now()
+		ctx, body, res := f.do("GET", "/v1/validate/"+unitID, "")
+		if ctx.Response.StatusCode() != 504 || body["error"] != codeTimeout || time.Since(start) != 3*time.Second {
+			t.Errorf("HTTP %d %v after %v; want 504 UPSTREAM_TIMEOUT after 3s", ctx.Response.StatusCode(), body, time.Since(start))
+		}
+		if res.code != codeTimeout {
+			t.Errorf("result %+v", res)
+		}
+	})
+}
+
+func TestHandlerMint(t *testing.T) {
+	t.Parallel()
+	minted := func(m upstream.MintRequest) (upstream.Minted, error) {
+		return upstream.Minted{ID: unitID, Entity: m.Entity, Timestamp: "2026-12-04T10:00:00Z", Version: "v9", Attempts: 1}, nil
+	}
+	failing := func(err error) func(upstream.MintRequest) (upstream.Minted, error) {
+		return func(upstream.MintRequest) (upstream.Minted, error) { return upstream.Minted{}, err }
+	}
+	for _, tc := range []struct {
+		name       string
+		state      fsm.State
+		limits     fakeLimits
+		draining   bool
+		mint       func(upstream.MintRequest) (upstream.Minted, error)
+		body       string
+		status     int
+		code       string
+		retryAfter string
+		calls      int
+		want       result
+	}{
+		{"ok", fsm.Connected, open, false, minted, `{"entity":"peo"}`, 200, "", "", 1, result{route: routeMint, attempts: 1}},
+		{"not JSON", fsm.Connected, open, false, minted, `{"entity":`, 400, codeBadRequest, "", 0, result{route: routeMint, code: codeBadRequest}},
+		{"unsupported entity", fsm.Connected, open, false, minted, `{"entity":"NOPE"}`, 400, codeUnsupportedEntity, "", 0, result{route: routeMint, code: codeUnsupportedEntity}},
+		{"FAILED fails fast", fsm.Failed, open, false, minted, `{"entity":"PEO"}`, 503, codeUnavailable, "1", 0, result{route: routeMint, code: codeUnavailable}},
+		{"shutting down", fsm.Connected, open, true, minted, `{"entity":"PEO"}`, 503, codeShuttingDown, "1", 0, result{route: routeMint, code: codeShuttingDown}},
+		{"local rate limit", fsm.Connected, fakeLimits{validateOK: true}, false, minted, `{"entity":"PEO"}`, 429, codeRateLimited, "3", 0,
+			result{route: routeMint, code: codeRateLimited, limited: true}},
+		{"breaker open", fsm.Reconnecting, open, false, failing(&upstream.CallError{Kind: upstream.ErrCircuitOpen, Op: "mint", RetryAfter: 7 * time.Second,
+			Detail: "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in 7s"}), `{"entity":"PEO"}`, 503, codeCircuitOpen, "7", 1,
+			result{route: routeMint, code: codeCircuitOpen}},
+		{"fallback", fsm.Connected, open, false, failing(callErr(upstream.ErrFallback, 200)), `{"entity":"PEO"}`, 503, codeFallback, "1", 1,
+			result{route: routeMint, code: codeFallback, attempts: 2}},
+		{"upstream rate limited", fsm.Connected, open, false, failing(callErr(upstream.ErrRateLimited, 429)), `{"entity":"PEO"}`, 429, codeRateLimited, "", 1,
+			result{route: routeMint, code: codeRateLimited, attempts: 2}},
+		{"upstream rejected", fsm.Connected, open, false, failing(callErr(upstream.ErrRejected, 422)), `{"entity":"PEO"}`, 400, codeBadRequest, "", 1,
+			result{route: routeMint, code: codeBadRequest, attempts: 2}},
+		{"upstream refused the token", fsm.Connected, open, false, failing(callErr(upstream.ErrUnauthorized, 401)), `{"entity":"PEO"}`, 401, codeUnauthorized, "", 1,
+			result{route: routeMint, code: codeUnauthorized, attempts: 2}},
+		{"timed out", fsm.Connected, open, false, failing(callErr(upstream.ErrTimeout, 0)), `{"entity":"PEO"}`, 504, codeTimeout, "", 1,
+			result{route: routeMint, code: codeTimeout, attempts: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, "", tc.state, tc.limits)
+			f.client.mint = tc.mint
+			f.api.draining.Store(tc.draining)
+			ctx, body, res := f.do("POST", "/v1/mint", tc.body)
+			if got := ctx.Response.StatusCode(); got != tc.status {
+				t.Fatalf("HTTP %d, want %d: %s", got, tc.status, ctx.Response.Body())
+			}
+			if got := string(ctx.Response.Header.Peek("Retry-After")); got != tc.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
+			}
+			if tc.code != "" && body["error"] != tc.code {
+				t.Errorf("error %v, want %s", body["error"], tc.code)
+			}
+			if strings.Contains(string(ctx.Response.Body()), "unit-token") {
+				t.Errorf("the answer carries upstream's text: %s", ctx.Response.Body())
+			}
+			if f.client.calls != tc.calls {
+				t.Errorf("%d upstream calls, want %d", f.client.calls, tc.calls)
+			}
+			if res != tc.want {
+				t.Errorf("result %+v, want %+v", res, tc.want)
+			}
+			if tc.status != 200 {
+				return
+			}
+			if body["chittyId"] != unitID || body["chitty_id"] != unitID || body["entity"] != "PEO" || body["version"] != "v9" {
+				t.Errorf("answer %s", ctx.Response.Body())
+			}
+			if e, ok := f.cache.fresh[unitID]; !ok || !e.Valid || string(e.Value) != "PEO" {
+				t.Errorf("the minted ID is not cached as valid: %+v", e)
+			}
+		})
+	}
+}
+
+// TestHandlerBatchKeepsMintedIDs: a batch that fails part way answers the
+// error with the IDs that were minted, null where none was.
+func TestHandlerBatchKeepsMintedIDs(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "", fsm.Connected, open)
+	f.client.batch = func(ms []upstream.MintRequest) ([]string, error) {
+		if len(ms) != 2 || ms[1].Entity != chittyid.EntityEVNT {
+			t.Errorf("batch of %+v", ms)
+		}
+		return []string{unitID, ""}, callErr(upstream.ErrUnavailable, 503)
+	}
+	ctx, body, res := f.do("POST", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"EVNT"}]}`)
+	ids, _ := body["chittyIds"].([]any)
+	if ctx.Response.StatusCode() != 503 || len(ids) != 2 || ids[0] != unitID || ids[1] != nil {
+		t.Errorf("HTTP %d %s; want 503 with [%s, null]", ctx.Response.StatusCode(), ctx.Response.Body(), unitID)
+	}
+	if _, ok := f.cache.fresh[unitID]; !ok {
+		t.Error("the minted ID is not cached")
+	}
+	if res.route != routeMintBatch || res.code != codeUnavailable {
+		t.Errorf("result %+v", res)
+	}
+}
+
+// TestHandlerRoutesAndRefusals: methods, unknown routes, the Host check and
+// a non-JSON body, decided before any handler or upstream call.
+func TestHandlerRoutesAndRefusals(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "", fsm.Connected, open)
+	for _, tc := range []struct {
+		method, uri, host, ctype string
+		status                   int
+		code                     string
+		route                    route
+	}{
+		{"GET", "/v1/mint", "127.0.0.1", "", 405, codeMethodNotAllowed, routeMint},
+		{"DELETE", "/v1/validate/" + unitID, "127.0.0.1", "", 405, codeMethodNotAllowed, routeValidate},
+		{"GET", "/v2/nothing", "127.0.0.1", "", 404, codeNotFound, routeOther},
+		{"GET", "/v1/validate/" + unitID, "evil.example", "", 403, codeForbidden, routeValidate},
+		{"POST", "/v1/mint", "localhost", "text/plain", 415, codeUnsupportedMedia, routeMint},
+		{"GET", "/healthz", "evil.example", "", 200, "", routeHealthz},
+	} {
+		var req fasthttp.Request
+		req.Header.SetMethod(tc.method)
+		req.SetRequestURI(tc.uri)
+		req.Header.SetHost(tc.host)
+		if tc.ctype != "" {
+			req.Header.SetContentType(tc.ctype)
+			req.SetBodyString(`{"entity":"PEO"}`)
+		}
+		ctx := new(fasthttp.RequestCtx)
+		ctx.Init(&req, nil, nil)
+		f.api.handle(ctx)
+		res := f.rec.results[len(f.rec.results)-1]
+		if ctx.Response.StatusCode() != tc.status || res.code != tc.code || res.route != tc.route {
+			t.Errorf("%s %s (Host %s): HTTP %d, result %+v; want %d %s on %v", tc.method, tc.uri, tc.host,
+				ctx.Response.StatusCode(), res, tc.status, tc.code, tc.route)
+		}
+	}
+	if f.client.calls != 0 {
+		t.Errorf("%d upstream calls", f.client.calls)
+	}
+}
+
+func TestResultFlag(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		r    result
+		want string
+	}{
+		{result{}, ""},
+		{result{xc: xcHit}, ""},
+		{result{xc: xcStale}, "STALE_SERVED"},
+		{result{xc: xcLocal, reason: "BAD_FORMAT"}, "BAD_FORMAT"},
+		{result{attempts: 2}, "RETRIED"},
+		{result{code: codeCircuitOpen, attempts: 3}, "CB_OPEN"},
+		{result{code: codeBadRequest}, codeBadRequest},
+	} {
+		if got := tc.r.flag(); got != tc.want {
+			t.Errorf("%+v.flag() = %q, want %q", tc.r, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,28 @@
+package sidecar
+
+import (
+	"context"
+
+	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/valyala/fasthttp"
+)
+
+// Exports for the tests of package sidecar_test, which drive the sidecar
+// from outside as an embedding program would.
+
+// Handler returns the API's request handler, for tests and benchmarks that
+// drive it without a listener.
+func (s *Sidecar) Handler() fasthttp.RequestHandler { return s.api.handle }
+
+// WaitState blocks until the upstream lifecycle is in state want or ctx
+// ends.
+func (s *Sidecar) WaitState(ctx context.Context, want fsm.State) error {
+	return s.life.Wait(ctx, want)
+}
+
+// OpsAddr returns the operations listener's address once Run has opened it,
+// or "".
+func (s *Sidecar) OpsAddr() string {
+	a, _ := s.opsAddr.Load().(string)
+	return a
+}
