@@ -180,7 +180,7 @@ func (c Config) Validate() error {
 	switch {
 	case c.LockTTL < minLockTTL || c.LockTTL > maxLockTTL:
 		bad("fleet.lockTtl must be between %s and %s, got %s", minLockTTL, maxLockTTL, c.LockTTL)
-	case c.LockTTL <= c.Timeout:
+	case c.LockTTL <= c.Timeout && c.Timeout >= minTimeout && c.Timeout <= maxTimeout:
 		bad("fleet.lockTtl must be above fleet.timeout (%s), got %s", c.Timeout, c.LockTTL)
 	}
 	return errors.Join(errs...)
