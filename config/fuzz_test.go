@@ -24,7 +24,7 @@ func FuzzConfigParse(f *testing.F) {
 	keys := fuzzKnownKeys(reflect.TypeFor[config.Config](), "")
 	f.Fuzz(func(t *testing.T, data []byte, envURL, envListen, envToken string) {
 		if fuzzReadsOutsideDir(data) {
-			t.Skip("upstream.tokenFile names a file outside the package directory")
+			t.Skip("a tokenFile or passwordFile outside the package directory")
 		}
 		env := map[string]string{config.EnvServiceURL: envURL, config.EnvListen: envListen, config.EnvToken: envToken}
 		c, err := config.Parse(data, func(k string) (string, bool) {
@@ -124,8 +124,9 @@ func fuzzKnownKeys(t reflect.Type, prefix string) map[string]bool {
 	return keys
 }
 
-// fuzzReadsOutsideDir reports whether the file sets upstream.tokenFile (or
-// any tokenFile key, to be safe) to an absolute path or one with "..":
+// fuzzReadsOutsideDir reports whether the file sets upstream.tokenFile or
+// fleet.redis.passwordFile (or any key of those names, to be safe) to an
+// absolute path or one with "..":
 // Parse would read it, and a fuzzer must not read /dev/zero or /dev/stdin.
 // Values are decoded as yaml.v3 would decode them (so !!binary and escapes
 // count).
@@ -153,7 +154,7 @@ func fuzzTokenFileUnsafe(n *yaml.Node, seen map[*yaml.Node]bool) bool {
 	}
 	if n.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value != "tokenFile" {
+			if k := n.Content[i].Value; k != "tokenFile" && k != "passwordFile" {
 				continue
 			}
 			v := n.Content[i+1]

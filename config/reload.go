@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -47,8 +48,9 @@ type Status struct {
 // Watcher loads the config file and reloads it when its content changes:
 // Run polls every reload.interval (±10 % jitter) and reloads at once on a
 // trigger (SIGHUP). Change detection hashes the file's bytes and those of
-// upstream.tokenFile, so an edit in place, an atomic rename and a Kubernetes
-// ConfigMap's ..data symlink swap are all seen, as is a rotated token. A
+// upstream.tokenFile and fleet.redis.passwordFile, so an edit in place, an
+// atomic rename and a Kubernetes ConfigMap's ..data symlink swap are all
+// seen, as is a rotated token or Redis password. A
 // file that fails to load or apply leaves the running config in place; its
 // problem is logged once and kept in Status until a good file replaces it.
 type Watcher struct {
@@ -223,22 +225,34 @@ func (w *Watcher) Wait(ctx context.Context, cond func(Status) bool) error {
 	}
 }
 
-// fingerprint covers the file and the token file c names, so rotating the
-// token alone triggers a reload.
+// fingerprint covers the file and the secret files c names (the token
+// file, the fleet's Redis password file), so rotating a secret alone
+// triggers a reload.
 func (w *Watcher) fingerprint(data []byte, c *Config) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write(data)
-	if c != nil && c.Upstream.TokenFile != "" {
-		tok, err := os.ReadFile(c.Upstream.TokenFile)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			tok = []byte(err.Error())
+	if c != nil {
+		for _, path := range []string{c.Upstream.TokenFile, c.Fleet.Redis.PasswordFile} {
+			hashFile(h, path)
 		}
-		h.Write([]byte{0})
-		h.Write(bytes.TrimSpace(tok))
 	}
 	var fp [sha256.Size]byte
 	h.Sum(fp[:0])
 	return fp
+}
+
+// hashFile adds a separator and the trimmed content of the file at path (or
+// its read error) to h; nothing but the separator when path is empty.
+func hashFile(h hash.Hash, path string) {
+	h.Write([]byte{0})
+	if path == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		b = []byte(err.Error())
+	}
+	h.Write(bytes.TrimSpace(b))
 }
 
 func hashHex(data []byte) string {
