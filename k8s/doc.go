@@ -1,4 +1,5 @@
 // Package k8s holds no code: its tests render the Kustomize base in base/
+// and the sidecar component (components/chittyid-sidecar/) on another app
 // with real Kustomize, decode every manifest strictly into the k8s.io/api
 // types, and check what must agree with the sidecar's code and image: the
 // API on loopback and the operations listener (metrics.listen) on the pod IP,
