@@ -108,3 +108,43 @@ func TestSentinel(t *testing.T) {
 		})
 	}
 }
+
+// TestACLUser: a Redis user limited to the key prefix and to the commands
+// README.md ("Fleet", security) lists is enough for every operation.
+func TestACLUser(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	cfg := testConfig(t, srv.addr)
+	cfg.KeyPrefix = "chittyid:"
+	acl := []string{"ACL", "SETUSER", "chittyid", "on", ">user-pw", "resetkeys", "~chittyid:*", "resetchannels",
+		"-@all", "+get", "+set", "+del", "+pttl", "+time", "+eval", "+evalsha", "+ping", "+hello", "+client|setname"}
+	if err := srv.do("", acl...).Error(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Redis.Username, cfg.Redis.Password = "chittyid", "user-pw"
+	tr := newTier(t, cfg, testOptions(), true)
+	ctx := context.Background()
+	if _, src, err := tr.Fetch(ctx, "CT-A-CHI-1234-P-24-A-0", testPolicy(), func(context.Context) (Verdict, error) {
+		return Verdict{Valid: true, Value: []byte("PEO")}, nil
+	}); err != nil || src != SourceFetched {
+		t.Fatalf("Fetch: %s, %v", src, err)
+	}
+	if _, found, err := tr.Get(ctx, "CT-A-CHI-1234-P-24-A-0"); !found || err != nil {
+		t.Errorf("Get: %v, %v", found, err)
+	}
+	if err := tr.Put(ctx, "CT-A-CHI-9999-P-24-A-0", Verdict{Valid: true}, time.Hour); err != nil {
+		t.Error(err)
+	}
+	if ok, _, err := tr.AllowMint(ctx, 1, 60, 10); !ok || err != nil {
+		t.Errorf("AllowMint: %v, %v", ok, err)
+	}
+	// A failed fetch marks the lock through the fail script.
+	if _, _, err := tr.Fetch(ctx, "CT-A-CHI-0000-P-24-A-0", testPolicy(), func(context.Context) (Verdict, error) {
+		return Verdict{}, errors.New("upstream down")
+	}); err == nil || err.Error() != "upstream down" {
+		t.Errorf("failed Fetch: %v", err)
+	}
+	if st := tr.Stats(); st.Errors != 0 {
+		t.Errorf("%d errors under the ACL user: %q", st.Errors, tr.Status().LastError)
+	}
+}
