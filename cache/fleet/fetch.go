@@ -343,7 +343,10 @@ func parseLock(r rueidis.RedisResult) (lockResult, error) {
 	case (kind == 3 || kind == 4) && len(a) == 2:
 		var ms int64
 		ms, err = a[1].AsInt64()
-		res.failed, res.ttl = kind == 4, time.Duration(max(ms, 0))*time.Millisecond
+		res.failed, res.ttl = kind == 4, time.Duration(ms)*time.Millisecond
+		if ms < 0 { // a lock without expiry, not ours: poll at the slowest
+			res.ttl = maxPoll
+		}
 	default:
 		err = errBadReply
 	}

@@ -300,13 +300,7 @@ func (t *Tier) move(code int32, err error, from ...int32) bool {
 		t.state.Store(code)
 		t.since = t.opts.Now()
 	}
-	if err != nil {
-		t.lastErr, t.lastErrAt = err.Error(), t.opts.Now()
-	}
-	if changed || err != nil {
-		close(t.changed)
-		t.changed = make(chan struct{})
-	}
+	t.noteLocked(err, changed)
 	t.mu.Unlock()
 	if changed {
 		t.opts.Observer.StateChanged(stateName(code))
@@ -315,7 +309,22 @@ func (t *Tier) move(code int32, err error, from ...int32) bool {
 }
 
 // record keeps err as the last error without changing the state.
-func (t *Tier) record(err error) { t.move(codeClosed, err, codeClosed) }
+func (t *Tier) record(err error) {
+	t.mu.Lock()
+	t.noteLocked(err, false)
+	t.mu.Unlock()
+}
+
+// noteLocked records err (if not nil) and wakes Wait if anything changed.
+func (t *Tier) noteLocked(err error, changed bool) {
+	if err != nil {
+		t.lastErr, t.lastErrAt = err.Error(), t.opts.Now()
+	}
+	if changed || err != nil {
+		close(t.changed)
+		t.changed = make(chan struct{})
+	}
+}
 
 // begin returns the client for a call of op, or the error that the call
 // is not sent: ErrOff, ErrSkipped or ErrClosed.
