@@ -29,8 +29,6 @@ import (
 //     new one within that same ctx.
 func (t *Tier) clientOption() rueidis.ClientOption {
 	dialer := net.Dialer{Timeout: t.opts.ConnectTimeout}
-	// One connection per server: rueidis pipelines concurrent calls on it,
-	// and a sidecar's fleet traffic is far below what one carries.
 	o := rueidis.ClientOption{
 		InitAddress:       slices.Clone(t.cfg.Redis.Addrs),
 		SelectDB:          t.cfg.Redis.DB,
@@ -42,6 +40,8 @@ func (t *Tier) clientOption() rueidis.ClientOption {
 		ClientSetInfo:     rueidis.DisableClientSetInfo,
 		DisableCache:      true,
 		ConnWriteTimeout:  t.opts.ConnectTimeout,
+		// One connection per server: rueidis pipelines concurrent calls on
+		// it, and a sidecar's fleet traffic is far below what one carries.
 		PipelineMultiplex: -1,
 	}
 	switch {

@@ -68,6 +68,7 @@ func (t *Tier) recover() bool {
 	return true
 }
 
+// setUp moves a connecting or skipped tier up, its failure count reset.
 func (t *Tier) setUp() {
 	t.failures.Store(0)
 	t.move(codeUp, nil, codeConnecting, codeSkipped)

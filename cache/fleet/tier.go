@@ -199,8 +199,10 @@ func New(cfg Config, opts Options) (*Tier, error) {
 	return t, nil
 }
 
-// Close stops the prober, waits for it and closes the connections. Calls
-// after Close return ErrClosed. Close is idempotent and returns nil.
+// Close stops the prober, waits for it (a connection attempt or probe
+// under way ends within Options.ConnectTimeout) and closes the
+// connections. Calls after Close return ErrClosed; calls in flight fail.
+// Close is idempotent and returns nil.
 func (t *Tier) Close() error {
 	t.closeOnce.Do(func() {
 		t.move(codeClosed, nil)
