@@ -27,8 +27,9 @@ COPY --from=build /out/chittyid-sidecar /chittyid-sidecar
 USER 65532:65532
 # The sidecar's API port. It listens on 127.0.0.1:8787 unless its config
 # says otherwise (listen, the config default): only processes of the same
-# pod reach it. k8s/base/config.yaml listens on 0.0.0.0:8787 so the
-# kubelet's probes reach it (k8s/README.md).
+# pod reach it. The Kubernetes component's config
+# (k8s/components/chittyid-sidecar/config.yaml) keeps it there and gives the
+# kubelet's probes metrics.listen on 0.0.0.0:9090 (k8s/README.md).
 EXPOSE 8787
 ENTRYPOINT ["/chittyid-sidecar"]
 CMD ["serve", "--config", "/etc/chittyid-sidecar/config.yaml"]

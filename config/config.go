@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
@@ -49,6 +50,9 @@ type Config struct {
 	Snapshot Snapshot `yaml:"snapshot"`
 	// Security says who may call the local API.
 	Security Security `yaml:"security"`
+	// Fleet is the fleet tier: a cache and limits shared by a fleet's
+	// sidecars in Redis. Off without fleet.redis.addrs.
+	Fleet fleet.Config `yaml:"fleet"`
 }
 
 // Snapshot is the snapshot section. The sidecar writes the cache's verdicts
@@ -77,10 +81,10 @@ type Metrics struct {
 
 // Reload is the reload section.
 type Reload struct {
-	// Interval is how often the config file, upstream.tokenFile and the
-	// upstream.tls files are read and hashed; a change is loaded and
-	// applied. SIGHUP reloads at once.
-	// 100ms to 1h. Default 2s.
+	// Interval is how often the config file and the files it names
+	// (upstream.tokenFile, the upstream.tls files, fleet.redis.passwordFile)
+	// are read and hashed; a change is loaded and applied. SIGHUP reloads
+	// at once. 100ms to 1h. Default 2s.
 	Interval time.Duration `yaml:"interval"`
 }
 
@@ -134,6 +138,11 @@ type Validate struct {
 // Policy returns the cache freshness policy of the section.
 func (v Validate) Policy() cache.Policy {
 	return cache.Policy{TTL: v.TTL, NegativeTTL: v.NegativeTTL, StaleIfError: v.StaleIfError}
+}
+
+// FleetPolicy returns the section's freshness policy for the fleet tier.
+func (v Validate) FleetPolicy() fleet.Policy {
+	return fleet.Policy{TTL: v.TTL, NegativeTTL: v.NegativeTTL, StaleIfError: v.StaleIfError}
 }
 
 // Shutdown is the shutdown section.
@@ -199,6 +208,7 @@ func Defaults() Config {
 		Reload:    Reload{Interval: 2 * time.Second},
 		RateLimit: defaultRateLimit(),
 		Snapshot:  Snapshot{Interval: time.Minute},
+		Fleet:     fleet.Defaults(),
 	}
 }
 

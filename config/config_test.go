@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
@@ -143,10 +144,20 @@ health:
 readiness: {policy: connected}
 reload: {interval: 5s}
 rateLimit:
-  mint: {perCallerPerMinute: 60, globalPerMinute: 600, burst: 50}
+  mint: {perCallerPerMinute: 60, globalPerMinute: 600, burst: 50, fleetPerMinute: 6000, fleetBurst: 200}
   validate: {globalPerSecond: 2000, burst: 500}
   maxCallers: 500
 snapshot: {path: /var/lib/chittyid-sidecar/snapshot.bin, interval: 30s}
+fleet:
+  redis:
+    addrs: [redis-0.redis:6379, redis-1.redis:6379, redis-2.redis:6379]
+    sentinel: {masterName: ""}
+    username: sidecar
+    db: 0
+    tls: {enabled: true, caFile: /etc/redis-ca.pem, serverName: redis.internal}
+  keyPrefix: "app1:"
+  timeout: 20ms
+  lockTtl: 3s
 `
 
 func TestParseFullFile(t *testing.T) {
@@ -182,11 +193,21 @@ func TestParseFullFile(t *testing.T) {
 		Readiness: Readiness{Policy: ReadinessConnected},
 		Reload:    Reload{Interval: 5 * time.Second},
 		RateLimit: RateLimit{
-			Mint:       MintRate{PerCallerPerMinute: 60, GlobalPerMinute: 600, Burst: 50},
+			Mint:       MintRate{PerCallerPerMinute: 60, GlobalPerMinute: 600, Burst: 50, FleetPerMinute: 6000, FleetBurst: 200},
 			Validate:   ValidateRate{GlobalPerSecond: 2000, Burst: 500},
 			MaxCallers: 500,
 		},
 		Snapshot: Snapshot{Path: "/var/lib/chittyid-sidecar/snapshot.bin", Interval: 30 * time.Second},
+		Fleet: fleet.Config{
+			Redis: fleet.Redis{
+				Addrs:    []string{"redis-0.redis:6379", "redis-1.redis:6379", "redis-2.redis:6379"},
+				Username: "sidecar",
+				TLS:      fleet.TLS{Enabled: true, CAFile: "/etc/redis-ca.pem", ServerName: "redis.internal"},
+			},
+			KeyPrefix: "app1:",
+			Timeout:   20 * time.Millisecond,
+			LockTTL:   3 * time.Second,
+		},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", *c, want)
@@ -387,6 +408,39 @@ readiness: {policy: sometimes}
 		`line 14: log.level must be debug, info, warn or error, got "trace"`,
 		`line 14: log.format must be json or text, got "xml"`,
 		"line 16: readiness.policy must be connected, degraded or always",
+	})
+}
+
+// TestParseFleetProblems: the fleet section's problems name their keys
+// and lines, list entries included, and every one is reported.
+func TestParseFleetProblems(t *testing.T) {
+	t.Parallel()
+	const yaml = `fleet:
+  redis:
+    addrs:
+      - redis:6379
+      - redis
+    pasword: x
+    db: 2
+    tls: {caFile: /ca.pem}
+  keyPrefix: "a{b}"
+  timeout: 5s
+  lockTtl: 1
+rateLimit:
+  mint: {fleetPerMinute: 60, fleetBurst: 10}
+`
+	_, err := Parse([]byte(yaml), noEnv)
+	checkErrs(t, err, []string{
+		// Decoding, in file order.
+		"line 6: fleet.redis.pasword: unknown key",
+		`line 11: fleet.lockTtl: must be a duration`,
+		// Validation, section by section.
+		"line 13: rateLimit.mint.fleetBurst must be >= limits.maxBatch (100) while rateLimit.mint.fleetPerMinute is set, got 10",
+		`line 4: fleet.redis.addrs[1] must be host:port, got "redis"`,
+		"line 7: fleet.redis.db must be 0 with several fleet.redis.addrs",
+		"line 8: fleet.redis.tls.caFile is set but fleet.redis.tls.enabled is false",
+		`line 9: fleet.keyPrefix must be 1 to 64 visible ASCII characters without spaces or braces, got "a{b}"`,
+		"line 10: fleet.timeout must be between 1ms and 1s, got 5s",
 	})
 }
 

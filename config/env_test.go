@@ -173,3 +173,52 @@ func TestTokenNeverLeaks(t *testing.T) {
 		})
 	}
 }
+
+// TestParsePasswordFile: fleet.redis.passwordFile is read and trimmed into
+// the config, like the token file; its problems name the key and line and
+// never show the content.
+func TestParsePasswordFile(t *testing.T) {
+	t.Parallel()
+	const secret = "r3dis-PASS word"
+	dir := t.TempDir()
+	good := writeFile(t, dir, "password", "  "+secret+"\n")
+	missing := filepath.Join(dir, "missing")
+	empty := writeFile(t, dir, "empty", " \n")
+	twoLines := writeFile(t, dir, "two", secret+"\nsecond line\n")
+	file := func(path string) string {
+		return fmt.Sprintf("fleet:\n  redis:\n    addrs: [redis:6379]\n    passwordFile: %q\n", path)
+	}
+	c, err := Parse([]byte(file(good)), noEnv)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if c.Fleet.Redis.Password.Reveal() != secret {
+		t.Errorf("password %q, want %q", c.Fleet.Redis.Password.Reveal(), secret)
+	}
+	for _, s := range []string{fmt.Sprintf("%v %+v %#v", *c, *c, *c)} {
+		if strings.Contains(s, secret) {
+			t.Errorf("output reveals the password: %s", s)
+		}
+	}
+	for _, tc := range []struct {
+		name, path string
+		wantErrs   []string
+	}{
+		{"missing", missing, []string{"line 4: fleet.redis.passwordFile: open " + missing + ": no such file or directory"}},
+		{"a directory", dir, []string{"line 4: fleet.redis.passwordFile: read " + dir + ": is a directory"}},
+		{"empty", empty, []string{fmt.Sprintf("line 4: fleet.redis.passwordFile: %q: file is empty", empty)}},
+		{"two lines", twoLines, []string{fmt.Sprintf("line 4: fleet.redis.passwordFile: %q: the password must be one line", twoLines)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(file(tc.path)), noEnv)
+			checkErrs(t, err, tc.wantErrs)
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Errorf("error reveals the password: %v", err)
+			}
+		})
+	}
+	// Without the fleet tier the file is refused, not read.
+	_, err = Parse([]byte(fmt.Sprintf("fleet: {redis: {passwordFile: %q}}\n", good)), noEnv)
+	checkErrs(t, err, []string{"line 1: fleet.redis.passwordFile is set but fleet.redis.addrs is empty"})
+}

@@ -24,7 +24,7 @@ func FuzzConfigParse(f *testing.F) {
 	keys := fuzzKnownKeys(reflect.TypeFor[config.Config](), "")
 	f.Fuzz(func(t *testing.T, data []byte, envURL, envListen, envToken string) {
 		if fuzzReadsOutsideDir(data) {
-			t.Skip("upstream.tokenFile names a file outside the package directory")
+			t.Skip("a tokenFile or passwordFile outside the package directory")
 		}
 		env := map[string]string{config.EnvServiceURL: envURL, config.EnvListen: envListen, config.EnvToken: envToken}
 		c, err := config.Parse(data, func(k string) (string, bool) {
@@ -125,9 +125,10 @@ func fuzzKnownKeys(t reflect.Type, prefix string) map[string]bool {
 }
 
 // fuzzReadsOutsideDir reports whether the file sets a file Parse reads
-// (upstream.tokenFile and upstream.tls.caFile, certFile, keyFile; any key
-// of those names, to be safe) to an absolute path or one with "..": a
-// fuzzer must not read /dev/zero or /dev/stdin.
+// (upstream.tokenFile, upstream.tls.caFile, certFile, keyFile,
+// fleet.redis.passwordFile; any key of those names, to be safe) to an
+// absolute path or one with "..": a fuzzer must not read /dev/zero or
+// /dev/stdin.
 // Values are decoded as yaml.v3 would decode them (so !!binary and escapes
 // count).
 func fuzzReadsOutsideDir(data []byte) bool {
@@ -145,7 +146,7 @@ func fuzzReadsOutsideDir(data []byte) bool {
 }
 
 // fuzzFileKeys are the keys whose value is a file Parse reads.
-var fuzzFileKeys = map[string]bool{"tokenFile": true, "caFile": true, "certFile": true, "keyFile": true}
+var fuzzFileKeys = map[string]bool{"tokenFile": true, "caFile": true, "certFile": true, "keyFile": true, "passwordFile": true}
 
 func fuzzTokenFileUnsafe(n *yaml.Node, seen map[*yaml.Node]bool) bool {
 	if n == nil || seen[n] {

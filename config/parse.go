@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
@@ -46,9 +47,9 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 // Parse decodes a config file strictly over Defaults, applies the
 // environment overrides (read through lookupEnv, normally os.LookupEnv; nil
 // means none, and a variable set to "" counts as unset), resolves the token
-// and validates the result. It reads no file except upstream.tokenFile and
-// the upstream.tls files (a relative path is relative to the working
-// directory).
+// and validates the result. It reads no file except upstream.tokenFile, the
+// upstream.tls files and fleet.redis.passwordFile (a relative path is
+// relative to the working directory).
 //
 // On any problem it returns a nil Config and an error joining every problem
 // found (errors.Join), each naming its dotted key and, where known, "line N"
@@ -71,6 +72,7 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 	applyEnv(&c, lookupEnv, w.origins)
 	problems = appendIf(problems, resolveToken(&c, w.origins))
 	problems = append(problems, annotate(c.Upstream.TLS.ReadFiles(), w.origins, w.failed)...)
+	problems = appendIf(problems, resolvePassword(&c, w.origins))
 	problems = append(problems, annotate(c.Validate(), w.origins, w.failed)...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
@@ -174,6 +176,30 @@ func resolveToken(c *Config, origins map[string]string) error {
 	return nil
 }
 
+// resolvePassword reads fleet.redis.passwordFile, if set, into
+// c.Fleet.Redis.Password, as resolveToken reads the token file. The file's
+// content is never part of an error.
+func resolvePassword(c *Config, origins map[string]string) error {
+	path := c.Fleet.Redis.PasswordFile
+	if path == "" {
+		return nil
+	}
+	source := fmt.Sprintf("%s: fleet.redis.passwordFile: %q", origins["fleet.redis.passwordFile"], path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: fleet.redis.passwordFile: %w", origins["fleet.redis.passwordFile"], err)
+	}
+	pw := strings.TrimSpace(string(b))
+	switch {
+	case pw == "":
+		return fmt.Errorf("%s: file is empty", source)
+	case strings.ContainsAny(pw, "\r\n\x00"):
+		return fmt.Errorf("%s: the password must be one line", source)
+	}
+	c.Fleet.Redis.Password = fleet.Secret(pw)
+	return nil
+}
+
 // isTokenText reports whether s can go into an Authorization header as is.
 func isTokenText(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -195,7 +221,8 @@ func annotate(err error, origins map[string]string, failed map[string]bool) []er
 			continue
 		}
 		key, _, _ := strings.Cut(msg, " ")
-		if o, ok := origins[strings.TrimSuffix(key, ":")]; ok {
+		key, _, _ = strings.Cut(strings.TrimSuffix(key, ":"), "[") // fleet.redis.addrs[1]: the list's line
+		if o, ok := origins[key]; ok {
 			e = fmt.Errorf("%s: %w", o, e)
 		}
 		out = append(out, e)

@@ -39,6 +39,16 @@ type MintRate struct {
 	// set it must be at least limits.maxBatch, or a full batch could never
 	// pass. Default 10.
 	Burst int `yaml:"burst"`
+	// FleetPerMinute is how many IDs the whole fleet (every sidecar with
+	// the same fleet.redis and fleet.keyPrefix) may mint per minute, on
+	// average, counted in Redis after the local limits. It needs
+	// fleet.redis.addrs; while Redis is unavailable the local limits alone
+	// apply. 0 means no fleet limit. Default 0.
+	FleetPerMinute int `yaml:"fleetPerMinute"`
+	// FleetBurst is how many IDs the fleet may mint at once above its
+	// average rate. While FleetPerMinute is set it must be at least
+	// limits.maxBatch, as Burst. Default 100.
+	FleetBurst int `yaml:"fleetBurst"`
 }
 
 // ValidateRate is the rateLimit.validate section.
@@ -56,7 +66,7 @@ func (m MintRate) Limited() bool { return m.PerCallerPerMinute > 0 || m.GlobalPe
 
 func defaultRateLimit() RateLimit {
 	return RateLimit{
-		Mint:       MintRate{Burst: 10},
+		Mint:       MintRate{Burst: 10, FleetBurst: 100},
 		Validate:   ValidateRate{Burst: 100},
 		MaxCallers: 10_000,
 	}
@@ -78,6 +88,15 @@ func (r RateLimit) validate(maxBatch int) error {
 		bad("rateLimit.mint.burst must be >= 1, got %d", r.Mint.Burst)
 	case r.Mint.Limited() && r.Mint.Burst < maxBatch:
 		bad("rateLimit.mint.burst must be >= limits.maxBatch (%d) while a mint rate is set, got %d", maxBatch, r.Mint.Burst)
+	}
+	if r.Mint.FleetPerMinute < 0 {
+		bad("rateLimit.mint.fleetPerMinute must be >= 0 (0 = no limit), got %d", r.Mint.FleetPerMinute)
+	}
+	switch {
+	case r.Mint.FleetBurst < 1:
+		bad("rateLimit.mint.fleetBurst must be >= 1, got %d", r.Mint.FleetBurst)
+	case r.Mint.FleetPerMinute > 0 && r.Mint.FleetBurst < maxBatch:
+		bad("rateLimit.mint.fleetBurst must be >= limits.maxBatch (%d) while rateLimit.mint.fleetPerMinute is set, got %d", maxBatch, r.Mint.FleetBurst)
 	}
 	if r.Validate.GlobalPerSecond < 0 {
 		bad("rateLimit.validate.globalPerSecond must be >= 0 (0 = no limit), got %d", r.Validate.GlobalPerSecond)

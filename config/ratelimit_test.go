@@ -11,7 +11,7 @@ func TestValidateRateLimit(t *testing.T) {
 	}{
 		{"defaults: no limit", func(*RateLimit, *Limits) {}, nil},
 		{"every limit set", func(r *RateLimit, l *Limits) {
-			r.Mint = MintRate{PerCallerPerMinute: 60, GlobalPerMinute: 600, Burst: 100}
+			r.Mint = MintRate{PerCallerPerMinute: 60, GlobalPerMinute: 600, Burst: 100, FleetBurst: 100}
 			r.Validate = ValidateRate{GlobalPerSecond: 5000, Burst: 1}
 		}, nil},
 		{"maxCallers bounds", func(r *RateLimit, _ *Limits) { r.MaxCallers = 1 }, nil},
@@ -39,6 +39,19 @@ func TestValidateRateLimit(t *testing.T) {
 			"rateLimit.mint.burst must be >= limits.maxBatch (11) while a mint rate is set, got 10",
 		}},
 		{"mint burst equal to maxBatch", func(r *RateLimit, l *Limits) { r.Mint.GlobalPerMinute, l.MaxBatch = 60, 10 }, nil},
+		// The fleet limit: the same rules, and it needs the fleet tier.
+		{"fleet rate without the fleet tier", func(r *RateLimit, _ *Limits) { r.Mint.FleetPerMinute = 600 }, []string{
+			"rateLimit.mint.fleetPerMinute is set (600) but fleet.redis.addrs is empty",
+		}},
+		{"negative fleet rate, zero fleet burst", func(r *RateLimit, _ *Limits) { r.Mint.FleetPerMinute, r.Mint.FleetBurst = -1, 0 }, []string{
+			"rateLimit.mint.fleetPerMinute must be >= 0 (0 = no limit), got -1",
+			"rateLimit.mint.fleetBurst must be >= 1, got 0",
+		}},
+		{"fleet burst under maxBatch with a fleet rate", func(r *RateLimit, l *Limits) { r.Mint.FleetPerMinute, l.MaxBatch = 600, 200 }, []string{
+			"rateLimit.mint.fleetBurst must be >= limits.maxBatch (200) while rateLimit.mint.fleetPerMinute is set, got 100",
+			"rateLimit.mint.fleetPerMinute is set (600) but fleet.redis.addrs is empty",
+		}},
+		{"fleet burst under maxBatch without a fleet rate", func(r *RateLimit, l *Limits) { r.Mint.FleetBurst, l.MaxBatch = 5, 200 }, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

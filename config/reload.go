@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -47,9 +48,10 @@ type Status struct {
 // Watcher loads the config file and reloads it when its content changes:
 // Run polls every reload.interval (±10 % jitter) and reloads at once on a
 // trigger (SIGHUP). Change detection hashes the file's bytes and those of
-// upstream.tokenFile and the upstream.tls files, so an edit in place, an
-// atomic rename and a Kubernetes ConfigMap's ..data symlink swap are all
-// seen, as is a rotated token, CA bundle or client certificate. A
+// upstream.tokenFile, the upstream.tls files and fleet.redis.passwordFile,
+// so an edit in place, an atomic rename and a Kubernetes ConfigMap's ..data
+// symlink swap are all seen, as is a rotated token, CA bundle, client
+// certificate or Redis password. A
 // file that fails to load or apply leaves the running config in place; its
 // problem is logged once and kept in Status until a good file replaces it.
 type Watcher struct {
@@ -224,29 +226,35 @@ func (w *Watcher) Wait(ctx context.Context, cond func(Status) bool) error {
 	}
 }
 
-// fingerprint covers the file and the files c names (upstream.tokenFile and
-// the upstream.tls files), so rotating the token, the CA bundle or the
-// client certificate alone triggers a reload.
+// fingerprint covers the file and the files c names (upstream.tokenFile,
+// the upstream.tls files, fleet.redis.passwordFile), so rotating a token, a
+// CA bundle, a client certificate or a password alone triggers a reload.
 func (w *Watcher) fingerprint(data []byte, c *Config) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write(data)
 	if c != nil {
 		t := c.Upstream.TLS
-		for _, path := range []string{c.Upstream.TokenFile, t.CAFile, t.CertFile, t.KeyFile} {
-			h.Write([]byte{0})
-			if path == "" {
-				continue
-			}
-			b, err := os.ReadFile(path)
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				b = []byte(err.Error())
-			}
-			h.Write(bytes.TrimSpace(b))
+		for _, path := range []string{c.Upstream.TokenFile, t.CAFile, t.CertFile, t.KeyFile, c.Fleet.Redis.PasswordFile} {
+			hashFile(h, path)
 		}
 	}
 	var fp [sha256.Size]byte
 	h.Sum(fp[:0])
 	return fp
+}
+
+// hashFile adds a separator and the trimmed content of the file at path (or
+// its read error) to h; nothing but the separator when path is empty.
+func hashFile(h hash.Hash, path string) {
+	h.Write([]byte{0})
+	if path == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		b = []byte(err.Error())
+	}
+	h.Write(bytes.TrimSpace(b))
 }
 
 func hashHex(data []byte) string {

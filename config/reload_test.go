@@ -197,6 +197,29 @@ func TestWatcherReloadsOnTokenRotation(t *testing.T) {
 	}
 }
 
+// TestWatcherReloadsOnPasswordRotation: rewriting only the fleet's Redis
+// password file reloads the config with the new password.
+func TestWatcherReloadsOnPasswordRotation(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "redis-password")
+	mustWrite(t, pw, "old-password\n")
+	path := filepath.Join(dir, "config.yaml")
+	mustWrite(t, path, "fleet: {redis: {addrs: [redis:6379], passwordFile: "+pw+"}}\n")
+	w := newLoaded(t, path)
+	var r recorder
+	if w.Check(r.apply, false) {
+		t.Fatal("reloaded without a change")
+	}
+	mustWrite(t, pw, "new-password\n")
+	if !w.Check(r.apply, false) || r.last().Fleet.Redis.Password.Reveal() != "new-password" {
+		t.Fatal("a rotated Redis password did not reload the config")
+	}
+	if s := w.Status(); strings.Contains(s.Hash+s.LastError, "password") {
+		t.Errorf("status mentions the password: %+v", s)
+	}
+}
+
 func TestWatcherRunPollsAndHonoursTrigger(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "config.yaml")

@@ -44,7 +44,18 @@ func (c *Config) Validate() error {
 		c.validateMetricsListen(),
 		c.Snapshot.validate(),
 		c.Security.validate(c.Listen),
+		c.Fleet.Validate(),
+		c.validateFleetRate(),
 	)
+}
+
+// validateFleetRate refuses a fleet mint limit without the fleet tier,
+// which would be ignored.
+func (c *Config) validateFleetRate() error {
+	if c.RateLimit.Mint.FleetPerMinute > 0 && !c.Fleet.Enabled() {
+		return fmt.Errorf("rateLimit.mint.fleetPerMinute is set (%d) but fleet.redis.addrs is empty: the fleet limit lives in Redis", c.RateLimit.Mint.FleetPerMinute)
+	}
+	return nil
 }
 
 func (c *Config) validateListen() error { return validateAddr("listen", c.Listen) }

@@ -12,14 +12,16 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// TestBase renders k8s/base and runs every check on it.
-func TestBase(t *testing.T) {
-	t.Parallel()
-	b := render(t)
-	for _, tc := range []struct {
-		name  string
-		check func(*base) error
-	}{
+// check is one named check of a rendered kustomization.
+type check struct {
+	name  string
+	check func(*base) error
+}
+
+// sidecarChecks are the checks every kustomization that runs the sidecar
+// must pass: the base, the fleet overlay and the component on another app.
+func sidecarChecks() []check {
+	return []check{
 		{"the sidecar is a native sidecar: an init container with restartPolicy Always", checkNativeSidecar},
 		{"the sidecar runs the image's entrypoint with the Dockerfile's default args", checkImageDefaults},
 		{"the config file in the args is a key of the ConfigMap, mounted as a directory, editable live", checkConfigFile},
@@ -43,7 +45,14 @@ func TestBase(t *testing.T) {
 		{"snapshot.path is a file directly inside a volume mount of the sidecar", checkSnapshotPath},
 		{"the snapshot's volume is an emptyDir on disk with a sizeLimit", checkSnapshotVolume},
 		{"the sidecar mounts the snapshot's volume read-write", checkSnapshotWritable},
-	} {
+		{"the sidecar starts before the app's own init containers", checkSidecarFirst},
+	}
+}
+
+// runChecks runs every check on b, each as a subtest.
+func runChecks(t *testing.T, b *base, checks []check) {
+	t.Helper()
+	for _, tc := range checks {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			if err := tc.check(b); err != nil {
@@ -53,12 +62,20 @@ func TestBase(t *testing.T) {
 	}
 }
 
+// TestBase renders k8s/base (the example app and the component) and runs
+// every check on it.
+func TestBase(t *testing.T) {
+	t.Parallel()
+	b := render(t, baseDir)
+	runChecks(t, b, append(sidecarChecks(), check{"the fleet tier is off", checkFleetOff}))
+}
+
 // TestChecksCatchMistakes breaks a copy of the base in one way at a time
 // and expects the check that guards against it to say so: a check that
 // passes everything would make TestBase worthless.
 func TestChecksCatchMistakes(t *testing.T) {
 	t.Parallel()
-	good := render(t)
+	good := render(t, baseDir)
 	for _, tc := range []struct {
 		name    string
 		breakIt func(t *testing.T, b *base)

@@ -26,34 +26,45 @@ import (
 const (
 	// baseDir is the Kustomize base under test, relative to this package.
 	baseDir = "base"
+	// componentDir is the Kustomize Component that adds the sidecar.
+	componentDir = "components/chittyid-sidecar"
+	// fleetDir is the overlay that turns the fleet tier on.
+	fleetDir = "overlays/fleet"
+	// otherAppDir is a test fixture: the component on an app of another shape.
+	otherAppDir = "testdata/component"
 	// sidecarName is the sidecar's container name in the Deployment.
 	sidecarName = "chittyid-sidecar"
 	// dockerfilePath is the sidecar's image, whose defaults the manifests use.
 	dockerfilePath = "../Dockerfile"
+	// testRedisPassword stands in for the Redis password, whose Secret the
+	// fleet overlay expects to exist already.
+	testRedisPassword = "test-redis-password"
 )
 
-// base is the rendered Kustomize base, one object of each kind, and the
-// files its manifests must agree with.
+// base is a rendered kustomization (the base, an overlay, a fixture), one
+// object of each kind, and the files its manifests must agree with.
 type base struct {
 	deployment *appsv1.Deployment
 	configMap  *corev1.ConfigMap
 	secret     *corev1.Secret
 	netpol     *networkingv1.NetworkPolicy
-	// generatorName is the ConfigMap's name as kustomization.yaml declares it.
+	// dir is the kustomization rendered.
+	dir string
+	// generatorName is the ConfigMap's name as the component declares it.
 	generatorName string
 	// dockerfile is the content of ../Dockerfile.
 	dockerfile string
 }
 
-// render builds the base with real Kustomize, as `kubectl apply -k` does,
-// and decodes every manifest strictly.
-func render(t *testing.T) *base {
+// render builds the kustomization in dir with real Kustomize, as `kubectl
+// apply -k` does, and decodes every manifest strictly.
+func render(t *testing.T, dir string) *base {
 	t.Helper()
-	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), baseDir)
+	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v", baseDir, err)
+		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	b := &base{}
+	b := &base{dir: dir}
 	for _, r := range rm.Resources() {
 		y, err := r.AsYAML()
 		if err != nil {
@@ -64,9 +75,9 @@ func render(t *testing.T) *base {
 		}
 	}
 	if b.deployment == nil || b.configMap == nil || b.secret == nil || b.netpol == nil {
-		t.Fatalf("the base must render a Deployment, a ConfigMap, a Secret and a NetworkPolicy, got %+v", rm.AllIds())
+		t.Fatalf("%s must render a Deployment, a ConfigMap, a Secret and a NetworkPolicy, got %+v", dir, rm.AllIds())
 	}
-	if b.generatorName, err = configMapGeneratorName(filepath.Join(baseDir, "kustomization.yaml")); err != nil {
+	if b.generatorName, err = configMapGeneratorName(filepath.Join(componentDir, "kustomization.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	df, err := os.ReadFile(dockerfilePath)
@@ -301,11 +312,18 @@ func (b *base) tokenFile() (string, file, string, error) {
 }
 
 // tokenFileNode returns the scalar node of upstream.tokenFile, or nil.
-func tokenFileNode(doc *yaml.Node) *yaml.Node {
+func tokenFileNode(doc *yaml.Node) *yaml.Node { return configNode(doc, "upstream", "tokenFile") }
+
+// configNode returns the node at the dotted path of a config document, or nil.
+func configNode(doc *yaml.Node, path ...string) *yaml.Node {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil
 	}
-	return mappingValue(mappingValue(doc.Content[0], "upstream"), "tokenFile")
+	n := doc.Content[0]
+	for _, k := range path {
+		n = mappingValue(n, k)
+	}
+	return n
 }
 
 func mappingValue(m *yaml.Node, key string) *yaml.Node {
@@ -324,11 +342,13 @@ func mappingValue(m *yaml.Node, key string) *yaml.Node {
 // config.Parse, as the sidecar would in the pod: with the sidecar
 // container's environment and the Secret's token.
 //
-// Parse reads upstream.tokenFile, an absolute path that exists only in the
-// pod. So the token goes to a temp file and a copy of the YAML points
-// tokenFile at it, nothing else changed (re-encoded by yaml.v3, so line
-// numbers in errors may differ from config.yaml's). That the original path
-// is the Secret's key is checked by tokenFile.
+// Parse reads upstream.tokenFile and fleet.redis.passwordFile, absolute
+// paths that exist only in the pod. So the token (and a stand-in Redis
+// password, whose Secret is not rendered) go to temp files and a copy of
+// the YAML points the keys at them, nothing else changed (re-encoded by
+// yaml.v3, so line numbers in errors may differ from config.yaml's). That
+// the original paths are the Secrets' keys is checked by tokenFile and
+// passwordFile.
 func (b *base) effectiveConfig() (*config.Config, error) {
 	_, data, err := b.configFile()
 	if err != nil {
@@ -342,15 +362,18 @@ func (b *base) effectiveConfig() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir, err := os.MkdirTemp("", "chittyid-k8s-test-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
 	if _, _, token, err := b.tokenFile(); err == nil {
-		dir, err := os.MkdirTemp("", "chittyid-k8s-test-")
-		if err != nil {
+		if data, err = withFile(data, []string{"upstream", "tokenFile"}, token, dir); err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
-		if data, err = withTokenFile(data, token, dir); err != nil {
-			return nil, err
-		}
+	}
+	if data, err = withFile(data, []string{"fleet", "redis", "passwordFile"}, testRedisPassword, dir); err != nil {
+		return nil, err
 	}
 	cfg, err := config.Parse(data, env)
 	if err != nil {
@@ -359,22 +382,23 @@ func (b *base) effectiveConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
-// withTokenFile writes token to a file in dir and returns data with
-// upstream.tokenFile naming it.
-func withTokenFile(data []byte, token, dir string) ([]byte, error) {
+// withFile writes content to a file in dir and returns data with the key
+// at path (upstream.tokenFile, fleet.redis.passwordFile) naming it; data is
+// returned as it is when it does not set the key.
+func withFile(data []byte, path []string, content, dir string) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, err
 	}
-	n := tokenFileNode(&doc)
-	if n == nil {
-		return nil, errors.New("no upstream.tokenFile to point at the token")
+	n := configNode(&doc, path...)
+	if n == nil || n.Value == "" {
+		return data, nil
 	}
-	path := filepath.Join(dir, "token")
-	if err := os.WriteFile(path, []byte(token), 0o600); err != nil {
+	file := filepath.Join(dir, path[len(path)-1])
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
 		return nil, err
 	}
-	n.Value, n.Style, n.Tag = path, yaml.DoubleQuotedStyle, "!!str"
+	n.Value, n.Style, n.Tag = file, yaml.DoubleQuotedStyle, "!!str"
 	return yaml.Marshal(&doc)
 }
 

@@ -26,7 +26,7 @@ const (
 	testsPath          = "tests.yaml"
 	dashboardPath      = "dashboard.json"
 	readmePath         = "README.md"
-	baseConfigPath     = "../base/config.yaml"
+	baseConfigPath     = "../components/chittyid-sidecar/config.yaml"
 )
 
 // targetLabels are the labels a Kubernetes scrape adds to every series; the

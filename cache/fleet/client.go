@@ -1,0 +1,161 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// clientOption is the rueidis configuration of the tier.
+//
+//   - No client-side caching (DisableCache): the sidecar's own cache is
+//     the local tier, and tracking would cost a connection mode and memory.
+//   - Credentials come from AuthCredentialsFn, called for each new
+//     connection, so that Reconfigure's username and password apply to
+//     the next connection without rebuilding the client.
+//   - Dial and handshake are bounded by Options.ConnectTimeout; calls are
+//     bounded by their ctx (fleet.timeout). A read-only command (GET) that
+//     meets a broken connection, as after a Redis restart, is retried on a
+//     new one within that same ctx.
+func (t *Tier) clientOption() rueidis.ClientOption {
+	dialer := net.Dialer{Timeout: t.opts.ConnectTimeout}
+	o := rueidis.ClientOption{
+		InitAddress:       slices.Clone(t.cfg.Redis.Addrs),
+		SelectDB:          t.cfg.Redis.DB,
+		TLSConfig:         t.tls,
+		Dialer:            dialer,
+		DialCtxFn:         t.dialConn,
+		AuthCredentialsFn: t.credentials,
+		ClientName:        t.opts.ClientName,
+		ClientSetInfo:     rueidis.DisableClientSetInfo,
+		DisableCache:      true,
+		ConnWriteTimeout:  t.opts.ConnectTimeout,
+		// One connection per server: rueidis pipelines concurrent calls on
+		// it, and a sidecar's fleet traffic is far below what one carries.
+		PipelineMultiplex: -1,
+	}
+	switch {
+	case t.cfg.Redis.Sentinel.MasterName != "":
+		o.Sentinel = rueidis.SentinelOption{MasterSet: t.cfg.Redis.Sentinel.MasterName, Dialer: dialer,
+			TLSConfig: t.tls, ClientName: t.opts.ClientName}
+	case !t.cfg.cluster():
+		// One address is a standalone server: no CLUSTER probing at
+		// each connection attempt.
+		o.ForceSingleClient = true
+	}
+	return o
+}
+
+// dialConn dials as rueidis would (TCP, then TLS with tlsConfig if set),
+// then checks that the server answers (checkAlive).
+func (t *Tier) dialConn(ctx context.Context, addr string, d *net.Dialer, tlsConfig *tls.Config) (net.Conn, error) {
+	var c net.Conn
+	var err error
+	if tlsConfig != nil {
+		c, err = (&tls.Dialer{NetDialer: d, Config: tlsConfig}).DialContext(ctx, "tcp", addr)
+	} else {
+		c, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAlive(ctx, c, d.Timeout); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// pingCmd is PING in RESP, valid before HELLO and AUTH.
+const pingCmd = "*1\r\n$4\r\nPING\r\n"
+
+// checkAlive makes sure a new connection reaches a server that answers:
+// it sends PING and waits, within ctx and limit, for the one-line reply
+// (+PONG, or an error such as -NOAUTH: either way the server is alive).
+//
+// Why: a server that accepts connections but does not answer (hung,
+// SIGSTOPped, a proxy without its backend) would otherwise fail rueidis'
+// handshake, and rueidis can then take up to a second to close the
+// half-made connection, while every caller that needs a connection waits
+// for it whatever its ctx. A failed dial returns at once.
+func checkAlive(ctx context.Context, c net.Conn, limit time.Duration) error {
+	dl := time.Now().Add(limit)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	if err := c.SetDeadline(dl); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := io.WriteString(c, pingCmd); err != nil {
+		return fmt.Errorf("sending PING: %w", err)
+	}
+	// The server sends nothing else before the next command, so reading
+	// past the line is impossible.
+	var buf [128]byte
+	for n := 0; ; {
+		m, err := c.Read(buf[n:])
+		if err != nil {
+			return fmt.Errorf("waiting for the answer to PING: %w", err)
+		}
+		if bytes.IndexByte(buf[n:n+m], '\n') >= 0 {
+			break
+		}
+		if n += m; n == len(buf) {
+			return errors.New("waiting for the answer to PING: no line in 128 bytes")
+		}
+	}
+	if !stop() {
+		return ctx.Err()
+	}
+	return c.SetDeadline(time.Time{})
+}
+
+// credentials returns the current username and password for a new
+// connection. rueidis asks it for connections to the sentinels too: a
+// sentinel without a password accepts any password for the default user
+// (HELLO AUTH default …), one with requirepass needs the same password.
+func (t *Tier) credentials(rueidis.AuthCredentialsContext) (rueidis.AuthCredentials, error) {
+	s := t.live.Load()
+	return rueidis.AuthCredentials{Username: s.username, Password: s.password.Reveal()}, nil
+}
+
+// loadTLS builds the client TLS config, reading the CA and client
+// certificate files once.
+func loadTLS(c TLS) (*tls.Config, error) {
+	if !c.Enabled {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading fleet.redis.tls.caFile: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("reading fleet.redis.tls.caFile %q: %w", c.CAFile, errNoCerts)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading fleet.redis.tls.certFile and keyFile: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+var errNoCerts = errors.New("no PEM certificate in the file")

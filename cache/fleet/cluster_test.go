@@ -1,0 +1,93 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// startCluster starts a Redis Cluster of three masters, the slots split
+// between them, and waits until every node sees it whole.
+func startCluster(t *testing.T) []*redisServer {
+	t.Helper()
+	redisBinary(t)
+	var nodes []*redisServer
+	for range 3 {
+		n := &redisServer{t: t, dir: t.TempDir(), ready: "Ready to accept connections",
+			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}}
+		n.launch(10000) // the cluster bus is at port+10000
+		nodes = append(nodes, n)
+	}
+	for i, n := range nodes {
+		lo, hi := i*16384/3, (i+1)*16384/3-1
+		if err := n.do("", "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(lo), strconv.Itoa(hi)).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			if err := nodes[0].do("", "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(n.port)).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Gossip has no event to wait for: poll every node's view.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range nodes {
+		for {
+			info, err := n.do("", "CLUSTER", "INFO").ToString()
+			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:3") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the cluster did not form: %s %v", info, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+// TestCluster: with several addresses the tier talks to a Redis Cluster:
+// an ID's verdict and lock share a slot (the scripts would fail with
+// CROSSSLOT otherwise), IDs spread over every node, and the mint limit works.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t)
+	cfg := testConfig(t, nodes[0].addr, nodes[1].addr, nodes[2].addr)
+	a := newTier(t, cfg, testOptions(), true)
+	b := newTier(t, cfg, testOptions(), true)
+	ctx := context.Background()
+	var fetches atomic.Int64
+	fetch := func(context.Context) (Verdict, error) {
+		fetches.Add(1)
+		return Verdict{Valid: true, Value: []byte("PEO")}, nil
+	}
+	const ids = 60
+	for i := range ids {
+		id := fmt.Sprintf("CT-A-CHI-%04d-I-24-A-0", i)
+		if _, src, err := a.Fetch(ctx, id, testPolicy(), fetch); err != nil || src != SourceFetched {
+			t.Fatalf("Fetch(%s) on a: %s, %v", id, src, err)
+		}
+		if _, src, err := b.Fetch(ctx, id, testPolicy(), fetch); err != nil || src != SourceFleet {
+			t.Fatalf("Fetch(%s) on b: %s, %v; want a fleet hit", id, src, err)
+		}
+	}
+	if fetches.Load() != ids {
+		t.Errorf("%d fetches for %d IDs", fetches.Load(), ids)
+	}
+	for i, n := range nodes {
+		keys, err := n.do("", "DBSIZE").AsInt64()
+		if err != nil || keys == 0 {
+			t.Errorf("node %d holds %d keys (%v): the IDs did not spread", i, keys, err)
+		}
+	}
+	if ok, _, err := a.AllowMint(ctx, 5, 60, 10); !ok || err != nil {
+		t.Errorf("AllowMint on the cluster: %v, %v", ok, err)
+	}
+	if st := a.Stats(); st.Errors != 0 {
+		t.Errorf("errors on the cluster: %+v, last %q", st, a.Status().LastError)
+	}
+}

@@ -1,0 +1,193 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// stateObserver sends every state change on a channel.
+type stateObserver struct {
+	noObserver
+	states chan State
+}
+
+func (o stateObserver) StateChanged(s State) { o.states <- s }
+
+// TestRedisStopped: with Redis stopped (SIGSTOP, as a hung or partitioned
+// server) every call returns within fleet.timeout plus a little, the tier
+// is skipped after FailuresToSkip failures and then answers at once
+// without touching Redis, Fetch still answers through fetch, and once
+// Redis resumes (SIGCONT) a probe brings the tier back.
+func TestRedisStopped(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	cfg := testConfig(t, srv.addr)
+	cfg.Timeout = 40 * time.Millisecond
+	const slack = 160 * time.Millisecond // the race detector on a shared machine
+	obs := stateObserver{states: make(chan State, 16)}
+	opts := testOptions()
+	opts.Observer = obs
+	tr := newTier(t, cfg, opts, true)
+	ctx := context.Background()
+	if err := tr.Put(ctx, "id", Verdict{Valid: true}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.signal(syscall.SIGSTOP)
+	for i := range defaultFailuresToSkip {
+		start := time.Now()
+		_, _, err := tr.Get(ctx, "id")
+		if d := time.Since(start); d > cfg.Timeout+slack {
+			t.Errorf("call %d with Redis stopped took %s, fleet.timeout is %s", i, d, cfg.Timeout)
+		}
+		if !errors.Is(err, ErrTimeout) {
+			t.Errorf("call %d with Redis stopped: %v, want ErrTimeout", i, err)
+		}
+	}
+	if s := tr.Status(); s.State != StateSkipped || s.LastError == "" || s.LastErrorAt == nil {
+		t.Fatalf("after %d failures: %+v, want skipped with the last error", defaultFailuresToSkip, s)
+	}
+	for range 20 {
+		start := time.Now()
+		_, _, err := tr.Get(ctx, "id")
+		if d := time.Since(start); d > 20*time.Millisecond || !errors.Is(err, ErrSkipped) {
+			t.Fatalf("a call while skipped took %s and returned %v, want ErrSkipped at once", d, err)
+		}
+		if ok, _, err := tr.AllowMint(ctx, 1, 60, 10); !ok || !errors.Is(err, ErrSkipped) {
+			t.Fatalf("AllowMint while skipped = %v, %v; want a pass with ErrSkipped", ok, err)
+		}
+	}
+	start := time.Now()
+	v, src, err := tr.Fetch(ctx, "other", testPolicy(), func(context.Context) (Verdict, error) { return Verdict{Valid: true}, nil })
+	if err != nil || src != SourceFetched || !v.Valid || time.Since(start) > 20*time.Millisecond {
+		t.Errorf("Fetch while skipped = %+v, %s, %v in %s", v, src, err, time.Since(start))
+	}
+	if st := tr.Stats(); st.Errors != defaultFailuresToSkip || st.Skipped < 40 {
+		t.Errorf("stats %+v: want %d errors and the rest skipped", st, defaultFailuresToSkip)
+	}
+
+	srv.signal(syscall.SIGCONT)
+	waitState(t, tr, StateUp)
+	if got, found, err := tr.Get(ctx, "id"); err != nil || !found || !got.Valid {
+		t.Errorf("after Redis resumed: %+v, %v, %v", got, found, err)
+	}
+	want := []State{StateSkipped, StateUp}
+	for _, w := range append([]State{StateUp}, want...) { // up: from New
+		select {
+		case s := <-obs.states:
+			if s != w {
+				t.Errorf("state change %s, want %s", s, w)
+			}
+		default:
+			t.Errorf("no state change to %s reported", w)
+		}
+	}
+}
+
+// TestRedisStoppedUnderLoad: concurrent callers with Redis stopped each
+// wait at most fleet.timeout plus a little; none is left waiting.
+func TestRedisStoppedUnderLoad(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	cfg := testConfig(t, srv.addr)
+	cfg.Timeout = 40 * time.Millisecond
+	tr := newTier(t, cfg, testOptions(), true)
+	srv.signal(syscall.SIGSTOP)
+	defer srv.signal(syscall.SIGCONT)
+	const callers = 50
+	var slow atomic.Int64
+	done := make(chan struct{})
+	for i := range callers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			start := time.Now()
+			tr.Fetch(context.Background(), "id", testPolicy(), func(context.Context) (Verdict, error) {
+				return Verdict{Valid: i%2 == 0}, nil
+			})
+			if time.Since(start) > cfg.Timeout+200*time.Millisecond {
+				slow.Add(1)
+			}
+		}()
+	}
+	for range callers {
+		<-done
+	}
+	if n := slow.Load(); n > 0 {
+		t.Errorf("%d of %d Fetches took longer than fleet.timeout + 200ms with Redis stopped", n, callers)
+	}
+}
+
+// TestRedisRestartedEmpty: a Redis restarted without its data is only
+// misses (after at most a failed call or two), and Fetch refills it.
+func TestRedisRestartedEmpty(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	tr := newTier(t, testConfig(t, srv.addr), testOptions(), true)
+	ctx := context.Background()
+	if err := tr.Put(ctx, "id", Verdict{Valid: true, Value: []byte("PEO")}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	srv.restart()
+
+	var found bool
+	var err error
+	for range 10 { // the first call may meet the old, broken connection
+		if _, found, err = tr.Get(ctx, "id"); err == nil {
+			break
+		}
+		waitState(t, tr, StateUp)
+	}
+	if err != nil || found {
+		t.Fatalf("Get after the restart = %v, %v; want a miss", found, err)
+	}
+	var fetches atomic.Int64
+	fetch := func(context.Context) (Verdict, error) {
+		fetches.Add(1)
+		return Verdict{Valid: true, Value: []byte("PEO")}, nil
+	}
+	for range 2 {
+		if _, _, err := tr.Fetch(ctx, "id", testPolicy(), fetch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fetches.Load() != 1 {
+		t.Errorf("fetched %d times after the restart, want 1 (then a fleet hit)", fetches.Load())
+	}
+	if got, found, err := tr.Get(ctx, "id"); err != nil || !found || string(got.Value) != "PEO" {
+		t.Errorf("refilled: %+v, %v, %v", got, found, err)
+	}
+}
+
+// TestRedisDownAtStart: New does not wait for Redis; calls are skipped
+// while it is unreachable and the tier comes up once it is there.
+func TestRedisDownAtStart(t *testing.T) {
+	t.Parallel()
+	redisBinary(t)
+	port := freePort(t, 0)
+	srv := &redisServer{t: t, port: port, addr: "127.0.0.1:" + itoa(port), dir: t.TempDir(), ready: "Ready to accept connections"}
+	tr := newTier(t, testConfig(t, srv.addr), testOptions(), false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Wait(ctx, func(s Status) bool { return s.LastError != "" }); err != nil {
+		t.Fatal(err)
+	}
+	if s := tr.Status(); s.State != StateConnecting {
+		t.Errorf("state %s without Redis, want connecting", s.State)
+	}
+	start := time.Now()
+	if _, _, err := tr.Get(ctx, "id"); !errors.Is(err, ErrSkipped) || time.Since(start) > 20*time.Millisecond {
+		t.Errorf("Get while connecting: %v after %s, want ErrSkipped at once", err, time.Since(start))
+	}
+	if err := srv.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.stop)
+	waitState(t, tr, StateUp)
+	if _, found, err := tr.Get(ctx, "id"); err != nil || found {
+		t.Errorf("Get once up = %v, %v; want a miss", found, err)
+	}
+}
