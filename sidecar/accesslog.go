@@ -77,7 +77,7 @@ var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b 
 type accessRecord struct {
 	time                    time.Time
 	requestID, method, path []byte
-	route                   string
+	route, family           string
 	status                  int
 	duration                time.Duration
 	cache, reason, caller   string
@@ -94,6 +94,8 @@ func appendAccessJSON(b []byte, r *accessRecord) []byte {
 	b = appendJSONString(b, r.method)
 	b = append(b, `,"route":"`...)
 	b = append(b, r.route...)
+	b = append(b, `","family":"`...)
+	b = append(b, r.family...)
 	b = append(b, `","path":`...)
 	b = appendJSONString(b, r.path)
 	b = append(b, `,"status":`...)

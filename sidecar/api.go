@@ -28,9 +28,10 @@ type api struct {
 	client  func() upstreamClient // the current client: a reload may swap it
 	limits  rateLimits
 	metrics recorder
-	// status serves the routes that report on the process rather than on
-	// IDs (/health, /healthz, /readyz, /metrics); nil: 404.
-	status [routeCount]fasthttp.RequestHandler
+	// pages serve the routes that report on the process rather than on IDs
+	// (/health, /healthz, /readyz, /metrics, and the worker's /api/health),
+	// by the shape of answer their route family expects; nil: 404.
+	pages [shapeCount][routeCount]fasthttp.RequestHandler
 
 	log     *slog.Logger
 	sink    *lineSink // access lines encoded by hand; nil: through log
@@ -40,6 +41,7 @@ type api struct {
 	// otherwise a request's time is the one fasthttp read it at.
 	injected bool
 
+	stamps    stamps        // request times formatted for worker answers
 	draining  atomic.Bool   // shutdown began: new mints are refused
 	busy      inflight      // requests waiting on upstream; shutdown waits for them
 	ridPrefix string        // random per process, so generated request IDs are unique
@@ -93,8 +95,9 @@ var _ recorder = (*metrics)(nil)
 // result is what a handler tells about the answer it wrote: metrics and
 // the access log read it, never the answer itself.
 type result struct {
-	route route
-	xc    xcKind // the X-Cache kind of a validate answer
+	route  route
+	family family
+	xc     xcKind // the X-Cache kind of a validate answer
 	// code is the error code of an error answer; "" for a success.
 	code string
 	// reason flags a success that is not plain, for the access log:

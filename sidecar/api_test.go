@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -158,7 +159,7 @@ func newFixture(t *testing.T, yaml string, state fsm.State, limits fakeLimits) *
 		now:       time.Now,
 		ridPrefix: "unit-",
 	}
-	f.api.status[routeHealthz] = func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(`{"status":"ok"}`) }
+	f.api.pages[shapeClient][routeHealthz] = func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(`{"status":"ok"}`) }
 	return f
 }
 
@@ -211,7 +212,7 @@ func TestHandlerValidate(t *testing.T) {
 		{"hit", "", fsm.Connected, open, true, false, valid, "GET", "/v1/validate/" + unitID, "", 200, "HIT", "", true, 0, result{route: routeValidate, xc: xcHit}},
 		{"miss valid", "", fsm.Connected, open, false, false, valid, "GET", "/v1/validate/" + unitID, "", 200, "MISS", "", true, 1, result{route: routeValidate, xc: xcMiss}},
 		{"miss not valid", "", fsm.Connected, open, false, false, func(context.Context, string) (upstream.Verdict, error) { return upstream.Verdict{}, nil },
-			"GET", "/api/v1/validate/" + unitID, "", 200, "MISS", "", false, 1, result{route: routeValidate, xc: xcMiss}},
+			"GET", "/api/v1/validate/" + unitID, "", 200, "MISS", "", false, 1, result{route: routeValidate, family: familyAPIV1, xc: xcMiss}},
 		{"stale while upstream fails", "", fsm.Reconnecting, open, false, true, func(context.Context, string) (upstream.Verdict, error) {
 			return upstream.Verdict{}, callErr(upstream.ErrUnavailable, 503)
 		}, "GET", "/v1/validate/" + unitID, "", 200, "STALE", "", true, 1, result{route: routeValidate, xc: xcStale}},
@@ -454,5 +455,128 @@ func TestResultFlag(t *testing.T) {
 		if got := tc.r.flag(); got != tc.want {
 			t.Errorf("%+v.flag() = %q, want %q", tc.r, got, tc.want)
 		}
+	}
+}
+
+// TestHandlerEveryRouteAndInputForm: every mint and validate route of both
+// APIs, each input form, in both formats: the status and the fields of the
+// answer (README.md, Which client, which base URL).
+func TestHandlerEveryRouteAndInputForm(t *testing.T) {
+	t.Parallel()
+	for _, format := range []chittyid.Format{chittyid.FormatOfficial, chittyid.FormatNumeric} {
+		id := "CT-A-CHI-1234-E-24-A-0"
+		if format == chittyid.FormatNumeric {
+			const prefix = "03-1-USA-1234-E-2601-3"
+			id = fmt.Sprintf("%s-%02d", prefix, chittyid.NumericChecksum(prefix))
+		}
+		mints := []struct{ method, uri, body string }{
+			{"POST", "/v1/mint", `{"entity":"EVNT"}`},
+			{"POST", "/api/v1/mint", `{"entityType":"event"}`},
+			{"POST", "/mint", `{"entity_type":"E"}`},
+			{"POST", "/v1/mint", `{"entity":"Event"}`},
+			{"GET", "/api/get-chittyid?type=event", ""},
+			{"GET", "/api/get-chittyid?for=EVNT", ""},
+			{"GET", "/generate?entity_type=e", ""},
+		}
+		for _, m := range mints {
+			t.Run(format.String()+" "+m.method+" "+m.uri+" "+m.body, func(t *testing.T) {
+				f := newFixture(t, "format: "+format.String()+"\n", fsm.Connected, open)
+				f.client.mint = func(r upstream.MintRequest) (upstream.Minted, error) {
+					if r.Entity != chittyid.EntityEVNT {
+						t.Errorf("minted entity %v, want EVNT", r.Entity)
+					}
+					return upstream.Minted{ID: id, Entity: r.Entity, Attempts: 1}, nil
+				}
+				ctx, body, res := f.do(m.method, m.uri, m.body)
+				worker := strings.HasPrefix(m.uri, "/api/get") || strings.HasPrefix(m.uri, "/generate")
+				if ctx.Response.StatusCode() != 200 || body["chittyId"] != id || body["id"] != id || body["chitty_id"] != id || body["entity"] != "EVNT" {
+					t.Fatalf("HTTP %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+				if _, has := body["success"]; has != worker || worker && body["success"] != true {
+					t.Errorf("success field %v (worker route: %v): %s", body["success"], worker, ctx.Response.Body())
+				}
+				if wantRoute := map[bool]route{true: routeMintGet, false: routeMint}[m.method == "GET"]; res.route != wantRoute {
+					t.Errorf("result route %v, want %v", res.route, wantRoute)
+				}
+			})
+		}
+		validates := []struct{ method, uri, body string }{
+			{"GET", "/v1/validate/" + id, ""},
+			{"GET", "/api/v1/validate/" + id, ""},
+			{"GET", "/validate/" + id, ""},
+			{"POST", "/v1/validate", `{"id":"` + id + `"}`},
+			{"POST", "/validate", `{"chittyId":"` + id + `"}`},
+			{"POST", "/api/validate", `{"id":"` + id + `"}`},
+		}
+		for _, v := range validates {
+			t.Run(format.String()+" "+v.method+" "+v.uri, func(t *testing.T) {
+				f := newFixture(t, "format: "+format.String()+"\n", fsm.Connected, open)
+				f.client.validate = func(context.Context, string) (upstream.Verdict, error) { return upstream.Verdict{Valid: true}, nil }
+				ctx, body, _ := f.do(v.method, v.uri, v.body)
+				if ctx.Response.StatusCode() != 200 || body["valid"] != true || body["chittyId"] != id || body["entity"] != "EVNT" || body["entityType"] != "EVNT" {
+					t.Fatalf("HTTP %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+				worker := v.uri == "/api/validate"
+				if worker != (body["success"] == true) || worker != (body["timestamp"] != nil) {
+					t.Errorf("worker fields (success, timestamp) %v, %v on %s", body["success"], body["timestamp"], v.uri)
+				}
+				comp, hasComp := body["components"].(map[string]any)
+				if wantComp := worker && format == chittyid.FormatNumeric; hasComp != wantComp {
+					t.Fatalf("components %v, want them: %v", body["components"], wantComp)
+				}
+				if hasComp {
+					for k, want := range map[string]string{"version": id[0:2], "region": id[3:4], "jurisdiction": id[5:8], "sequential": id[9:13],
+						"entityType": "E", "yearMonth": id[16:20], "trustLevel": id[21:22], "checksum": id[23:25]} {
+						if comp[k] != want {
+							t.Errorf("components.%s = %v, want %s", k, comp[k], want)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestHandlerWorkerShapes: the worker's routes answer errors in its shape
+// ({"success":false,…}) with the sidecar's codes, and a "not valid"
+// verdict with its "error" text; the 1.0.0 routes keep theirs.
+func TestHandlerWorkerShapes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "format: numeric\n", fsm.Connected, open)
+	for _, tc := range []struct {
+		method, uri, body string
+		status            int
+		code              string
+		worker            bool
+	}{
+		{"GET", "/api/get-chittyid?type=person2", "", 400, codeUnsupportedEntity, true},
+		{"GET", "/api/get-chittyid", "", 400, codeBadRequest, true},
+		{"GET", "/api/get-chittyid?type=P&region=0", "", 400, codeBadRequest, true},
+		{"GET", "/api/get-chittyid?type=P&jurisdiction=US", "", 400, codeBadRequest, true},
+		{"POST", "/api/get-chittyid?type=P", "", 405, codeMethodNotAllowed, true},
+		{"HEAD", "/generate?type=P", "", 405, codeMethodNotAllowed, true},
+		{"POST", "/api/validate", `{"nope":1}`, 400, codeBadRequest, true},
+		{"POST", "/v1/mint", `{"entity":"person2"}`, 400, codeUnsupportedEntity, false},
+	} {
+		ctx, body, _ := f.do(tc.method, tc.uri, tc.body)
+		if ctx.Response.StatusCode() != tc.status || body["error"] != tc.code {
+			t.Errorf("%s %s: HTTP %d %s; want %d %s", tc.method, tc.uri, ctx.Response.StatusCode(), ctx.Response.Body(), tc.status, tc.code)
+		}
+		if tc.worker != (body["success"] == false) || tc.worker != (body["timestamp"] != nil) {
+			t.Errorf("%s %s: shape %s; worker shape: %v", tc.method, tc.uri, ctx.Response.Body(), tc.worker)
+		}
+	}
+	// A "not valid" verdict, local and from upstream.
+	_, body, _ := f.do("POST", "/api/validate", `{"id":"03-1-USA-1234-P-2601-3-42"}`)
+	if body["valid"] != false || body["reason"] != "checksum" || body["error"] != "invalid checksum" || body["success"] != true {
+		t.Errorf("checksum failure: %v", body)
+	}
+	f.client.validate = func(context.Context, string) (upstream.Verdict, error) { return upstream.Verdict{}, nil }
+	_, body, _ = f.do("POST", "/api/validate", `{"id":"03-1-USA-1234-P-2601-3-86"}`)
+	if body["valid"] != false || body["reason"] != "upstream" || body["error"] != "not an ID the ChittyID service issued" {
+		t.Errorf("upstream's not valid: %v", body)
+	}
+	if f.client.calls != 1 {
+		t.Errorf("%d upstream calls, want 1 (the validate)", f.client.calls)
 	}
 }

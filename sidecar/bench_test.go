@@ -14,16 +14,31 @@ import (
 // BenchmarkValidateCachedHandler measures a cached validate through the real
 // fasthttp handler, without the network: the path the load benchmark stresses.
 func BenchmarkValidateCachedHandler(b *testing.B) {
-	b.Run("access log off", func(b *testing.B) { benchValidateCached(b, nil, nil) })
+	b.Run("access log off", func(b *testing.B) { benchValidateCached(b, nil, nil, getValidate) })
 	b.Run("access log via slog", func(b *testing.B) {
-		benchValidateCached(b, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+		benchValidateCached(b, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil, getValidate)
 	})
 	b.Run("access log batched", func(b *testing.B) {
-		benchValidateCached(b, slog.New(slog.NewJSONHandler(io.Discard, nil)), io.Discard)
+		benchValidateCached(b, slog.New(slog.NewJSONHandler(io.Discard, nil)), io.Discard, getValidate)
 	})
+	// The worker's route: the body to parse and a timestamp in the answer.
+	b.Run("POST /api/validate, access log off", func(b *testing.B) { benchValidateCached(b, nil, nil, postWorkerValidate) })
 }
 
-func benchValidateCached(b *testing.B, log *slog.Logger, out io.Writer) {
+// getValidate and postWorkerValidate set req up to validate id.
+func getValidate(req *fasthttp.Request, id string) {
+	req.Header.SetMethod("GET")
+	req.SetRequestURI("/v1/validate/" + id)
+}
+
+func postWorkerValidate(req *fasthttp.Request, id string) {
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/api/validate")
+	req.Header.SetContentType("application/json")
+	req.SetBodyString(`{"id":"` + id + `"}`)
+}
+
+func benchValidateCached(b *testing.B, log *slog.Logger, out io.Writer, ask func(*fasthttp.Request, string)) {
 	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -55,8 +70,7 @@ func benchValidateCached(b *testing.B, log *slog.Logger, out io.Writer) {
 	id := string(ctx.Response.Body()[len(`{"chittyId":"`):][:22])
 
 	req.Reset()
-	req.Header.SetMethod("GET")
-	req.SetRequestURI("/v1/validate/" + id)
+	ask(&req, id)
 	req.Header.SetHost("127.0.0.1:8787")
 	ctx.Init(&req, nil, nil)
 	h(&ctx)

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/valyala/fasthttp"
 )
 
 // maxMetadataDepth is how deeply metadata objects and arrays may nest.
@@ -59,22 +61,38 @@ func stringField(m map[string]json.RawMessage, key, prefix string) (s string, pr
 	return s, true, nil
 }
 
-// decodeMint checks one mint request (README.md, Local API). prefix names its place in
-// a batch ("requests[2]."), or is empty.
+// entityKeys are the names a mint body may give the entity under, read in
+// this order: the 1.0.0 client's, the worker's, and the snake case some
+// hand-built requests use.
+var entityKeys = [...]string{"entity", "entityType", "entity_type"}
+
+// decodeMint checks one mint request (README.md, Local API). prefix names
+// its place in a batch ("requests[2]."), or is empty. The entity may be
+// any form ParseEntityName reads, under any of entityKeys (the first one
+// present).
 func decodeMint(m map[string]json.RawMessage, prefix string, maxMetadata int) (upstream.MintRequest, *apiError) {
 	var req upstream.MintRequest
-	code, ok, e := stringField(m, "entity", prefix)
-	if e != nil {
-		return req, e
+	var name string
+	found := false
+	for _, k := range entityKeys {
+		v, ok, e := stringField(m, k, prefix)
+		if e != nil {
+			return req, e
+		}
+		if ok {
+			name, found = v, true
+			break
+		}
 	}
-	if !ok {
-		return req, newAPIError(codeBadRequest, prefix+"entity is required: one of "+chittyid.EntityCodes)
+	if !found {
+		return req, newAPIError(codeBadRequest, prefix+"entity is required (entity, entityType or entity_type): "+chittyid.EntityNames)
 	}
-	ent, err := chittyid.ParseEntity(code)
+	ent, err := chittyid.ParseEntityName(name)
 	if err != nil {
 		return req, newAPIError(codeUnsupportedEntity, prefix+err.Error())
 	}
 	req.Entity = ent
+	var e *apiError
 	if req.Name, _, e = stringField(m, "name", prefix); e != nil {
 		return req, e
 	}
@@ -85,6 +103,62 @@ func decodeMint(m map[string]json.RawMessage, prefix string, maxMetadata int) (u
 		req.Metadata = raw
 	}
 	return req, nil
+}
+
+// queryEntityKeys are the query parameters a mint from the query may name
+// the entity with (the worker's clients use type; for and entity_type
+// occur too), read in this order.
+var queryEntityKeys = [...]string{"type", "for", "entity_type"}
+
+// decodeMintQuery reads a mint from a query (GET /api/get-chittyid): the
+// entity as for a body, and the worker's optional region (1-9),
+// jurisdiction (three letters) and trust (0-5), passed upstream where the
+// dialect carries them. Values are checked, so nothing but these
+// characters goes into the upstream request.
+func decodeMintQuery(q *fasthttp.Args) (upstream.MintRequest, *apiError) {
+	var req upstream.MintRequest
+	var name []byte
+	for _, k := range queryEntityKeys {
+		if v := q.Peek(k); len(v) > 0 {
+			name = v
+			break
+		}
+	}
+	if name == nil {
+		return req, newAPIError(codeBadRequest, "type is required (type, for or entity_type): "+chittyid.EntityNames)
+	}
+	ent, err := chittyid.ParseEntityName(string(name))
+	if err != nil {
+		return req, newAPIError(codeUnsupportedEntity, err.Error())
+	}
+	req.Entity = ent
+	for _, p := range [...]struct {
+		key  string
+		dst  *string
+		ok   func(string) bool
+		want string
+	}{
+		{"region", &req.Region, func(v string) bool { return len(v) == 1 && v[0] >= '1' && v[0] <= '9' }, "a digit 1-9"},
+		{"jurisdiction", &req.Jurisdiction, isThreeLetters, "three letters (ISO 3166 alpha-3)"},
+		{"trust", &req.Trust, func(v string) bool { return len(v) == 1 && v[0] >= '0' && v[0] <= '5' }, "a digit 0-5"},
+	} {
+		v := string(q.Peek(p.key))
+		if p.key == "jurisdiction" {
+			v = strings.ToUpper(v)
+		}
+		if v == "" {
+			continue
+		}
+		if !p.ok(v) {
+			return req, newAPIError(codeBadRequest, p.key+" must be "+p.want+", got "+clipQuote([]byte(v)))
+		}
+		*p.dst = v
+	}
+	return req, nil
+}
+
+func isThreeLetters(v string) bool {
+	return len(v) == 3 && v[0] >= 'A' && v[0] <= 'Z' && v[1] >= 'A' && v[1] <= 'Z' && v[2] >= 'A' && v[2] <= 'Z'
 }
 
 // checkMetadata enforces the INVALID_METADATA rules (README.md, Local API).
@@ -175,6 +249,62 @@ func decodeBatch(body []byte, maxBatch, maxMetadata int) ([]upstream.MintRequest
 		}
 	}
 	return out, nil
+}
+
+// plainValidateBody reads the validate body apps send, one member "id" or
+// "chittyId" whose value is a string without escapes or control
+// characters, with optional white space: {"id":"…"}. It returns the value
+// in place (no copy) and true, or false for any other body, which
+// decodeValidateBody then reads (or refuses) in full. It accepts nothing
+// decodeValidateBody would read otherwise.
+func plainValidateBody(b []byte) ([]byte, bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	key, i, ok := plainString(b, skipSpace(b, i+1))
+	if !ok || string(key) != "id" && string(key) != "chittyId" {
+		return nil, false
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != ':' {
+		return nil, false
+	}
+	val, i, ok := plainString(b, skipSpace(b, i+1))
+	if !ok {
+		return nil, false
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != '}' || skipSpace(b, i+1) != len(b) {
+		return nil, false
+	}
+	return val, true
+}
+
+// plainString reads a JSON string at b[i] that has no escape, control
+// character or byte above 0x7e, and returns its content and the index after it.
+func plainString(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c == '\\' || c < 0x20 || c > 0x7e:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 // decodeValidateBody reads {"id": ID} or {"chittyId": ID}.

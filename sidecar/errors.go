@@ -113,20 +113,34 @@ func fromUpstream(err error) *apiError {
 	return e
 }
 
-// errorBody is the JSON of an error answer.
+// errorBody is the JSON of an error answer. On the worker's routes it
+// also says "success": false and carries a timestamp, as the worker's own
+// errors do.
 type errorBody struct {
+	Success    *bool  `json:"success,omitempty"`
 	Error      string `json:"error"`
 	Message    string `json:"message"`
 	RequestID  string `json:"requestId"`
 	RetryAfter int    `json:"retryAfter,omitempty"`
 	// ChittyIDs carries the IDs a failed batch did mint (null where none).
 	ChittyIDs []*string `json:"chittyIds,omitempty"`
+	Timestamp string    `json:"timestamp,omitempty"`
 }
 
-// writeError answers with e as JSON, the matching status and Retry-After,
-// and returns the result that says so.
+// writeError answers with e as JSON in the 1.0.0 client's shape, with the
+// matching status and Retry-After, and returns the result that says so.
 func writeError(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) result {
+	return shapeClient.fail(ctx, e, ids)
+}
+
+// fail answers with e as JSON in shape sh, with the matching status and
+// Retry-After, and returns the result that says so.
+func (sh shape) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) result {
 	body := errorBody{Error: e.code, Message: e.message, RequestID: string(ctx.Response.Header.Peek(headerRequestID)), ChittyIDs: ids}
+	if sh == shapeWorker {
+		no := false
+		body.Success, body.Timestamp = &no, ctx.Time().UTC().Format(time.RFC3339)
+	}
 	if e.retryAfter > 0 {
 		secs := int((e.retryAfter + time.Second - 1) / time.Second)
 		body.RetryAfter = secs

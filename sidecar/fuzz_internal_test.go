@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/chittyos/chittyid-sidecar/config"
@@ -90,6 +91,17 @@ func fuzzWalk(dec *json.Decoder) (depth int, forbidden bool, err error) {
 	return inner + 1, forbidden, nil
 }
 
+// fuzzEntityNames are the entity names README.md documents, upper-cased:
+// the nine codes, the worker's letters and its words.
+var fuzzEntityNames = map[string]chittyid.Entity{
+	"PEO": chittyid.EntityPEO, "PLACE": chittyid.EntityPLACE, "PROP": chittyid.EntityPROP, "EVNT": chittyid.EntityEVNT,
+	"AUTH": chittyid.EntityAUTH, "INFO": chittyid.EntityINFO, "FACT": chittyid.EntityFACT, "CONTEXT": chittyid.EntityCONTEXT,
+	"ACTOR": chittyid.EntityACTOR,
+	"P":     chittyid.EntityPEO, "L": chittyid.EntityPLACE, "T": chittyid.EntityPROP, "E": chittyid.EntityEVNT, "A": chittyid.EntityAUTH,
+	"PERSON": chittyid.EntityPEO, "LOCATION": chittyid.EntityPLACE, "THING": chittyid.EntityPROP,
+	"EVENT": chittyid.EntityEVNT, "AUTHORITY": chittyid.EntityAUTH,
+}
+
 // fuzzWantMint is the reference outcome of decodeMint for the members m:
 // the request, or the error code.
 func fuzzWantMint(m map[string]json.RawMessage, maxMeta int) (upstream.MintRequest, string) {
@@ -103,16 +115,28 @@ func fuzzWantMint(m map[string]json.RawMessage, maxMeta int) (upstream.MintReque
 		err := json.Unmarshal(raw, &s)
 		return s, true, err == nil
 	}
-	code, present, ok := str("entity")
-	if !ok || !present {
+	var name string
+	present := false
+	for _, k := range []string{"entity", "entityType", "entity_type"} { // the first present
+		v, here, ok := str(k)
+		if !ok {
+			return req, codeBadRequest
+		}
+		if here {
+			name, present = v, true
+			break
+		}
+	}
+	if !present {
 		return req, codeBadRequest
 	}
-	ent, err := chittyid.ParseEntity(code)
-	if err != nil {
+	ent, ok := fuzzEntityNames[strings.ToUpper(strings.TrimSpace(name))]
+	if !ok {
 		return req, codeUnsupportedEntity
 	}
 	req.Entity = ent
-	if req.Name, _, ok = str("name"); !ok {
+	var nameOK bool
+	if req.Name, _, nameOK = str("name"); !nameOK {
 		return req, codeBadRequest
 	}
 	if raw, found := m["metadata"]; found && string(raw) != "null" {
@@ -291,9 +315,17 @@ func FuzzCheckMetadata(f *testing.F) {
 // decoder: the ID is the string "id", else "chittyId"; anything else is
 // BAD_REQUEST.
 func FuzzDecodeValidateBody(f *testing.F) {
+	for _, seed := range []string{`{"id":"CT-A-CHI-1234-I-24-A-0"}`, ` { "chittyId" : "x" } `, `{"id":"a\"b"}`, `{"id":"a","id":"b"}`, `{"id":1}`, `{"id":"é"}`} {
+		f.Add([]byte(seed))
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		id, e := decodeValidateBody(body)
 		want, wantOK := fuzzWantValidateID(body)
+		// The in-place reader of the usual body may decline any body, but
+		// what it reads must be what the decoder reads.
+		if plain, ok := plainValidateBody(body); ok && (!wantOK || string(plain) != want) {
+			t.Fatalf("validate body %q read in place as %q, want %q (ok %v)", body, plain, want, wantOK)
+		}
 		if e != nil {
 			fuzzCheckAPIError(t, e)
 			if e.code != codeBadRequest || wantOK {

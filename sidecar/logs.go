@@ -25,7 +25,7 @@ func (a *api) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, res result
 	}
 	rec := accessRecord{
 		time: ctx.Time().Add(d), requestID: ctx.Response.Header.Peek(headerRequestID), method: ctx.Method(),
-		route: routeNames[res.route], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
+		route: routeNames[res.route], family: familyNames[res.family], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
 		cache: xcNames[res.xc], reason: res.flag(),
 	}
 	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 {
@@ -43,7 +43,7 @@ func (a *api) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, res result
 	}
 	attrs := []slog.Attr{
 		slog.String("type", "access"), slog.String("requestId", string(rec.requestID)),
-		slog.String("method", string(rec.method)), slog.String("route", rec.route),
+		slog.String("method", string(rec.method)), slog.String("route", rec.route), slog.String("family", rec.family),
 		slog.String("path", string(rec.path)), slog.Int("status", rec.status),
 		slog.Float64("durationMs", float64(d.Microseconds())/1000),
 	}
@@ -59,6 +59,7 @@ const headerClientID = "X-Client-ID"
 
 // audit is the record of one mint or batch request.
 type audit struct {
+	sh       shape // of the answers
 	began    time.Time
 	key      string // Idempotency-Key sent upstream
 	entities []string
@@ -76,8 +77,8 @@ type audit struct {
 	upstreamErr string
 }
 
-func (a *api) newAudit(ctx *fasthttp.RequestCtx) *audit {
-	return &audit{began: time.Now(), key: idempotencyKey(ctx), outcome: "ok"}
+func (a *api) newAudit(ctx *fasthttp.RequestCtx, sh shape) *audit {
+	return &audit{began: time.Now(), key: idempotencyKey(ctx), outcome: "ok", sh: sh}
 }
 
 // requests records what was asked: the entities and the metadata's size and
@@ -124,7 +125,7 @@ func (a *audit) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) resul
 	if a.outcome == "ok" {
 		a.outcome = e.code
 	}
-	res := writeError(ctx, e, ids)
+	res := a.sh.fail(ctx, e, ids)
 	res.attempts = a.attempts
 	return res
 }

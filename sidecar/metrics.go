@@ -25,17 +25,35 @@ const (
 	routeValidate
 	routeValidatePost
 	routeMint
+	routeMintGet // a mint from the query (GET /api/get-chittyid, GET /generate)
 	routeMintBatch
 	routeHealth
 	routeHealthz
 	routeReadyz
 	routeMetrics
+	routeSpec
 	routeCount
 )
 
-var routeNames = [routeCount]string{"other", "validate", "validate_post", "mint", "mint_batch", "health", "healthz", "readyz", "metrics"}
+var routeNames = [routeCount]string{"other", "validate", "validate_post", "mint", "mint_get", "mint_batch", "health", "healthz", "readyz", "metrics", "spec"}
 
 func (r route) String() string { return routeNames[r] }
+
+// family is how a request reached its route: under /v1, under /api/v1, at
+// the root (the 1.0.0 routes for apps whose base URL is the service's
+// root), or by the worker's own routes (/api/…, /generate). It is a label
+// in the metrics and a field of the access log.
+type family uint8
+
+const (
+	familyV1 family = iota
+	familyAPIV1
+	familyRoot
+	familyWorker
+	familyCount
+)
+
+var familyNames = [familyCount]string{"v1", "api_v1", "root", "worker"}
 
 // statuses are the status codes the API answers with; anything else counts
 // as "other".
@@ -55,7 +73,7 @@ func statusIndex(code int) int {
 // lock-free; figures other components already count are read at scrape
 // time instead of being counted twice.
 type metrics struct {
-	requests    [routeCount][len(statuses) + 1]prometheus.Counter
+	requests    [routeCount][familyCount][len(statuses) + 1]prometheus.Counter
 	duration    [routeCount]prometheus.Observer
 	validate    [xcKinds]prometheus.Counter // by X-Cache kind; xcNone unused
 	rateLimited [routeCount]prometheus.Counter
@@ -71,7 +89,7 @@ type metrics struct {
 func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
-		Help: "Requests answered, by route and HTTP status code."}, []string{"route", "code"})
+		Help: "Requests answered, by route, the family of routes it came by (v1, api_v1, root, worker) and HTTP status code."}, []string{"route", "family", "code"})
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "request_duration_seconds",
 		Help:    "Time from reading a request to handing its answer to the server, by route.",
 		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
@@ -87,10 +105,12 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_retries_total",
 		Help: "Failed upstream attempts that were tried again, by operation."}, []string{"op"})
 	for r := route(0); r < routeCount; r++ {
-		for i := range statuses {
-			m.requests[r][i] = requests.WithLabelValues(r.String(), strconv.Itoa(statuses[i]))
+		for f := family(0); f < familyCount; f++ {
+			for i := range statuses {
+				m.requests[r][f][i] = requests.WithLabelValues(r.String(), familyNames[f], strconv.Itoa(statuses[i]))
+			}
+			m.requests[r][f][len(statuses)] = requests.WithLabelValues(r.String(), familyNames[f], "other")
 		}
-		m.requests[r][len(statuses)] = requests.WithLabelValues(r.String(), "other")
 		m.duration[r] = duration.WithLabelValues(r.String())
 		m.rateLimited[r] = limited.WithLabelValues(r.String())
 	}
@@ -173,7 +193,7 @@ func boolFloat(b bool) float64 {
 
 // record counts one answered request from its result and status.
 func (m *metrics) record(res result, status int, d time.Duration) {
-	m.requests[res.route][statusIndex(status)].Inc()
+	m.requests[res.route][res.family][statusIndex(status)].Inc()
 	m.duration[res.route].Observe(d.Seconds())
 	if res.xc != xcNone {
 		m.validate[res.xc].Inc()

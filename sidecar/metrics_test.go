@@ -120,9 +120,10 @@ func TestMetricsFamiliesAndScenario(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"chittyid_sidecar_requests_total", []string{"route=mint", "code=200"}, 3},
-		{"chittyid_sidecar_requests_total", []string{"route=mint", "code=503"}, 2},
-		{"chittyid_sidecar_requests_total", []string{"route=validate", "code=200"}, 4},
+		{"chittyid_sidecar_requests_total", []string{"route=mint", "family=v1", "code=200"}, 3},
+		{"chittyid_sidecar_requests_total", []string{"route=mint", "family=v1", "code=503"}, 2},
+		{"chittyid_sidecar_requests_total", []string{"route=validate", "family=v1", "code=200"}, 4},
+		{"chittyid_sidecar_requests_total", []string{"route=validate", "family=worker", "code=200"}, 0},
 		{"chittyid_sidecar_request_duration_seconds", []string{"route=mint"}, 5},
 		{"chittyid_sidecar_validate_answers_total", []string{"cache=HIT"}, 3},
 		{"chittyid_sidecar_validate_answers_total", []string{"cache=LOCAL"}, 1},

@@ -11,9 +11,12 @@ import (
 )
 
 // mintReply is the answer to a mint: the client 1.0.0 contract, plus
-// chitty_id for older callers that read snake case.
+// chitty_id for older callers that read snake case and id for hand-built
+// requests; on the worker's routes also "success", as the worker answers.
 type mintReply struct {
+	Success   *bool  `json:"success,omitempty"`
 	ChittyID  string `json:"chittyId"`
+	ID        string `json:"id"`
 	Snake     string `json:"chitty_id"`
 	Entity    string `json:"entity"`
 	Timestamp string `json:"timestamp"`
@@ -60,14 +63,14 @@ func (a *api) allowMint(ctx *fasthttp.RequestCtx, au *audit, n int) (result, boo
 		return result{}, true
 	}
 	au.outcome = codeRateLimited
-	return rateLimited(ctx, "mint", d), false
+	return rateLimited(ctx, au.sh, "mint", d), false
 }
 
-// mint answers POST /v1/mint (README.md, Local API and How mint retries).
-// Every mint that reaches the sidecar leaves one audit line, whatever its
-// outcome.
-func (a *api) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
-	au := a.newAudit(ctx)
+// mint answers POST /v1/mint and its aliases (README.md, Local API and How
+// mint retries). Every mint that reaches the sidecar leaves one audit
+// line, whatever its outcome.
+func (a *api) mint(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape) result {
+	au := a.newAudit(ctx, sh)
 	defer a.writeAudit(ctx, au)
 	m, e := decodeObject(ctx.PostBody(), "mint body")
 	if e != nil {
@@ -78,6 +81,26 @@ func (a *api) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	if e != nil {
 		return au.fail(ctx, e, nil)
 	}
+	return a.mintOne(ctx, cfg, au, req)
+}
+
+// mintQuery answers a mint asked for in the query, as the worker's routes
+// take it (GET /api/get-chittyid, GET /generate): the same path as a POST
+// mint from there on, limits, audit and all.
+func (a *api) mintQuery(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape) result {
+	au := a.newAudit(ctx, sh)
+	defer a.writeAudit(ctx, au)
+	req, e := decodeMintQuery(ctx.QueryArgs())
+	au.requests([]upstream.MintRequest{req})
+	if e != nil {
+		return au.fail(ctx, e, nil)
+	}
+	return a.mintOne(ctx, cfg, au, req)
+}
+
+// mintOne mints req upstream, if the limits and the gate let it, and
+// answers in the audit's shape.
+func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, req upstream.MintRequest) result {
 	if res, ok := a.allowMint(ctx, au, 1); !ok {
 		return res
 	}
@@ -105,14 +128,19 @@ func (a *api) mint(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	if !versionText(ver) {
 		ver = a.version
 	}
-	writeJSON(ctx, 200, mintReply{ChittyID: got.ID, Snake: got.ID, Entity: got.Entity.String(), Timestamp: ts, Version: ver})
+	reply := mintReply{ChittyID: got.ID, ID: got.ID, Snake: got.ID, Entity: got.Entity.String(), Timestamp: ts, Version: ver}
+	if au.sh == shapeWorker {
+		yes := true
+		reply.Success = &yes
+	}
+	writeJSON(ctx, 200, reply)
 	return result{attempts: au.attempts}
 }
 
 // mintBatch answers POST /v1/mint/batch. On a partial failure the error
 // answer carries the IDs that were minted, null where none was.
 func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
-	au := a.newAudit(ctx)
+	au := a.newAudit(ctx, shapeClient)
 	defer a.writeAudit(ctx, au)
 	reqs, e := decodeBatch(ctx.PostBody(), cfg.Limits.MaxBatch, cfg.Limits.MaxMetadataBytes)
 	if e != nil {

@@ -185,7 +185,7 @@ func TestMintBadInputNeverReachesUpstream(t *testing.T) {
 		status           int
 		code, inMessage  string
 	}{
-		{"unknown entity", "/v1/mint", `{"entity":"PERSON"}`, 400, "UNSUPPORTED_ENTITY", "PEO, PLACE, PROP, EVNT, AUTH, INFO, FACT, CONTEXT, ACTOR"},
+		{"unknown entity", "/v1/mint", `{"entity":"PERSONS"}`, 400, "UNSUPPORTED_ENTITY", "PEO, PLACE, PROP, EVNT, AUTH, INFO, FACT, CONTEXT, ACTOR"},
 		{"missing entity", "/v1/mint", `{"name":"x"}`, 400, "BAD_REQUEST", "entity is required"},
 		{"entity not a string", "/v1/mint", `{"entity":7}`, 400, "BAD_REQUEST", "entity must be a string"},
 		{"name not a string", "/v1/mint", `{"entity":"PEO","name":[1]}`, 400, "BAD_REQUEST", "name must be a string"},

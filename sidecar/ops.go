@@ -70,13 +70,13 @@ func (s *Sidecar) opsHandle(ctx *fasthttp.RequestCtx) {
 	s.api.setRequestID(ctx)
 	switch string(ctx.Path()) {
 	case "/metrics":
-		onlyGet(ctx, s.metrics.handler)
+		onlyGet(ctx, shapeClient, s.metrics.handler)
 	case "/healthz":
-		onlyGet(ctx, s.healthz)
+		onlyGet(ctx, shapeClient, s.healthz)
 	case "/readyz":
-		onlyGet(ctx, s.readyz)
+		onlyGet(ctx, shapeClient, s.readyz)
 	case "/health":
-		onlyGet(ctx, s.opsHealth)
+		onlyGet(ctx, shapeClient, s.opsHealth)
 	default:
 		writeError(ctx, newAPIError(codeNotFound, "the operations listener serves /metrics, /healthz, /readyz and /health only"), nil)
 	}

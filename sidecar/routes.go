@@ -19,107 +19,129 @@ var (
 // that mint or validate then refuse cross-site browser requests, and POST
 // routes non-JSON bodies (README.md, Security model).
 func (a *api) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
-	r, id := resolve(ctx.Path())
-	res := a.serve(ctx, cfg, r, id)
-	res.route = r
+	r, fam, id := resolve(ctx.Path())
+	res := a.serve(ctx, cfg, r, fam.shape(), id)
+	res.route, res.family = r, fam
 	return res
 }
 
-func (a *api) serve(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, id []byte) result {
+func (a *api) serve(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, sh shape, id []byte) result {
 	if r != routeHealthz && r != routeReadyz {
 		if e := checkHost(ctx, &cfg.Security); e != nil {
-			return writeError(ctx, e, nil)
+			return sh.fail(ctx, e, nil)
 		}
 	}
 	switch r {
 	case routeValidate:
 		if !ctx.IsGet() && !ctx.IsHead() {
-			return methodNotAllowed(ctx, "GET")
+			return methodNotAllowed(ctx, sh, "GET")
 		}
 		if e := checkBrowser(ctx, &cfg.Security); e != nil {
-			return writeError(ctx, e, nil)
+			return sh.fail(ctx, e, nil)
 		}
-		return a.validate(ctx, cfg, id)
+		return a.validate(ctx, cfg, sh, id)
+	case routeMintGet:
+		if !ctx.IsGet() { // not HEAD: a HEAD must not mint
+			return methodNotAllowed(ctx, sh, "GET")
+		}
+		if e := checkBrowser(ctx, &cfg.Security); e != nil {
+			return sh.fail(ctx, e, nil)
+		}
+		return a.mintQuery(ctx, cfg, sh)
 	case routeMint, routeMintBatch, routeValidatePost:
 		if !ctx.IsPost() {
-			return methodNotAllowed(ctx, "POST")
+			return methodNotAllowed(ctx, sh, "POST")
 		}
 		if e := checkBrowser(ctx, &cfg.Security); e != nil {
-			return writeError(ctx, e, nil)
+			return sh.fail(ctx, e, nil)
 		}
 		if e := checkJSON(ctx); e != nil {
-			return writeError(ctx, e, nil)
+			return sh.fail(ctx, e, nil)
 		}
 		switch r {
 		case routeMint:
-			return a.mint(ctx, cfg)
+			return a.mint(ctx, cfg, sh)
 		case routeMintBatch:
 			return a.mintBatch(ctx, cfg)
 		}
-		return a.validateBody(ctx, cfg)
+		return a.validateBody(ctx, cfg, sh)
+	case routeSpec:
+		return onlyGet(ctx, sh, func(ctx *fasthttp.RequestCtx) { writeSpec(ctx, cfg.Format) })
 	case routeHealth, routeHealthz, routeReadyz, routeMetrics:
-		if h := a.status[r]; h != nil {
-			return onlyGet(ctx, h)
+		if h := a.pages[sh][r]; h != nil {
+			return onlyGet(ctx, sh, h)
 		}
 	}
-	return writeError(ctx, newAPIError(codeNotFound, "no route "+clipQuote(ctx.Path())), nil)
+	return sh.fail(ctx, newAPIError(codeNotFound, "no route "+clipQuote(ctx.Path())), nil)
 }
 
-// resolve names the route of path and, for GET /v1/validate/{id}, returns
-// the ID (still in the request's buffer).
-func resolve(path []byte) (route, []byte) {
-	rest, api := cutAPIPrefix(path)
-	if !api {
+// resolve names the route of path and the family it came by, and for
+// GET …/validate/{id} returns the ID (still in the request's buffer). The
+// client 1.0.0 routes are served under /v1, /api/v1 and at the root; the
+// worker's own routes (README.md, Which client, which base URL) beside
+// them.
+func resolve(path []byte) (route, family, []byte) {
+	rest, fam := cutAPIPrefix(path)
+	if fam == familyRoot {
 		switch string(path) {
-		case "/health":
-			return routeHealth, nil
 		case "/healthz":
-			return routeHealthz, nil
+			return routeHealthz, familyRoot, nil
 		case "/readyz":
-			return routeReadyz, nil
+			return routeReadyz, familyRoot, nil
 		case "/metrics":
-			return routeMetrics, nil
+			return routeMetrics, familyRoot, nil
+		case "/api/get-chittyid", "/generate":
+			return routeMintGet, familyWorker, nil
+		case "/api/validate":
+			return routeValidatePost, familyWorker, nil
+		case "/api/health":
+			return routeHealth, familyWorker, nil
+		case "/api/spec":
+			return routeSpec, familyWorker, nil
 		}
-		return routeOther, nil
 	}
 	if bytes.HasPrefix(rest, routeValid) {
-		return routeValidate, rest[len(routeValid):]
+		return routeValidate, fam, rest[len(routeValid):]
 	}
 	switch string(rest) {
 	case "/mint":
-		return routeMint, nil
+		return routeMint, fam, nil
 	case "/mint/batch":
-		return routeMintBatch, nil
+		return routeMintBatch, fam, nil
 	case "/validate":
-		return routeValidatePost, nil
+		return routeValidatePost, fam, nil
 	case "/health":
-		return routeHealth, nil
+		return routeHealth, fam, nil
 	}
-	return routeOther, nil
+	return routeOther, fam, nil
 }
 
-// cutAPIPrefix strips /v1 or /api/v1 (every /v1 route is served under both).
-func cutAPIPrefix(path []byte) ([]byte, bool) {
-	for _, p := range [...][]byte{prefixV1, prefixAPIV1} {
-		if bytes.HasPrefix(path, p) && len(path) > len(p) && path[len(p)] == '/' {
-			return path[len(p):], true
+// cutAPIPrefix strips /v1 or /api/v1 and says which it was; any other path
+// is at the root, returned whole.
+func cutAPIPrefix(path []byte) ([]byte, family) {
+	for _, p := range [...]struct {
+		prefix []byte
+		fam    family
+	}{{prefixV1, familyV1}, {prefixAPIV1, familyAPIV1}} {
+		if bytes.HasPrefix(path, p.prefix) && len(path) > len(p.prefix) && path[len(p.prefix)] == '/' {
+			return path[len(p.prefix):], p.fam
 		}
 	}
-	return nil, false
+	return path, familyRoot
 }
 
 // onlyGet serves a GET or HEAD with h, and refuses other methods.
-func onlyGet(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) result {
+func onlyGet(ctx *fasthttp.RequestCtx, sh shape, h fasthttp.RequestHandler) result {
 	if !ctx.IsGet() && !ctx.IsHead() {
-		return methodNotAllowed(ctx, "GET, HEAD")
+		return methodNotAllowed(ctx, sh, "GET, HEAD")
 	}
 	h(ctx)
 	return result{}
 }
 
-func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) result {
+func methodNotAllowed(ctx *fasthttp.RequestCtx, sh shape, allow string) result {
 	ctx.Response.Header.Set("Allow", allow)
-	return writeError(ctx, newAPIError(codeMethodNotAllowed, string(ctx.Method())+" is not allowed here; use "+allow), nil)
+	return sh.fail(ctx, newAPIError(codeMethodNotAllowed, string(ctx.Method())+" is not allowed here; use "+allow), nil)
 }
 
 // clipQuote quotes caller input for a message, at most 64 bytes of it.

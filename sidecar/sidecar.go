@@ -376,9 +376,9 @@ func (s *Sidecar) newAPI(injected bool) *api {
 		injected:  injected,
 		ridPrefix: hex.EncodeToString(p[:]) + "-",
 	}
-	a.status[routeHealth] = s.health
-	a.status[routeHealthz] = s.healthz
-	a.status[routeReadyz] = s.readyz
-	a.status[routeMetrics] = s.metrics.handler
+	a.pages[shapeClient] = [routeCount]fasthttp.RequestHandler{
+		routeHealth: s.health, routeHealthz: s.healthz, routeReadyz: s.readyz, routeMetrics: s.metrics.handler,
+	}
+	a.pages[shapeWorker] = [routeCount]fasthttp.RequestHandler{routeHealth: s.workerHealth}
 	return a
 }

@@ -26,12 +26,18 @@ const (
 // and the ID, which passed the format check and so needs no JSON escaping:
 // a hit does no JSON encoding.
 var (
-	bodyValidPrefix   = []byte(`{"valid":true,"chittyId":"`)
-	bodyInvalidPrefix = []byte(`{"valid":false,"chittyId":"`)
-	bodyEntity        = []byte(`","entity":"`)
-	bodyReason        = []byte(`","reason":"`)
-	bodyStaleEnd      = []byte(`","stale":true}`)
-	bodyEnd           = []byte(`"}`)
+	bodyValidPrefix         = []byte(`{"valid":true,"chittyId":"`)
+	bodyInvalidPrefix       = []byte(`{"valid":false,"chittyId":"`)
+	bodyWorkerValidPrefix   = []byte(`{"success":true,"valid":true,"chittyId":"`)
+	bodyWorkerInvalidPrefix = []byte(`{"success":true,"valid":false,"chittyId":"`)
+	bodyEntity              = []byte(`","entity":"`)
+	bodyEntityType          = []byte(`","entityType":"`)
+	bodyReason              = []byte(`","reason":"`)
+	bodyStaleEnd            = []byte(`","stale":true}`)
+	bodyEnd                 = []byte(`"}`)
+	bodyQuote               = []byte(`"`)
+	bodyStale               = []byte(`,"stale":true`)
+	bodyError               = []byte(`,"error":"`)
 )
 
 // xcKind is what a validate answer's X-Cache header says (xcNone: the
@@ -70,31 +76,32 @@ var (
 // validate answers one validate request for idb (README.md, Local API),
 // which may be in the request's buffer: a cache hit answers without
 // copying it.
-func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte) result {
+func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape, idb []byte) result {
 	if ok, d := a.limits.allowValidate(); !ok {
-		return rateLimited(ctx, "validate", d)
+		return rateLimited(ctx, sh, "validate", d)
 	}
+	w := a.workerPartsFor(ctx, cfg, sh)
 	if err := cfg.Format.CheckBytes(idb); err != nil {
-		return validateLocalFailure(ctx, string(idb), err)
+		return validateLocalFailure(ctx, string(idb), err, w)
 	}
 	if cfg.Validation.Mode == config.ValidateModeLocal {
-		writeVerdict(ctx, idb, cache.Entry{Valid: true}, false)
+		writeVerdict(ctx, idb, cache.Entry{Valid: true}, false, w)
 		return result{xc: setXCache(ctx, xcLocal)}
 	}
 	p := cfg.Validation.Policy()
 	now := a.requestTime(ctx)
 	e, st := a.cache.LookupBytes(idb, p, now)
 	if st == cache.StatusHit {
-		return writeCached(ctx, idb, e, st, now)
+		return writeCached(ctx, idb, e, st, now, w)
 	}
 	if a.link.State() == fsm.Failed { // upstream known down: no upstream call
 		if st == cache.StatusStale {
 			a.cache.ServeStale()
-			return writeCached(ctx, idb, e, st, now)
+			return writeCached(ctx, idb, e, st, now, w)
 		}
-		return writeError(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
+		return sh.fail(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
 	}
-	return a.validateUpstream(ctx, cfg, p, idb)
+	return a.validateUpstream(ctx, cfg, p, idb, sh, w)
 }
 
 // validateUpstream asks upstream about an ID the cache could not answer
@@ -102,7 +109,7 @@ func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte)
 // flight), each caller waiting at most upstream.validateTimeout. The
 // verdict is cached; an upstream failure never is, and an entry younger
 // than validate.staleIfError is served stale instead.
-func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p cache.Policy, idb []byte) result {
+func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p cache.Policy, idb []byte, sh shape, w workerParts) result {
 	a.busy.add()
 	defer a.busy.done()
 	id := string(idb)
@@ -128,9 +135,9 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}
 		}
-		return writeError(ctx, fromUpstream(err), nil)
+		return sh.fail(ctx, fromUpstream(err), nil)
 	}
-	return writeCached(ctx, idb, e, st, a.now())
+	return writeCached(ctx, idb, e, st, a.now(), w)
 }
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it
@@ -147,7 +154,7 @@ func entityOf(f chittyid.Format, id, fromUpstream string) string {
 
 // validateLocalFailure answers an ID that failed the local check: never
 // cached, never sent upstream.
-func validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error) result {
+func validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error, w workerParts) result {
 	reason := reasonFormat
 	switch {
 	case errors.Is(err, chittyid.ErrIDChecksum):
@@ -156,16 +163,43 @@ func validateLocalFailure(ctx *fasthttp.RequestCtx, id string, err error) result
 		reason = reasonFallback
 	}
 	// The ID is arbitrary caller input here, so it is JSON-encoded.
-	writeJSON(ctx, 200, struct {
-		Valid    bool   `json:"valid"`
-		ChittyID string `json:"chittyId"`
-		Reason   string `json:"reason"`
-	}{false, id, reason})
+	ans := localFailure{Valid: false, ChittyID: id, Reason: reason}
+	if w.on {
+		yes := true
+		ans.Success, ans.Error, ans.Timestamp = &yes, reasonText[reason], string(w.ts)
+	}
+	writeJSON(ctx, 200, ans)
 	return result{xc: setXCache(ctx, xcLocal), reason: "BAD_FORMAT"}
 }
 
+// localFailure is the answer for an ID that failed the local check.
+type localFailure struct {
+	Success   *bool  `json:"success,omitempty"`
+	Valid     bool   `json:"valid"`
+	ChittyID  string `json:"chittyId"`
+	Reason    string `json:"reason"`
+	Error     string `json:"error,omitempty"`
+	Timestamp string `json:"timestamp,omitempty"`
+}
+
+// workerParts are what a worker-shaped validate answer adds to the 1.0.0
+// one; the zero value (on false) adds nothing.
+type workerParts struct {
+	on         bool   // the answer has the worker's shape
+	components bool   // a numeric ID: its segments as "components"
+	ts         []byte // the request's time, formatted (stamps)
+}
+
+// workerPartsFor returns what answers of shape sh add.
+func (a *api) workerPartsFor(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape) workerParts {
+	if sh != shapeWorker {
+		return workerParts{}
+	}
+	return workerParts{on: true, components: cfg.Format == chittyid.FormatNumeric, ts: a.stamps.at(ctx.Time())}
+}
+
 // writeCached answers from a cache entry, with X-Cache and Age.
-func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time) result {
+func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time, w workerParts) result {
 	k := xcMiss
 	switch st {
 	case cache.StatusHit:
@@ -178,43 +212,75 @@ func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.St
 		age := max(now.Sub(e.FetchedAt), 0) / time.Second
 		ctx.Response.Header.SetCanonical(keyAge, strconv.AppendInt(buf[:0], int64(age), 10))
 	}
-	writeVerdict(ctx, id, e, st == cache.StatusStale)
+	writeVerdict(ctx, id, e, st == cache.StatusStale, w)
 	return result{xc: setXCache(ctx, k)}
 }
 
-// writeVerdict writes the validate answer without JSON encoding; id must have
-// passed the format check (only A-Z, 0-9 and '-').
-func writeVerdict(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, stale bool) {
+// writeVerdict writes the validate answer without JSON encoding; id must
+// have passed the format check (only A-Z, 0-9 and '-'). A valid verdict
+// names its entity twice, as "entity" and "entityType", for the clients
+// that read either; w adds the worker's fields.
+func writeVerdict(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, stale bool, w workerParts) {
 	ctx.SetStatusCode(200)
 	ctx.Response.Header.SetContentTypeBytes(contentJSONBytes)
-	if e.Valid {
+	switch {
+	case !w.on && e.Valid:
 		ctx.Response.AppendBody(bodyValidPrefix)
-	} else {
+	case !w.on:
 		ctx.Response.AppendBody(bodyInvalidPrefix)
+	case e.Valid:
+		ctx.Response.AppendBody(bodyWorkerValidPrefix)
+	default:
+		ctx.Response.AppendBody(bodyWorkerInvalidPrefix)
 	}
 	ctx.Response.AppendBody(id)
 	if len(e.Value) > 0 {
 		if e.Valid {
 			ctx.Response.AppendBody(bodyEntity)
+			ctx.Response.AppendBody(e.Value)
+			ctx.Response.AppendBody(bodyEntityType)
 		} else {
 			ctx.Response.AppendBody(bodyReason)
 		}
 		ctx.Response.AppendBody(e.Value)
 	}
-	if stale {
-		ctx.Response.AppendBody(bodyStaleEnd)
+	if !w.on {
+		if stale {
+			ctx.Response.AppendBody(bodyStaleEnd)
+			return
+		}
+		ctx.Response.AppendBody(bodyEnd)
 		return
 	}
-	ctx.Response.AppendBody(bodyEnd)
+	ctx.Response.AppendBody(bodyQuote)
+	if stale {
+		ctx.Response.AppendBody(bodyStale)
+	}
+	if !e.Valid {
+		ctx.Response.AppendBody(bodyError)
+		ctx.Response.AppendBodyString(reasonText[string(e.Value)])
+		ctx.Response.AppendBody(bodyQuote)
+	}
+	if w.components {
+		appendComponents(ctx, id)
+	}
+	ctx.Response.AppendBody(bodyTimestamp)
+	ctx.Response.AppendBody(w.ts)
+	ctx.Response.AppendBody(bodyWorkerEnd)
 }
 
-// validateBody answers POST /v1/validate.
-func (a *api) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
+// validateBody answers POST /v1/validate and POST /api/validate. The body
+// apps send, {"id":"…"}, is read in place; anything else goes through the
+// JSON decoder.
+func (a *api) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape) result {
+	if id, ok := plainValidateBody(ctx.PostBody()); ok {
+		return a.validate(ctx, cfg, sh, id)
+	}
 	id, e := decodeValidateBody(ctx.PostBody())
 	if e != nil {
-		return writeError(ctx, e, nil)
+		return sh.fail(ctx, e, nil)
 	}
-	return a.validate(ctx, cfg, []byte(id))
+	return a.validate(ctx, cfg, sh, []byte(id))
 }
 
 // mintedEntry is the cache entry for a freshly minted ID.

@@ -17,6 +17,24 @@ type MintRequest struct {
 	Entity   chittyid.Entity
 	Name     string          // optional
 	Metadata json.RawMessage // optional JSON object, already checked by the caller
+	// Region (a digit 1-9), Jurisdiction (three capital letters) and Trust
+	// (a digit 0-5) are optional, checked by the caller, and sent only in
+	// the worker dialect, which takes them from its mint's query.
+	Region, Jurisdiction, Trust string
+}
+
+// workerMintPath is the worker's mint route with m's optional query.
+func workerMintPath(m MintRequest) string {
+	q := url.Values{}
+	for k, v := range map[string]string{"region": m.Region, "jurisdiction": m.Jurisdiction, "trust": m.Trust} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if len(q) == 0 {
+		return "/v1/mint"
+	}
+	return "/v1/mint?" + q.Encode()
 }
 
 // Minted is a minted ID as upstream reported it.
@@ -97,7 +115,7 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 			return []string{a.id()}
 		}}
 	if c.cfg.Dialect == DialectWorker {
-		r.path = "/v1/mint"
+		r.path = workerMintPath(m)
 	}
 	var ans mintAnswer
 	res, err := c.call(ctx, r, c.cfg.IdempotentMint, func(res response) *CallError {

@@ -293,7 +293,7 @@ func TestExportedFamilies(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{
-		"chittyid_sidecar_requests_total{code,route}":                 "counter",
+		"chittyid_sidecar_requests_total{code,family,route}":          "counter",
 		"chittyid_sidecar_request_duration_seconds{route}":            "histogram",
 		"chittyid_sidecar_cache_hits_total{}":                         "counter",
 		"chittyid_sidecar_cache_entries{}":                            "gauge",

@@ -219,9 +219,15 @@ func (s *Sim) answerKeyed(ctx *fasthttp.RequestCtx, r route, mint func() []byte)
 // issue mints one ID of format f per entity, dated now, for the request of
 // ctx, and remembers them.
 func (s *Sim) issue(ctx *fasthttp.RequestCtx, f chittyid.Format, now time.Time, ents ...chittyid.Entity) []string {
+	return s.issueAt(ctx, f, now, placement{}, ents...)
+}
+
+// issueAt is issue with segments the request chose (the worker's region,
+// jurisdiction and trust).
+func (s *Sim) issueAt(ctx *fasthttp.RequestCtx, f chittyid.Format, now time.Time, at placement, ents ...chittyid.Entity) []string {
 	ids := make([]string, len(ents))
 	for i, e := range ents {
-		ids[i] = formatID(f, s.seq.Add(1)-1, e.TypeLetter(f), now)
+		ids[i] = at.apply(f, formatID(f, s.seq.Add(1)-1, e.TypeLetter(f), now))
 	}
 	s.minted.add(ids, ents)
 	s.stats.minted.Add(int64(len(ids)))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
@@ -65,7 +66,7 @@ func (s *Sim) serveWorkerMint(ctx *fasthttp.RequestCtx, f applied) {
 		s.writeFallback(ctx, code, e)
 		return
 	}
-	id := s.issue(ctx, s.mintFormat(f), s.now(), e)[0]
+	id := s.issueAt(ctx, s.mintFormat(f), s.now(), placementOf(ctx.QueryArgs()), e)[0]
 	writeBody(ctx, fasthttp.StatusOK, marshal(workerMintAnswer{true, id, word}))
 }
 
@@ -166,4 +167,39 @@ func (s *Sim) workerValidate(id string) workerVerdict {
 		v.Error = "invalid ChittyID format"
 	}
 	return v
+}
+
+// placement is the segments of a numeric ID a worker mint may choose in
+// its query: region (G, 1-9), jurisdiction (LLL, three letters) and trust
+// (C, 0-5); empty ones, and anything malformed, are left as minted. IDs
+// issued with a placement stay unique as long as fewer than 9,900 share
+// the same one (the sequence segment's range).
+type placement struct{ region, jurisdiction, trust string }
+
+func placementOf(q *fasthttp.Args) placement {
+	var p placement
+	if v := string(q.Peek("region")); len(v) == 1 && v[0] >= '1' && v[0] <= '9' {
+		p.region = v
+	}
+	if v := strings.ToUpper(string(q.Peek("jurisdiction"))); len(v) == 3 && strings.Trim(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == "" && v != "ERR" {
+		p.jurisdiction = v
+	}
+	if v := string(q.Peek("trust")); len(v) == 1 && v[0] >= '0' && v[0] <= '5' {
+		p.trust = v
+	}
+	return p
+}
+
+// apply writes p's segments into id, a numeric one (other formats have
+// none of them), and its checksum anew.
+func (p placement) apply(f chittyid.Format, id string) string {
+	if f != chittyid.FormatNumeric || p == (placement{}) {
+		return id
+	}
+	b := []byte(id)
+	copy(b[3:4], p.region)
+	copy(b[5:8], p.jurisdiction)
+	copy(b[21:22], p.trust)
+	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
+	return string(b)
 }
