@@ -2,8 +2,9 @@ package cache
 
 import (
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config/field"
 )
 
 // Config is the cache section of the sidecar's config file. Both settings are
@@ -60,16 +61,16 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	if c.MaxSizeMB < 2 {
-		errs = append(errs, fmt.Errorf("cache.maxSizeMB must be >= 2, got %d", c.MaxSizeMB))
+		errs = append(errs, field.Errorf("cache.maxSizeMB", "must be >= 2, got %d", c.MaxSizeMB))
 	}
 	if c.Shards < 1 || c.Shards > 4096 || c.Shards&(c.Shards-1) != 0 {
-		errs = append(errs, fmt.Errorf("cache.shards must be a power of two between 1 and 4096, got %d", c.Shards))
+		errs = append(errs, field.Errorf("cache.shards", "must be a power of two between 1 and 4096, got %d", c.Shards))
 	}
 	if len(errs) == 0 {
 		_, invalidMB := c.partsMB()
 		if most := invalidMB << 20 / minShardBytes; c.Shards > most {
-			errs = append(errs, fmt.Errorf("cache.shards must be at most %d for cache.maxSizeMB %d (each shard needs 16 KiB), got %d",
-				most, c.MaxSizeMB, c.Shards))
+			errs = append(errs, field.Errorf("cache.shards", "must be at most %d for cache.maxSizeMB %d (each shard needs 16 KiB), got %d",
+				most, c.MaxSizeMB, c.Shards).With("cache.maxSizeMB"))
 		}
 	}
 	return errors.Join(errs...)

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
@@ -210,24 +211,37 @@ func isTokenText(s string) bool {
 	return true
 }
 
-// annotate flattens the joined validation errors, prefixes each with where
-// its key's value came from, and drops those about keys that failed to
-// decode (they hold the default, so the message would mislead).
+// annotate flattens the joined validation errors, prefixes each field
+// error with where its key's value came from, and drops those about keys
+// that failed to decode, or that depend on one that did (the key holds the
+// default, so the message would mislead). An error that names no key is
+// kept as it is.
 func annotate(err error, origins map[string]string, failed map[string]bool) []error {
 	var out []error
 	for _, e := range flatten(err) {
-		msg := e.Error()
-		if mentionsAny(msg, failed) {
+		fe, ok := field.Of(e)
+		if !ok {
+			out = append(out, e)
 			continue
 		}
-		key, _, _ := strings.Cut(msg, " ")
-		key, _, _ = strings.Cut(strings.TrimSuffix(key, ":"), "[") // fleet.redis.addrs[1]: the list's line
-		if o, ok := origins[key]; ok {
+		if failed[fe.Key] || failed[fe.Section()] || anyFailed(fe.Related, failed) {
+			continue
+		}
+		if o, ok := origins[fe.Section()]; ok {
 			e = fmt.Errorf("%s: %w", o, e)
 		}
 		out = append(out, e)
 	}
 	return out
+}
+
+func anyFailed(keys []string, failed map[string]bool) bool {
+	for _, k := range keys {
+		if failed[k] {
+			return true
+		}
+	}
+	return false
 }
 
 func flatten(err error) []error {
@@ -243,15 +257,6 @@ func flatten(err error) []error {
 		out = append(out, flatten(e)...)
 	}
 	return out
-}
-
-func mentionsAny(msg string, keys map[string]bool) bool {
-	for _, w := range strings.Fields(msg) {
-		if keys[strings.Trim(w, `(),:;"`)] {
-			return true
-		}
-	}
-	return false
 }
 
 func appendIf(errs []error, err error) []error {

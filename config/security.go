@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
@@ -36,16 +37,16 @@ type Security struct {
 func (s Security) validate(listen string) error {
 	var errs []error
 	if !s.AllowRemote && validateAddr("listen", listen) == nil && !IsLoopbackAddr(listen) {
-		errs = append(errs, fmt.Errorf("listen %q is not a loopback address (127.0.0.0/8, ::1, localhost): anything that reaches it could spend the upstream token; set security.allowRemote: true to allow it", listen))
+		errs = append(errs, field.Errorf("listen", "%q is not a loopback address (127.0.0.0/8, ::1, localhost): anything that reaches it could spend the upstream token; set security.allowRemote: true to allow it", listen).With("security.allowRemote"))
 	}
 	for i, h := range s.AllowedHosts {
 		if h == "" || strings.ContainsAny(h, "/:@ \t") && !isIPv6Literal(h) {
-			errs = append(errs, fmt.Errorf("security.allowedHosts[%d] must be a host name or IP address without scheme, port or path, got %q", i, h))
+			errs = append(errs, field.Errorf(fmt.Sprintf("security.allowedHosts[%d]", i), "must be a host name or IP address without scheme, port or path, got %q", h))
 		}
 	}
 	for i, o := range s.AllowedOrigins {
 		if err := checkOrigin(o); err != nil {
-			errs = append(errs, fmt.Errorf("security.allowedOrigins[%d] %w, got %q", i, err, o))
+			errs = append(errs, field.Errorf(fmt.Sprintf("security.allowedOrigins[%d]", i), "%v, got %q", err, o))
 		}
 	}
 	return errors.Join(errs...)

@@ -77,7 +77,7 @@ func TestParseUpstreamTransportRefusals(t *testing.T) {
 		{"serverName with a scheme", "upstream:\n  tls: {serverName: 'https://id.chitty.cc'}\n", nil,
 			[]string{`upstream.tls.serverName must be a host name or IP address without scheme or port, got "https://id.chitty.cc"`}},
 		{"missing CA file", "upstream:\n  tls:\n    caFile: " + missing + "\n", nil,
-			[]string{`line 3: upstream.tls.caFile: reading "` + missing + `": no such file or directory`}},
+			[]string{`line 3: upstream.tls.caFile "` + missing + `" cannot be read: no such file or directory`}},
 		{"a key as CA file", "upstream:\n  tls:\n    caFile: " + keyFile + "\n", nil,
 			[]string{`line 3: upstream.tls.caFile "` + keyFile + `" holds no PEM certificate`}},
 		{"key and certificate swapped", "upstream:\n  tls: {certFile: " + keyFile + ", keyFile: " + certFile + "}\n", nil,

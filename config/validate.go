@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
@@ -53,7 +53,7 @@ func (c *Config) Validate() error {
 // which would be ignored.
 func (c *Config) validateFleetRate() error {
 	if c.RateLimit.Mint.FleetPerMinute > 0 && !c.Fleet.Enabled() {
-		return fmt.Errorf("rateLimit.mint.fleetPerMinute is set (%d) but fleet.redis.addrs is empty: the fleet limit lives in Redis", c.RateLimit.Mint.FleetPerMinute)
+		return field.Errorf("rateLimit.mint.fleetPerMinute", "is set (%d) but fleet.redis.addrs is empty: the fleet limit lives in Redis", c.RateLimit.Mint.FleetPerMinute).With("fleet.redis.addrs")
 	}
 	return nil
 }
@@ -68,7 +68,7 @@ func (c *Config) validateMetricsListen() error {
 		return err
 	}
 	if c.Metrics.Listen == c.Listen && !strings.HasSuffix(c.Listen, ":0") { // port 0: two free ports
-		return fmt.Errorf("metrics.listen must differ from listen, both are %q", c.Listen)
+		return field.Errorf("metrics.listen", "must differ from listen, both are %q", c.Listen).With("listen")
 	}
 	return nil
 }
@@ -77,64 +77,72 @@ func (c *Config) validateMetricsListen() error {
 func validateAddr(key, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("%s must be host:port, got %q", key, addr)
+		return field.Errorf(key, "must be host:port, got %q", addr)
 	}
 	var errs []error
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		errs = append(errs, fmt.Errorf("%s port must be a number from 0 to 65535, got %q", key, port))
+		errs = append(errs, field.Errorf(key, "port must be a number from 0 to 65535, got %q", port))
 	}
 	if _, err := netip.ParseAddr(host); err != nil && host != "localhost" {
-		errs = append(errs, fmt.Errorf("%s host must be an IP address or localhost, got %q", key, host))
+		errs = append(errs, field.Errorf(key, "host must be an IP address or localhost, got %q", host))
 	}
 	return errors.Join(errs...)
 }
 
 func (c *Config) validateFormat() error {
 	if c.Format != chittyid.FormatOfficial && c.Format != chittyid.FormatNumeric {
-		return fmt.Errorf("format must be official or numeric, got %s", c.Format)
+		return field.Errorf("format", "must be official or numeric, got %s", c.Format)
 	}
 	return nil
 }
 
 func (v Validate) validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	bad := func(key, format string, a ...any) *field.Error {
+		e := field.Errorf(key, format, a...)
+		errs = append(errs, e)
+		return e
+	}
 	if v.Mode != ValidateModeUpstream && v.Mode != ValidateModeLocal {
-		bad("validate.mode must be upstream or local, got %q", v.Mode)
+		bad("validate.mode", "must be upstream or local, got %q", v.Mode)
 	}
 	if v.TTL <= 0 {
-		bad("validate.ttl must be > 0, got %s", v.TTL)
+		bad("validate.ttl", "must be > 0, got %s", v.TTL)
 	}
 	if v.NegativeTTL <= 0 {
-		bad("validate.negativeTtl must be > 0, got %s", v.NegativeTTL)
+		bad("validate.negativeTtl", "must be > 0, got %s", v.NegativeTTL)
 	}
 	if v.NegativeTTL > v.TTL {
-		bad("validate.negativeTtl must be <= validate.ttl (%s), got %s", v.TTL, v.NegativeTTL)
+		bad("validate.negativeTtl", "must be <= validate.ttl (%s), got %s", v.TTL, v.NegativeTTL).With("validate.ttl")
 	}
 	if v.StaleIfError < v.TTL {
-		bad("validate.staleIfError must be >= validate.ttl (%s), got %s", v.TTL, v.StaleIfError)
+		bad("validate.staleIfError", "must be >= validate.ttl (%s), got %s", v.TTL, v.StaleIfError).With("validate.ttl")
 	}
 	return errors.Join(errs...)
 }
 
 func (s Shutdown) validate() error {
 	if s.DrainTimeout <= 0 || s.DrainTimeout > maxDrainTimeout {
-		return fmt.Errorf("shutdown.drainTimeout must be > 0 and <= %s, got %s", maxDrainTimeout, s.DrainTimeout)
+		return field.Errorf("shutdown.drainTimeout", "must be > 0 and <= %s, got %s", maxDrainTimeout, s.DrainTimeout)
 	}
 	return nil
 }
 
 func (l Limits) validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	bad := func(key, format string, a ...any) *field.Error {
+		e := field.Errorf(key, format, a...)
+		errs = append(errs, e)
+		return e
+	}
 	if l.MaxBodyBytes < minBodyBytes || l.MaxBodyBytes > maxBodyBytes {
-		bad("limits.maxBodyBytes must be between %d and %d, got %d", minBodyBytes, maxBodyBytes, l.MaxBodyBytes)
+		bad("limits.maxBodyBytes", "must be between %d and %d, got %d", minBodyBytes, maxBodyBytes, l.MaxBodyBytes)
 	}
 	if l.MaxMetadataBytes < 1 || l.MaxMetadataBytes > l.MaxBodyBytes {
-		bad("limits.maxMetadataBytes must be between 1 and limits.maxBodyBytes (%d), got %d", l.MaxBodyBytes, l.MaxMetadataBytes)
+		bad("limits.maxMetadataBytes", "must be between 1 and limits.maxBodyBytes (%d), got %d", l.MaxBodyBytes, l.MaxMetadataBytes).With("limits.maxBodyBytes")
 	}
 	if l.MaxBatch < 1 || l.MaxBatch > maxBatchLimit {
-		bad("limits.maxBatch must be between 1 and %d, got %d", maxBatchLimit, l.MaxBatch)
+		bad("limits.maxBatch", "must be between 1 and %d, got %d", maxBatchLimit, l.MaxBatch)
 	}
 	return errors.Join(errs...)
 }
@@ -144,10 +152,10 @@ func (l Log) validate() error {
 	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("log.level must be %s, got %q", logLevelWords, l.Level))
+		errs = append(errs, field.Errorf("log.level", "must be %s, got %q", logLevelWords, l.Level))
 	}
 	if l.Format != "json" && l.Format != "text" {
-		errs = append(errs, fmt.Errorf("log.format must be json or text, got %q", l.Format))
+		errs = append(errs, field.Errorf("log.format", "must be json or text, got %q", l.Format))
 	}
 	return errors.Join(errs...)
 }
@@ -157,12 +165,12 @@ func (r Readiness) validate() error {
 	case ReadinessConnected, ReadinessDegraded, ReadinessAlways:
 		return nil
 	}
-	return fmt.Errorf("readiness.policy must be connected, degraded or always, got %q", r.Policy)
+	return field.Errorf("readiness.policy", "must be connected, degraded or always, got %q", r.Policy)
 }
 
 func (r Reload) validate() error {
 	if r.Interval < 100*time.Millisecond || r.Interval > time.Hour {
-		return fmt.Errorf("reload.interval must be between 100ms and 1h, got %s", r.Interval)
+		return field.Errorf("reload.interval", "must be between 100ms and 1h, got %s", r.Interval)
 	}
 	return nil
 }
@@ -170,7 +178,7 @@ func (r Reload) validate() error {
 func (s Snapshot) validate() error {
 	var errs []error
 	if s.Interval < minSnapshotGap || s.Interval > maxSnapshotGap {
-		errs = append(errs, fmt.Errorf("snapshot.interval must be between %s and %s, got %s", minSnapshotGap, maxSnapshotGap, s.Interval))
+		errs = append(errs, field.Errorf("snapshot.interval", "must be between %s and %s, got %s", minSnapshotGap, maxSnapshotGap, s.Interval))
 	}
 	if s.Path == "" {
 		return errors.Join(errs...)
@@ -179,9 +187,9 @@ func (s Snapshot) validate() error {
 	// another machine); only a path that cannot name a file is refused.
 	switch base := filepath.Base(s.Path); {
 	case strings.ContainsRune(s.Path, 0):
-		errs = append(errs, fmt.Errorf("snapshot.path must not contain a NUL byte, got %q", s.Path))
+		errs = append(errs, field.Errorf("snapshot.path", "must not contain a NUL byte, got %q", s.Path))
 	case strings.HasSuffix(s.Path, "/") || base == "." || base == ".." || base == "/":
-		errs = append(errs, fmt.Errorf("snapshot.path must name a file, not a directory, got %q", s.Path))
+		errs = append(errs, field.Errorf("snapshot.path", "must name a file, not a directory, got %q", s.Path))
 	}
 	return errors.Join(errs...)
 }

@@ -2,8 +2,9 @@ package fsm
 
 import (
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config/field"
 )
 
 // Config is the health section of the sidecar's config file: how the
@@ -50,7 +51,11 @@ func Defaults() Config {
 // Validate reports every problem of the section, each naming its key.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	bad := func(key, format string, a ...any) *field.Error {
+		e := field.Errorf(key, format, a...)
+		errs = append(errs, e)
+		return e
+	}
 	positive := []struct {
 		key string
 		d   time.Duration
@@ -62,21 +67,21 @@ func (c Config) Validate() error {
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
-			bad("%s must be > 0, got %s", p.key, p.d)
+			bad(p.key, "must be > 0, got %s", p.d)
 		}
 	}
 	if c.Timeout > c.Interval {
-		bad("health.timeout (%s) must be <= health.interval (%s)", c.Timeout, c.Interval)
+		bad("health.timeout", "(%s) must be <= health.interval (%s)", c.Timeout, c.Interval).With("health.interval")
 	}
 	if c.Reconnect.MaxDelay < c.Reconnect.BaseDelay {
-		bad("health.reconnect.maxDelay (%s) must be >= health.reconnect.baseDelay (%s)",
-			c.Reconnect.MaxDelay, c.Reconnect.BaseDelay)
+		bad("health.reconnect.maxDelay", "(%s) must be >= health.reconnect.baseDelay (%s)",
+			c.Reconnect.MaxDelay, c.Reconnect.BaseDelay).With("health.reconnect.baseDelay")
 	}
 	if c.FailuresToReconnect < 1 {
-		bad("health.failuresToReconnect must be >= 1, got %d", c.FailuresToReconnect)
+		bad("health.failuresToReconnect", "must be >= 1, got %d", c.FailuresToReconnect)
 	}
 	if c.MaxReconnectAttempts < 1 {
-		bad("health.maxReconnectAttempts must be >= 1, got %d", c.MaxReconnectAttempts)
+		bad("health.maxReconnectAttempts", "must be >= 1, got %d", c.MaxReconnectAttempts)
 	}
 	return errors.Join(errs...)
 }

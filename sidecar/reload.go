@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"fmt"
-	"reflect"
 
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/upstream"
@@ -18,7 +17,7 @@ import (
 // they started with. It runs on the watcher's goroutine only.
 func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 	old := s.cfg.Load()
-	restart := keepRestartOnly(old, next)
+	restart := config.KeepRestartOnly(old, next)
 	var client *upstream.Client
 	if next.Upstream != old.Upstream || next.Format != old.Format {
 		c, err := upstream.New(next.Upstream, next.Format, s.breaker, s.upstreamOptions())
@@ -43,28 +42,4 @@ func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 	}
 	s.logTransport(next)
 	return restart, nil
-}
-
-// keepRestartOnly copies into next the running values of settings that only
-// apply at start, and names those that the new file changed.
-func keepRestartOnly(old, next *config.Config) []string {
-	var changed []string
-	keep := func(key string, running, fresh any) {
-		if !reflect.DeepEqual(running, fresh) {
-			changed = append(changed, key)
-		}
-	}
-	keep("listen", old.Listen, next.Listen)
-	keep("cache.maxSizeMB", old.Cache.MaxSizeMB, next.Cache.MaxSizeMB)
-	keep("cache.shards", old.Cache.Shards, next.Cache.Shards)
-	keep("limits.maxBodyBytes", old.Limits.MaxBodyBytes, next.Limits.MaxBodyBytes)
-	keep("log.format", old.Log.Format, next.Log.Format)
-	keep("metrics.listen", old.Metrics.Listen, next.Metrics.Listen)
-	// The snapshot is read from its path at start only; writing elsewhere
-	// would leave the next start to restore a file that stopped changing.
-	keep("snapshot.path", old.Snapshot.Path, next.Snapshot.Path)
-	next.Listen, next.Cache, next.Metrics = old.Listen, old.Cache, old.Metrics
-	next.Snapshot.Path = old.Snapshot.Path
-	next.Limits.MaxBodyBytes, next.Log.Format = old.Limits.MaxBodyBytes, old.Log.Format
-	return changed
 }

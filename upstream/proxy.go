@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"golang.org/x/net/http/httpproxy"
 )
 
@@ -44,7 +45,7 @@ func (p ProxyURL) validate() error {
 	}
 	u, err := url.Parse(string(p))
 	if err != nil || u.Scheme != "http" || u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf(`upstream.proxy must be "" (from the environment), "none" or an http:// proxy URL with a host, got %q`, p.String())
+		return field.Errorf("upstream.proxy", `must be "" (from the environment), "none" or an http:// proxy URL with a host, got %q`, p.String())
 	}
 	return nil
 }

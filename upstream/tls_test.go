@@ -286,10 +286,10 @@ func TestTLSConfigReadFiles(t *testing.T) {
 		want string
 	}{
 		{"good", upstream.TLSConfig{CAFile: p.caFile, CertFile: certFile, KeyFile: keyFile}, ""},
-		{"missing CA file", upstream.TLSConfig{CAFile: missing}, `upstream.tls.caFile: reading "` + missing + `": no such file or directory`},
+		{"missing CA file", upstream.TLSConfig{CAFile: missing}, `upstream.tls.caFile "` + missing + `" cannot be read: no such file or directory`},
 		{"CA file is a key", upstream.TLSConfig{CAFile: keyFile}, `upstream.tls.caFile "` + keyFile + `" holds no PEM certificate`},
 		{"key of another certificate", upstream.TLSConfig{CertFile: certFile, KeyFile: otherKey}, "upstream.tls.certFile " + `"` + certFile + `" and upstream.tls.keyFile "` + otherKey + `" are not a certificate and its key`},
-		{"missing key", upstream.TLSConfig{CertFile: certFile, KeyFile: missing}, "upstream.tls.keyFile: reading"},
+		{"missing key", upstream.TLSConfig{CertFile: certFile, KeyFile: missing}, "upstream.tls.keyFile \"" + missing + "\" cannot be read"},
 	} {
 		err := tc.tls.ReadFiles()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {

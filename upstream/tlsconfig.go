@@ -6,12 +6,13 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config/field"
 )
 
 // TLS versions upstream.tls.minVersion accepts.
@@ -77,13 +78,13 @@ func (t TLSConfig) setKeys() []string {
 func (t TLSConfig) validate() []error {
 	var errs []error
 	if t.MinVersion != "" && t.MinVersion != TLSVersion12 && t.MinVersion != TLSVersion13 {
-		errs = append(errs, fmt.Errorf("upstream.tls.minVersion must be %q or %q, got %q", TLSVersion12, TLSVersion13, t.MinVersion))
+		errs = append(errs, field.Errorf("upstream.tls.minVersion", "must be %q or %q, got %q", TLSVersion12, TLSVersion13, t.MinVersion))
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		errs = append(errs, errors.New("upstream.tls.certFile and upstream.tls.keyFile must be set together (a client certificate and its key) or not at all"))
+		errs = append(errs, field.Errorf("upstream.tls.certFile", "and upstream.tls.keyFile must be set together (a client certificate and its key) or not at all").With("upstream.tls.keyFile"))
 	}
 	if t.ServerName != "" && !validServerName(t.ServerName) {
-		errs = append(errs, fmt.Errorf("upstream.tls.serverName must be a host name or IP address without scheme or port, got %q", t.ServerName))
+		errs = append(errs, field.Errorf("upstream.tls.serverName", "must be a host name or IP address without scheme or port, got %q", t.ServerName))
 	}
 	return errs
 }
@@ -119,7 +120,7 @@ func (t *TLSConfig) ReadFiles() error {
 			if errors.As(err, &pe) {
 				err = pe.Err // the path is in the message already
 			}
-			errs = append(errs, fmt.Errorf("upstream.tls.%s: reading %q: %w", key, path, err))
+			errs = append(errs, field.Errorf("upstream.tls."+key, "%q cannot be read: %v", path, err))
 			return ""
 		}
 		return string(b)
@@ -144,13 +145,13 @@ func (t TLSConfig) material() (tlsMaterial, error) {
 	if t.CAFile != "" {
 		m.roots = x509.NewCertPool()
 		if !m.roots.AppendCertsFromPEM([]byte(t.Files.CA)) {
-			return m, fmt.Errorf("upstream.tls.caFile %q holds no PEM certificate", t.CAFile)
+			return m, field.Errorf("upstream.tls.caFile", "%q holds no PEM certificate", t.CAFile)
 		}
 	}
 	if t.CertFile != "" && t.KeyFile != "" {
 		pair, err := tls.X509KeyPair([]byte(t.Files.Cert), []byte(t.Files.Key.Reveal()))
 		if err != nil {
-			return m, fmt.Errorf("upstream.tls.certFile %q and upstream.tls.keyFile %q are not a certificate and its key: %w", t.CertFile, t.KeyFile, err)
+			return m, field.Errorf("upstream.tls.certFile", "%q and upstream.tls.keyFile %q are not a certificate and its key: %v", t.CertFile, t.KeyFile, err).With("upstream.tls.keyFile")
 		}
 		m.cert = &pair
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config/field"
 )
 
 // Bounds of the settings.
@@ -150,38 +152,42 @@ func (c Config) withDefaults() Config {
 // reads no file.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	bad := func(key, format string, a ...any) *field.Error {
+		e := field.Errorf(key, format, a...)
+		errs = append(errs, e)
+		return e
+	}
 	for i, a := range c.Redis.Addrs {
 		if err := checkAddr(a); err != nil {
-			bad("fleet.redis.addrs[%d] %s, got %q", i, err, a)
+			bad(fmt.Sprintf("fleet.redis.addrs[%d]", i), "%s, got %q", err, a)
 		} else if j := slices.Index(c.Redis.Addrs[:i], a); j >= 0 {
-			bad("fleet.redis.addrs[%d] repeats fleet.redis.addrs[%d] %q", i, j, a)
+			bad(fmt.Sprintf("fleet.redis.addrs[%d]", i), "repeats fleet.redis.addrs[%d] %q", j, a)
 		}
 	}
 	errs = append(errs, c.Redis.validateOff(c.Enabled())...)
 	if c.Redis.DB < 0 {
-		bad("fleet.redis.db must be >= 0, got %d", c.Redis.DB)
+		bad("fleet.redis.db", "must be >= 0, got %d", c.Redis.DB)
 	} else if c.Redis.DB != 0 && c.cluster() {
-		bad("fleet.redis.db must be 0 with several fleet.redis.addrs (a Redis Cluster has only database 0), got %d", c.Redis.DB)
+		bad("fleet.redis.db", "must be 0 with several fleet.redis.addrs (a Redis Cluster has only database 0), got %d", c.Redis.DB).With("fleet.redis.addrs")
 	}
 	if u := c.Redis.Username; u != "" && !visibleASCII(u) {
-		bad("fleet.redis.username must be visible ASCII characters without spaces")
+		bad("fleet.redis.username", "must be visible ASCII characters without spaces")
 	}
 	if strings.ContainsRune(c.Redis.PasswordFile, 0) {
-		bad("fleet.redis.passwordFile must not contain a NUL byte")
+		bad("fleet.redis.passwordFile", "must not contain a NUL byte")
 	}
 	errs = append(errs, c.Redis.TLS.validate()...)
 	if p := c.KeyPrefix; p == "" || len(p) > maxKeyPrefix || !visibleASCII(p) || strings.ContainsAny(p, "{}") {
-		bad("fleet.keyPrefix must be 1 to %d visible ASCII characters without spaces or braces, got %q", maxKeyPrefix, p)
+		bad("fleet.keyPrefix", "must be 1 to %d visible ASCII characters without spaces or braces, got %q", maxKeyPrefix, p)
 	}
 	if c.Timeout < minTimeout || c.Timeout > maxTimeout {
-		bad("fleet.timeout must be between %s and %s, got %s", minTimeout, maxTimeout, c.Timeout)
+		bad("fleet.timeout", "must be between %s and %s, got %s", minTimeout, maxTimeout, c.Timeout)
 	}
 	switch {
 	case c.LockTTL < minLockTTL || c.LockTTL > maxLockTTL:
-		bad("fleet.lockTtl must be between %s and %s, got %s", minLockTTL, maxLockTTL, c.LockTTL)
+		bad("fleet.lockTtl", "must be between %s and %s, got %s", minLockTTL, maxLockTTL, c.LockTTL)
 	case c.LockTTL <= c.Timeout && c.Timeout >= minTimeout && c.Timeout <= maxTimeout:
-		bad("fleet.lockTtl must be above fleet.timeout (%s), got %s", c.Timeout, c.LockTTL)
+		bad("fleet.lockTtl", "must be above fleet.timeout (%s), got %s", c.Timeout, c.LockTTL).With("fleet.timeout")
 	}
 	return errors.Join(errs...)
 }
@@ -204,7 +210,7 @@ func (r Redis) validateOff(enabled bool) []error {
 		{"fleet.redis.tls.enabled", r.TLS.Enabled},
 	} {
 		if s.set {
-			errs = append(errs, fmt.Errorf("%s is set but fleet.redis.addrs is empty: the fleet tier is off", s.key))
+			errs = append(errs, field.Errorf(s.key, "is set but fleet.redis.addrs is empty: the fleet tier is off").With("fleet.redis.addrs"))
 		}
 	}
 	return errs
@@ -220,13 +226,13 @@ func (t TLS) validate() []error {
 			{"fleet.redis.tls.serverName", t.ServerName},
 		} {
 			if s.v != "" {
-				errs = append(errs, fmt.Errorf("%s is set but fleet.redis.tls.enabled is false", s.key))
+				errs = append(errs, field.Errorf(s.key, "is set but fleet.redis.tls.enabled is false").With("fleet.redis.tls.enabled"))
 			}
 		}
 		return errs
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		errs = append(errs, errors.New("fleet.redis.tls.certFile and fleet.redis.tls.keyFile go together: set both or neither"))
+		errs = append(errs, field.Errorf("fleet.redis.tls.certFile", "and fleet.redis.tls.keyFile go together: set both or neither").With("fleet.redis.tls.keyFile"))
 	}
 	return errs
 }
