@@ -28,6 +28,9 @@ type api struct {
 	client  func() upstreamClient // the current client: a reload may swap it
 	limits  rateLimits
 	metrics recorder
+	// fleet and fleetLimit are the fleet tier (fleet.go); nil while it is off.
+	fleet      sharedCache
+	fleetLimit fleetLimit
 	// status serves the routes that report on the process rather than on
 	// IDs (/health, /healthz, /readyz, /metrics); nil: 404.
 	status [routeCount]fasthttp.RequestHandler

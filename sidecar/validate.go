@@ -85,12 +85,15 @@ func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte)
 	now := a.requestTime(ctx)
 	e, st := a.cache.LookupBytes(idb, p, now)
 	if st == cache.StatusHit {
-		return writeCached(ctx, idb, e, st, now)
+		return a.answerCached(ctx, idb, e, st, now)
 	}
 	if a.link.State() == fsm.Failed { // upstream known down: no upstream call
+		if res, ok := a.fleetWhileDown(ctx, cfg, idb, p, st, now); ok {
+			return res
+		}
 		if st == cache.StatusStale {
 			a.cache.ServeStale()
-			return writeCached(ctx, idb, e, st, now)
+			return a.answerCached(ctx, idb, e, st, now)
 		}
 		return writeError(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
 	}
@@ -110,7 +113,7 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 	client := a.client()
 	wait, cancel := context.WithTimeout(context.Background(), cfg.Upstream.ValidateTimeout)
 	defer cancel()
-	e, st, err := a.cache.Fetch(wait, id, p, func(fctx context.Context) (cache.Entry, error) {
+	e, st, err := a.cache.Fetch(wait, id, p, a.throughFleet(cfg, id, func(fctx context.Context) (cache.Entry, error) {
 		// Runs once for every caller waiting on id, detached from all of them.
 		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
 		defer cancel()
@@ -123,14 +126,17 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 			return cache.Entry{Valid: true, FetchedAt: a.now(), Value: []byte(entityOf(cfg.Format, id, v.Entity))}, nil
 		}
 		return cache.Entry{Valid: false, FetchedAt: a.now(), Value: []byte(reasonUpstream)}, nil
-	})
+	}))
 	if err != nil {
+		if res, ok := a.fleetStale(ctx, cfg, idb, p, err); ok {
+			return res
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}
 		}
 		return writeError(ctx, fromUpstream(err), nil)
 	}
-	return writeCached(ctx, idb, e, st, a.now())
+	return a.answerCached(ctx, idb, e, st, a.now())
 }
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it
