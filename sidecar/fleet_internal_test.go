@@ -3,14 +3,17 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -229,39 +232,51 @@ func TestFleetOffHasNoTierHeader(t *testing.T) {
 }
 
 // TestFleetLocalHitAllocatesNothing: with the fleet tier on, a local hit
-// still allocates nothing and never asks the tier. Not parallel:
-// AllocsPerRun counts the whole process.
+// through the real handler and cache still allocates nothing and never
+// asks the tier (here one that never reaches its Redis). Not parallel:
+// AllocsPerRun counts the whole process. The race detector's
+// instrumentation allocates now and then whatever the code does, so the
+// best of ten rounds must be 0: an allocation of the hit itself would
+// show in every round.
 func TestFleetLocalHitAllocatesNothing(t *testing.T) {
-	f, ff := newFleetFixture(t, "", fsm.Connected)
-	f.cache.fresh[unitID] = cache.Entry{Valid: true, FetchedAt: time.Now(), Value: []byte("PEO")}
+	cfg, err := config.Parse([]byte("upstream: {url: \"http://127.0.0.1:1/v1\", token: unit-token}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n"),
+		func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.cache.Store(unitID, mintedEntry(chittyid.EntityPEO, s.now())); err != nil {
+		t.Fatal(err)
+	}
 	var req fasthttp.Request
 	req.Header.SetMethod("GET")
 	req.SetRequestURI("/v1/validate/" + unitID)
 	req.Header.SetHost("127.0.0.1:8787")
 	var ctx fasthttp.RequestCtx
 	ctx.Init(&req, nil, nil)
-	f.api.metrics = nopRecorder{}
 	serve := func() {
 		ctx.Response.Reset()
-		f.api.handle(&ctx)
+		s.api.handle(&ctx)
 	}
 	serve()
-	if string(ctx.Response.Header.Peek("X-Cache-Tier")) != "local" {
-		t.Fatalf("X-Cache-Tier %q, want local", ctx.Response.Header.Peek("X-Cache-Tier"))
+	if got := string(ctx.Response.Header.Peek("X-Cache")) + " " + string(ctx.Response.Header.Peek("X-Cache-Tier")); got != "HIT local" {
+		t.Fatalf("X-Cache and X-Cache-Tier %q, want HIT local", got)
 	}
-	// The fake cache's lookup takes a mutex and a map read of a string
-	// made from bytes, which Go does without allocating.
-	if n := testing.AllocsPerRun(200, serve); n != 0 {
-		t.Errorf("a local hit allocates %v times with the fleet tier on, want 0", n)
+	best := math.Inf(1)
+	for range 10 {
+		best = min(best, testing.AllocsPerRun(500, serve))
 	}
-	if ff.gets != 0 || len(ff.puts) != 0 {
-		t.Errorf("a local hit used the fleet tier: %d gets, %d puts", ff.gets, len(ff.puts))
+	if best != 0 {
+		t.Errorf("a local hit allocates %v times with the fleet tier on, want 0", best)
+	}
+	if st := s.fleet.Stats(); st.Hits+st.Misses+st.Skipped+st.Errors != 0 {
+		t.Errorf("local hits used the fleet tier: %+v", st)
 	}
 }
-
-type nopRecorder struct{}
-
-func (nopRecorder) record(result, int, time.Duration) {}
 
 func TestFleetMint(t *testing.T) {
 	t.Parallel()
