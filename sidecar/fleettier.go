@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -139,8 +140,38 @@ func newFleetObserver(log *slog.Logger) *fleetObserver {
 	}
 }
 
-// collectors are the observer's collectors and the tier's state gauge.
+// fleetOutcomes are the outcomes fleet.Observer documents for each op;
+// every pair is served from the start, at 0, so that dashboards and
+// alerts find the series before the first call.
+var fleetOutcomes = map[string][]string{
+	"get":     {"hit", "miss", "stale"},
+	"put":     {"ok"},
+	"lock":    {"acquired", "held", "failed", "verdict"},
+	"commit":  {"ok"},
+	"release": {"ok"},
+	"mint":    {"allowed", "refused"},
+	"probe":   {"ok"},
+}
+
+// fleetWaitOutcomes are how fleet.Observer says a lock wait ended.
+var fleetWaitOutcomes = [...]string{"verdict", "takeover", "failed", "gave_up", "fallback"}
+
+// collectors are the observer's collectors, every series created, and the
+// tier's state gauge.
 func (o *fleetObserver) collectors(t *fleet.Tier) []prometheus.Collector {
+	for op, outcomes := range fleetOutcomes {
+		failures := []string{"error", "timeout", "skipped"}
+		if op == "probe" {
+			failures = failures[:1]
+		}
+		for _, out := range slices.Concat(outcomes, failures) {
+			o.calls.WithLabelValues(op, out)
+		}
+		o.callDur.WithLabelValues(op)
+	}
+	for _, out := range fleetWaitOutcomes {
+		o.lockWaits.WithLabelValues(out)
+	}
 	cols := []prometheus.Collector{o.calls, o.callDur, o.lockWaits, o.lockWaitDur}
 	for _, st := range fleetStates {
 		cols = append(cols, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "fleet_state",
