@@ -511,6 +511,11 @@ func TestFleetRedisStoppedAndRestarted(t *testing.T) {
 	for _, h := range f.sc {
 		h.waitFleet(fleet.StateSkipped)
 	}
+	for k, h := range f.sc { // each says so in its log, with why
+		if !strings.Contains(h.logs.String(), `"level":"WARN","msg":"fleet tier skipped`) || !strings.Contains(h.logs.String(), `"error":"`) {
+			t.Errorf("sidecar %d logged no warning when its tier was skipped", k)
+		}
+	}
 	n := l.count()
 	waitUntil(t, "200 requests with every tier skipped", func() bool { return l.count() >= n+200 })
 	for _, h := range f.sc { // mints too: the fleet tier is only skipped
@@ -696,5 +701,11 @@ func TestFleetOff(t *testing.T) {
 	id := h.mustMint("PEO")
 	if r := h.validate(id); r.header.Get("X-Cache") != "HIT" || r.header.Values("X-Cache-Tier") != nil {
 		t.Errorf("validate without the fleet tier: %v", r.header)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(h.logs.String(), "fleet tier") {
+		t.Errorf("a sidecar without the fleet tier logged about it:\n%s", h.logs.String())
 	}
 }

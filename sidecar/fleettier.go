@@ -197,8 +197,13 @@ func (o *fleetObserver) LockWait(outcome string, d time.Duration) {
 }
 
 // StateChanged implements fleet.Observer: one log line per change, a
-// warning when the tier is skipped, with the error that made it so.
+// warning when the tier is skipped, with the error that made it so. A tier
+// that is off (whose only change is to closed, at shutdown) logs nothing.
 func (o *fleetObserver) StateChanged(st fleet.State) {
+	t := o.tier.Load()
+	if t != nil && !t.Enabled() {
+		return
+	}
 	level, msg := slog.LevelInfo, "fleet tier "+string(st)
 	attrs := []slog.Attr{slog.String("state", string(st))}
 	switch st {
@@ -207,7 +212,7 @@ func (o *fleetObserver) StateChanged(st fleet.State) {
 	case fleet.StateSkipped:
 		level, msg = slog.LevelWarn, "fleet tier skipped: Redis failed several calls in a row; validates go local, then upstream, and mints are limited locally until a probe succeeds"
 	}
-	if t := o.tier.Load(); t != nil {
+	if t != nil {
 		s := t.Status()
 		attrs = append(attrs, slog.Any("addrs", s.Addrs))
 		if st == fleet.StateSkipped && s.LastError != "" {
