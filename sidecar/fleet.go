@@ -48,23 +48,26 @@ var (
 	tierFleet     = []byte("fleet")
 )
 
-// answerCached is writeCached with X-Cache-Tier while the fleet tier is on.
-// An entry the fleet tier gave (Entry.Shared) is a HIT however this caller
-// got it, even as a waiter of another caller's flight that Fetch reports
-// as a MISS; no upstream call was made for it.
-func (a *api) answerCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time) result {
-	if a.fleet != nil {
-		switch {
-		case e.Shared:
-			if st == cache.StatusMiss {
-				st = cache.StatusHit
-			}
-			ctx.Response.Header.SetCanonical(keyXCacheTier, tierFleet)
-		case st != cache.StatusMiss:
-			ctx.Response.Header.SetCanonical(keyXCacheTier, tierLocal)
-		}
+// tierOf sets X-Cache-Tier for an answer from e, found with status st,
+// while the fleet tier is on, and returns the status to answer with. An
+// entry the fleet tier gave (Entry.Shared) is a HIT however this caller got
+// it, even as a waiter of another caller's flight that Fetch reports as a
+// MISS: no upstream call was made for it. The hooks in validate.go pass
+// what it returns to writeCached; a local hit costs one nil check more.
+func (a *api) tierOf(ctx *fasthttp.RequestCtx, e cache.Entry, st cache.Status) cache.Status {
+	if a.fleet == nil {
+		return st
 	}
-	return writeCached(ctx, id, e, st, now)
+	switch {
+	case e.Shared:
+		if st == cache.StatusMiss {
+			st = cache.StatusHit
+		}
+		ctx.Response.Header.SetCanonical(keyXCacheTier, tierFleet)
+	case st != cache.StatusMiss:
+		ctx.Response.Header.SetCanonical(keyXCacheTier, tierLocal)
+	}
+	return st
 }
 
 // throughFleet puts the fleet tier between the local flight for id and
@@ -77,7 +80,7 @@ func (a *api) answerCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, s
 // The flight stores what it returns in the local cache: a fleet verdict
 // with its original fetched-at, so it lives there only what is left of its
 // TTL. A verdict past its TTL that the fleet tier holds while no fresh one
-// can be had comes back as a *fleetStaleError, which fleetStale serves.
+// can be had comes back as a *fleetStaleError, which fleetStale finds.
 func (a *api) throughFleet(cfg *config.Config, id string, fetch func(context.Context) (cache.Entry, error)) func(context.Context) (cache.Entry, error) {
 	if a.fleet == nil {
 		return fetch
@@ -143,67 +146,68 @@ type fleetStaleError struct {
 func (e *fleetStaleError) Error() string { return e.err.Error() }
 func (e *fleetStaleError) Unwrap() error { return e.err }
 
-// fleetStale answers a validate whose flight failed from the fleet tier,
-// when it can: the verdict past its TTL the flight found there, served
-// STALE while younger than validate.staleIfError; or, for a caller whose
-// own deadline ended before the flight did, whatever the fleet tier holds
-// now (one more call, within fleet.timeout). It reports false to leave the
-// error to the caller.
-func (a *api) fleetStale(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte, p cache.Policy, err error) (result, bool) {
+// fleetStale finds an answer in the fleet tier for a validate whose
+// flight failed (err), when it can: the verdict past its TTL the flight
+// found there, to serve STALE while younger than validate.staleIfError;
+// or, for a caller whose own deadline ended before the flight did,
+// whatever the fleet tier holds now (one more call, within fleet.timeout).
+// It reports false to leave the error to the caller. The entry is Shared,
+// for tierOf.
+func (a *api) fleetStale(cfg *config.Config, idb []byte, p cache.Policy, err error) (cache.Entry, cache.Status, bool) {
 	if a.fleet == nil {
-		return result{}, false
+		return cache.Entry{}, cache.StatusMiss, false
 	}
-	now := a.now()
 	var fs *fleetStaleError
 	switch {
 	case errors.As(err, &fs):
-		if p.Judge(fs.entry, now) != cache.StatusStale {
-			return result{}, false
+		if p.Judge(fs.entry, a.now()) != cache.StatusStale {
+			return cache.Entry{}, cache.StatusMiss, false
 		}
 		a.cache.ServeStale()
-		return a.answerCached(ctx, idb, fs.entry, cache.StatusStale, now), true
+		return fs.entry, cache.StatusStale, true
 	case errors.Is(err, context.DeadlineExceeded):
-		return a.fromFleet(ctx, cfg, idb, p, cache.StatusMiss, now)
+		return a.fromFleet(cfg, idb, p, cache.StatusMiss)
 	}
-	return result{}, false
+	return cache.Entry{}, cache.StatusMiss, false
 }
 
-// fleetWhileDown answers a validate from the fleet tier while upstream is
-// known down (FAILED), when the fleet tier does better than the local
-// cache (local: the status the local lookup found): a fresh verdict (HIT,
-// stored locally), or one past its TTL when the local cache has none to
-// serve (STALE). It reports false to leave the answer to the caller.
-func (a *api) fleetWhileDown(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte, p cache.Policy, local cache.Status, now time.Time) (result, bool) {
+// fleetWhileDown finds an answer in the fleet tier for a validate while
+// upstream is known down (FAILED), when the fleet tier does better than
+// the local cache (local: the status the local lookup found): a fresh
+// verdict (HIT, stored locally), or one past its TTL when the local cache
+// has none to serve (STALE). It reports false to leave the answer to the
+// caller. The entry is Shared, for tierOf.
+func (a *api) fleetWhileDown(cfg *config.Config, idb []byte, p cache.Policy, local cache.Status) (cache.Entry, cache.Status, bool) {
 	if a.fleet == nil {
-		return result{}, false
+		return cache.Entry{}, cache.StatusMiss, false
 	}
-	return a.fromFleet(ctx, cfg, idb, p, local, now)
+	return a.fromFleet(cfg, idb, p, local)
 }
 
 // fromFleet looks idb up in the fleet tier (one call, within
 // fleet.timeout) for fleetWhileDown and fleetStale.
-func (a *api) fromFleet(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte, p cache.Policy, local cache.Status, now time.Time) (result, bool) {
+func (a *api) fromFleet(cfg *config.Config, idb []byte, p cache.Policy, local cache.Status) (cache.Entry, cache.Status, bool) {
 	id := string(idb)
 	v, found, err := a.fleet.Get(context.Background(), id)
 	if err != nil || !found {
-		return result{}, false
+		return cache.Entry{}, cache.StatusMiss, false
 	}
 	e, ok := a.fleetEntry(cfg, id, v)
 	if !ok {
-		return result{}, false
+		return cache.Entry{}, cache.StatusMiss, false
 	}
-	switch p.Judge(e, now) {
+	switch p.Judge(e, a.now()) {
 	case cache.StatusHit:
 		_ = a.cache.Store(id, e) // a full cache only costs another fleet lookup
-		return a.answerCached(ctx, idb, e, cache.StatusHit, now), true
+		return e, cache.StatusHit, true
 	case cache.StatusStale:
 		if local == cache.StatusStale {
-			return result{}, false // the local one will do, without Redis next time
+			return cache.Entry{}, cache.StatusMiss, false // the local one will do, without Redis next time
 		}
 		a.cache.ServeStale()
-		return a.answerCached(ctx, idb, e, cache.StatusStale, now), true
+		return e, cache.StatusStale, true
 	}
-	return result{}, false
+	return cache.Entry{}, cache.StatusMiss, false
 }
 
 // allowFleetMint applies the fleet mint limit (rateLimit.mint.fleetPerMinute)

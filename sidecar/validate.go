@@ -85,15 +85,15 @@ func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte)
 	now := a.requestTime(ctx)
 	e, st := a.cache.LookupBytes(idb, p, now)
 	if st == cache.StatusHit {
-		return a.answerCached(ctx, idb, e, st, now)
+		return writeCached(ctx, idb, e, a.tierOf(ctx, e, st), now)
 	}
 	if a.link.State() == fsm.Failed { // upstream known down: no upstream call
-		if res, ok := a.fleetWhileDown(ctx, cfg, idb, p, st, now); ok {
-			return res
+		if fe, fst, ok := a.fleetWhileDown(cfg, idb, p, st); ok {
+			return writeCached(ctx, idb, fe, a.tierOf(ctx, fe, fst), now)
 		}
 		if st == cache.StatusStale {
 			a.cache.ServeStale()
-			return a.answerCached(ctx, idb, e, st, now)
+			return writeCached(ctx, idb, e, a.tierOf(ctx, e, st), now)
 		}
 		return writeError(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
 	}
@@ -128,15 +128,15 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 		return cache.Entry{Valid: false, FetchedAt: a.now(), Value: []byte(reasonUpstream)}, nil
 	}))
 	if err != nil {
-		if res, ok := a.fleetStale(ctx, cfg, idb, p, err); ok {
-			return res
+		if fe, fst, ok := a.fleetStale(cfg, idb, p, err); ok {
+			return writeCached(ctx, idb, fe, a.tierOf(ctx, fe, fst), a.now())
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}
 		}
 		return writeError(ctx, fromUpstream(err), nil)
 	}
-	return a.answerCached(ctx, idb, e, st, a.now())
+	return writeCached(ctx, idb, e, a.tierOf(ctx, e, st), a.now())
 }
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it
