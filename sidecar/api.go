@@ -28,9 +28,6 @@ type api struct {
 	client  func() upstreamClient // the current client: a reload may swap it
 	limits  rateLimits
 	metrics recorder
-	// fleet and fleetLimit are the fleet tier (fleet.go); nil while it is off.
-	fleet      sharedCache
-	fleetLimit fleetLimit
 	// status serves the routes that report on the process rather than on
 	// IDs (/health, /healthz, /readyz, /metrics); nil: 404.
 	status [routeCount]fasthttp.RequestHandler
@@ -47,6 +44,11 @@ type api struct {
 	busy      inflight      // requests waiting on upstream; shutdown waits for them
 	ridPrefix string        // random per process, so generated request IDs are unique
 	ridSeq    atomic.Uint64 // generated request IDs: ridPrefix + counter
+
+	// fleet and fleetLimit are the fleet tier (fleet.go); nil while it is
+	// off. Sidecar.wireFleet sets them.
+	fleet      sharedCache
+	fleetLimit fleetLimit
 }
 
 // link is the upstream lifecycle as the handlers see it.

@@ -160,6 +160,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		return nil, err
 	}
 	s.api = s.newAPI(injected)
+	s.wireFleet(s.api)
 	if s.snaps.enabled() {
 		s.restoreSnapshot(cfg) // before Run serves, so before readiness
 	}
@@ -286,9 +287,8 @@ func (s *Sidecar) watchBreaker(ctx context.Context) {
 func (s *Sidecar) breakerOpen() bool { return s.breaker.State() == upstream.BreakerOpen }
 
 // Close releases what New allocated (the cache, idle upstream connections,
-// the fleet tier's connections).
-// Run calls it; call it yourself only for a Sidecar that never ran. It is
-// safe to call more than once.
+// the fleet tier's connections and prober). Run calls it; call it yourself
+// only for a Sidecar that never ran. It is safe to call more than once.
 func (s *Sidecar) Close() error {
 	s.late.Wait() // bounded: each waits at most its mint deadline plus upstream.lateAnswerWindow
 	s.client.Load().Close()
@@ -386,7 +386,6 @@ func (s *Sidecar) newAPI(injected bool) *api {
 		injected:  injected,
 		ridPrefix: hex.EncodeToString(p[:]) + "-",
 	}
-	s.wireFleet(a)
 	a.status[routeHealth] = s.health
 	a.status[routeHealthz] = s.healthz
 	a.status[routeReadyz] = s.readyz
