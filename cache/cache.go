@@ -46,6 +46,13 @@ var (
 type Entry struct {
 	// Valid is the verdict.
 	Valid bool
+	// Shared says the entry came from a cache shared with other processes
+	// (the sidecar's fleet tier) rather than from the origin. A fetch
+	// function sets it; Fetch hands it to every caller of the flight, so
+	// that each can say where its answer came from. It is not stored:
+	// Lookup, LookupBytes and a snapshot never return it set.
+	// (Next to Valid, where it costs the struct no size.)
+	Shared bool
 	// FetchedAt is when upstream gave the verdict; freshness is measured from
 	// it. Store uses time.Now() when it is zero.
 	FetchedAt time.Time
@@ -300,6 +307,14 @@ func (c *Cache) lookupParts(id string, seen uint64, p Policy, now time.Time) (En
 	}
 	c.hot.install(id, e, seen)
 	return judge(e, p, now)
+}
+
+// Judge returns e's status under p at now, as Lookup judges a stored
+// entry: HIT while younger than its TTL, STALE while younger than
+// StaleIfError, else MISS. For entries from elsewhere (a shared tier).
+func (p Policy) Judge(e Entry, now time.Time) Status {
+	_, st := judge(e, p, now)
+	return st
 }
 
 // judge returns e with its status under p at now (a zero Entry if MISS).

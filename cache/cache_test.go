@@ -64,6 +64,11 @@ func TestLookupBoundaries(t *testing.T) {
 			if st != tc.want {
 				t.Fatalf("Lookup(%q) at age %v = %v, want %v", tc.id, tc.age, st, tc.want)
 			}
+			if tc.id != "nope" { // Judge rules on an entry from elsewhere as Lookup does
+				if got := tc.p.Judge(Entry{Valid: tc.id == "valid", FetchedAt: t0}, t0.Add(tc.age)); got != tc.want {
+					t.Errorf("Judge at age %v = %v, want %v", tc.age, got, tc.want)
+				}
+			}
 			if st == StatusMiss {
 				if e.Value != nil || !e.FetchedAt.IsZero() {
 					t.Errorf("miss returned %+v, want zero Entry", e)

@@ -100,6 +100,43 @@ func TestFetchCoalescesConcurrentMisses(t *testing.T) {
 	})
 }
 
+// TestFetchPassesSharedToEveryCaller: an entry a fetch function marks
+// Shared (it came from the fleet tier) reaches the flight's waiters so
+// marked, so each can answer it as a hit of that tier; the mark is not
+// stored, and a later Lookup sees a plain entry.
+func TestFetchPassesSharedToEveryCaller(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, smallConfig, testPolicy)
+		release := make(chan struct{})
+		fetched := time.Now().Add(-3 * time.Second) // another tier's entry keeps its age
+		fetch := func(context.Context) (Entry, error) {
+			<-release
+			return Entry{Valid: true, Shared: true, FetchedAt: fetched, Value: []byte("PEO")}, nil
+		}
+		const n = 5
+		results := make(chan fetchResult, n)
+		for range n {
+			go func() {
+				e, st, err := lookupOrFetch(t.Context(), c, "id", fetch)
+				results <- fetchResult{e: e, st: st, err: err}
+			}()
+		}
+		synctest.Wait()
+		close(release)
+		for range n {
+			r := <-results
+			if r.err != nil || r.st != StatusMiss || !r.e.Shared || !r.e.FetchedAt.Equal(fetched) {
+				t.Errorf("Fetch = %+v, %v, %v; want the Shared entry fetched at %v, MISS", r.e, r.st, r.err, fetched)
+			}
+		}
+		e, st := c.Lookup("id", testPolicy, time.Now())
+		if st != StatusHit || e.Shared || !e.FetchedAt.Equal(fetched) {
+			t.Errorf("Lookup after the flight = %+v, %v; want a HIT, not Shared, fetched at %v", e, st, fetched)
+		}
+	})
+}
+
 // TestFetchCallerGivesUpAtItsDeadline: the caller that started the flight
 // leaves at its deadline; the fetch goes on with an uncancelled ctx, a patient
 // caller gets its result, and later callers hit.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 )
 
 // TestKeepRestartOnly: a reload that changes a restart-only setting keeps
@@ -60,6 +62,17 @@ func TestReadmeNamesTheRestartOnlyKeys(t *testing.T) {
 	for _, k := range named {
 		if !isRestartOnly(k) {
 			t.Errorf("README.md lists %s as needing a restart; the config table does not", k)
+		}
+	}
+}
+
+// TestFleetRestartKeysInTheTable: what the fleet tier cannot change while
+// running is in the config's one table.
+func TestFleetRestartKeysInTheTable(t *testing.T) {
+	t.Parallel()
+	for _, k := range fleet.RestartKeys() {
+		if !isRestartOnly(k) {
+			t.Errorf("%s: the fleet tier needs a restart for it, the config table does not know", k)
 		}
 	}
 }

@@ -46,6 +46,11 @@ type api struct {
 	busy      inflight      // requests waiting on upstream; shutdown waits for them
 	ridPrefix string        // random per process, so generated request IDs are unique
 	ridSeq    atomic.Uint64 // generated request IDs: ridPrefix + counter
+
+	// fleet and fleetLimit are the fleet tier (fleet.go); nil while it is
+	// off. Sidecar.wireFleet sets them.
+	fleet      sharedCache
+	fleetLimit fleetLimit
 }
 
 // link is the upstream lifecycle as the handlers see it.

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 
+	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/valyala/fasthttp"
 )
@@ -26,3 +27,12 @@ func (s *Sidecar) OpsAddr() string {
 	a, _ := s.opsAddr.Load().(string)
 	return a
 }
+
+// WaitFleet blocks until cond holds for the fleet tier's status or ctx
+// ends.
+func (s *Sidecar) WaitFleet(ctx context.Context, cond func(fleet.Status) bool) error {
+	return s.fleet.Wait(ctx, cond)
+}
+
+// FleetStats returns the fleet tier's counters.
+func (s *Sidecar) FleetStats() fleet.Stats { return s.fleet.Stats() }

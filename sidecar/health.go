@@ -104,6 +104,7 @@ type healthDoc struct {
 	Readiness   healthReadiness  `json:"readiness"`
 	Config      config.Status    `json:"config"`
 	Snapshot    healthSnapshot   `json:"snapshot"`
+	Fleet       healthFleet      `json:"fleet"`
 	Transitions []fsm.Transition `json:"transitions"`
 	Format      string           `json:"format"`
 	Entity      []string         `json:"entityTypes"`
@@ -196,6 +197,7 @@ func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
 		Readiness:   healthReadiness{Policy: cfg.Readiness.Policy, Ready: ready, Reason: reason},
 		Config:      s.configStatus(),
 		Snapshot:    s.snapshotHealth(cfg),
+		Fleet:       s.fleetHealth(cfg),
 		Transitions: snap.Transitions,
 		Format:      cfg.Format.String(),
 		Mode:        string(cfg.Validation.Mode),

@@ -60,10 +60,10 @@ func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *aud
 func (a *api) allowMint(ctx *fasthttp.RequestCtx, au *audit, n int) (result, bool) {
 	ok, d := a.limits.allowMint(callerID(ctx), n)
 	if ok {
-		return result{}, true
+		return a.allowFleetMint(ctx, au, n)
 	}
 	au.outcome = codeRateLimited
-	return rateLimited(ctx, au.sh, "mint", d), false
+	return rateLimited(ctx, au.sh, "local mint", d), false
 }
 
 // mint answers POST /v1/mint and its aliases (README.md, Local API and How
@@ -118,6 +118,7 @@ func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, r
 	au.minted(ctx, got.ID)
 	now := a.now()
 	_ = a.cache.Store(got.ID, mintedEntry(got.Entity, now)) // a full cache only costs a later upstream validate
+	a.shareMint(cfg, now, got.ID, got.Entity)
 	// Upstream's timestamp and version are passed on only if they look like
 	// one: free text from upstream never reaches the caller.
 	ts := got.Timestamp
@@ -167,6 +168,7 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 		out[i] = &ids[i]
 		_ = a.cache.Store(id, mintedEntry(reqs[i].Entity, now))
 	}
+	a.shareBatch(cfg, now, ids, reqs)
 	au.minted(ctx, ids...)
 	if err != nil {
 		return au.failUpstream(ctx, err, out)

@@ -28,13 +28,13 @@ func callerID(ctx *fasthttp.RequestCtx) string {
 }
 
 // rateLimited answers 429 RATE_LIMITED with Retry-After: d rounded up to
-// whole seconds, at least 1. what names the limit, e.g. "mint".
+// whole seconds, at least 1. what names the limit, e.g. "local mint".
 func rateLimited(ctx *fasthttp.RequestCtx, sh shape, what string, d time.Duration) result {
 	d = max(d, time.Second)
 	secs := strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
 	res := sh.fail(ctx, &apiError{
 		code:       codeRateLimited,
-		message:    "local " + what + " rate limit exceeded; retry in " + secs + "s",
+		message:    what + " rate limit exceeded; retry in " + secs + "s",
 		retryAfter: d,
 	}, nil)
 	res.limited = true

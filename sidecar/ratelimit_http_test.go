@@ -60,7 +60,7 @@ func TestRateLimitedAnswer(t *testing.T) {
 			t.Parallel()
 			var ctx fasthttp.RequestCtx
 			ctx.Response.Header.Set(headerRequestID, "req-1")
-			rateLimited(&ctx, shapeClient, "mint", tc.d)
+			rateLimited(&ctx, shapeClient, "local mint", tc.d)
 			if got := ctx.Response.StatusCode(); got != fasthttp.StatusTooManyRequests {
 				t.Errorf("status = %d, want 429", got)
 			}

@@ -30,6 +30,7 @@ func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 	s.breaker.Reconfigure(next.Upstream.Breaker)
 	s.life.Reconfigure(next.Health)
 	s.limits.reconfigure(next.RateLimit)
+	s.reconfigureFleet(next)
 	if s.level != nil {
 		s.level.Set(next.Log.SlogLevel())
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
@@ -73,6 +74,7 @@ type Sidecar struct {
 	timeouts Timeouts     // the API listener's (connState)
 	clock    *coarseClock // connState's; Run ticks it
 	cache    *cache.Cache
+	fleet    *fleet.Tier // the fleet tier (fleettier.go); off without fleet.redis.addrs
 	breaker  *upstream.Breaker
 	client   atomic.Pointer[upstream.Client]
 	life     *fsm.Lifecycle // Run drives it; handlers read it through link
@@ -152,7 +154,13 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		return nil, fmt.Errorf("building the upstream client: %w", err)
 	}
 	s.client.Store(cl)
+	if err := s.startFleet(cfg, opts.Registry); err != nil {
+		cl.Close()
+		_ = c.Close()
+		return nil, err
+	}
 	s.api = s.newAPI(injected)
+	s.wireFleet(s.api)
 	if s.snaps.enabled() {
 		s.restoreSnapshot(cfg) // before Run serves, so before readiness
 	}
@@ -278,13 +286,15 @@ func (s *Sidecar) watchBreaker(ctx context.Context) {
 // half-open.
 func (s *Sidecar) breakerOpen() bool { return s.breaker.State() == upstream.BreakerOpen }
 
-// Close releases what New allocated (the cache, idle upstream connections).
-// Run calls it; call it yourself only for a Sidecar that never ran. It is
-// safe to call more than once.
+// Close releases what New allocated (the cache, idle upstream connections,
+// the fleet tier's connections and prober). Run calls it; call it yourself
+// only for a Sidecar that never ran. It is safe to call more than once.
 func (s *Sidecar) Close() error {
 	s.late.Wait() // bounded: each waits at most its mint deadline plus upstream.lateAnswerWindow
 	s.client.Load().Close()
-	if err := s.cache.Close(); err != nil {
+	err := s.cache.Close()
+	_ = s.fleet.Close() // after the cache, whose flights use the tier; never fails
+	if err != nil {
 		return fmt.Errorf("closing the cache: %w", err)
 	}
 	return nil

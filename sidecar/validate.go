@@ -78,7 +78,7 @@ var (
 // copying it.
 func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape, idb []byte) result {
 	if ok, d := a.limits.allowValidate(); !ok {
-		return rateLimited(ctx, sh, "validate", d)
+		return rateLimited(ctx, sh, "local validate", d)
 	}
 	w := a.workerPartsFor(ctx, cfg, sh)
 	if err := cfg.Format.CheckBytes(idb); err != nil {
@@ -92,12 +92,15 @@ func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape, i
 	now := a.requestTime(ctx)
 	e, st := a.cache.LookupBytes(idb, p, now)
 	if st == cache.StatusHit {
-		return writeCached(ctx, idb, e, st, now, w)
+		return writeCached(ctx, idb, e, a.tierOf(ctx, e, st), now, w)
 	}
 	if a.link.State() == fsm.Failed { // upstream known down: no upstream call
+		if fe, fst, ok := a.fleetWhileDown(cfg, idb, p, st); ok {
+			return writeCached(ctx, idb, fe, a.tierOf(ctx, fe, fst), now, w)
+		}
 		if st == cache.StatusStale {
 			a.cache.ServeStale()
-			return writeCached(ctx, idb, e, st, now, w)
+			return writeCached(ctx, idb, e, a.tierOf(ctx, e, st), now, w)
 		}
 		return sh.fail(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
 	}
@@ -117,7 +120,7 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 	client := a.client()
 	wait, cancel := context.WithTimeout(context.Background(), cfg.Upstream.ValidateTimeout)
 	defer cancel()
-	e, st, err := a.cache.Fetch(wait, id, p, func(fctx context.Context) (cache.Entry, error) {
+	e, st, err := a.cache.Fetch(wait, id, p, a.throughFleet(cfg, id, func(fctx context.Context) (cache.Entry, error) {
 		// Runs once for every caller waiting on id, detached from all of them.
 		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
 		defer cancel()
@@ -130,14 +133,17 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 			return cache.Entry{Valid: true, FetchedAt: a.now(), Value: []byte(entityOf(cfg.Format, id, v.Entity))}, nil
 		}
 		return cache.Entry{Valid: false, FetchedAt: a.now(), Value: []byte(reasonUpstream)}, nil
-	})
+	}))
 	if err != nil {
+		if fe, fst, ok := a.fleetStale(cfg, idb, p, err); ok {
+			return writeCached(ctx, idb, fe, a.tierOf(ctx, fe, fst), a.now(), w)
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}
 		}
 		return sh.fail(ctx, fromUpstream(err), nil)
 	}
-	return writeCached(ctx, idb, e, st, a.now(), w)
+	return writeCached(ctx, idb, e, a.tierOf(ctx, e, st), a.now(), w)
 }
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it

@@ -29,8 +29,13 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	simListen := fs.String("sim-listen", "127.0.0.1:0", "simulator API address (port 0: any free port)")
 	simControl := fs.String("sim-control", "127.0.0.1:0", "simulator control address")
 	useTLS := fs.Bool("tls", false, "run the pair over TLS: a throwaway CA and certificates in a temporary directory, removed at exit; the simulator requires the sidecar's client certificate")
+	fleetN := fs.Int("fleet", 0, "run N sidecars sharing the fleet tier on a redis-server that dev starts on a free loopback port and stops at exit (sidecar i listens on --listen's port + i)")
+	redisBin := fs.String("redis-server", "redis-server", "the redis-server binary for --fleet (a name looked up on PATH, or a path)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *fleetN < 0 {
+		return usageErr("--fleet must be >= 0, got %d", *fleetN)
 	}
 	scfg, err := sf.config(devToken)
 	if err != nil {
@@ -49,6 +54,12 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("starting the simulator: %w", err)
 	}
 	defer s.Close()
+	if *fleetN > 0 {
+		if err := devFleet(ctx, *fleetN, *redisBin, *listen, s, sf, pki, stdout, stderr); err != nil {
+			return err
+		}
+		return s.Close()
+	}
 	cfg, err := config.Parse(devConfig(*listen, s.URL(), sf, pki), noEnv)
 	if err != nil {
 		return &exitError{2, err}

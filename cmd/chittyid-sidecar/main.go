@@ -33,6 +33,7 @@ const usage = `usage: chittyid-sidecar <command> [flags]
 commands:
   serve --config FILE   run the sidecar (without --config: defaults and environment)
   dev                   run an upstream simulator and a sidecar pointed at it
+                        (--fleet N: N sidecars sharing a redis-server from PATH)
   upstream-sim          run the upstream simulator alone
   check-config FILE     check a config file: a one-line summary, or every problem
   version               print version, commit and Go version

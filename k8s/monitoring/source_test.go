@@ -12,7 +12,7 @@ import (
 )
 
 // metricSources are the sidecar's files that register its metrics.
-var metricSources = []string{"../../sidecar/metrics.go", "../../sidecar/snapshot.go"}
+var metricSources = []string{"../../sidecar/metrics.go", "../../sidecar/snapshot.go", "../../sidecar/fleettier.go"}
 
 // family is a metric family the sidecar registers.
 type family struct {
@@ -323,6 +323,11 @@ func TestExportedFamilies(t *testing.T) {
 		"chittyid_sidecar_cache_bytes{}":                              "gauge",
 		"chittyid_sidecar_cache_evictions_total{}":                    "counter",
 		"chittyid_sidecar_cache_misses_total{}":                       "counter",
+		"chittyid_sidecar_fleet_calls_total{op,outcome}":              "counter",
+		"chittyid_sidecar_fleet_call_duration_seconds{op}":            "histogram",
+		"chittyid_sidecar_fleet_lock_waits_total{outcome}":            "counter",
+		"chittyid_sidecar_fleet_lock_wait_duration_seconds{}":         "histogram",
+		"chittyid_sidecar_fleet_state{state}":                         "gauge",
 		"chittyid_sidecar_upstream_attempt_duration_seconds_bucket{}": "",
 	} {
 		base, labels, _ := strings.Cut(strings.TrimSuffix(name, "}"), "{")

@@ -56,16 +56,18 @@ type plan struct {
 	concurrentReq int           // (d)
 	repeatA       bool          // run (a) again at the end
 	simLatencyB   time.Duration // (b) upstream latency
+	fleetIDs      int           // (f) IDs validated through every sidecar
 }
 
 func planFor(quick bool) plan {
 	p := plan{
 		mode: "full", roundsA: 5, rounds: 3, dur: 10 * time.Second, warm: 2 * time.Second,
 		connsA: 64, connsB: 100, connsMint: 32, workingSet: 10_000, memIDs: 1_000_000,
-		concurrentReq: 1000, repeatA: true, simLatencyB: 180 * time.Millisecond,
+		concurrentReq: 1000, repeatA: true, simLatencyB: 180 * time.Millisecond, fleetIDs: 10_000,
 	}
 	if quick {
 		p.mode, p.roundsA, p.dur, p.warm, p.repeatA = "quick", 3, 3*time.Second, time.Second, false
+		p.fleetIDs = 2_000
 	}
 	return p
 }
@@ -77,7 +79,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "report file")
 	flag.StringVar(&o.work, "work", "", "work directory (default: a new one under /tmp)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, configs, wrk output)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (a,b,c,d,t,e,alloc); default all")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (a,b,c,d,t,f,e,alloc); default all")
 	flag.StringVar(&o.src, "src", "", "build the sidecar from this source tree (e.g. a patched copy) instead of the working tree")
 	flag.StringVar(&o.alt, "alt", "", "also build the sidecar from this source tree and run it in (a) as a fourth contender, sidecar-alt (A/B a patch)")
 	flag.DurationVar(&o.noiseBudget, "noise-budget", 0, "most time to spend waiting for other processes to go quiet and repeating noisy runs (default 2m30s, 90s with --quick)")
@@ -151,6 +153,7 @@ func (b *bench) runScenarios(ctx context.Context) error {
 		{"b", b.scenarioB},
 		{"c", b.scenarioC},
 		{"t", b.scenarioT},
+		{"f", b.scenarioF},
 	}
 	for _, s := range steps {
 		if !b.opt.wants(s.name) {

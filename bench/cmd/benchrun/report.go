@@ -22,6 +22,7 @@ type results struct {
 	B         scenarioBResult
 	C         scenarioCResult
 	T         scenarioTResult
+	F         scenarioFResult
 	D         []burstResult
 	E         *scenarioEResult
 	Alloc     []goBenchLine
@@ -117,6 +118,7 @@ func (b *bench) writeReport() error {
 	w.scenarioB()
 	w.scenarioC()
 	w.scenarioT()
+	w.scenarioF()
 	w.scenarioD()
 	w.scenarioE()
 	w.goBench()
@@ -210,6 +212,7 @@ func (w *report) targets() {
 		n := sum(w.r.T.Handshakes)
 		w.f("| (t) no TLS handshake per request once warm | %d handshakes in %d measured runs | %s |\n", n, len(w.r.T.Handshakes), passFail(n == 0))
 	}
+	w.fleetTargets()
 	if len(w.r.D) > 0 {
 		var calls []string
 		ok := true

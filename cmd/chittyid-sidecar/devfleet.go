@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/sidecar"
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+)
+
+// maxDevFleet caps dev --fleet: a fleet to try by hand, not to load-test.
+const maxDevFleet = 16
+
+// devFleet is dev --fleet N: N sidecars in front of the one simulator s,
+// sharing a redis-server that it starts on a free loopback port without
+// persistence and stops at exit (README.md, Fleet). Sidecar i listens on
+// listen's port + i (every one on a free port when that port is 0).
+func devFleet(ctx context.Context, n int, redisBin, listen string, s *sim.Sim, sf simFlags, pki *devPKI, stdout, stderr io.Writer) error {
+	if n > maxDevFleet {
+		return usageErr("--fleet: at most %d sidecars, got %d", maxDevFleet, n)
+	}
+	bin, err := exec.LookPath(redisBin)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("dev --fleet needs redis-server, and %q is not an executable on PATH (%v): install it (Debian or Ubuntu: apt-get install redis-server; macOS: brew install redis) or name it with --redis-server", redisBin, err)}
+	}
+	addrs, err := fleetListenAddrs(listen, n)
+	if err != nil {
+		return usageErr("--listen: %v", err)
+	}
+	r, err := startDevRedis(ctx, bin)
+	if err != nil {
+		return err
+	}
+	defer r.stop()
+	stderr = sidecar.SyncWriter(stderr)
+	scs, lns, err := newDevFleet(addrs, s, sf, pki, r.addr, stderr)
+	if err != nil {
+		return err
+	}
+	urls := make([]string, n)
+	for i, ln := range lns {
+		urls[i] = "http://" + ln.Addr().String()
+	}
+	printDevFleet(stdout, urls, r.addr, s)
+	if pki != nil {
+		pki.print(stdout)
+	}
+	return runDevFleet(ctx, scs, lns)
+}
+
+// fleetListenAddrs returns n listen addresses from listen: its port, then
+// the next ones; port 0 for every one if listen's is 0.
+func fleetListenAddrs(listen string, n int) ([]string, error) {
+	host, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port+n-1 > 65535 {
+		return nil, fmt.Errorf("%q: need %d ports from its port on", listen, n)
+	}
+	addrs := make([]string, n)
+	for i := range addrs {
+		q := 0
+		if port != 0 {
+			q = port + i
+		}
+		addrs[i] = net.JoinHostPort(host, strconv.Itoa(q))
+	}
+	return addrs, nil
+}
+
+// newDevFleet builds the sidecars and opens their listeners; on error it
+// releases whatever it made.
+func newDevFleet(addrs []string, s *sim.Sim, sf simFlags, pki *devPKI, redisAddr string, stderr io.Writer) (scs []*sidecar.Sidecar, lns []net.Listener, err error) {
+	defer func() {
+		if err != nil {
+			for _, sc := range scs {
+				_ = sc.Close()
+			}
+			for _, ln := range lns {
+				_ = ln.Close()
+			}
+		}
+	}()
+	defaultGC(os.LookupEnv)
+	for i, addr := range addrs {
+		text := append(devConfig(addr, s.URL(), sf, pki), fmt.Sprintf("fleet:\n  redis: {addrs: [%q]}\n", redisAddr)...)
+		cfg, err := config.Parse(text, noEnv)
+		if err != nil {
+			return scs, lns, &exitError{2, err}
+		}
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return scs, lns, fmt.Errorf("listening on %q: %w", cfg.Listen, err)
+		}
+		lns = append(lns, ln)
+		log, level := newLogger(stderr, cfg.Log)
+		sc, err := sidecar.New(cfg, sidecar.Options{Logger: log.With("sidecar", i+1), LogLevel: level, Version: version})
+		if err != nil {
+			return scs, lns, err
+		}
+		scs = append(scs, sc)
+	}
+	return scs, lns, nil
+}
+
+// runDevFleet runs every sidecar until ctx ends or one of them fails, then
+// stops them all and waits for them.
+func runDevFleet(ctx context.Context, scs []*sidecar.Sidecar, lns []net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(scs))
+	for i, sc := range scs {
+		go func() { errs <- sc.Run(ctx, lns[i]) }()
+	}
+	var first error
+	for range scs {
+		if err := <-errs; err != nil && first == nil {
+			first = fmt.Errorf("a sidecar of the dev fleet stopped: %w", err)
+			cancel()
+		}
+	}
+	return first
+}
+
+func printDevFleet(w io.Writer, urls []string, redisAddr string, s *sim.Sim) {
+	fmt.Fprintf(w, "chittyid-sidecar dev mode: a fleet of %d sidecars sharing one Redis\n", len(urls))
+	for i, u := range urls {
+		fmt.Fprintf(w, "  sidecar %d:          %s  (apps: serviceUrl %s/v1)\n", i+1, u, u)
+	}
+	other := urls[len(urls)-1]
+	fmt.Fprintf(w, `  redis:              %[1]s  (redis-server, no persistence; stopped at exit)
+  upstream simulator: %[2]s
+  simulator control:  %[3]s  (faults: POST /sim/faults, stats: GET /sim/stats)
+
+try:
+  curl -s -X POST %[4]s/v1/mint -H 'Content-Type: application/json' -d '{"entity":"PEO"}'
+  curl -si %[5]s/v1/validate/<chittyId from the mint>   (X-Cache: HIT, X-Cache-Tier: fleet)
+  curl -s %[5]s/health   ("fleet": its state, addresses and counters)
+
+Ctrl-C stops them all and Redis.
+`, redisAddr, s.URL(), s.ControlURL(), urls[0], other)
+}
+
+// devRedis is the redis-server dev --fleet runs: its own process on a
+// free loopback port, without persistence, in a temporary directory.
+type devRedis struct {
+	cmd    *exec.Cmd
+	addr   string
+	dir    string
+	exited chan struct{} // closed once the process is reaped
+}
+
+// startDevRedis starts redis-server and waits until it is ready (10s at
+// most, or until ctx ends).
+func startDevRedis(ctx context.Context, bin string) (_ *devRedis, err error) {
+	dir, err := os.MkdirTemp("", "chittyid-dev-redis-")
+	if err != nil {
+		return nil, fmt.Errorf("making a directory for redis-server: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("finding a free port for redis-server: %w", err)
+	}
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	_ = ln.Close()
+	r := &devRedis{addr: addr, dir: dir, exited: make(chan struct{})}
+	r.cmd = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--logfile", "")
+	out, err := r.cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting redis-server: %w", err)
+	}
+	r.cmd.Stderr = r.cmd.Stdout
+	if err := r.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	ready := make(chan struct{})
+	var log strings.Builder // written by watch until ready or exited closes
+	go r.watch(out, ready, &log)
+	select {
+	case <-ready:
+		return r, nil
+	case <-r.exited:
+		err = fmt.Errorf("redis-server exited during start:\n%s", log.String())
+	case <-time.After(10 * time.Second):
+		err = errors.New("redis-server was not ready within 10s")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	r.stop()
+	return nil, err
+}
+
+// watch reads the server's output until it exits, keeping it in log up to
+// the ready line, then reaps the process.
+func (r *devRedis) watch(out io.Reader, ready chan<- struct{}, log *strings.Builder) {
+	defer close(r.exited)
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "Ready to accept connections") {
+			close(ready)
+			break
+		}
+	}
+	_, _ = io.Copy(io.Discard, out)
+	_ = r.cmd.Wait()
+}
+
+// stop ends redis-server (SIGTERM, SIGKILL after 5s), waits for it and
+// removes its directory.
+func (r *devRedis) stop() {
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.exited:
+	case <-time.After(5 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+	}
+	_ = os.RemoveAll(r.dir)
+}

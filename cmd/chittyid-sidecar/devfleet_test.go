@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// requireServersEnv set to 1 makes a missing redis-server a failure
+// instead of a skip (.ci/run sets it).
+const requireServersEnv = "CHITTYID_TEST_REQUIRE_SERVERS"
+
+// TestDevFleet: dev --fleet 3 starts three sidecars and a redis-server,
+// prints every sidecar's URL and Redis' address; an ID minted through the
+// first validates on the third as a fleet HIT; a cancel stops everything,
+// Redis included.
+func TestDevFleet(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv(requireServersEnv) == "1" {
+			t.Fatalf("redis-server is not on PATH and %s=1", requireServersEnv)
+		}
+		t.Skipf("redis-server is not on PATH (Debian package redis-server); %s=1 makes this a failure", requireServersEnv)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"dev", "--fleet", "3", "--listen", "127.0.0.1:0"}, &out, &errOut) }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	}()
+	for i := 1; i <= 3; i++ {
+		if err := waitFor(&errOut, `msg="fleet tier up: Redis answers" sidecar=`+strconv.Itoa(i)); err != nil {
+			t.Fatalf("sidecar %d: %v\nstdout: %s\nstderr: %s", i, err, out.String(), errOut.String())
+		}
+	}
+	urls := map[int]string{}
+	for _, m := range regexp.MustCompile(`sidecar (\d):\s+(http://\S+)`).FindAllStringSubmatch(out.String(), -1) {
+		n, _ := strconv.Atoi(m[1])
+		urls[n] = m[2]
+	}
+	redis := regexp.MustCompile(`redis:\s+(\S+)`).FindStringSubmatch(out.String())
+	if len(urls) != 3 || redis == nil {
+		t.Fatalf("dev --fleet 3 printed %d sidecar URLs and redis %v:\n%s", len(urls), redis, out.String())
+	}
+
+	resp, err := http.Post(urls[1]+"/v1/mint", "application/json", strings.NewReader(`{"entity":"PEO"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var minted struct {
+		ChittyID string `json:"chittyId"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&minted)
+	resp.Body.Close()
+	if err != nil || minted.ChittyID == "" {
+		t.Fatalf("mint on sidecar 1: HTTP %d, %v", resp.StatusCode, err)
+	}
+	resp, err = http.Get(urls[3] + "/v1/validate/" + minted.ChittyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Cache") + " " + resp.Header.Get("X-Cache-Tier"); resp.StatusCode != 200 || got != "HIT fleet" {
+		t.Errorf("validate on sidecar 3 of an ID minted on sidecar 1: HTTP %d, %q, want HIT fleet", resp.StatusCode, got)
+	}
+
+	cancel()
+	stopped = true
+	if err := <-done; err != nil {
+		t.Fatalf("dev --fleet returned %v after cancel; stderr: %s", err, errOut.String())
+	}
+	if c, err := net.DialTimeout("tcp", redis[1], time.Second); err == nil {
+		c.Close()
+		t.Errorf("redis-server still answers on %s after dev stopped", redis[1])
+	}
+}
+
+// TestDevFleetWithoutRedis: without a redis-server dev --fleet says what
+// to install and exits 2, starting nothing.
+func TestDevFleetWithoutRedis(t *testing.T) {
+	t.Parallel()
+	code, out := exitCode(t, context.Background(), "dev", "--fleet", "2", "--listen", "127.0.0.1:0", "--redis-server", "/nonexistent/redis-server")
+	if code != 2 || !strings.Contains(out, "dev --fleet needs redis-server") || !strings.Contains(out, "apt-get install redis-server") {
+		t.Errorf("exit code %d, output:\n%s\nwant 2 and how to install redis-server", code, out)
+	}
+	if strings.Contains(out, "sidecar 1:") {
+		t.Errorf("started sidecars without Redis:\n%s", out)
+	}
+}

@@ -1,0 +1,357 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/valyala/fasthttp"
+)
+
+// The fleet hooks' unit tests: the api over the fakes of api_test.go and a
+// fake fleet tier. The tests on real redis-server processes
+// (fleet_test.go) cover the same paths across sidecars.
+
+// fakeFleet is a fleet tier in a map. Fetch follows fleet.Tier's contract
+// for one sidecar: a fresh verdict is a fleet hit; otherwise fetch runs and
+// its verdict is kept; when fetch fails, a verdict past its TTL comes back
+// as SourceStale with the error. down makes every call fail (Redis
+// unavailable): Fetch then calls fetch itself, AllowMint fails open.
+type fakeFleet struct {
+	mu       sync.Mutex
+	verdicts map[string]fleet.Verdict
+	puts     map[string]fleet.Verdict
+	lives    map[string]time.Duration
+	gets     int
+	down     bool
+	// mintOK and retryAfter are AllowMint's answer; mints counts the tokens
+	// asked for.
+	mintOK     bool
+	retryAfter time.Duration
+	mints      []int
+}
+
+func newFakeFleet() *fakeFleet {
+	return &fakeFleet{verdicts: map[string]fleet.Verdict{}, puts: map[string]fleet.Verdict{}, lives: map[string]time.Duration{}, mintOK: true}
+}
+
+var errFakeRedis = errors.New("fake redis down")
+
+func (f *fakeFleet) Get(_ context.Context, id string) (fleet.Verdict, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gets++
+	if f.down {
+		return fleet.Verdict{}, false, errFakeRedis
+	}
+	v, ok := f.verdicts[id]
+	return v, ok, nil
+}
+
+func (f *fakeFleet) Put(_ context.Context, id string, v fleet.Verdict, life time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return errFakeRedis
+	}
+	f.verdicts[id], f.puts[id], f.lives[id] = v, v, life
+	return nil
+}
+
+func (f *fakeFleet) Fetch(ctx context.Context, id string, p fleet.Policy, fetch func(context.Context) (fleet.Verdict, error)) (fleet.Verdict, fleet.Source, error) {
+	f.mu.Lock()
+	v, found := f.verdicts[id]
+	down := f.down
+	f.mu.Unlock()
+	if !down && found {
+		ttl := p.NegativeTTL
+		if v.Valid {
+			ttl = p.TTL
+		}
+		if time.Since(v.FetchedAt) < ttl {
+			return v, fleet.SourceFleet, nil
+		}
+	}
+	got, err := fetch(ctx)
+	switch {
+	case err != nil && found && !down:
+		return v, fleet.SourceStale, err
+	case err != nil:
+		return fleet.Verdict{}, fleet.SourceNone, err
+	}
+	if !down {
+		f.mu.Lock()
+		f.verdicts[id] = got
+		f.mu.Unlock()
+	}
+	return got, fleet.SourceFetched, nil
+}
+
+func (f *fakeFleet) AllowMint(_ context.Context, n, _, _ int) (bool, time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return true, 0, errFakeRedis
+	}
+	f.mints = append(f.mints, n)
+	return f.mintOK, f.retryAfter, nil
+}
+
+// newFleetFixture is newFixture with the fake fleet tier wired in.
+func newFleetFixture(t *testing.T, yaml string, state fsm.State) (*fixture, *fakeFleet) {
+	t.Helper()
+	f := newFixture(t, yaml, state, open)
+	ff := newFakeFleet()
+	f.api.fleet, f.api.fleetLimit = ff, ff
+	return f, ff
+}
+
+func TestFleetValidate(t *testing.T) {
+	t.Parallel()
+	valid := func(context.Context, string) (upstream.Verdict, error) {
+		return upstream.Verdict{Valid: true, Entity: "PEO"}, nil
+	}
+	failing := func(context.Context, string) (upstream.Verdict, error) {
+		return upstream.Verdict{}, callErr(upstream.ErrUnavailable, 503)
+	}
+	ago := func(d time.Duration) time.Time { return time.Now().Add(-d) }
+	// Default policy: ttl 10m, negativeTtl 1m, staleIfError 24h.
+	for _, tc := range []struct {
+		name      string
+		state     fsm.State
+		local     string        // "", "fresh" or "stale": unitID in the local cache
+		fleetAge  time.Duration // unitID's verdict in the fleet tier, fetched this long ago; 0: none
+		fleetVal  string        // its entity ("" = PEO)
+		down      bool          // Redis unavailable
+		validate  func(context.Context, string) (upstream.Verdict, error)
+		status    int
+		xcache    string
+		tier      string
+		calls     int
+		storedAge time.Duration // the local entry's age after the answer, for a fleet hit
+	}{
+		{"local hit", fsm.Connected, "fresh", 0, "", false, valid, 200, "HIT", "local", 0, 0},
+		{"fleet hit keeps its age", fsm.Connected, "", 3 * time.Minute, "", false, valid, 200, "HIT", "fleet", 0, 3 * time.Minute},
+		{"fleet miss asks upstream", fsm.Connected, "", 0, "", false, valid, 200, "MISS", "", 1, 0},
+		{"fleet entry past its TTL refreshed", fsm.Connected, "", time.Hour, "", false, valid, 200, "MISS", "", 1, 0},
+		{"fleet stale while upstream fails", fsm.Reconnecting, "", time.Hour, "", false, failing, 200, "STALE", "fleet", 1, 0},
+		{"fleet entry older than staleIfError", fsm.Reconnecting, "", 25 * time.Hour, "", false, failing, 503, "", "", 1, 0},
+		{"local stale beats the fleet's", fsm.Reconnecting, "stale", time.Hour, "", false, failing, 200, "STALE", "local", 1, 0},
+		{"forged fleet entry is not served", fsm.Connected, "", time.Minute, `PEO","x":"`, false, valid, 200, "MISS", "", 1, 0},
+		{"Redis down: local, then upstream", fsm.Connected, "", time.Minute, "", true, valid, 200, "MISS", "", 1, 0},
+		{"FAILED: fleet hit", fsm.Failed, "", time.Minute, "", false, valid, 200, "HIT", "fleet", 0, time.Minute},
+		{"FAILED: fleet stale", fsm.Failed, "", time.Hour, "", false, valid, 200, "STALE", "fleet", 0, 0},
+		{"FAILED: local stale first", fsm.Failed, "stale", time.Hour, "", false, valid, 200, "STALE", "local", 0, 0},
+		{"FAILED: nothing anywhere", fsm.Failed, "", 0, "", false, valid, 503, "", "", 0, 0},
+		{"FAILED: Redis down", fsm.Failed, "", time.Minute, "", true, valid, 503, "", "", 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, ff := newFleetFixture(t, "", tc.state)
+			f.client.validate = tc.validate
+			ff.down = tc.down
+			switch e := (cache.Entry{Valid: true, FetchedAt: ago(2 * time.Hour), Value: []byte("PEO")}); tc.local {
+			case "fresh":
+				e.FetchedAt = ago(time.Second)
+				f.cache.fresh[unitID] = e
+			case "stale":
+				f.cache.stale[unitID] = e
+			}
+			if tc.fleetAge > 0 {
+				val := tc.fleetVal
+				if val == "" {
+					val = "PEO"
+				}
+				ff.verdicts[unitID] = fleet.Verdict{Valid: true, Value: []byte(val), FetchedAt: ago(tc.fleetAge)}
+			}
+			ctx, body, _ := f.do("GET", "/v1/validate/"+unitID, "")
+			if got := ctx.Response.StatusCode(); got != tc.status {
+				t.Fatalf("HTTP %d, want %d: %s", got, tc.status, ctx.Response.Body())
+			}
+			if got := string(ctx.Response.Header.Peek("X-Cache")); got != tc.xcache {
+				t.Errorf("X-Cache %q, want %q", got, tc.xcache)
+			}
+			if got := string(ctx.Response.Header.Peek("X-Cache-Tier")); got != tc.tier {
+				t.Errorf("X-Cache-Tier %q, want %q", got, tc.tier)
+			}
+			if tc.status == 200 && (body["valid"] != true || body["entity"] != "PEO") {
+				t.Errorf("answer %s, want valid PEO", ctx.Response.Body())
+			}
+			if tc.xcache == "STALE" && body["stale"] != true {
+				t.Errorf("a stale answer without \"stale\": true: %s", ctx.Response.Body())
+			}
+			if f.client.calls != tc.calls {
+				t.Errorf("%d upstream calls, want %d", f.client.calls, tc.calls)
+			}
+			if tc.storedAge > 0 {
+				e, ok := f.cache.fresh[unitID]
+				if age := time.Since(e.FetchedAt); !ok || age < tc.storedAge || age > tc.storedAge+time.Minute {
+					t.Errorf("local entry %+v (age %v), want the fleet verdict's fetched-at, %v ago", e, age, tc.storedAge)
+				}
+				if want := tc.storedAge / time.Second; string(ctx.Response.Header.Peek("Age")) != itoa(int(want)) {
+					t.Errorf("Age %q, want %d", ctx.Response.Header.Peek("Age"), want)
+				}
+			}
+			if tc.name == "forged fleet entry is not served" {
+				if v := ff.puts[unitID]; string(v.Value) != "PEO" || !v.Valid {
+					t.Errorf("the forged entry was not replaced by upstream's verdict: %+v", v)
+				}
+			}
+		})
+	}
+}
+
+func itoa(n int) string { return string(fasthttp.AppendUint(nil, n)) }
+
+// TestFleetOffHasNoTierHeader: without the fleet tier nothing changes: no
+// X-Cache-Tier on any answer.
+func TestFleetOffHasNoTierHeader(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "", fsm.Connected, open)
+	f.client.validate = func(context.Context, string) (upstream.Verdict, error) {
+		return upstream.Verdict{Valid: true, Entity: "PEO"}, nil
+	}
+	for _, want := range []string{"MISS", "HIT"} {
+		ctx, _, _ := f.do("GET", "/v1/validate/"+unitID, "")
+		if got := string(ctx.Response.Header.Peek("X-Cache")); got != want {
+			t.Fatalf("X-Cache %q, want %q", got, want)
+		}
+		if h := ctx.Response.Header.Peek("X-Cache-Tier"); h != nil {
+			t.Errorf("%s answer with X-Cache-Tier %q and the fleet tier off", want, h)
+		}
+	}
+}
+
+// TestFleetLocalHitAllocatesNothing: with the fleet tier on, a local hit
+// through the real handler and cache still allocates nothing and never
+// asks the tier (here one that never reaches its Redis). Not parallel:
+// AllocsPerRun counts the whole process. The race detector's
+// instrumentation allocates now and then whatever the code does, so the
+// best of ten rounds must be 0: an allocation of the hit itself would
+// show in every round.
+func TestFleetLocalHitAllocatesNothing(t *testing.T) {
+	cfg, err := config.Parse([]byte("upstream: {url: \"http://127.0.0.1:1/v1\", token: unit-token}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n"),
+		func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.cache.Store(unitID, mintedEntry(chittyid.EntityPEO, s.now())); err != nil {
+		t.Fatal(err)
+	}
+	var req fasthttp.Request
+	req.Header.SetMethod("GET")
+	req.SetRequestURI("/v1/validate/" + unitID)
+	req.Header.SetHost("127.0.0.1:8787")
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, nil, nil)
+	serve := func() {
+		ctx.Response.Reset()
+		s.api.handle(&ctx)
+	}
+	serve()
+	if got := string(ctx.Response.Header.Peek("X-Cache")) + " " + string(ctx.Response.Header.Peek("X-Cache-Tier")); got != "HIT local" {
+		t.Fatalf("X-Cache and X-Cache-Tier %q, want HIT local", got)
+	}
+	best := math.Inf(1)
+	for range 10 {
+		best = min(best, testing.AllocsPerRun(500, serve))
+	}
+	if best != 0 {
+		t.Errorf("a local hit allocates %v times with the fleet tier on, want 0", best)
+	}
+	if st := s.fleet.Stats(); st.Hits+st.Misses+st.Skipped+st.Errors != 0 {
+		t.Errorf("local hits used the fleet tier: %+v", st)
+	}
+}
+
+func TestFleetMint(t *testing.T) {
+	t.Parallel()
+	minted := func(m upstream.MintRequest) (upstream.Minted, error) {
+		return upstream.Minted{ID: unitID, Entity: m.Entity, Attempts: 1}, nil
+	}
+	t.Run("a minted ID is written to the fleet tier", func(t *testing.T) {
+		t.Parallel()
+		f, ff := newFleetFixture(t, "", fsm.Connected)
+		f.client.mint = minted
+		before := time.Now()
+		ctx, _, _ := f.do("POST", "/v1/mint", `{"entity":"PLACE"}`)
+		if ctx.Response.StatusCode() != 200 {
+			t.Fatalf("mint: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+		v, ok := ff.puts[unitID]
+		if !ok || !v.Valid || string(v.Value) != "PLACE" || v.FetchedAt.Before(before) {
+			t.Errorf("fleet tier holds %+v (%v), want a valid PLACE verdict fetched now", v, ok)
+		}
+		if life := ff.lives[unitID]; life != 10*time.Minute+24*time.Hour {
+			t.Errorf("life %v, want ttl + staleIfError", life)
+		}
+		if len(ff.mints) != 0 {
+			t.Errorf("fleet mint limit asked %v without rateLimit.mint.fleetPerMinute", ff.mints)
+		}
+	})
+	t.Run("a batch's IDs are written, the missing ones skipped", func(t *testing.T) {
+		t.Parallel()
+		f, ff := newFleetFixture(t, "", fsm.Connected)
+		f.client.batch = func(ms []upstream.MintRequest) ([]string, error) {
+			return []string{"CT-A-CHI-1234-P-24-A-1", "", "CT-A-CHI-1234-P-24-A-3"}, callErr(upstream.ErrUnavailable, 503)
+		}
+		ctx, _, _ := f.do("POST", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"EVNT"},{"entity":"INFO"}]}`)
+		if ctx.Response.StatusCode() != 503 {
+			t.Fatalf("partial batch: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+		if len(ff.puts) != 2 || string(ff.puts["CT-A-CHI-1234-P-24-A-1"].Value) != "PEO" || string(ff.puts["CT-A-CHI-1234-P-24-A-3"].Value) != "INFO" {
+			t.Errorf("fleet tier holds %v, want the two minted IDs with their entities", ff.puts)
+		}
+	})
+	t.Run("Redis down does not fail the mint", func(t *testing.T) {
+		t.Parallel()
+		f, ff := newFleetFixture(t, "rateLimit: {mint: {fleetPerMinute: 60, fleetBurst: 10}}\nlimits: {maxBatch: 10}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected)
+		ff.down = true
+		f.client.mint = minted
+		if ctx, _, _ := f.do("POST", "/v1/mint", `{"entity":"PEO"}`); ctx.Response.StatusCode() != 200 {
+			t.Fatalf("mint with Redis down: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	})
+	t.Run("the fleet limit refuses after the local ones", func(t *testing.T) {
+		t.Parallel()
+		f, ff := newFleetFixture(t, "rateLimit: {mint: {fleetPerMinute: 60, fleetBurst: 10}}\nlimits: {maxBatch: 10}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected)
+		ff.mintOK, ff.retryAfter = false, 1500*time.Millisecond
+		f.client.mint = minted
+		ctx, body, res := f.do("POST", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"EVNT"}]}`)
+		if ctx.Response.StatusCode() != 429 || body["error"] != codeRateLimited || string(ctx.Response.Header.Peek("Retry-After")) != "2" {
+			t.Fatalf("refused batch: %d Retry-After %q %s", ctx.Response.StatusCode(), ctx.Response.Header.Peek("Retry-After"), ctx.Response.Body())
+		}
+		if res.code != codeRateLimited || res.limited {
+			t.Errorf("result %+v: want RATE_LIMITED, not counted as a local limit", res)
+		}
+		if f.client.calls != 0 || len(ff.mints) != 1 || ff.mints[0] != 2 {
+			t.Errorf("%d upstream calls, fleet asked for %v tokens; want none upstream, 2 tokens", f.client.calls, ff.mints)
+		}
+	})
+	t.Run("a local refusal does not ask the fleet", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, "rateLimit: {mint: {fleetPerMinute: 60, fleetBurst: 10}}\nlimits: {maxBatch: 10}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected, fakeLimits{validateOK: true})
+		ff := newFakeFleet()
+		f.api.fleet, f.api.fleetLimit = ff, ff
+		if ctx, _, _ := f.do("POST", "/v1/mint", `{"entity":"PEO"}`); ctx.Response.StatusCode() != 429 {
+			t.Fatalf("locally refused mint: %d", ctx.Response.StatusCode())
+		}
+		if len(ff.mints) != 0 {
+			t.Errorf("the fleet limit was asked for %v after a local refusal", ff.mints)
+		}
+	})
+}

@@ -1,0 +1,218 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The process side of the fleet tier (README.md, Fleet): the Sidecar builds
+// it in New (off, with no goroutine and no connection, without
+// fleet.redis.addrs), closes it after the cache, reconfigures it on reload,
+// reports it in /health and in the metrics, and logs its state changes.
+// The request side is in fleet.go.
+
+// startFleet builds the fleet tier for cfg.Fleet and registers its metrics
+// on reg. The tier connects in the background: New does not wait for
+// Redis, and requests skip the tier until it is up.
+func (s *Sidecar) startFleet(cfg *config.Config, reg prometheus.Registerer) error {
+	obs := newFleetObserver(s.log)
+	t, err := fleet.New(cfg.Fleet, fleet.Options{Observer: obs, Now: s.now})
+	if err != nil {
+		return err // "building the fleet tier: …"
+	}
+	obs.tier.Store(t)
+	for _, c := range obs.collectors(t) {
+		if err := reg.Register(c); err != nil {
+			_ = t.Close()
+			return fmt.Errorf("registering the fleet tier's metrics: %w", err)
+		}
+	}
+	s.fleet = t
+	if t.Enabled() {
+		f := cfg.Fleet
+		s.log.Info("fleet tier on: connecting to Redis", "addrs", f.Redis.Addrs, "masterName", f.Redis.Sentinel.MasterName,
+			"keyPrefix", f.KeyPrefix, "timeout", f.Timeout.String(), "lockTtl", f.LockTTL.String())
+	}
+	return nil
+}
+
+// wireFleet gives the handlers the tier, if it is on.
+func (s *Sidecar) wireFleet(a *api) {
+	if s.fleet.Enabled() {
+		a.fleet, a.fleetLimit = s.fleet, s.fleet
+	}
+}
+
+// reconfigureFleet applies a reload to the tier (credentials, timeouts,
+// key prefix). What it cannot change without a restart (addresses,
+// sentinel, db, TLS) config.KeepRestartOnly has already kept at the
+// running values and named.
+func (s *Sidecar) reconfigureFleet(next *config.Config) { s.fleet.Reconfigure(next.Fleet) }
+
+// healthFleet is /health's fleet section: the tier's state (off without
+// fleet.redis.addrs), its addresses and last error, its settings and
+// counters. It never holds the password.
+type healthFleet struct {
+	Enabled bool `json:"enabled"`
+	fleet.Status
+	KeyPrefix string            `json:"keyPrefix,omitempty"`
+	Timeout   string            `json:"timeout,omitempty"`
+	LockTTL   string            `json:"lockTtl,omitempty"`
+	Stats     *healthFleetStats `json:"stats,omitempty"`
+}
+
+// healthFleetStats are the tier's counters since start (fleet.Stats).
+type healthFleetStats struct {
+	Hits         int64 `json:"hits"`
+	Misses       int64 `json:"misses"`
+	Errors       int64 `json:"errors"`
+	Skipped      int64 `json:"skipped"`
+	Fetches      int64 `json:"fetches"`
+	LockWaits    int64 `json:"lockWaits"`
+	Takeovers    int64 `json:"takeovers"`
+	PeerFailures int64 `json:"peerFailures"`
+	MintAllowed  int64 `json:"mintAllowed"`
+	MintRefused  int64 `json:"mintRefused"`
+}
+
+func (s *Sidecar) fleetHealth(cfg *config.Config) healthFleet {
+	h := healthFleet{Enabled: s.fleet.Enabled(), Status: s.fleet.Status()}
+	if !h.Enabled {
+		return h
+	}
+	f := cfg.Fleet
+	h.KeyPrefix, h.Timeout, h.LockTTL = f.KeyPrefix, f.Timeout.String(), f.LockTTL.String()
+	st := s.fleet.Stats()
+	h.Stats = &healthFleetStats{Hits: st.Hits, Misses: st.Misses, Errors: st.Errors, Skipped: st.Skipped,
+		Fetches: st.Fetches, LockWaits: st.LockWaits, Takeovers: st.Takeovers, PeerFailures: st.PeerFailures,
+		MintAllowed: st.MintAllowed, MintRefused: st.MintRefused}
+	return h
+}
+
+// fleetStates are the states the fleet_state gauge reports, one series
+// each.
+var fleetStates = [...]fleet.State{fleet.StateOff, fleet.StateConnecting, fleet.StateUp, fleet.StateSkipped, fleet.StateClosed}
+
+// fleetObserver is the tier's fleet.Observer: Prometheus collectors for
+// its calls and lock waits, and a log line for each change of its state.
+type fleetObserver struct {
+	calls       *prometheus.CounterVec
+	callDur     *prometheus.HistogramVec
+	lockWaits   *prometheus.CounterVec
+	lockWaitDur prometheus.Histogram
+	log         *slog.Logger
+	// tier is set once New returned it; its goroutine may report the
+	// first state change before that.
+	tier atomic.Pointer[fleet.Tier]
+}
+
+var _ fleet.Observer = (*fleetObserver)(nil)
+
+func newFleetObserver(log *slog.Logger) *fleetObserver {
+	return &fleetObserver{
+		log: log,
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "fleet_calls_total",
+			Help: "Fleet tier operations by op (get, put, lock, commit, release, mint, probe) and outcome: hit, miss or stale (get); acquired, held, failed or verdict (lock); allowed or refused (mint); ok; error, timeout, or skipped (not sent while Redis is unavailable)."},
+			[]string{"op", "outcome"}),
+		callDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "fleet_call_duration_seconds",
+			Help:    "Time the fleet tier's calls to Redis took, by op (calls not sent are not observed).",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}},
+			[]string{"op"}),
+		lockWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "fleet_lock_waits_total",
+			Help: "Validates that waited for another sidecar's upstream fetch of the same ID, by how the wait ended: verdict, takeover (its lock expired), failed (its fetch failed), gave_up (deadline), fallback (Redis failed)."},
+			[]string{"outcome"}),
+		lockWaitDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fleet_lock_wait_duration_seconds",
+			Help:    "How long validates waited for another sidecar's upstream fetch of the same ID.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+	}
+}
+
+// fleetOutcomes are the outcomes fleet.Observer documents for each op;
+// every pair is served from the start, at 0, so that dashboards and
+// alerts find the series before the first call.
+var fleetOutcomes = map[string][]string{
+	"get":     {"hit", "miss", "stale"},
+	"put":     {"ok"},
+	"lock":    {"acquired", "held", "failed", "verdict"},
+	"commit":  {"ok"},
+	"release": {"ok"},
+	"mint":    {"allowed", "refused"},
+	"probe":   {"ok"},
+}
+
+// fleetWaitOutcomes are how fleet.Observer says a lock wait ended.
+var fleetWaitOutcomes = [...]string{"verdict", "takeover", "failed", "gave_up", "fallback"}
+
+// collectors are the observer's collectors, every series created, and the
+// tier's state gauge.
+func (o *fleetObserver) collectors(t *fleet.Tier) []prometheus.Collector {
+	for op, outcomes := range fleetOutcomes {
+		failures := []string{"error", "timeout", "skipped"}
+		if op == "probe" {
+			failures = failures[:1]
+		}
+		for _, out := range slices.Concat(outcomes, failures) {
+			o.calls.WithLabelValues(op, out)
+		}
+		o.callDur.WithLabelValues(op)
+	}
+	for _, out := range fleetWaitOutcomes {
+		o.lockWaits.WithLabelValues(out)
+	}
+	cols := []prometheus.Collector{o.calls, o.callDur, o.lockWaits, o.lockWaitDur}
+	for _, st := range fleetStates {
+		cols = append(cols, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "fleet_state",
+			Help:        "1 for the fleet tier's current state (off, connecting, up, skipped, closed), 0 for the others.",
+			ConstLabels: prometheus.Labels{"state": string(st)}},
+			func() float64 { return boolFloat(t.Status().State == st) }))
+	}
+	return cols
+}
+
+// Call implements fleet.Observer.
+func (o *fleetObserver) Call(op, outcome string, d time.Duration) {
+	o.calls.WithLabelValues(op, outcome).Inc()
+	if d > 0 {
+		o.callDur.WithLabelValues(op).Observe(d.Seconds())
+	}
+}
+
+// LockWait implements fleet.Observer.
+func (o *fleetObserver) LockWait(outcome string, d time.Duration) {
+	o.lockWaits.WithLabelValues(outcome).Inc()
+	o.lockWaitDur.Observe(d.Seconds())
+}
+
+// StateChanged implements fleet.Observer: one log line per change, a
+// warning when the tier is skipped, with the error that made it so. A tier
+// that is off (whose only change is to closed, at shutdown) logs nothing.
+func (o *fleetObserver) StateChanged(st fleet.State) {
+	t := o.tier.Load()
+	if t != nil && !t.Enabled() {
+		return
+	}
+	level, msg := slog.LevelInfo, "fleet tier "+string(st)
+	attrs := []slog.Attr{slog.String("state", string(st))}
+	switch st {
+	case fleet.StateUp:
+		msg = "fleet tier up: Redis answers"
+	case fleet.StateSkipped:
+		level, msg = slog.LevelWarn, "fleet tier skipped: Redis failed several calls in a row; validates go local, then upstream, and mints are limited locally until a probe succeeds"
+	}
+	if t != nil {
+		s := t.Status()
+		attrs = append(attrs, slog.Any("addrs", s.Addrs))
+		if st == fleet.StateSkipped && s.LastError != "" {
+			attrs = append(attrs, slog.String("error", s.LastError))
+		}
+	}
+	o.log.LogAttrs(context.Background(), level, msg, attrs...)
+}
