@@ -167,7 +167,7 @@ func (a *api) recoverPanic(ctx *fasthttp.RequestCtx) {
 // setRequestID takes the caller's X-Request-ID (if short and printable) or
 // makes one, and puts it on the response.
 func (a *api) setRequestID(ctx *fasthttp.RequestCtx) {
-	if id := ctx.Request.Header.Peek(headerRequestID); len(id) > 0 && len(id) <= 128 && printable(id) {
+	if id := ctx.Request.Header.PeekCanonical(keyRequestID); len(id) > 0 && len(id) <= 128 && printable(id) {
 		ctx.Response.Header.SetCanonical(keyRequestID, id)
 		return
 	}

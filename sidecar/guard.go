@@ -13,6 +13,8 @@ import (
 // machine (which can reach 127.0.0.1 too), not another host. These checks
 // are the README's "Security model".
 
+// Request header names in fasthttp's canonical form, read with
+// PeekCanonical: Peek would copy and normalise the name on every request.
 var (
 	keySecFetchSite = []byte("Sec-Fetch-Site")
 	keyOrigin       = []byte("Origin")
@@ -47,10 +49,10 @@ func checkHost(ctx *fasthttp.RequestCtx, sec *config.Security) *apiError {
 // in security.allowedOrigins. Apps' own HTTP clients send neither header.
 func checkBrowser(ctx *fasthttp.RequestCtx, sec *config.Security) *apiError {
 	h := &ctx.Request.Header
-	if site := h.PeekBytes(keySecFetchSite); len(site) > 0 && !bytes.Equal(site, siteNone) && !bytes.Equal(site, siteSameOrigin) {
+	if site := h.PeekCanonical(keySecFetchSite); len(site) > 0 && !bytes.Equal(site, siteNone) && !bytes.Equal(site, siteSameOrigin) {
 		return newAPIError(codeForbidden, "browser requests from another site are refused (Sec-Fetch-Site: "+clipQuote(site)+")")
 	}
-	origin := h.PeekBytes(keyOrigin)
+	origin := h.PeekCanonical(keyOrigin)
 	if len(origin) == 0 {
 		return nil
 	}
@@ -101,10 +103,10 @@ func hostName(h []byte) []byte {
 // without allocating.
 func loopbackName(name []byte) bool {
 	switch {
-	case bytes.EqualFold(name, []byte("localhost")), string(name) == "::1":
-		return true
 	case len(name) > 4 && string(name[:4]) == "127.":
 		return dottedDigits(name[4:])
+	case bytes.EqualFold(name, []byte("localhost")), string(name) == "::1":
+		return true
 	}
 	return len(name) > 0 && len(name) <= 64 && upstream.IsLoopbackHost(string(name))
 }

@@ -28,7 +28,7 @@ func (a *api) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, res result
 		route: routeNames[res.route], family: familyNames[res.family], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
 		cache: xcNames[res.xc], reason: res.flag(),
 	}
-	if c := ctx.Request.Header.Peek(headerClientID); len(c) > 0 {
+	if c := ctx.Request.Header.PeekCanonical(keyClientID); len(c) > 0 {
 		rec.caller = callerID(ctx)
 	}
 	if len(rec.path) > 128 {
@@ -56,6 +56,8 @@ func (a *api) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, res result
 }
 
 const headerClientID = "X-Client-ID"
+
+var keyClientID = []byte("X-Client-Id") // headerClientID, canonical
 
 // audit is the record of one mint or batch request.
 type audit struct {
