@@ -2,7 +2,7 @@ package sidecar_test
 
 import (
 	"bufio"
-	"fmt"
+	"context"
 	"io"
 	"net"
 	"os"
@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc"
 )
 
 // requireServersEnv set to 1 makes a missing redis-server a failure
@@ -20,9 +22,9 @@ import (
 const requireServersEnv = "CHITTYID_TEST_REQUIRE_SERVERS"
 
 // redisServer is a redis-server process of the test's own on a free port
-// of 127.0.0.1, without persistence, stopped when the test ends. The fleet
-// tier's tests (cache/fleet) have a fuller one; the sidecar's need to
-// start, stop, SIGSTOP and restart one, and to ask it a question.
+// of 127.0.0.1, without persistence, stopped when the test ends. The
+// sidecar's tests start, stop, SIGSTOP and restart one, and ask it a
+// question.
 type redisServer struct {
 	t    *testing.T
 	bin  string
@@ -30,10 +32,9 @@ type redisServer struct {
 	addr string
 	dir  string
 
-	// mu guards cmd and exited, replaced by each start.
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process is reaped
+	// mu guards proc, replaced by each start.
+	mu   sync.Mutex
+	proc *redisproc.Process
 }
 
 // startRedis starts redis-server, or skips the test (fails with
@@ -49,13 +50,10 @@ func startRedis(t *testing.T) *redisServer {
 	}
 	r := &redisServer{t: t, bin: bin, dir: t.TempDir()}
 	for range 5 { // another process may take the free port first
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		if r.port, err = redisproc.FreePort(0); err != nil {
 			t.Fatal(err)
 		}
-		r.port = l.Addr().(*net.TCPAddr).Port
-		r.addr = l.Addr().String()
-		_ = l.Close()
+		r.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
 		if err = r.start(); err == nil {
 			t.Cleanup(r.stop)
 			return r
@@ -69,61 +67,24 @@ func startRedis(t *testing.T) *redisServer {
 // start runs redis-server on r.port and waits (10s at most) for its ready
 // line.
 func (r *redisServer) start() error {
-	cmd := exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--logfile", "")
-	out, err := cmd.StdoutPipe()
+	p, err := redisproc.Start(context.Background(), redisproc.Options{Bin: r.bin, Port: r.port, Dir: r.dir})
 	if err != nil {
 		return err
 	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited, ready := make(chan struct{}), make(chan struct{})
-	var log strings.Builder // written by the reader until exited closes
-	go func() {
-		defer close(exited)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "Ready to accept connections") {
-				close(ready)
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-		_ = cmd.Wait()
-	}()
-	select {
-	case <-ready:
-		r.mu.Lock()
-		r.cmd, r.exited = cmd, exited
-		r.mu.Unlock()
-		return nil
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	return fmt.Errorf("redis-server on port %d did not become ready:\n%s", r.port, log.String())
+	r.mu.Lock()
+	r.proc = p
+	r.mu.Unlock()
+	return nil
 }
 
 // stop ends the process (resuming it first, if stopped) and waits for it.
 func (r *redisServer) stop() {
 	r.mu.Lock()
-	cmd, exited := r.cmd, r.exited
-	r.cmd = nil
+	p := r.proc
+	r.proc = nil
 	r.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGCONT)
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
+	if p != nil {
+		p.Stop()
 	}
 }
 
@@ -141,7 +102,7 @@ func (r *redisServer) signal(sig syscall.Signal) {
 	r.t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.cmd.Process.Signal(sig); err != nil {
+	if err := r.proc.Signal(sig); err != nil {
 		r.t.Fatal(err)
 	}
 }

@@ -17,7 +17,7 @@ func startCluster(t *testing.T) []*redisServer {
 	redisBinary(t)
 	var nodes []*redisServer
 	for range 3 {
-		n := &redisServer{t: t, dir: t.TempDir(), ready: "Ready to accept connections",
+		n := &redisServer{t: t, dir: t.TempDir(),
 			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}}
 		n.launch(10000) // the cluster bus is at port+10000
 		nodes = append(nodes, n)

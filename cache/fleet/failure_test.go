@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc"
 )
 
 // stateObserver sends every state change on a channel.
@@ -167,8 +169,11 @@ func TestRedisRestartedEmpty(t *testing.T) {
 func TestRedisDownAtStart(t *testing.T) {
 	t.Parallel()
 	redisBinary(t)
-	port := freePort(t, 0)
-	srv := &redisServer{t: t, port: port, addr: "127.0.0.1:" + itoa(port), dir: t.TempDir(), ready: "Ready to accept connections"}
+	port, err := redisproc.FreePort(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &redisServer{t: t, port: port, addr: "127.0.0.1:" + itoa(port), dir: t.TempDir()}
 	tr := newTier(t, testConfig(t, srv.addr), testOptions(), false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc"
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 )
@@ -43,12 +43,11 @@ type redisServer struct {
 	conf  string   // a config file to start with, if set
 	args  []string // after the port and persistence flags
 	dir   string
-	ready string // the log line that says it is ready
+	ready string // the log line that says it is ready (redisproc's default if empty)
 
-	// mu guards cmd and exited, replaced by each start.
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process is reaped
+	// mu guards proc, replaced by each start.
+	mu   sync.Mutex
+	proc *redisproc.Process
 }
 
 // redisBinary returns redis-server's path, or skips (fails with
@@ -70,7 +69,7 @@ func redisBinary(t testing.TB) string {
 func startRedis(t testing.TB, extra ...string) *redisServer {
 	t.Helper()
 	redisBinary(t)
-	s := &redisServer{t: t, args: extra, dir: t.TempDir(), ready: "Ready to accept connections"}
+	s := &redisServer{t: t, args: extra, dir: t.TempDir()}
 	s.launch(0)
 	return s
 }
@@ -81,7 +80,9 @@ func (s *redisServer) launch(also int) {
 	s.t.Helper()
 	var err error
 	for range 5 {
-		s.port = freePort(s.t, also)
+		if s.port, err = redisproc.FreePort(also); err != nil {
+			s.t.Fatal(err)
+		}
 		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 		if err = s.start(); err == nil {
 			s.t.Cleanup(s.stop)
@@ -91,105 +92,27 @@ func (s *redisServer) launch(also int) {
 	s.t.Fatalf("starting redis-server: %v", err)
 }
 
-// freePort returns a port nothing listens on; with also, port+also must
-// be free too (a Cluster node's bus port is port+10000).
-func freePort(t testing.TB, also int) int {
-	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if also == 0 {
-			return port
-		}
-		if port+also > 65535 {
-			continue
-		}
-		if l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+also))); err == nil {
-			l2.Close()
-			return port
-		}
-	}
-}
-
 // start runs the process on s.port and waits for its ready log line.
 func (s *redisServer) start() error {
-	var args []string
-	if s.conf != "" {
-		args = append(args, s.conf)
-	}
-	args = append(args, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", "")
-	return s.run(append(args, s.args...))
-}
-
-// run starts redis-server with args and waits until it logs s.ready.
-func (s *redisServer) run(args []string) error {
-	cmd := exec.Command(redisBinary(s.t), args...)
-	out, err := cmd.StdoutPipe()
+	p, err := redisproc.Start(context.Background(), redisproc.Options{Bin: redisBinary(s.t), Port: s.port,
+		Dir: s.dir, Conf: s.conf, Args: s.args, Ready: s.ready})
 	if err != nil {
 		return err
 	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	readyCh := make(chan struct{})
-	var logMu sync.Mutex
-	var log strings.Builder
-	go func() { // ends when the process closes its output
-		defer close(exited)
-		sc := bufio.NewScanner(out)
-		signalled := false
-		for sc.Scan() {
-			line := sc.Text()
-			logMu.Lock()
-			log.WriteString(line + "\n")
-			logMu.Unlock()
-			if !signalled && strings.Contains(line, s.ready) {
-				close(readyCh)
-				signalled = true
-			}
-		}
-		io.Copy(io.Discard, out)
-		cmd.Wait()
-	}()
-	select {
-	case <-readyCh:
-		s.mu.Lock()
-		s.cmd, s.exited = cmd, exited
-		s.mu.Unlock()
-		return nil
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-	}
-	logMu.Lock()
-	defer logMu.Unlock()
-	return fmt.Errorf("redis-server %q did not become ready:\n%s", args, log.String())
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+	return nil
 }
 
 // stop ends the process (resuming it first if it was stopped) and waits.
 func (s *redisServer) stop() {
 	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
+	p := s.proc
+	s.proc = nil
 	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGCONT)
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		<-exited
+	if p != nil {
+		p.Stop()
 	}
 }
 
@@ -207,7 +130,7 @@ func (s *redisServer) signal(sig syscall.Signal) {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := syscall.Kill(s.cmd.Process.Pid, sig); err != nil {
+	if err := s.proc.Signal(sig); err != nil {
 		s.t.Fatal(err)
 	}
 }

@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
-	"syscall"
-	"time"
 
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
@@ -44,7 +40,7 @@ func devFleet(ctx context.Context, n int, redisBin, listen string, s *sim.Sim, s
 	}
 	defer r.stop()
 	stderr = sidecar.SyncWriter(stderr)
-	scs, lns, err := newDevFleet(addrs, s, sf, pki, r.addr, stderr)
+	scs, lns, err := newDevFleet(addrs, s, sf, pki, r.Addr(), stderr)
 	if err != nil {
 		return err
 	}
@@ -52,7 +48,7 @@ func devFleet(ctx context.Context, n int, redisBin, listen string, s *sim.Sim, s
 	for i, ln := range lns {
 		urls[i] = "http://" + ln.Addr().String()
 	}
-	printDevFleet(stdout, urls, r.addr, s)
+	printDevFleet(stdout, urls, r.Addr(), s)
 	if pki != nil {
 		pki.print(stdout)
 	}
@@ -157,10 +153,8 @@ Ctrl-C stops them all and Redis.
 // devRedis is the redis-server dev --fleet runs: its own process on a
 // free loopback port, without persistence, in a temporary directory.
 type devRedis struct {
-	cmd    *exec.Cmd
-	addr   string
-	dir    string
-	exited chan struct{} // closed once the process is reaped
+	*redisproc.Process
+	dir string
 }
 
 // startDevRedis starts redis-server and waits until it is ready (10s at
@@ -170,71 +164,25 @@ func startDevRedis(ctx context.Context, bin string) (_ *devRedis, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("making a directory for redis-server: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = os.RemoveAll(dir)
+	for range 3 { // another process may take the free port first
+		var port int
+		if port, err = redisproc.FreePort(0); err != nil {
+			break
 		}
-	}()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("finding a free port for redis-server: %w", err)
-	}
-	addr := ln.Addr().String()
-	_, port, _ := net.SplitHostPort(addr)
-	_ = ln.Close()
-	r := &devRedis{addr: addr, dir: dir, exited: make(chan struct{})}
-	r.cmd = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--logfile", "")
-	out, err := r.cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("starting redis-server: %w", err)
-	}
-	r.cmd.Stderr = r.cmd.Stdout
-	if err := r.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	ready := make(chan struct{})
-	var log strings.Builder // written by watch until ready or exited closes
-	go r.watch(out, ready, &log)
-	select {
-	case <-ready:
-		return r, nil
-	case <-r.exited:
-		err = fmt.Errorf("redis-server exited during start:\n%s", log.String())
-	case <-time.After(10 * time.Second):
-		err = errors.New("redis-server was not ready within 10s")
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	r.stop()
-	return nil, err
-}
-
-// watch reads the server's output until it exits, keeping it in log up to
-// the ready line, then reaps the process.
-func (r *devRedis) watch(out io.Reader, ready chan<- struct{}, log *strings.Builder) {
-	defer close(r.exited)
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "Ready to accept connections") {
-			close(ready)
+		var p *redisproc.Process
+		if p, err = redisproc.Start(ctx, redisproc.Options{Bin: bin, Port: port, Dir: dir}); err == nil {
+			return &devRedis{Process: p, dir: dir}, nil
+		}
+		if ctx.Err() != nil {
 			break
 		}
 	}
-	_, _ = io.Copy(io.Discard, out)
-	_ = r.cmd.Wait()
+	_ = os.RemoveAll(dir)
+	return nil, err
 }
 
-// stop ends redis-server (SIGTERM, SIGKILL after 5s), waits for it and
-// removes its directory.
+// stop ends redis-server and removes its directory.
 func (r *devRedis) stop() {
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.exited:
-	case <-time.After(5 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	}
+	r.Stop()
 	_ = os.RemoveAll(r.dir)
 }

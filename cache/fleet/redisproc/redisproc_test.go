@@ -1,0 +1,97 @@
+package redisproc
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// redisBinary returns redis-server's path, or skips (fails with
+// CHITTYID_TEST_REQUIRE_SERVERS=1) without it.
+func redisBinary(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CHITTYID_TEST_REQUIRE_SERVERS") == "1" {
+			t.Fatal("redis-server is not on PATH and CHITTYID_TEST_REQUIRE_SERVERS=1")
+		}
+		t.Skip("redis-server is not on PATH (Debian package redis-server)")
+	}
+	return path
+}
+
+// ping sends PING on a connection of its own and returns the answer line.
+func ping(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+		return "", err
+	}
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+// TestStartStop: a started server answers on Addr, SIGSTOP makes it stop
+// answering, and Stop ends it even while stopped.
+func TestStartStop(t *testing.T) {
+	bin := redisBinary(t)
+	port, err := FreePort(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Start(context.Background(), Options{Bin: bin, Port: port, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, err := ping(p.Addr()); err != nil || line != "+PONG\r\n" {
+		t.Fatalf("PING %s: %q, %v", p.Addr(), line, err)
+	}
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := ping(p.Addr()); err == nil {
+		t.Errorf("a stopped server answered %q", line)
+	}
+	p.Stop()
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("Stop returned before the process was reaped")
+	}
+	p.Stop() // a second Stop is harmless
+	if _, err := ping(p.Addr()); err == nil {
+		t.Error("the port still answers after Stop")
+	}
+}
+
+// TestStartFailureSaysWhy: a server that cannot start is reported with
+// its own output, not a timeout.
+func TestStartFailureSaysWhy(t *testing.T) {
+	bin := redisBinary(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	start := time.Now()
+	_, err = Start(context.Background(), Options{Bin: bin, Port: port, Dir: t.TempDir()})
+	if err == nil {
+		t.Fatal("Start on a port in use succeeded")
+	}
+	if !strings.Contains(err.Error(), "it exited") || !strings.Contains(strings.ToLower(err.Error()), "address already in use") {
+		t.Errorf("error %q: want the exit and redis-server's own reason", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("failure reported after %s, want as soon as it exits", d)
+	}
+}
