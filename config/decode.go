@@ -9,9 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"gopkg.in/yaml.v3"
-
-	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
 // Why a walk: Decoder.KnownFields(true) stops at the first unknown key and
@@ -89,7 +88,7 @@ func (w *walker) leaf(n *yaml.Node, v reflect.Value, key string) {
 	w.origins[key] = lineOf(n)
 	if err := decodeLeaf(n, v); err != nil {
 		w.failed[key] = true
-		if v.Type() == reflect.TypeFor[upstream.Secret]() {
+		if v.Type() == reflect.TypeFor[field.Secret]() {
 			// yaml.v3 quotes the value in some errors ("cannot decode !!str
 			// `…` as a !!int" for an explicit tag).
 			err = errors.New("must be a plain string (the value is not shown)")

@@ -11,9 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/config/field"
-	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
 // Environment variables that override the file.
@@ -151,7 +149,7 @@ func applyEnv(c *Config, lookupEnv func(string) (string, bool), origins map[stri
 		origins["listen"] = "env " + EnvListen
 	}
 	if v, ok := lookupEnv(EnvToken); ok && strings.TrimSpace(v) != "" {
-		c.Upstream.Token = upstream.Secret(strings.TrimSpace(v))
+		c.Upstream.Token = field.Secret(strings.TrimSpace(v))
 		origins["upstream.token"] = "env " + EnvToken
 	}
 }
@@ -166,7 +164,7 @@ func resolveToken(c *Config, origins map[string]string) error {
 		if err != nil {
 			return fmt.Errorf("%s: upstream.tokenFile: %w", origins["upstream.tokenFile"], err)
 		}
-		c.Upstream.Token = upstream.Secret(strings.TrimSpace(string(b)))
+		c.Upstream.Token = field.Secret(strings.TrimSpace(string(b)))
 		if c.Upstream.Token == "" {
 			return fmt.Errorf("%s: file is empty", source)
 		}
@@ -197,7 +195,7 @@ func resolvePassword(c *Config, origins map[string]string) error {
 	case strings.ContainsAny(pw, "\r\n\x00"):
 		return fmt.Errorf("%s: the password must be one line", source)
 	}
-	c.Fleet.Redis.Password = fleet.Secret(pw)
+	c.Fleet.Redis.Password = field.Secret(pw)
 	return nil
 }
 

@@ -23,27 +23,6 @@ const (
 	DialectWorker Dialect = "worker"
 )
 
-// Secret is a string that never prints: fmt, slog, JSON and YAML encoders see
-// "[redacted]" (or "" when it is empty). Use Reveal to get the value.
-type Secret string
-
-// String returns "[redacted]", or "" for an empty secret.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString keeps %#v from printing the value.
-func (s Secret) GoString() string { return s.String() }
-
-// MarshalText keeps encoders from writing the value.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// Reveal returns the secret's value, for the Authorization header only.
-func (s Secret) Reveal() string { return string(s) }
-
 // Config is the upstream section of the sidecar's config file. Zero values
 // mean the documented default (see Defaults).
 type Config struct {
@@ -60,7 +39,7 @@ type Config struct {
 	TokenFile string `yaml:"tokenFile"`
 	// Token is the upstream bearer token written in the file itself;
 	// discouraged. After config.Load it holds the effective token.
-	Token Secret `yaml:"token"`
+	Token field.Secret `yaml:"token"`
 	// Timeout bounds one upstream attempt. Default 5s.
 	Timeout time.Duration `yaml:"timeout"`
 	// MintTimeout bounds a whole mint, retries included. Default 10s.

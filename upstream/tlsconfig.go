@@ -51,9 +51,9 @@ type TLSConfig struct {
 // TLSFiles is the content of the TLS files. It is comparable, so a config
 // whose files changed compares unequal to the one before.
 type TLSFiles struct {
-	CA   string // PEM certificates
-	Cert string // PEM certificate chain
-	Key  Secret // PEM private key; never printed
+	CA   string       // PEM certificates
+	Cert string       // PEM certificate chain
+	Key  field.Secret // PEM private key; never printed
 }
 
 // setKeys names the keys of the section that are set (minVersion when it
@@ -125,7 +125,7 @@ func (t *TLSConfig) ReadFiles() error {
 		}
 		return string(b)
 	}
-	t.Files = TLSFiles{CA: read("caFile", t.CAFile), Cert: read("certFile", t.CertFile), Key: Secret(read("keyFile", t.KeyFile))}
+	t.Files = TLSFiles{CA: read("caFile", t.CAFile), Cert: read("certFile", t.CertFile), Key: field.Secret(read("keyFile", t.KeyFile))}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}

@@ -21,27 +21,6 @@ const (
 	maxKeyPrefix = 64
 )
 
-// Secret is a string that never prints: fmt, slog, JSON and YAML encoders
-// see "[redacted]" (or "" when it is empty). Use Reveal to get the value.
-type Secret string
-
-// String returns "[redacted]", or "" for an empty secret.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString keeps %#v from printing the value.
-func (s Secret) GoString() string { return s.String() }
-
-// MarshalText keeps encoders from writing the value.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// Reveal returns the secret's value, for Redis AUTH only.
-func (s Secret) Reveal() string { return string(s) }
-
 // Config is the fleet section of the sidecar's config file. The tier is
 // off while Redis.Addrs is empty (see Enabled). New treats a zero KeyPrefix,
 // Timeout or LockTTL as its default; the config file loader fills the
@@ -87,7 +66,7 @@ type Redis struct {
 	PasswordFile string `yaml:"passwordFile"`
 	// Password is the content of PasswordFile; the config loader fills it
 	// in. It is not a key of the file.
-	Password Secret `yaml:"-"`
+	Password field.Secret `yaml:"-"`
 	// DB is the database number SELECTed on each connection; a Cluster has
 	// only 0. Restart needed to change. Default 0.
 	DB int `yaml:"db"`

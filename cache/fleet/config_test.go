@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config/field"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -116,7 +118,7 @@ func TestSecretNeverPrints(t *testing.T) {
 			t.Errorf("the password shows: %s", s)
 		}
 	}
-	if c.Redis.Password.Reveal() != "hunter2" || Secret("").String() != "" {
+	if c.Redis.Password.Reveal() != "hunter2" || field.Secret("").String() != "" {
 		t.Error("Reveal or the empty Secret is wrong")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"github.com/redis/rueidis"
 )
 
@@ -91,7 +92,7 @@ type settings struct {
 	timeout   time.Duration
 	lockTTL   time.Duration
 	username  string
-	password  Secret
+	password  field.Secret
 }
 
 func settingsOf(c Config) *settings {

@@ -1,11 +1,13 @@
-// Package field is a problem with the value of one config key: which key,
-// which other keys the problem depends on, and what is wrong. The packages
-// that own a config section (upstream, cache, cache/fleet, fsm, config)
-// return these from Validate; config matches them with errors.As to say
-// where a key's value came from (a line of the file, an environment
-// variable) and to leave out problems about keys that did not decode,
-// without reading message text. It imports nothing of this module, so the
-// packages that own sections can use it.
+// Package field is what the config's sections share about a key: Secret,
+// a value that never prints (the upstream token, a TLS key, the Redis
+// password), and Error, a problem with a key's value: which key, which
+// other keys the problem depends on, and what is wrong. The packages that
+// own a config section (upstream, cache, cache/fleet, fsm, config) return
+// Errors from Validate; config matches them with errors.As to say where a
+// key's value came from (a line of the file, an environment variable) and
+// to leave out problems about keys that did not decode, without reading
+// message text. It imports nothing of this module, so the packages that
+// own sections can use it.
 package field
 
 import (
