@@ -31,7 +31,7 @@ import (
 
 // fleetSection is the fleet section of a test sidecar's config.
 func fleetSection(r *redisServer, timeout, lockTTL time.Duration) string {
-	return fmt.Sprintf("fleet:\n  redis: {addrs: [%q]}\n  timeout: %s\n  lockTtl: %s\n", r.addr, timeout, lockTTL)
+	return fmt.Sprintf("fleet:\n  redis: {addrs: [%q]}\n  timeout: %s\n  lockTtl: %s\n", r.Addr, timeout, lockTTL)
 }
 
 // testFleet is n sidecars in front of one simulator, sharing one Redis.
@@ -506,7 +506,7 @@ func TestFleetRedisStoppedAndRestarted(t *testing.T) {
 	checkSamples(t, "before the stop", base, nil, time.Hour)
 	usual := slowest(base)
 
-	f.redis.signal(syscall.SIGSTOP)
+	f.redis.Signal(syscall.SIGSTOP)
 	l.run()
 	for _, h := range f.sc {
 		h.waitFleet(fleet.StateSkipped)
@@ -524,7 +524,7 @@ func TestFleetRedisStoppedAndRestarted(t *testing.T) {
 	}
 	checkSamples(t, "Redis stopped", l.collect(), usual, timeout+slack)
 
-	f.redis.signal(syscall.SIGCONT)
+	f.redis.Signal(syscall.SIGCONT)
 	for _, h := range f.sc {
 		h.waitFleet(fleet.StateUp)
 	}
@@ -532,7 +532,7 @@ func TestFleetRedisStoppedAndRestarted(t *testing.T) {
 
 	l.run()
 	waitUntil(t, "100 requests before the restart", func() bool { return l.count() >= 100 })
-	f.redis.restart()
+	f.redis.Restart()
 	n = l.count()
 	waitUntil(t, "200 requests after the restart", func() bool { return l.count() >= n+200 })
 	checkSamples(t, "Redis restarted", l.collect(), usual, timeout+slack)
@@ -624,7 +624,7 @@ func TestFleetMintLimitAcrossSidecars(t *testing.T) {
 		t.Errorf("the tiers counted %d refusals, the answers %d", counted, refused)
 	}
 
-	f.redis.signal(syscall.SIGSTOP)
+	f.redis.Signal(syscall.SIGSTOP)
 	var wg sync.WaitGroup
 	for _, h := range f.sc {
 		wg.Go(func() {
@@ -675,14 +675,14 @@ func TestFleetReload(t *testing.T) {
 	r := startRedis(t)
 	h := startFile(t, sim.Config{}, fleetSection(r, 250*time.Millisecond, time.Second))
 	h.waitFleet(fleet.StateUp)
-	moved := strings.Replace(fleetSection(r, 100*time.Millisecond, time.Second), r.addr, "127.0.0.1:1", 1)
+	moved := strings.Replace(fleetSection(r, 100*time.Millisecond, time.Second), r.Addr, "127.0.0.1:1", 1)
 	st := h.reloadTo(configFor(h.sim, sim.Config{}, moved), 2)
 	if !slices.Contains(st.RestartRequired, "fleet.redis.addrs") {
 		t.Errorf("restartRequired %v, want fleet.redis.addrs", st.RestartRequired)
 	}
 	doc, _ := h.do("GET", "/health", "").body["fleet"].(map[string]any)
-	if doc["timeout"] != "100ms" || doc["state"] != "up" || fmt.Sprint(doc["addrs"]) != fmt.Sprint([]any{r.addr}) {
-		t.Errorf("/health fleet after the reload: %v; want timeout 100ms, still up on %s", doc, r.addr)
+	if doc["timeout"] != "100ms" || doc["state"] != "up" || fmt.Sprint(doc["addrs"]) != fmt.Sprint([]any{r.Addr}) {
+		t.Errorf("/health fleet after the reload: %v; want timeout 100ms, still up on %s", doc, r.Addr)
 	}
 	id := h.mustMint("PEO")
 	if r := h.validate(id); r.tier() != "HIT local" {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
 )
 
 // TestPasswordRotated: the password (which the config loader reads from
@@ -19,7 +21,7 @@ import (
 func TestPasswordRotated(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t, "--requirepass", "old-secret")
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	cfg.Redis.Password = "old-secret"
 	rotated := newTier(t, cfg, testOptions(), true)
 	stale := newTier(t, cfg, testOptions(), true)
@@ -81,14 +83,13 @@ func TestSentinel(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			conf := filepath.Join(dir, "sentinel.conf")
-			body := fmt.Sprintf("sentinel monitor fleet-master 127.0.0.1 %d 1\nsentinel auth-pass fleet-master pw\n%s", master.port, tc.conf)
+			body := fmt.Sprintf("sentinel monitor fleet-master 127.0.0.1 %d 1\nsentinel auth-pass fleet-master pw\n%s", master.Port, tc.conf)
 			if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			sentinel := &redisServer{t: t, conf: conf, args: []string{"--sentinel"}, dir: dir, ready: "+monitor master"}
-			sentinel.launch(0)
+			sentinel := redistest.StartWith(t, redistest.Options{Conf: conf, Args: []string{"--sentinel"}, Dir: dir, Ready: "+monitor master"})
 
-			cfg := testConfig(t, sentinel.addr)
+			cfg := testConfig(t, sentinel.Addr)
 			cfg.Redis.Sentinel.MasterName = "fleet-master"
 			cfg.Redis.Password = "pw"
 			tr := newTier(t, cfg, testOptions(), true)
@@ -102,7 +103,7 @@ func TestSentinel(t *testing.T) {
 			if n, err := master.do("pw", "EXISTS", verdictKey(cfg.KeyPrefix, "id")).AsInt64(); err != nil || n != 1 {
 				t.Errorf("the verdict is not on the master: %d, %v", n, err)
 			}
-			if s := tr.Status(); s.MasterName != "fleet-master" || s.Addrs[0] != sentinel.addr {
+			if s := tr.Status(); s.MasterName != "fleet-master" || s.Addrs[0] != sentinel.Addr {
 				t.Errorf("status %+v", s)
 			}
 		})
@@ -114,7 +115,7 @@ func TestSentinel(t *testing.T) {
 func TestACLUser(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	cfg.KeyPrefix = "chittyid:"
 	acl := []string{"ACL", "SETUSER", "chittyid", "on", ">user-pw", "resetkeys", "~chittyid:*", "resetchannels",
 		"-@all", "+get", "+set", "+del", "+pttl", "+time", "+eval", "+evalsha", "+ping", "+hello", "+client|setname"}

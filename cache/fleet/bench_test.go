@@ -32,7 +32,7 @@ func usedMemory(t testing.TB, srv *redisServer) int64 {
 func TestMemoryPerID(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	cfg.KeyPrefix = "chittyid:" // the default, as deployed
 	tr := newTier(t, cfg, testOptions(), true)
 	ctx := context.Background()
@@ -64,7 +64,7 @@ func TestMemoryPerID(t *testing.T) {
 // fleet.timeout.
 func benchTier(b *testing.B) (*Tier, *redisServer) {
 	srv := startRedis(b)
-	cfg := testConfig(b, srv.addr)
+	cfg := testConfig(b, srv.Addr)
 	cfg.Timeout = Defaults().Timeout
 	return newTier(b, cfg, testOptions(), true), srv
 }

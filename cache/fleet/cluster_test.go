@@ -8,18 +8,18 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
 )
 
 // startCluster starts a Redis Cluster of three masters, the slots split
 // between them, and waits until every node sees it whole.
 func startCluster(t *testing.T) []*redisServer {
 	t.Helper()
-	redisBinary(t)
 	var nodes []*redisServer
 	for range 3 {
-		n := &redisServer{t: t, dir: t.TempDir(),
-			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}}
-		n.launch(10000) // the cluster bus is at port+10000
+		n := &redisServer{t: t, Server: redistest.StartWith(t, redistest.Options{AlsoFree: 10000, // the cluster bus is at port+10000
+			Args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}})}
 		nodes = append(nodes, n)
 	}
 	for i, n := range nodes {
@@ -28,7 +28,7 @@ func startCluster(t *testing.T) []*redisServer {
 			t.Fatal(err)
 		}
 		if i > 0 {
-			if err := nodes[0].do("", "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(n.port)).Error(); err != nil {
+			if err := nodes[0].do("", "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(n.Port)).Error(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -56,7 +56,7 @@ func startCluster(t *testing.T) []*redisServer {
 func TestCluster(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t)
-	cfg := testConfig(t, nodes[0].addr, nodes[1].addr, nodes[2].addr)
+	cfg := testConfig(t, nodes[0].Addr, nodes[1].Addr, nodes[2].Addr)
 	a := newTier(t, cfg, testOptions(), true)
 	b := newTier(t, cfg, testOptions(), true)
 	ctx := context.Background()

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
 )
 
 // stateObserver sends every state change on a channel.
@@ -27,7 +27,7 @@ func (o stateObserver) StateChanged(s State) { o.states <- s }
 func TestRedisStopped(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	cfg.Timeout = 40 * time.Millisecond
 	const slack = 160 * time.Millisecond // the race detector on a shared machine
 	obs := stateObserver{states: make(chan State, 16)}
@@ -39,7 +39,7 @@ func TestRedisStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv.signal(syscall.SIGSTOP)
+	srv.Signal(syscall.SIGSTOP)
 	for i := range defaultFailuresToSkip {
 		start := time.Now()
 		_, _, err := tr.Get(ctx, "id")
@@ -72,7 +72,7 @@ func TestRedisStopped(t *testing.T) {
 		t.Errorf("stats %+v: want %d errors and the rest skipped", st, defaultFailuresToSkip)
 	}
 
-	srv.signal(syscall.SIGCONT)
+	srv.Signal(syscall.SIGCONT)
 	waitState(t, tr, StateUp)
 	if got, found, err := tr.Get(ctx, "id"); err != nil || !found || !got.Valid {
 		t.Errorf("after Redis resumed: %+v, %v, %v", got, found, err)
@@ -95,11 +95,11 @@ func TestRedisStopped(t *testing.T) {
 func TestRedisStoppedUnderLoad(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	cfg.Timeout = 40 * time.Millisecond
 	tr := newTier(t, cfg, testOptions(), true)
-	srv.signal(syscall.SIGSTOP)
-	defer srv.signal(syscall.SIGCONT)
+	srv.Signal(syscall.SIGSTOP)
+	defer srv.Signal(syscall.SIGCONT)
 	const callers = 50
 	var slow atomic.Int64
 	done := make(chan struct{})
@@ -128,12 +128,12 @@ func TestRedisStoppedUnderLoad(t *testing.T) {
 func TestRedisRestartedEmpty(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	tr := newTier(t, testConfig(t, srv.addr), testOptions(), true)
+	tr := newTier(t, testConfig(t, srv.Addr), testOptions(), true)
 	ctx := context.Background()
 	if err := tr.Put(ctx, "id", Verdict{Valid: true, Value: []byte("PEO")}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	srv.restart()
+	srv.Restart()
 
 	var found bool
 	var err error
@@ -168,13 +168,8 @@ func TestRedisRestartedEmpty(t *testing.T) {
 // while it is unreachable and the tier comes up once it is there.
 func TestRedisDownAtStart(t *testing.T) {
 	t.Parallel()
-	redisBinary(t)
-	port, err := redisproc.FreePort(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &redisServer{t: t, port: port, addr: "127.0.0.1:" + itoa(port), dir: t.TempDir()}
-	tr := newTier(t, testConfig(t, srv.addr), testOptions(), false)
+	srv := redistest.Reserve(t, redistest.Options{})
+	tr := newTier(t, testConfig(t, srv.Addr), testOptions(), false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := tr.Wait(ctx, func(s Status) bool { return s.LastError != "" }); err != nil {
@@ -187,10 +182,9 @@ func TestRedisDownAtStart(t *testing.T) {
 	if _, _, err := tr.Get(ctx, "id"); !errors.Is(err, ErrSkipped) || time.Since(start) > 20*time.Millisecond {
 		t.Errorf("Get while connecting: %v after %s, want ErrSkipped at once", err, time.Since(start))
 	}
-	if err := srv.start(); err != nil {
+	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.stop)
 	waitState(t, tr, StateUp)
 	if _, found, err := tr.Get(ctx, "id"); err != nil || found {
 		t.Errorf("Get once up = %v, %v; want a miss", found, err)

@@ -55,7 +55,7 @@ func (o *countingObserver) Call(op, outcome string, _ time.Duration) {
 func TestFetchSingleFlightAcrossTiers(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	obs := newCountingObserver(199)
 	var tiers []*Tier
 	for range 3 {
@@ -119,7 +119,7 @@ func TestFetchSingleFlightAcrossTiers(t *testing.T) {
 func TestFetchHolderKilled(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	cfg.LockTTL = 400 * time.Millisecond
 	const id = "CT-A-CHI-4242-I-24-A-0"
 	holder := startHolder(t, srv, cfg.KeyPrefix, id, cfg.LockTTL)
@@ -184,7 +184,7 @@ func TestFetchHolderKilled(t *testing.T) {
 func TestFetchPeerFailure(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	cfg.LockTTL = 300 * time.Millisecond
 	a := newTier(t, cfg, testOptions(), true)
 	b := newTier(t, cfg, testOptions(), true)
@@ -266,7 +266,7 @@ func TestFetchPeerFailure(t *testing.T) {
 func TestFetchHolderGaveUp(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	cfg.LockTTL = time.Minute // a takeover by expiry would time the test out
 	a := newTier(t, cfg, testOptions(), true)
 	const id = "CT-A-CHI-2222-I-24-A-0"
@@ -319,7 +319,7 @@ func TestFetchHolderGaveUp(t *testing.T) {
 func TestFetchFreshStaleAndWaiterDeadline(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	tr := newTier(t, cfg, testOptions(), true)
 	ctx := context.Background()
 	p := Policy{TTL: time.Minute, NegativeTTL: 10 * time.Second, StaleIfError: time.Hour}

@@ -4,18 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 )
@@ -30,119 +26,28 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
 }
 
-// requireServersEnv set to 1 makes a missing redis-server a failure
-// instead of a skip (CI sets it).
-const requireServersEnv = "CHITTYID_TEST_REQUIRE_SERVERS"
-
-// redisServer is a redis-server process of the test's own, on a free port
-// of 127.0.0.1, without persistence. It is stopped when the test ends.
+// redisServer is a redis-server of the test's own (redistest), with an
+// admin client for questions.
 type redisServer struct {
-	t     testing.TB
-	port  int
-	addr  string
-	conf  string   // a config file to start with, if set
-	args  []string // after the port and persistence flags
-	dir   string
-	ready string // the log line that says it is ready (redisproc's default if empty)
-
-	// mu guards proc, replaced by each start.
-	mu   sync.Mutex
-	proc *redisproc.Process
-}
-
-// redisBinary returns redis-server's path, or skips (fails with
-// CHITTYID_TEST_REQUIRE_SERVERS=1) without it.
-func redisBinary(t testing.TB) string {
-	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv(requireServersEnv) == "1" {
-			t.Fatalf("redis-server is not on PATH and %s=1: install Debian's redis-server (.ci/run does)", requireServersEnv)
-		}
-		t.Skipf("redis-server is not on PATH (Debian package redis-server); %s=1 makes this a failure", requireServersEnv)
-	}
-	return path
+	*redistest.Server
+	t testing.TB
 }
 
 // startRedis starts redis-server with extra arguments (e.g. "--requirepass",
 // "pw") and waits until it accepts connections.
 func startRedis(t testing.TB, extra ...string) *redisServer {
 	t.Helper()
-	redisBinary(t)
-	s := &redisServer{t: t, args: extra, dir: t.TempDir()}
-	s.launch(0)
-	return s
-}
-
-// launch starts s on a free port (and port+also free too), retrying if
-// another process takes the port first, and stops it when the test ends.
-func (s *redisServer) launch(also int) {
-	s.t.Helper()
-	var err error
-	for range 5 {
-		if s.port, err = redisproc.FreePort(also); err != nil {
-			s.t.Fatal(err)
-		}
-		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-		if err = s.start(); err == nil {
-			s.t.Cleanup(s.stop)
-			return
-		}
-	}
-	s.t.Fatalf("starting redis-server: %v", err)
-}
-
-// start runs the process on s.port and waits for its ready log line.
-func (s *redisServer) start() error {
-	p, err := redisproc.Start(context.Background(), redisproc.Options{Bin: redisBinary(s.t), Port: s.port,
-		Dir: s.dir, Conf: s.conf, Args: s.args, Ready: s.ready})
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
-	return nil
-}
-
-// stop ends the process (resuming it first if it was stopped) and waits.
-func (s *redisServer) stop() {
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	s.mu.Unlock()
-	if p != nil {
-		p.Stop()
-	}
-}
-
-// restart stops the server and starts an empty one on the same port.
-func (s *redisServer) restart() {
-	s.t.Helper()
-	s.stop()
-	if err := s.start(); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-// signal sends sig (SIGSTOP, SIGCONT) to the process.
-func (s *redisServer) signal(sig syscall.Signal) {
-	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.proc.Signal(sig); err != nil {
-		s.t.Fatal(err)
-	}
+	return &redisServer{Server: redistest.Start(t, extra...), t: t}
 }
 
 // do runs one command on the server through a client of its own, logged
 // in with password if set.
 func (s *redisServer) do(password string, args ...string) rueidis.RedisResult {
 	s.t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.addr}, Password: password,
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, Password: password,
 		DisableCache: true, ForceSingleClient: true, ClientSetInfo: rueidis.DisableClientSetInfo})
 	if err != nil {
-		s.t.Fatalf("admin client for %s: %v", s.addr, err)
+		s.t.Fatalf("admin client for %s: %v", s.Addr, err)
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -235,7 +140,7 @@ func startHolder(t *testing.T, srv *redisServer, prefix, id string, lockTTL time
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), holderEnv+"="+srv.addr, "FLEET_TEST_HOLDER_PREFIX="+prefix,
+	cmd.Env = append(os.Environ(), holderEnv+"="+srv.Addr, "FLEET_TEST_HOLDER_PREFIX="+prefix,
 		"FLEET_TEST_HOLDER_ID="+id, "FLEET_TEST_HOLDER_LOCKTTL="+lockTTL.String())
 	cmd.Dir = filepath.Dir(exe)
 	cmd.Stderr = os.Stderr
@@ -261,5 +166,3 @@ func startHolder(t *testing.T, srv *redisServer, prefix, id string, lockTTL time
 func testPolicy() Policy {
 	return Policy{TTL: 10 * time.Minute, NegativeTTL: time.Minute, StaleIfError: time.Hour}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -29,7 +29,7 @@ func redisTime(t *testing.T, srv *redisServer) time.Time {
 func TestAllowMintAcrossTiers(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	cfg := testConfig(t, srv.addr)
+	cfg := testConfig(t, srv.Addr)
 	var tiers []*Tier
 	for range 3 {
 		tiers = append(tiers, newTier(t, cfg, testOptions(), true))
@@ -88,7 +88,7 @@ func TestAllowMintAcrossTiers(t *testing.T) {
 func TestAllowMintBatch(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	tr := newTier(t, testConfig(t, srv.addr), testOptions(), true)
+	tr := newTier(t, testConfig(t, srv.Addr), testOptions(), true)
 	ctx := context.Background()
 	const perMinute, burst = 60, 10 // one a second
 	if ok, _, err := tr.AllowMint(ctx, burst, perMinute, burst); !ok || err != nil {

@@ -14,7 +14,7 @@ import (
 func TestGetPutRoundTrip(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	tr := newTier(t, testConfig(t, srv.addr), testOptions(), true)
+	tr := newTier(t, testConfig(t, srv.Addr), testOptions(), true)
 	ctx := context.Background()
 
 	fetched := time.Now().Add(-9 * time.Second).Truncate(time.Millisecond)
@@ -64,7 +64,7 @@ func TestGetPutRoundTrip(t *testing.T) {
 func TestGetMalformedEntry(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	tr := newTier(t, testConfig(t, srv.addr), testOptions(), true)
+	tr := newTier(t, testConfig(t, srv.Addr), testOptions(), true)
 	key := verdictKey(tr.live.Load().keyPrefix, "X")
 	if err := srv.do("", "SET", key, "garbage").Error(); err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func TestGetMalformedEntry(t *testing.T) {
 func TestBadArguments(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	tr := newTier(t, testConfig(t, srv.addr), testOptions(), true)
+	tr := newTier(t, testConfig(t, srv.Addr), testOptions(), true)
 	ctx := context.Background()
 	if _, _, err := tr.Get(ctx, ""); !errors.Is(err, ErrInvalidID) {
 		t.Errorf("Get(\"\"): %v", err)
@@ -144,7 +144,7 @@ func TestOff(t *testing.T) {
 func TestClose(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	tr := newTier(t, testConfig(t, srv.addr), testOptions(), true)
+	tr := newTier(t, testConfig(t, srv.Addr), testOptions(), true)
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,30 +1,17 @@
-package redisproc
+package redisproc_test
 
 import (
 	"bufio"
 	"context"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// redisBinary returns redis-server's path, or skips (fails with
-// CHITTYID_TEST_REQUIRE_SERVERS=1) without it.
-func redisBinary(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CHITTYID_TEST_REQUIRE_SERVERS") == "1" {
-			t.Fatal("redis-server is not on PATH and CHITTYID_TEST_REQUIRE_SERVERS=1")
-		}
-		t.Skip("redis-server is not on PATH (Debian package redis-server)")
-	}
-	return path
-}
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
+)
 
 // ping sends PING on a connection of its own and returns the answer line.
 func ping(addr string) (string, error) {
@@ -43,12 +30,12 @@ func ping(addr string) (string, error) {
 // TestStartStop: a started server answers on Addr, SIGSTOP makes it stop
 // answering, and Stop ends it even while stopped.
 func TestStartStop(t *testing.T) {
-	bin := redisBinary(t)
-	port, err := FreePort(0)
+	bin := redistest.Binary(t)
+	port, err := redisproc.FreePort(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Start(context.Background(), Options{Bin: bin, Port: port, Dir: t.TempDir()})
+	p, err := redisproc.Start(context.Background(), redisproc.Options{Bin: bin, Port: port, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +63,7 @@ func TestStartStop(t *testing.T) {
 // TestStartFailureSaysWhy: a server that cannot start is reported with
 // its own output, not a timeout.
 func TestStartFailureSaysWhy(t *testing.T) {
-	bin := redisBinary(t)
+	bin := redistest.Binary(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +71,7 @@ func TestStartFailureSaysWhy(t *testing.T) {
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
 	start := time.Now()
-	_, err = Start(context.Background(), Options{Bin: bin, Port: port, Dir: t.TempDir()})
+	_, err = redisproc.Start(context.Background(), redisproc.Options{Bin: bin, Port: port, Dir: t.TempDir()})
 	if err == nil {
 		t.Fatal("Start on a port in use succeeded")
 	}
