@@ -179,14 +179,8 @@ func mergeKeys(a, b map[string]any) map[string]bool {
 // at a time and expects the check that guards against it to say so.
 func TestFleetChecksCatchMistakes(t *testing.T) {
 	t.Parallel()
-	good := render(t, fleetDir)
 	const pwLine = "passwordFile: /var/run/secrets/chittyid-redis/password"
-	for _, tc := range []struct {
-		name    string
-		breakIt func(t *testing.T, b *base)
-		check   func(*base) error
-		wantErr string
-	}{
+	expectCaught(t, render(t, fleetDir), []mistake{
 		{"fleet section dropped", func(t *testing.T, b *base) {
 			editConfig(t, b, `addrs: ["redis-master:6379"]`, "addrs: []")
 			editConfig(t, b, pwLine, "")
@@ -233,17 +227,7 @@ func TestFleetChecksCatchMistakes(t *testing.T) {
 		{"snapshot limit still checked in the overlay", func(t *testing.T, b *base) {
 			b.volume("snapshot").EmptyDir.SizeLimit = ptr(resource.MustParse("1Mi"))
 		}, checkSnapshotVolume, "sizeLimit 1Mi"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			b := good.clone()
-			tc.breakIt(t, b)
-			err := tc.check(b)
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("got %v, want an error containing %q", err, tc.wantErr)
-			}
-		})
-	}
+	})
 }
 
 // TestFleetConfigLoads: the overlay's config, as the sidecar reads it,

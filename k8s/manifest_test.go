@@ -75,13 +75,7 @@ func TestBase(t *testing.T) {
 // passes everything would make TestBase worthless.
 func TestChecksCatchMistakes(t *testing.T) {
 	t.Parallel()
-	good := render(t, baseDir)
-	for _, tc := range []struct {
-		name    string
-		breakIt func(t *testing.T, b *base)
-		check   func(*base) error
-		wantErr string
-	}{
+	expectCaught(t, render(t, baseDir), []mistake{
 		{"sidecar as a regular container", func(t *testing.T, b *base) {
 			p := b.pod()
 			p.Containers = append(p.Containers, p.InitContainers...)
@@ -365,14 +359,30 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"cache raised, snapshot sizeLimit not", func(t *testing.T, b *base) {
 			editConfig(t, b, "maxSizeMB: 32", "maxSizeMB: 80")
 		}, checkSnapshotVolume, "under twice cache.maxSizeMB (160Mi)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	})
+}
+
+// mistake is one way to break a good manifest, the check that must catch
+// it and what its error must say.
+type mistake struct {
+	name    string
+	breakIt func(t *testing.T, b *base)
+	check   func(*base) error
+	wantErr string
+}
+
+// expectCaught applies each mistake to its own copy of good and expects
+// its check to fail saying wantErr.
+func expectCaught(t *testing.T, good *base, mistakes []mistake) {
+	t.Helper()
+	for _, m := range mistakes {
+		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			b := good.clone()
-			tc.breakIt(t, b)
-			err := tc.check(b)
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("got %v, want an error containing %q", err, tc.wantErr)
+			m.breakIt(t, b)
+			err := m.check(b)
+			if err == nil || !strings.Contains(err.Error(), m.wantErr) {
+				t.Errorf("got %v, want an error containing %q", err, m.wantErr)
 			}
 		})
 	}
