@@ -75,8 +75,9 @@ func (l *Lifecycle) observe(ctx context.Context, o Observation) bool {
 
 // fire runs one looplab event. The context is detached from ctx's
 // cancellation: an Event given a cancelled or expired context leaves
-// looplab in transition for good (docs/libraries.md, looplab/fsm),
-// and Run fires the shutdown event precisely when its ctx has ended.
+// looplab in transition for good (see the looplab/fsm section of the
+// repo's docs/libraries.md), and Run fires the shutdown event precisely
+// when its ctx has ended.
 func (l *Lifecycle) fire(ctx context.Context, ev string, c change) {
 	err := l.f.Event(context.WithoutCancel(ctx), ev, c)
 	var same looplab.NoTransitionError
