@@ -94,7 +94,7 @@ func TestDevFleet(t *testing.T) {
 // to install and exits 2, starting nothing.
 func TestDevFleetWithoutRedis(t *testing.T) {
 	t.Parallel()
-	code, out := exitCode(t, context.Background(), "dev", "--fleet", "2", "--listen", "127.0.0.1:0", "--redis-server", "/nonexistent/redis-server")
+	code, out := exitCode(t, "dev", "--fleet", "2", "--listen", "127.0.0.1:0", "--redis-server", "/nonexistent/redis-server")
 	if code != 2 || !strings.Contains(out, "dev --fleet needs redis-server") || !strings.Contains(out, "apt-get install redis-server") {
 		t.Errorf("exit code %d, output:\n%s\nwant 2 and how to install redis-server", code, out)
 	}

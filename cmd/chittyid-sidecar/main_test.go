@@ -11,6 +11,27 @@ import (
 	"testing"
 )
 
+// exitCode runs the command to its end and returns its exit code and
+// everything it printed or returned.
+func exitCode(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), args, &out, &errOut)
+	code := 0
+	if err != nil {
+		code = 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+	}
+	all := out.String() + errOut.String()
+	if err != nil {
+		all += err.Error()
+	}
+	return code, all
+}
+
 func TestRunExitCodes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -47,22 +68,9 @@ func TestRunExitCodes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var out, errOut bytes.Buffer
-			err := run(context.Background(), tc.args, &out, &errOut)
-			code := 0
-			if err != nil {
-				code = 1
-				var ee *exitError
-				if errors.As(err, &ee) {
-					code = ee.code
-				}
-			}
+			code, all := exitCode(t, tc.args...)
 			if code != tc.wantCode {
-				t.Fatalf("exit code %d, want %d (err %v)", code, tc.wantCode, err)
-			}
-			all := out.String() + errOut.String()
-			if err != nil {
-				all += err.Error()
+				t.Fatalf("exit code %d, want %d: %s", code, tc.wantCode, all)
 			}
 			for _, w := range tc.wantOut {
 				if !strings.Contains(all, w) {

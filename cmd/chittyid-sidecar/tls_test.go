@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -16,27 +14,6 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
-
-// exitCode runs the command and returns its exit code and everything it
-// printed or returned.
-func exitCode(t *testing.T, ctx context.Context, args ...string) (int, string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	err := run(ctx, args, &out, &errOut)
-	code := 0
-	if err != nil {
-		code = 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-	}
-	all := out.String() + errOut.String()
-	if err != nil {
-		all += err.Error()
-	}
-	return code, all
-}
 
 // TestCheckConfigTransportRefusals: check-config refuses the upstream
 // settings README "Production upstream" lists, naming the key, with exit
@@ -76,7 +53,7 @@ func TestCheckConfigTransportRefusals(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			code, out := exitCode(t, context.Background(), "check-config", path)
+			code, out := exitCode(t, "check-config", path)
 			if code != tc.code {
 				t.Fatalf("exit code %d, want %d: %s", code, tc.code, out)
 			}
@@ -103,7 +80,7 @@ func TestUpstreamSimTLSFlags(t *testing.T) {
 		{"client CA without cert", []string{"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert"},
 		{"missing files", []string{"--tls-cert", "/nonexistent.crt", "--tls-key", "/nonexistent.key"}, "loading the TLS certificate"},
 	} {
-		code, out := exitCode(t, context.Background(), append([]string{"upstream-sim", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"}, tc.args...)...)
+		code, out := exitCode(t, append([]string{"upstream-sim", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"}, tc.args...)...)
 		if code != 2 || !strings.Contains(out, tc.want) {
 			t.Errorf("%s: exit %d, %q; want 2 and %q", tc.name, code, out, tc.want)
 		}
