@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -91,17 +90,9 @@ func TestUpstreamSimTLSFlags(t *testing.T) {
 // prints what it made, and removes it at exit.
 func TestDevTLS(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"dev", "--tls", "--listen", "127.0.0.1:0"}, &out, &errOut) }()
-	if err := waitFor(&out, "curl the simulator"); err != nil {
-		cancel()
-		<-done
-		t.Fatalf("%v\nstdout: %s\nstderr: %s", err, out.String(), errOut.String())
-	}
-	text := out.String()
+	dev := startBackground(t, "dev", "--tls", "--listen", "127.0.0.1:0")
+	dev.await(t, &dev.out, "curl the simulator")
+	text := dev.out.String()
 	base := regexp.MustCompile(`sidecar: +(http://\S+)`).FindStringSubmatch(text)
 	dir := regexp.MustCompile(`TLS: a throwaway CA and certificates in (\S+) \(removed at exit\)`).FindStringSubmatch(text)
 	if base == nil || dir == nil || !strings.Contains(text, "upstream simulator: https://127.0.0.1:") {
@@ -120,7 +111,7 @@ func TestDevTLS(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("mint through dev --tls: %d %s\nstderr: %s", resp.StatusCode, b, errOut.String())
+		t.Fatalf("mint through dev --tls: %d %s\nstderr: %s", resp.StatusCode, b, dev.errOut.String())
 	}
 	resp, err = hc.Get(base[1] + "/health")
 	if err != nil {
@@ -140,9 +131,8 @@ func TestDevTLS(t *testing.T) {
 		t.Errorf("/health upstream.tls = %+v, %v", doc.Upstream.TLS, err)
 	}
 	hc.CloseIdleConnections()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("dev --tls returned %v; stderr: %s", err, errOut.String())
+	if err := dev.stop(); err != nil {
+		t.Fatalf("dev --tls returned %v; stderr: %s", err, dev.errOut.String())
 	}
 	if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
 		t.Errorf("the certificate directory %s is still there after exit (%v)", dir[1], err)
