@@ -42,7 +42,7 @@ func sidecarChecks() []check {
 		{"terminationGracePeriodSeconds covers shutdown.drainTimeout with a margin", checkGracePeriod},
 		{"the sidecar has CPU and memory requests and limits", checkResources},
 		{"the cache fits in the memory limit", checkCacheFitsMemory},
-		{"snapshot.path is a file directly inside a volume mount of the sidecar", checkSnapshotPath},
+		{"snapshot.path is a file in a subdirectory of a volume mount of the sidecar", checkSnapshotPath},
 		{"the snapshot's volume is an emptyDir on disk with a sizeLimit", checkSnapshotVolume},
 		{"the sidecar mounts the snapshot's volume read-write", checkSnapshotWritable},
 		{"the sidecar starts before the app's own init containers", checkSidecarFirst},

@@ -85,36 +85,6 @@ func (h *harness) waitFleet(want fleet.State) {
 	}
 }
 
-// try is do for other goroutines than the test's: an error instead of
-// t.Fatal.
-func (h *harness) try(method, path, body string) (reply, error) {
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, h.base+path, r)
-	if err != nil {
-		return reply{}, err
-	}
-	if method == "POST" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := h.http.Do(req)
-	if err != nil {
-		return reply{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, err
-	}
-	rep := reply{status: resp.StatusCode, header: resp.Header, raw: string(b)}
-	if err := json.Unmarshal(b, &rep.body); err != nil {
-		return rep, fmt.Errorf("%s %s: answer is not a JSON object: %q", method, path, b)
-	}
-	return rep, nil
-}
-
 // tier is the answer's X-Cache and X-Cache-Tier, e.g. "HIT fleet", "MISS".
 func (r reply) tier() string {
 	return strings.TrimSpace(r.header.Get("X-Cache") + " " + r.header.Get("X-Cache-Tier"))

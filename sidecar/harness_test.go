@@ -250,13 +250,23 @@ type reply struct {
 
 func (h *harness) do(method, path, body string, header ...string) reply {
 	h.t.Helper()
+	r, err := h.try(method, path, body, header...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+// try is do for other goroutines than the test's: an error instead of
+// t.Fatal. header is name, value pairs.
+func (h *harness) try(method, path, body string, header ...string) (reply, error) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, h.base+path, r)
 	if err != nil {
-		h.t.Fatal(err)
+		return reply{}, err
 	}
 	if method == "POST" { // as the apps' HTTP clients send it
 		req.Header.Set("Content-Type", "application/json")
@@ -266,18 +276,18 @@ func (h *harness) do(method, path, body string, header ...string) reply {
 	}
 	resp, err := h.http.Do(req)
 	if err != nil {
-		h.t.Fatalf("%s %s: %v", method, path, err)
+		return reply{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		h.t.Fatalf("%s %s: reading the body: %v", method, path, err)
+		return reply{}, fmt.Errorf("%s %s: reading the body: %w", method, path, err)
 	}
 	rep := reply{status: resp.StatusCode, header: resp.Header, raw: string(b)}
 	if err := json.Unmarshal(b, &rep.body); err != nil {
-		h.t.Fatalf("%s %s: answer is not a JSON object: %q", method, path, b)
+		return rep, fmt.Errorf("%s %s: answer is not a JSON object: %q", method, path, b)
 	}
-	return rep
+	return rep, nil
 }
 
 func (h *harness) mint(entity string) reply {

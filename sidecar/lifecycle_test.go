@@ -166,17 +166,7 @@ func TestBreakerOpenPeriodHoldsWhileHealthIsGood(t *testing.T) {
 
 			// The open period: 10s on the sidecar's clock, polls every 10ms
 			// of real time throughout.
-			h.expectOpen("just after the trip", 10)
-			h.waitPolls(5)
-			h.clock.advance(9 * time.Second)
-			h.expectOpen("1s before the end", 1)
-			h.waitPolls(5)
-			if got := h.transitions(); !slices.Equal(got, tripped) || h.state() != fsm.Reconnecting {
-				t.Fatalf("during the open period: %s, transitions %q; want RECONNECTING and none since %q", h.state(), got, tripped)
-			}
-			if n := h.sim.Stats().Mint; n != mints {
-				t.Fatalf("%d mints reached upstream during the open period", n-mints)
-			}
+			h.holdsOpen("the open period", 10, tripped)
 
 			// The end of the period: one trial, which fails.
 			h.clock.advance(time.Second)
@@ -189,17 +179,7 @@ func TestBreakerOpenPeriodHoldsWhileHealthIsGood(t *testing.T) {
 			checkPeriodEnd(t, tripped, reopened)
 
 			// Twice as long: 20s.
-			h.expectOpen("just after the failed trial", 20)
-			h.waitPolls(5)
-			h.clock.advance(19 * time.Second)
-			h.expectOpen("1s before the end of the doubled period", 1)
-			h.waitPolls(5)
-			if got := h.transitions(); !slices.Equal(got, reopened) || h.state() != fsm.Reconnecting {
-				t.Fatalf("during the doubled period: %s, transitions %q; want RECONNECTING and none since %q", h.state(), got, reopened)
-			}
-			if n := h.sim.Stats().Mint; n != mints+1 {
-				t.Fatalf("%d mints reached upstream during the doubled period", n-mints-1)
-			}
+			h.holdsOpen("the doubled period", 20, reopened)
 
 			// A good trial closes the breaker: CONNECTED.
 			h.fault(sim.Fault{Mode: "ok"})
@@ -213,6 +193,27 @@ func TestBreakerOpenPeriodHoldsWhileHealthIsGood(t *testing.T) {
 				t.Errorf("%d mints reached upstream after the trip, want 2 (the trials)", n-mints)
 			}
 		})
+	}
+}
+
+// holdsOpen checks an open period of secs seconds that has just begun:
+// mints are refused with the time left, at its start and 1s before its
+// end (the clock advanced in between), while polls go on; no mint
+// reaches upstream, and the state stays RECONNECTING with no transition
+// since since.
+func (h *harness) holdsOpen(period string, secs int, since []string) {
+	h.t.Helper()
+	mints := h.sim.Stats().Mint
+	h.expectOpen(period+", at its start", secs)
+	h.waitPolls(5)
+	h.clock.advance(time.Duration(secs-1) * time.Second)
+	h.expectOpen(period+", 1s before its end", 1)
+	h.waitPolls(5)
+	if got := h.transitions(); !slices.Equal(got, since) || h.state() != fsm.Reconnecting {
+		h.t.Fatalf("during %s: %s, transitions %q; want RECONNECTING and none since %q", period, h.state(), got, since)
+	}
+	if n := h.sim.Stats().Mint; n != mints {
+		h.t.Fatalf("%d mints reached upstream during %s", n-mints, period)
 	}
 }
 

@@ -32,14 +32,8 @@ func setup(t *testing.T, sc sim.Config, edit func(*upstream.Config)) (*sim.Sim, 
 // setupClock is setup with now as the breaker's clock (nil: time.Now).
 func setupClock(t *testing.T, sc sim.Config, edit func(*upstream.Config), now func() time.Time) (*sim.Sim, *upstream.Client) {
 	t.Helper()
-	sc.Token = token
-	s, err := sim.Start(sc, "127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	cfg := upstream.Defaults()
-	cfg.URL, cfg.Token, cfg.Timeout = s.URL(), token, time.Second
+	s, cfg := startSim(t, sc)
+	cfg.Timeout = time.Second
 	cfg.Retry = upstream.RetryConfig{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
 	if sc.Dialect != "" {
 		cfg.Dialect = sc.Dialect
@@ -60,6 +54,21 @@ func setupClock(t *testing.T, sc sim.Config, edit func(*upstream.Config), now fu
 	}
 	t.Cleanup(c.Close)
 	return s, c
+}
+
+// startSim starts a simulator that wants the test's token, closed when
+// the test ends, and returns it with upstream's defaults pointed at it.
+func startSim(t *testing.T, sc sim.Config) (*sim.Sim, upstream.Config) {
+	t.Helper()
+	sc.Token = token
+	s, err := sim.Start(sc, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	cfg := upstream.Defaults()
+	cfg.URL, cfg.Token = s.URL(), token
+	return s, cfg
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {

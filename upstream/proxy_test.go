@@ -97,16 +97,11 @@ func TestClientThroughProxy(t *testing.T) {
 	t.Parallel()
 	proxy := startProxy(t, "alice", "s3cret")
 	p := newPKI(t, sim.LeafSpec{})
-	s, err := sim.Start(withToken(sim.Config{TLS: p.server.ServerConfig(nil)}), "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, cfg := startSim(t, sim.Config{TLS: p.server.ServerConfig(nil)})
 	proxyURL := func(cred string) upstream.ProxyURL {
 		return upstream.ProxyURL("http://" + cred + "@" + strings.TrimPrefix(proxy.srv.URL, "http://"))
 	}
-	cfg := upstream.Defaults()
-	cfg.URL, cfg.Token, cfg.Timeout, cfg.TLS.CAFile = s.URL(), token, 2*time.Second, p.caFile
+	cfg.Timeout, cfg.TLS.CAFile = 2*time.Second, p.caFile
 	cfg.Retry = upstream.RetryConfig{MaxAttempts: 1, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
 
 	cfg.Proxy = proxyURL("alice:s3cret")
@@ -124,7 +119,7 @@ func TestClientThroughProxy(t *testing.T) {
 	}
 
 	cfg.Proxy = proxyURL("alice:wrong")
-	_, err = newClient(t, cfg, upstream.Options{LookupEnv: noEnv}).Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: chittyid.EntityPEO}, "", upstream.CallInfo{})
+	_, err := newClient(t, cfg, upstream.Options{LookupEnv: noEnv}).Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: chittyid.EntityPEO}, "", upstream.CallInfo{})
 	var pe *upstream.ProxyError
 	if !errors.As(err, &pe) || pe.StatusCode != http.StatusProxyAuthRequired || !errors.Is(err, upstream.ErrUnavailable) {
 		t.Fatalf("Mint with wrong credentials = %v, want an unavailable ProxyError 407", err)

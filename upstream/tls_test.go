@@ -157,17 +157,12 @@ func TestClientTLSFailuresExplained(t *testing.T) {
 				caFile = newPKI(t, sim.LeafSpec{}).caFile
 			}
 			obs := &handshakes{}
-			s, err := sim.Start(withToken(scfg), "", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
-			cfg := upstream.Defaults()
-			cfg.URL, cfg.Token, cfg.Timeout, cfg.TLS.CAFile = s.URL(), token, time.Second, caFile
+			s, cfg := startSim(t, scfg)
+			cfg.Timeout, cfg.TLS.CAFile = time.Second, caFile
 			cfg.Retry = upstream.RetryConfig{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
 			c := newClient(t, cfg, upstream.Options{Observer: obs})
 
-			err = c.Health(ctxFor(t, 2*time.Second))
+			err := c.Health(ctxFor(t, 2*time.Second))
 			var te *upstream.TLSError
 			if !errors.As(err, &te) || te.Kind != tc.kind {
 				t.Fatalf("Health error = %v, want a TLSError of kind %s", err, tc.kind)
@@ -191,11 +186,6 @@ func TestClientTLSFailuresExplained(t *testing.T) {
 			}
 		})
 	}
-}
-
-func withToken(c sim.Config) sim.Config {
-	c.Token = token
-	return c
 }
 
 // TestClientMutualTLS: an upstream that requires a client certificate
@@ -228,13 +218,8 @@ func TestClientMutualTLS(t *testing.T) {
 func TestSessionsResumeAcrossClients(t *testing.T) {
 	t.Parallel()
 	p := newPKI(t, sim.LeafSpec{})
-	s, err := sim.Start(withToken(sim.Config{TLS: p.server.ServerConfig(nil)}), "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	cfg := upstream.Defaults()
-	cfg.URL, cfg.Token, cfg.TLS.CAFile = s.URL(), token, p.caFile
+	s, cfg := startSim(t, sim.Config{TLS: p.server.ServerConfig(nil)})
+	cfg.TLS.CAFile = p.caFile
 	sessions := upstream.NewSessions()
 	obs := &handshakes{}
 	mint := func(c *upstream.Client) {

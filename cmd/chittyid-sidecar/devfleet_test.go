@@ -1,23 +1,18 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-)
 
-// requireServersEnv set to 1 makes a missing redis-server a failure
-// instead of a skip (.ci/run sets it).
-const requireServersEnv = "CHITTYID_TEST_REQUIRE_SERVERS"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
+)
 
 // TestDevFleet: dev --fleet 3 starts three sidecars and a redis-server,
 // prints every sidecar's URL and Redis' address; an ID minted through the
@@ -25,36 +20,19 @@ const requireServersEnv = "CHITTYID_TEST_REQUIRE_SERVERS"
 // Redis included.
 func TestDevFleet(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv(requireServersEnv) == "1" {
-			t.Fatalf("redis-server is not on PATH and %s=1", requireServersEnv)
-		}
-		t.Skipf("redis-server is not on PATH (Debian package redis-server); %s=1 makes this a failure", requireServersEnv)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"dev", "--fleet", "3", "--listen", "127.0.0.1:0"}, &out, &errOut) }()
-	stopped := false
-	defer func() {
-		if !stopped {
-			cancel()
-			<-done
-		}
-	}()
+	redistest.Binary(t)
+	dev := startBackground(t, "dev", "--fleet", "3", "--listen", "127.0.0.1:0")
 	for i := 1; i <= 3; i++ {
-		if err := waitFor(&errOut, `msg="fleet tier up: Redis answers" sidecar=`+strconv.Itoa(i)); err != nil {
-			t.Fatalf("sidecar %d: %v\nstdout: %s\nstderr: %s", i, err, out.String(), errOut.String())
-		}
+		dev.await(t, &dev.errOut, `msg="fleet tier up: Redis answers" sidecar=`+strconv.Itoa(i))
 	}
 	urls := map[int]string{}
-	for _, m := range regexp.MustCompile(`sidecar (\d):\s+(http://\S+)`).FindAllStringSubmatch(out.String(), -1) {
+	for _, m := range regexp.MustCompile(`sidecar (\d):\s+(http://\S+)`).FindAllStringSubmatch(dev.out.String(), -1) {
 		n, _ := strconv.Atoi(m[1])
 		urls[n] = m[2]
 	}
-	redis := regexp.MustCompile(`redis:\s+(\S+)`).FindStringSubmatch(out.String())
+	redis := regexp.MustCompile(`redis:\s+(\S+)`).FindStringSubmatch(dev.out.String())
 	if len(urls) != 3 || redis == nil {
-		t.Fatalf("dev --fleet 3 printed %d sidecar URLs and redis %v:\n%s", len(urls), redis, out.String())
+		t.Fatalf("dev --fleet 3 printed %d sidecar URLs and redis %v:\n%s", len(urls), redis, dev.out.String())
 	}
 
 	resp, err := http.Post(urls[1]+"/v1/mint", "application/json", strings.NewReader(`{"entity":"PEO"}`))
@@ -79,10 +57,8 @@ func TestDevFleet(t *testing.T) {
 		t.Errorf("validate on sidecar 3 of an ID minted on sidecar 1: HTTP %d, %q, want HIT fleet", resp.StatusCode, got)
 	}
 
-	cancel()
-	stopped = true
-	if err := <-done; err != nil {
-		t.Fatalf("dev --fleet returned %v after cancel; stderr: %s", err, errOut.String())
+	if err := dev.stop(); err != nil {
+		t.Fatalf("dev --fleet returned %v after cancel; stderr: %s", err, dev.errOut.String())
 	}
 	if c, err := net.DialTimeout("tcp", redis[1], time.Second); err == nil {
 		c.Close()
@@ -94,7 +70,7 @@ func TestDevFleet(t *testing.T) {
 // to install and exits 2, starting nothing.
 func TestDevFleetWithoutRedis(t *testing.T) {
 	t.Parallel()
-	code, out := exitCode(t, context.Background(), "dev", "--fleet", "2", "--listen", "127.0.0.1:0", "--redis-server", "/nonexistent/redis-server")
+	code, out := exitCode(t, "dev", "--fleet", "2", "--listen", "127.0.0.1:0", "--redis-server", "/nonexistent/redis-server")
 	if code != 2 || !strings.Contains(out, "dev --fleet needs redis-server") || !strings.Contains(out, "apt-get install redis-server") {
 		t.Errorf("exit code %d, output:\n%s\nwant 2 and how to install redis-server", code, out)
 	}

@@ -8,8 +8,30 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 )
+
+// exitCode runs the command to its end and returns its exit code and
+// everything it printed or returned.
+func exitCode(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), args, &out, &errOut)
+	code := 0
+	if err != nil {
+		code = 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+	}
+	all := out.String() + errOut.String()
+	if err != nil {
+		all += err.Error()
+	}
+	return code, all
+}
 
 func TestRunExitCodes(t *testing.T) {
 	t.Parallel()
@@ -47,22 +69,9 @@ func TestRunExitCodes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var out, errOut bytes.Buffer
-			err := run(context.Background(), tc.args, &out, &errOut)
-			code := 0
-			if err != nil {
-				code = 1
-				var ee *exitError
-				if errors.As(err, &ee) {
-					code = ee.code
-				}
-			}
+			code, all := exitCode(t, tc.args...)
 			if code != tc.wantCode {
-				t.Fatalf("exit code %d, want %d (err %v)", code, tc.wantCode, err)
-			}
-			all := out.String() + errOut.String()
-			if err != nil {
-				all += err.Error()
+				t.Fatalf("exit code %d, want %d: %s", code, tc.wantCode, all)
 			}
 			for _, w := range tc.wantOut {
 				if !strings.Contains(all, w) {
@@ -76,20 +85,51 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
+// background is a command run in the background, as from a terminal
+// until Ctrl-C.
+type background struct {
+	out, errOut syncBuffer
+	cancel      context.CancelFunc
+	done        chan error
+	once        sync.Once
+	err         error
+}
+
+// startBackground runs the command; the test's cleanup stops it if the
+// test did not.
+func startBackground(t *testing.T, args ...string) *background {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &background{cancel: cancel, done: make(chan error, 1)}
+	go func() { b.done <- run(ctx, args, &b.out, &b.errOut) }()
+	t.Cleanup(func() { _ = b.stop() })
+	return b
+}
+
+// await waits until buf (b.out or b.errOut) holds s, or fails the test
+// with both outputs.
+func (b *background) await(t *testing.T, buf *syncBuffer, s string) {
+	t.Helper()
+	if err := waitFor(buf, s); err != nil {
+		t.Fatalf("%v\nstdout: %s\nstderr: %s", err, b.out.String(), b.errOut.String())
+	}
+}
+
+// stop cancels the command (Ctrl-C) and returns what it returned.
+func (b *background) stop() error {
+	b.once.Do(func() {
+		b.cancel()
+		b.err = <-b.done
+	})
+	return b.err
+}
+
 func TestDevStopsCleanlyOnCancel(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"dev", "--listen", "127.0.0.1:0"}, &out, &errOut) }()
-	if err := waitFor(&out, "sidecar:"); err != nil {
-		cancel()
-		<-done
-		t.Fatalf("%v\nstdout: %s\nstderr: %s", err, out.String(), errOut.String())
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("dev returned %v after cancel; stderr: %s", err, errOut.String())
+	dev := startBackground(t, "dev", "--listen", "127.0.0.1:0")
+	dev.await(t, &dev.out, "sidecar:")
+	if err := dev.stop(); err != nil {
+		t.Fatalf("dev returned %v after cancel; stderr: %s", err, dev.errOut.String())
 	}
 }
 

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -16,27 +13,6 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
-
-// exitCode runs the command and returns its exit code and everything it
-// printed or returned.
-func exitCode(t *testing.T, ctx context.Context, args ...string) (int, string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	err := run(ctx, args, &out, &errOut)
-	code := 0
-	if err != nil {
-		code = 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-	}
-	all := out.String() + errOut.String()
-	if err != nil {
-		all += err.Error()
-	}
-	return code, all
-}
 
 // TestCheckConfigTransportRefusals: check-config refuses the upstream
 // settings README "Production upstream" lists, naming the key, with exit
@@ -76,7 +52,7 @@ func TestCheckConfigTransportRefusals(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			code, out := exitCode(t, context.Background(), "check-config", path)
+			code, out := exitCode(t, "check-config", path)
 			if code != tc.code {
 				t.Fatalf("exit code %d, want %d: %s", code, tc.code, out)
 			}
@@ -103,7 +79,7 @@ func TestUpstreamSimTLSFlags(t *testing.T) {
 		{"client CA without cert", []string{"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert"},
 		{"missing files", []string{"--tls-cert", "/nonexistent.crt", "--tls-key", "/nonexistent.key"}, "loading the TLS certificate"},
 	} {
-		code, out := exitCode(t, context.Background(), append([]string{"upstream-sim", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"}, tc.args...)...)
+		code, out := exitCode(t, append([]string{"upstream-sim", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"}, tc.args...)...)
 		if code != 2 || !strings.Contains(out, tc.want) {
 			t.Errorf("%s: exit %d, %q; want 2 and %q", tc.name, code, out, tc.want)
 		}
@@ -114,17 +90,9 @@ func TestUpstreamSimTLSFlags(t *testing.T) {
 // prints what it made, and removes it at exit.
 func TestDevTLS(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"dev", "--tls", "--listen", "127.0.0.1:0"}, &out, &errOut) }()
-	if err := waitFor(&out, "curl the simulator"); err != nil {
-		cancel()
-		<-done
-		t.Fatalf("%v\nstdout: %s\nstderr: %s", err, out.String(), errOut.String())
-	}
-	text := out.String()
+	dev := startBackground(t, "dev", "--tls", "--listen", "127.0.0.1:0")
+	dev.await(t, &dev.out, "curl the simulator")
+	text := dev.out.String()
 	base := regexp.MustCompile(`sidecar: +(http://\S+)`).FindStringSubmatch(text)
 	dir := regexp.MustCompile(`TLS: a throwaway CA and certificates in (\S+) \(removed at exit\)`).FindStringSubmatch(text)
 	if base == nil || dir == nil || !strings.Contains(text, "upstream simulator: https://127.0.0.1:") {
@@ -143,7 +111,7 @@ func TestDevTLS(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("mint through dev --tls: %d %s\nstderr: %s", resp.StatusCode, b, errOut.String())
+		t.Fatalf("mint through dev --tls: %d %s\nstderr: %s", resp.StatusCode, b, dev.errOut.String())
 	}
 	resp, err = hc.Get(base[1] + "/health")
 	if err != nil {
@@ -163,9 +131,8 @@ func TestDevTLS(t *testing.T) {
 		t.Errorf("/health upstream.tls = %+v, %v", doc.Upstream.TLS, err)
 	}
 	hc.CloseIdleConnections()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("dev --tls returned %v; stderr: %s", err, errOut.String())
+	if err := dev.stop(); err != nil {
+		t.Fatalf("dev --tls returned %v; stderr: %s", err, dev.errOut.String())
 	}
 	if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
 		t.Errorf("the certificate directory %s is still there after exit (%v)", dir[1], err)
