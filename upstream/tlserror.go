@@ -142,13 +142,12 @@ const (
 
 func (h tlsHints) refused(alert uint8) string {
 	msg := fmt.Sprintf("upstream refused the handshake (%s)", strings.TrimPrefix(tls.AlertError(alert).Error(), "tls: "))
-	switch alert {
-	case alertProtocolVersion, alertInsufficientSecurity:
+	switch {
+	case alert == alertProtocolVersion || alert == alertInsufficientSecurity:
 		return msg + fmt.Sprintf(": it accepts none of the TLS versions offered (upstream.tls.minVersion %s)", h.minVersion)
-	case alertUnrecognizedName:
+	case alert == alertUnrecognizedName:
 		return msg + fmt.Sprintf(": it does not serve the name %q; check upstream.url or upstream.tls.serverName", h.serverName)
-	case alertHandshakeFailure, alertBadCertificate, alertUnsupportedCert, alertCertificateRevoked, alertCertificateExpired,
-		alertCertificateUnknown, alertUnknownCA, alertAccessDenied, alertCertificateRequired:
+	case handshakeAlert(alert): // the rest of them: the certificate alerts
 		if h.clientCert == nil {
 			return msg + ": it may require a client certificate; set upstream.tls.certFile and upstream.tls.keyFile"
 		}
