@@ -70,7 +70,7 @@ type transport struct {
 	proxyAddr string   // host:port of proxy
 	proxyAuth string   // Proxy-Authorization value, "" without credentials
 	tls       *tls.Config
-	hints     tlsHints
+	info      TLSInfo       // the TLS settings, for Client.TLS and for explaining failures
 	timeout   time.Duration // when fasthttp gives none
 	obs       HandshakeObserver
 	alerts    alertLog
@@ -90,12 +90,34 @@ func (t *transport) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	tc := tls.Client(conn, t.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = conn.Close()
-		te := t.hints.explain(err)
-		t.obs.Handshake(te.Kind, false)
-		return nil, te
+		return nil, t.handshakeFailed(err)
 	}
 	t.obs.Handshake(HandshakeOK, tc.ConnectionState().DidResume)
 	return &alertConn{Conn: tc, alerts: &t.alerts}, nil
+}
+
+// handshakeFailed explains a failed handshake and counts it.
+func (t *transport) handshakeFailed(err error) *TLSError {
+	te := t.info.explain(err, t.timeout)
+	t.obs.Handshake(te.Kind, false)
+	return te
+}
+
+// refusedAfterHandshake returns, for err of a request sent on the
+// connection from local, the TLSError of the handshake alert upstream sent
+// with its first read, nil if there was none. Upstream then refused the
+// handshake after the client's side of it was done (TLS 1.3, client
+// certificates): the request was never processed. Other alerts may come
+// after it was, and stay what fasthttp says (the connection closed).
+func (t *transport) refusedAfterHandshake(err error, local net.Addr) *TLSError {
+	if t.tls == nil || isConnectError(err) {
+		return nil
+	}
+	alert := t.alerts.take(local)
+	if alert == nil || !handshakeAlert(remoteAlert(alert)) {
+		return nil
+	}
+	return t.handshakeFailed(alert)
 }
 
 // alertConn remembers a TLS alert upstream sends on the connection. A TLS
