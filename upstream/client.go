@@ -197,12 +197,9 @@ func newTransport(cfg Config, u *url.URL, opts Options) (*transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("choosing the egress proxy: %w", err)
 	}
-	tr := &transport{timeout: cfg.Timeout, obs: noHandshakes{}}
+	tr := &transport{proxy: proxy, timeout: cfg.Timeout, obs: noHandshakes{}}
 	if h, ok := opts.Observer.(HandshakeObserver); ok {
 		tr.obs = h
-	}
-	if proxy.url != nil {
-		tr.proxy, tr.source, tr.proxyAddr, tr.proxyAuth = proxy.url, proxy.source, proxyAddr(proxy.url), proxyAuthorization(proxy.url)
 	}
 	if u.Scheme != "https" {
 		return tr, nil
@@ -249,10 +246,10 @@ func (c *Client) TLS() TLSInfo { return c.tr.info }
 // and where it came from ("upstream.proxy" or the environment variable);
 // both "" when it connects directly.
 func (c *Client) Proxy() (proxy, source string) {
-	if c.tr.proxy == nil {
+	if c.tr.proxy.url == nil {
 		return "", ""
 	}
-	return redactProxy(c.tr.proxy), c.tr.source
+	return redactProxy(c.tr.proxy.url), c.tr.proxy.source
 }
 
 // Close releases idle upstream connections.
