@@ -74,7 +74,7 @@ func numericID(n uint64, t byte, now time.Time) string {
 	b[21] = byte('0' + n%numericCRadix)
 	b[14] = t
 	putYYMM(b[16:20], now)
-	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
+	putChecksum(b)
 	return string(b)
 }
 
@@ -102,7 +102,7 @@ func fallbackID(code string, t byte, now time.Time) string {
 	b := []byte("03-0-ERR-" + code + "-P-0000-0-00")
 	b[14] = t
 	putYYMM(b[16:20], now)
-	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
+	putChecksum(b)
 	return string(b)
 }
 
@@ -113,6 +113,11 @@ func putDigits(b []byte, v uint64) {
 		b[i] = byte('0' + v%10)
 		v /= 10
 	}
+}
+
+// putChecksum writes the XX of the numeric ID in b from what precedes it.
+func putChecksum(b []byte) {
+	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
 }
 
 // putLocation writes the v-th three-letter location, skipping "ERR".

@@ -200,6 +200,6 @@ func (p placement) apply(f chittyid.Format, id string) string {
 	copy(b[3:4], p.region)
 	copy(b[5:8], p.jurisdiction)
 	copy(b[21:22], p.trust)
-	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
+	putChecksum(b)
 	return string(b)
 }
