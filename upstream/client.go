@@ -116,13 +116,9 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 		return nil, fmt.Errorf("parsing upstream.url: %w", err)
 	}
 	isTLS := u.Scheme == "https"
-	addr := u.Host
-	if u.Port() == "" {
-		port := "80"
-		if isTLS {
-			port = "443"
-		}
-		addr = net.JoinHostPort(u.Hostname(), port)
+	port := "80"
+	if isTLS {
+		port = "443"
 	}
 	tr, err := newTransport(cfg, u, opts)
 	if err != nil {
@@ -150,7 +146,7 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 		c.base = "" // the worker's routes hang off the host root
 	}
 	c.hc = &fasthttp.HostClient{
-		Addr:                addr,
+		Addr:                hostPort(u, port),
 		IsTLS:               isTLS,
 		MaxConns:            cfg.MaxInFlight + 64, // mints plus validates and polls
 		MaxConnWaitTimeout:  cfg.Timeout,

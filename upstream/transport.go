@@ -180,7 +180,7 @@ func (t *transport) connect(ctx context.Context, addr string) (net.Conn, error) 
 	if t.proxy.url == nil {
 		return d.DialContext(ctx, "tcp", addr)
 	}
-	conn, err := d.DialContext(ctx, "tcp", proxyAddr(t.proxy.url))
+	conn, err := d.DialContext(ctx, "tcp", hostPort(t.proxy.url, "80"))
 	if err != nil {
 		return nil, t.proxyErr(addr, err)
 	}
