@@ -157,20 +157,22 @@ func otherFormat(f chittyid.Format) chittyid.Format {
 }
 
 // workerEntity reads the worker dialect's entityType (a word or its first
-// letter, any case) and returns the entity whose type letter it stands for
-// and the word the answer echoes.
-func workerEntity(v string) (chittyid.Entity, string, bool) {
+// letter, any case) and returns the entity whose type letter it stands for;
+// the answer echoes its WorkerType. Only the worker's own words and letters
+// are read, not the codes or "location" that chittyid.ParseEntityName also
+// takes.
+func workerEntity(v string) (chittyid.Entity, bool) {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "person", "p":
-		return chittyid.EntityPEO, "person", true
+		return chittyid.EntityPEO, true
 	case "place", "l":
-		return chittyid.EntityPLACE, "place", true
+		return chittyid.EntityPLACE, true
 	case "thing", "t":
-		return chittyid.EntityPROP, "thing", true
+		return chittyid.EntityPROP, true
 	case "event", "e":
-		return chittyid.EntityEVNT, "event", true
+		return chittyid.EntityEVNT, true
 	case "authority", "a":
-		return chittyid.EntityAUTH, "authority", true
+		return chittyid.EntityAUTH, true
 	}
-	return 0, "", false
+	return 0, false
 }
