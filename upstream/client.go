@@ -30,7 +30,6 @@ type Client struct {
 	scheme  string // of the request URI: fasthttp refuses an http one on a TLS HostClient
 	base    string // path prefix: "/v1" for client-v1, "" for worker
 	tr      *transport
-	tlsInfo TLSInfo
 	slots   chan struct{}
 	agent   string
 	obs     Observer
@@ -117,15 +116,11 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 		return nil, fmt.Errorf("parsing upstream.url: %w", err)
 	}
 	isTLS := u.Scheme == "https"
-	addr := u.Host
-	if u.Port() == "" {
-		port := "80"
-		if isTLS {
-			port = "443"
-		}
-		addr = net.JoinHostPort(u.Hostname(), port)
+	port := "80"
+	if isTLS {
+		port = "443"
 	}
-	tr, info, err := newTransport(cfg, u, opts)
+	tr, err := newTransport(cfg, u, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +132,6 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 		scheme:  u.Scheme,
 		base:    strings.TrimRight(u.EscapedPath(), "/"),
 		tr:      tr,
-		tlsInfo: info,
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		agent:   "chittyid-sidecar/" + opts.Version,
 		obs:     opts.Observer,
@@ -152,7 +146,7 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 		c.base = "" // the worker's routes hang off the host root
 	}
 	c.hc = &fasthttp.HostClient{
-		Addr:                addr,
+		Addr:                hostPort(u, port),
 		IsTLS:               isTLS,
 		MaxConns:            cfg.MaxInFlight + 64, // mints plus validates and polls
 		MaxConnWaitTimeout:  cfg.Timeout,
@@ -189,36 +183,32 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 	return c, nil
 }
 
-// newTransport builds the dialer for cfg's upstream u and describes its
-// TLS settings.
-func newTransport(cfg Config, u *url.URL, opts Options) (*transport, TLSInfo, error) {
+// newTransport builds the dialer for cfg's upstream u.
+func newTransport(cfg Config, u *url.URL, opts Options) (*transport, error) {
 	lookupEnv := opts.LookupEnv
 	if lookupEnv == nil {
 		lookupEnv = os.LookupEnv
 	}
 	proxy, err := chooseProxy(cfg.Proxy, u, lookupEnv)
 	if err != nil {
-		return nil, TLSInfo{}, fmt.Errorf("choosing the egress proxy: %w", err)
+		return nil, fmt.Errorf("choosing the egress proxy: %w", err)
 	}
-	tr := &transport{timeout: cfg.Timeout, obs: noHandshakes{}}
+	tr := &transport{proxy: proxy, timeout: cfg.Timeout, obs: noHandshakes{}}
 	if h, ok := opts.Observer.(HandshakeObserver); ok {
 		tr.obs = h
 	}
-	if proxy.url != nil {
-		tr.proxy, tr.source, tr.proxyAddr, tr.proxyAuth = proxy.url, proxy.source, proxyAddr(proxy.url), proxyAuthorization(proxy.url)
-	}
 	if u.Scheme != "https" {
-		return tr, TLSInfo{}, nil
+		return tr, nil
 	}
 	t := cfg.TLS
 	if (t.CAFile != "" && t.Files.CA == "") || (t.CertFile != "" && t.Files.Cert == "") {
 		if err := t.ReadFiles(); err != nil {
-			return nil, TLSInfo{}, err
+			return nil, err
 		}
 	}
 	m, err := t.material()
 	if err != nil {
-		return nil, TLSInfo{}, err
+		return nil, err
 	}
 	serverName := t.ServerName
 	if serverName == "" {
@@ -234,29 +224,28 @@ func newTransport(cfg Config, u *url.URL, opts Options) (*transport, TLSInfo, er
 		MinVersion:         tlsVersion(t.MinVersion),
 		ClientSessionCache: sessions.forKey(t.trustKey(serverName)),
 	}
-	info := TLSInfo{Enabled: true, ServerName: serverName, MinVersion: t.MinVersion, CAFile: t.CAFile}
-	if info.MinVersion == "" {
-		info.MinVersion = TLSVersion12
+	tr.info = TLSInfo{Enabled: true, ServerName: serverName, MinVersion: t.MinVersion, CAFile: t.CAFile}
+	if tr.info.MinVersion == "" {
+		tr.info.MinVersion = TLSVersion12
 	}
 	if m.cert != nil {
 		tr.tls.Certificates = []tls.Certificate{*m.cert}
-		info.ClientCert = m.cert.Leaf
+		tr.info.ClientCert = m.cert.Leaf
 	}
-	tr.hints = tlsHints{serverName: serverName, caFile: t.CAFile, clientCert: info.ClientCert, minVersion: info.MinVersion, timeout: cfg.Timeout}
-	return tr, info, nil
+	return tr, nil
 }
 
 // TLS describes the client's TLS settings; Enabled is false for http.
-func (c *Client) TLS() TLSInfo { return c.tlsInfo }
+func (c *Client) TLS() TLSInfo { return c.tr.info }
 
 // Proxy is the egress proxy the client goes through, credentials redacted,
 // and where it came from ("upstream.proxy" or the environment variable);
 // both "" when it connects directly.
 func (c *Client) Proxy() (proxy, source string) {
-	if c.tr.proxy == nil {
+	if c.tr.proxy.url == nil {
 		return "", ""
 	}
-	return redactProxy(c.tr.proxy), c.tr.source
+	return redactProxy(c.tr.proxy.url), c.tr.proxy.source
 }
 
 // Close releases idle upstream connections.
@@ -344,16 +333,8 @@ func (c *Client) do(r *request, deadline time.Time) (response, error) {
 		req.SetBodyRaw(r.body)
 	}
 	if err := c.hc.DoDeadline(req, resp, deadline); err != nil {
-		if c.tr.tls != nil && !isConnectError(err) {
-			if alert := c.tr.alerts.take(resp.LocalAddr()); alert != nil && handshakeAlert(remoteAlert(alert)) {
-				// Upstream refused the handshake after the client's side of
-				// it was done (TLS 1.3, client certificates): the request
-				// was never processed. Other alerts may come after it was,
-				// and stay what fasthttp says (the connection closed).
-				te := c.tr.hints.explain(alert)
-				c.tr.obs.Handshake(te.Kind, false)
-				return response{}, te
-			}
+		if te := c.tr.refusedAfterHandshake(err, resp.LocalAddr()); te != nil {
+			return response{}, te
 		}
 		return response{}, err
 	}

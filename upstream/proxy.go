@@ -116,10 +116,10 @@ func chooseProxy(setting ProxyURL, target *url.URL, lookupEnv func(string) (stri
 	return proxyChoice{url: u, source: name}, nil
 }
 
-// proxyAddr is the proxy's host:port (port 80 when the URL has none).
-func proxyAddr(u *url.URL) string {
+// hostPort is u's host:port, with port when the URL has none.
+func hostPort(u *url.URL, port string) string {
 	if u.Port() != "" {
 		return u.Host
 	}
-	return net.JoinHostPort(u.Hostname(), "80")
+	return net.JoinHostPort(u.Hostname(), port)
 }

@@ -46,18 +46,10 @@ func (e *TLSError) Error() string { return "TLS: " + e.msg }
 // types beneath.
 func (e *TLSError) Unwrap() error { return e.Err }
 
-// tlsHints is what an explanation needs to know about the settings.
-type tlsHints struct {
-	serverName string // what the certificate must hold
-	caFile     string // "" = system roots
-	clientCert *x509.Certificate
-	minVersion string
-	timeout    time.Duration
-}
-
-// explain turns a handshake error into a TLSError. It classifies by the
-// error types of crypto/x509 and crypto/tls, never by message text.
-func (h tlsHints) explain(err error) *TLSError {
+// explain turns a handshake error into a TLSError, in terms of the
+// settings i and the handshake's timeout. It classifies by the error types
+// of crypto/x509 and crypto/tls, never by message text.
+func (i TLSInfo) explain(err error, timeout time.Duration) *TLSError {
 	var (
 		unknown  x509.UnknownAuthorityError
 		hostname x509.HostnameError
@@ -68,19 +60,19 @@ func (h tlsHints) explain(err error) *TLSError {
 	e := &TLSError{Kind: HandshakeError, Err: err}
 	switch {
 	case errors.As(err, &unknown):
-		e.Kind, e.msg = HandshakeUnknownAuthority, h.unknownAuthority(unknown.Cert)
+		e.Kind, e.msg = HandshakeUnknownAuthority, i.unknownAuthority(unknown.Cert)
 	case errors.As(err, &noRoots):
 		e.Kind, e.msg = HandshakeUnknownAuthority, "the system trust store could not be loaded; set upstream.tls.caFile to a PEM bundle of the CAs to trust"
 	case errors.As(err, &hostname):
-		e.Kind, e.msg = HandshakeNameMismatch, h.nameMismatch(hostname)
+		e.Kind, e.msg = HandshakeNameMismatch, i.nameMismatch(hostname)
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
 		e.Kind, e.msg = HandshakeExpired, expired(invalid.Cert)
 	case errors.As(err, &invalid):
 		e.Kind, e.msg = HandshakeBadCertificate, fmt.Sprintf("upstream's certificate %s cannot be used: %v", describeCert(invalid.Cert), invalid)
 	case remoteAlert(err) != 0:
-		e.Kind, e.msg = HandshakeRefused, h.refused(remoteAlert(err))
+		e.Kind, e.msg = HandshakeRefused, i.refused(remoteAlert(err))
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-		e.Kind, e.msg = HandshakeTimeout, fmt.Sprintf("upstream did not complete the TLS handshake within %s", h.timeout)
+		e.Kind, e.msg = HandshakeTimeout, fmt.Sprintf("upstream did not complete the TLS handshake within %s", timeout)
 	case errors.As(err, &record):
 		e.msg = "upstream did not answer in TLS: is upstream.url https:// pointed at a plain-HTTP port?"
 	default:
@@ -89,15 +81,15 @@ func (h tlsHints) explain(err error) *TLSError {
 	return e
 }
 
-func (h tlsHints) unknownAuthority(cert *x509.Certificate) string {
+func (i TLSInfo) unknownAuthority(cert *x509.Certificate) string {
 	msg := "upstream's certificate " + describeCert(cert) + " is not signed by a trusted authority"
-	if h.caFile != "" {
-		return msg + fmt.Sprintf(" (upstream.tls.caFile %q): add the issuing CA to that bundle, or check that upstream sends its intermediate certificates", h.caFile)
+	if i.CAFile != "" {
+		return msg + fmt.Sprintf(" (upstream.tls.caFile %q): add the issuing CA to that bundle, or check that upstream sends its intermediate certificates", i.CAFile)
 	}
 	return msg + " (the system trust store): for a private CA, set upstream.tls.caFile to its PEM bundle"
 }
 
-func (h tlsHints) nameMismatch(e x509.HostnameError) string {
+func (i TLSInfo) nameMismatch(e x509.HostnameError) string {
 	var names []string
 	if c := e.Certificate; c != nil {
 		for _, n := range c.DNSNames {
@@ -140,20 +132,19 @@ const (
 	alertCertificateRequired  = 116
 )
 
-func (h tlsHints) refused(alert uint8) string {
+func (i TLSInfo) refused(alert uint8) string {
 	msg := fmt.Sprintf("upstream refused the handshake (%s)", strings.TrimPrefix(tls.AlertError(alert).Error(), "tls: "))
-	switch alert {
-	case alertProtocolVersion, alertInsufficientSecurity:
-		return msg + fmt.Sprintf(": it accepts none of the TLS versions offered (upstream.tls.minVersion %s)", h.minVersion)
-	case alertUnrecognizedName:
-		return msg + fmt.Sprintf(": it does not serve the name %q; check upstream.url or upstream.tls.serverName", h.serverName)
-	case alertHandshakeFailure, alertBadCertificate, alertUnsupportedCert, alertCertificateRevoked, alertCertificateExpired,
-		alertCertificateUnknown, alertUnknownCA, alertAccessDenied, alertCertificateRequired:
-		if h.clientCert == nil {
+	switch {
+	case alert == alertProtocolVersion || alert == alertInsufficientSecurity:
+		return msg + fmt.Sprintf(": it accepts none of the TLS versions offered (upstream.tls.minVersion %s)", i.MinVersion)
+	case alert == alertUnrecognizedName:
+		return msg + fmt.Sprintf(": it does not serve the name %q; check upstream.url or upstream.tls.serverName", i.ServerName)
+	case handshakeAlert(alert): // the rest of them: the certificate alerts
+		if i.ClientCert == nil {
 			return msg + ": it may require a client certificate; set upstream.tls.certFile and upstream.tls.keyFile"
 		}
 		return msg + fmt.Sprintf(": it did not accept the client certificate %s (upstream.tls.certFile, valid until %s); check that upstream trusts its issuer",
-			describeCert(h.clientCert), h.clientCert.NotAfter.UTC().Format(time.RFC3339))
+			describeCert(i.ClientCert), i.ClientCert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return msg
 }

@@ -65,15 +65,12 @@ func (s *Sessions) forKey(key string) tls.ClientSessionCache {
 // own on a connection that already is a *tls.Conn, so the handshake is
 // ours: bounded by the dial timeout, counted, its failure explained.
 type transport struct {
-	proxy     *url.URL // nil: direct
-	source    string   // where proxy came from: "upstream.proxy" or an environment variable
-	proxyAddr string   // host:port of proxy
-	proxyAuth string   // Proxy-Authorization value, "" without credentials
-	tls       *tls.Config
-	hints     tlsHints
-	timeout   time.Duration // when fasthttp gives none
-	obs       HandshakeObserver
-	alerts    alertLog
+	proxy   proxyChoice // url nil: direct
+	tls     *tls.Config
+	info    TLSInfo       // the TLS settings, for Client.TLS and for explaining failures
+	timeout time.Duration // when fasthttp gives none
+	obs     HandshakeObserver
+	alerts  alertLog
 }
 
 // dial connects to addr (upstream's host:port) within timeout.
@@ -90,12 +87,34 @@ func (t *transport) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	tc := tls.Client(conn, t.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = conn.Close()
-		te := t.hints.explain(err)
-		t.obs.Handshake(te.Kind, false)
-		return nil, te
+		return nil, t.handshakeFailed(err)
 	}
 	t.obs.Handshake(HandshakeOK, tc.ConnectionState().DidResume)
 	return &alertConn{Conn: tc, alerts: &t.alerts}, nil
+}
+
+// handshakeFailed explains a failed handshake and counts it.
+func (t *transport) handshakeFailed(err error) *TLSError {
+	te := t.info.explain(err, t.timeout)
+	t.obs.Handshake(te.Kind, false)
+	return te
+}
+
+// refusedAfterHandshake returns, for err of a request sent on the
+// connection from local, the TLSError of the handshake alert upstream sent
+// with its first read, nil if there was none. Upstream then refused the
+// handshake after the client's side of it was done (TLS 1.3, client
+// certificates): the request was never processed. Other alerts may come
+// after it was, and stay what fasthttp says (the connection closed).
+func (t *transport) refusedAfterHandshake(err error, local net.Addr) *TLSError {
+	if t.tls == nil || isConnectError(err) {
+		return nil
+	}
+	alert := t.alerts.take(local)
+	if alert == nil || !handshakeAlert(remoteAlert(alert)) {
+		return nil
+	}
+	return t.handshakeFailed(alert)
 }
 
 // alertConn remembers a TLS alert upstream sends on the connection. A TLS
@@ -158,12 +177,12 @@ func (l *alertLog) take(addr net.Addr) error {
 // connect opens a TCP connection to addr, directly or through the proxy.
 func (t *transport) connect(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
-	if t.proxy == nil {
+	if t.proxy.url == nil {
 		return d.DialContext(ctx, "tcp", addr)
 	}
-	conn, err := d.DialContext(ctx, "tcp", t.proxyAddr)
+	conn, err := d.DialContext(ctx, "tcp", hostPort(t.proxy.url, "80"))
 	if err != nil {
-		return nil, &ProxyError{Proxy: redactProxy(t.proxy), Target: addr, Err: err}
+		return nil, t.proxyErr(addr, err)
 	}
 	tunnel, err := t.tunnel(ctx, conn, addr)
 	if err != nil {
@@ -177,32 +196,39 @@ func (t *transport) connect(ctx context.Context, addr string) (net.Conn, error) 
 func (t *transport) tunnel(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
 	if d, ok := ctx.Deadline(); ok {
 		if err := conn.SetDeadline(d); err != nil {
-			return nil, &ProxyError{Proxy: redactProxy(t.proxy), Target: addr, Err: err}
+			return nil, t.proxyErr(addr, err)
 		}
 	}
 	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: addr}, Host: addr, Header: http.Header{}}
-	if t.proxyAuth != "" {
-		req.Header.Set("Proxy-Authorization", t.proxyAuth)
+	if auth := proxyAuthorization(t.proxy.url); auth != "" {
+		req.Header.Set("Proxy-Authorization", auth)
 	}
 	if err := req.Write(conn); err != nil {
-		return nil, &ProxyError{Proxy: redactProxy(t.proxy), Target: addr, Err: err}
+		return nil, t.proxyErr(addr, err)
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
-		return nil, &ProxyError{Proxy: redactProxy(t.proxy), Target: addr, Err: err}
+		return nil, t.proxyErr(addr, err)
 	}
 	_ = resp.Body.Close() // a 2xx answer to CONNECT has no body
 	if resp.StatusCode/100 != 2 {
-		return nil, &ProxyError{Proxy: redactProxy(t.proxy), Target: addr, Status: resp.Status, StatusCode: resp.StatusCode}
+		e := t.proxyErr(addr, nil)
+		e.Status, e.StatusCode = resp.Status, resp.StatusCode
+		return nil, e
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
-		return nil, &ProxyError{Proxy: redactProxy(t.proxy), Target: addr, Err: err}
+		return nil, t.proxyErr(addr, err)
 	}
 	if br.Buffered() > 0 { // bytes of the tunnel read along with the answer
 		return &bufferedConn{Conn: conn, r: br}, nil
 	}
 	return conn, nil
+}
+
+// proxyErr is a failure to reach target through the proxy.
+func (t *transport) proxyErr(target string, err error) *ProxyError {
+	return &ProxyError{Proxy: redactProxy(t.proxy.url), Target: target, Err: err}
 }
 
 // bufferedConn is a connection whose first bytes were read into r.

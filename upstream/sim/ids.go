@@ -74,7 +74,7 @@ func numericID(n uint64, t byte, now time.Time) string {
 	b[21] = byte('0' + n%numericCRadix)
 	b[14] = t
 	putYYMM(b[16:20], now)
-	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
+	putChecksum(b)
 	return string(b)
 }
 
@@ -102,7 +102,7 @@ func fallbackID(code string, t byte, now time.Time) string {
 	b := []byte("03-0-ERR-" + code + "-P-0000-0-00")
 	b[14] = t
 	putYYMM(b[16:20], now)
-	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
+	putChecksum(b)
 	return string(b)
 }
 
@@ -113,6 +113,11 @@ func putDigits(b []byte, v uint64) {
 		b[i] = byte('0' + v%10)
 		v /= 10
 	}
+}
+
+// putChecksum writes the XX of the numeric ID in b from what precedes it.
+func putChecksum(b []byte) {
+	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
 }
 
 // putLocation writes the v-th three-letter location, skipping "ERR".
@@ -152,20 +157,22 @@ func otherFormat(f chittyid.Format) chittyid.Format {
 }
 
 // workerEntity reads the worker dialect's entityType (a word or its first
-// letter, any case) and returns the entity whose type letter it stands for
-// and the word the answer echoes.
-func workerEntity(v string) (chittyid.Entity, string, bool) {
+// letter, any case) and returns the entity whose type letter it stands for;
+// the answer echoes its WorkerType. Only the worker's own words and letters
+// are read, not the codes or "location" that chittyid.ParseEntityName also
+// takes.
+func workerEntity(v string) (chittyid.Entity, bool) {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "person", "p":
-		return chittyid.EntityPEO, "person", true
+		return chittyid.EntityPEO, true
 	case "place", "l":
-		return chittyid.EntityPLACE, "place", true
+		return chittyid.EntityPLACE, true
 	case "thing", "t":
-		return chittyid.EntityPROP, "thing", true
+		return chittyid.EntityPROP, true
 	case "event", "e":
-		return chittyid.EntityEVNT, "event", true
+		return chittyid.EntityEVNT, true
 	case "authority", "a":
-		return chittyid.EntityAUTH, "authority", true
+		return chittyid.EntityAUTH, true
 	}
-	return 0, "", false
+	return 0, false
 }

@@ -126,7 +126,8 @@ func TestWorkerEntity(t *testing.T) {
 		{"", 0, "", false},
 		{"x", 0, "", false},
 	} {
-		e, word, ok := workerEntity(tc.in)
+		e, ok := workerEntity(tc.in)
+		word := e.WorkerType()
 		if ok != tc.ok || word != tc.word || e.TypeLetter(chittyid.FormatNumeric) != tc.letter {
 			t.Errorf("workerEntity(%q) = %v %q %v, want letter %c %q %v", tc.in, e, word, ok, tc.letter, tc.word, tc.ok)
 		}

@@ -51,13 +51,13 @@ func (s *Sim) serveWorkerMint(ctx *fasthttp.RequestCtx, f applied) {
 		s.writeBad(ctx, badJSON(err))
 		return
 	}
-	e, word := chittyid.EntityPROP, "thing"
+	e := chittyid.EntityPROP
 	if v := req.EntityType; v != nil || req.Snake != nil {
 		if v == nil {
 			v = req.Snake
 		}
 		var ok bool
-		if e, word, ok = workerEntity(*v); !ok {
+		if e, ok = workerEntity(*v); !ok {
 			s.writeBad(ctx, &badRequest{"BAD_REQUEST", "entityType must be one of person, place, thing, event, authority (or p, l, t, e, a)"})
 			return
 		}
@@ -67,7 +67,7 @@ func (s *Sim) serveWorkerMint(ctx *fasthttp.RequestCtx, f applied) {
 		return
 	}
 	id := s.issueAt(ctx, s.mintFormat(f), s.now(), placementOf(ctx.QueryArgs()), e)[0]
-	writeBody(ctx, fasthttp.StatusOK, marshal(workerMintAnswer{true, id, word}))
+	writeBody(ctx, fasthttp.StatusOK, marshal(workerMintAnswer{true, id, e.WorkerType()}))
 }
 
 // backendFailure reports whether the worker's mint backend fails this
@@ -200,6 +200,6 @@ func (p placement) apply(f chittyid.Format, id string) string {
 	copy(b[3:4], p.region)
 	copy(b[5:8], p.jurisdiction)
 	copy(b[21:22], p.trust)
-	putDigits(b[23:25], uint64(chittyid.NumericChecksum(string(b[:22]))))
+	putChecksum(b)
 	return string(b)
 }
