@@ -243,7 +243,8 @@ func visibleASCII(s string) bool {
 
 // RestartKeys returns the keys whose new values apply only after a
 // restart: they decide which servers the client connects to and how.
-// Reconfigure keeps their running values and names those that changed.
+// Reconfigure keeps their running values; the config's restart table
+// holds every one of them (a test of package config checks).
 func RestartKeys() []string {
 	return []string{
 		"fleet.redis.addrs",
@@ -267,25 +268,4 @@ func ReloadableKeys() []string {
 		"fleet.timeout",
 		"fleet.lockTtl",
 	}
-}
-
-// restartChanges returns the RestartKeys whose values differ between the
-// running config a and the new one b.
-func restartChanges(a, b Config) []string {
-	var keys []string
-	add := func(changed bool, key string) {
-		if changed {
-			keys = append(keys, key)
-		}
-	}
-	add(!slices.Equal(a.Redis.Addrs, b.Redis.Addrs), "fleet.redis.addrs")
-	add(a.Redis.Sentinel != b.Redis.Sentinel, "fleet.redis.sentinel.masterName")
-	add(a.Redis.DB != b.Redis.DB, "fleet.redis.db")
-	ta, tb := a.Redis.TLS, b.Redis.TLS
-	add(ta.Enabled != tb.Enabled, "fleet.redis.tls.enabled")
-	add(ta.CAFile != tb.CAFile, "fleet.redis.tls.caFile")
-	add(ta.CertFile != tb.CertFile, "fleet.redis.tls.certFile")
-	add(ta.KeyFile != tb.KeyFile, "fleet.redis.tls.keyFile")
-	add(ta.ServerName != tb.ServerName, "fleet.redis.tls.serverName")
-	return keys
 }
