@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -60,32 +61,54 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return s.Close()
 	}
-	cfg, err := config.Parse(devConfig(*listen, s.URL(), sf, pki), noEnv)
-	if err != nil {
-		return &exitError{2, err}
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listening on %q: %w", cfg.Listen, err)
-	}
 	stderr = sidecar.SyncWriter(stderr)
-	log, level := newLogger(stderr, cfg.Log)
 	defaultGC(os.LookupEnv)
-	sc, err := sidecar.New(cfg, sidecar.Options{Logger: log, LogLevel: level, LogOutput: stderr, Version: version})
+	d, err := newDevSidecar(devConfig(*listen, s.URL(), sf, pki), sidecar.Options{LogOutput: stderr}, stderr)
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	printDev(stdout, "http://"+ln.Addr().String(), s)
+	printDev(stdout, d.url(), s)
 	if pki != nil {
 		pki.print(stdout)
 	}
-	if err := sc.Run(ctx, ln); err != nil {
+	if err := d.Run(ctx, d.ln); err != nil {
 		return err
 	}
-	log.Info("dev mode stopped cleanly")
+	d.log.Info("dev mode stopped cleanly")
 	return s.Close()
 }
+
+// devSidecar is a sidecar of dev mode with its listener open.
+type devSidecar struct {
+	*sidecar.Sidecar
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// newDevSidecar parses a dev config, opens its listener and builds the
+// sidecar with opts, logging to stderr with logAttrs; on error it releases
+// what it made.
+func newDevSidecar(text []byte, opts sidecar.Options, stderr io.Writer, logAttrs ...any) (*devSidecar, error) {
+	cfg, err := config.Parse(text, noEnv)
+	if err != nil {
+		return nil, &exitError{2, err}
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %q: %w", cfg.Listen, err)
+	}
+	log, level := newLogger(stderr, cfg.Log)
+	opts.Logger, opts.LogLevel, opts.Version = log.With(logAttrs...), level, version
+	sc, err := sidecar.New(cfg, opts)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	return &devSidecar{Sidecar: sc, ln: ln, log: opts.Logger}, nil
+}
+
+// url is the sidecar's base URL.
+func (d *devSidecar) url() string { return "http://" + d.ln.Addr().String() }
 
 func devConfig(listen, upstreamURL string, sf simFlags, pki *devPKI) []byte {
 	tls := ""

@@ -10,7 +10,6 @@ import (
 	"strconv"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc"
-	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
@@ -40,19 +39,19 @@ func devFleet(ctx context.Context, n int, redisBin, listen string, s *sim.Sim, s
 	}
 	defer r.stop()
 	stderr = sidecar.SyncWriter(stderr)
-	scs, lns, err := newDevFleet(addrs, s, sf, pki, r.Addr(), stderr)
+	ds, err := newDevFleet(addrs, s, sf, pki, r.Addr(), stderr)
 	if err != nil {
 		return err
 	}
 	urls := make([]string, n)
-	for i, ln := range lns {
-		urls[i] = "http://" + ln.Addr().String()
+	for i, d := range ds {
+		urls[i] = d.url()
 	}
 	printDevFleet(stdout, urls, r.Addr(), s)
 	if pki != nil {
 		pki.print(stdout)
 	}
-	return runDevFleet(ctx, scs, lns)
+	return runDevFleet(ctx, ds)
 }
 
 // fleetListenAddrs returns n listen addresses from listen: its port, then
@@ -79,50 +78,38 @@ func fleetListenAddrs(listen string, n int) ([]string, error) {
 
 // newDevFleet builds the sidecars and opens their listeners; on error it
 // releases whatever it made.
-func newDevFleet(addrs []string, s *sim.Sim, sf simFlags, pki *devPKI, redisAddr string, stderr io.Writer) (scs []*sidecar.Sidecar, lns []net.Listener, err error) {
+func newDevFleet(addrs []string, s *sim.Sim, sf simFlags, pki *devPKI, redisAddr string, stderr io.Writer) (ds []*devSidecar, err error) {
 	defer func() {
 		if err != nil {
-			for _, sc := range scs {
-				_ = sc.Close()
-			}
-			for _, ln := range lns {
-				_ = ln.Close()
+			for _, d := range ds {
+				_ = d.Close()
+				_ = d.ln.Close()
 			}
 		}
 	}()
 	defaultGC(os.LookupEnv)
 	for i, addr := range addrs {
 		text := append(devConfig(addr, s.URL(), sf, pki), fmt.Sprintf("fleet:\n  redis: {addrs: [%q]}\n", redisAddr)...)
-		cfg, err := config.Parse(text, noEnv)
+		d, err := newDevSidecar(text, sidecar.Options{}, stderr, "sidecar", i+1)
 		if err != nil {
-			return scs, lns, &exitError{2, err}
+			return ds, err
 		}
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return scs, lns, fmt.Errorf("listening on %q: %w", cfg.Listen, err)
-		}
-		lns = append(lns, ln)
-		log, level := newLogger(stderr, cfg.Log)
-		sc, err := sidecar.New(cfg, sidecar.Options{Logger: log.With("sidecar", i+1), LogLevel: level, Version: version})
-		if err != nil {
-			return scs, lns, err
-		}
-		scs = append(scs, sc)
+		ds = append(ds, d)
 	}
-	return scs, lns, nil
+	return ds, nil
 }
 
 // runDevFleet runs every sidecar until ctx ends or one of them fails, then
 // stops them all and waits for them.
-func runDevFleet(ctx context.Context, scs []*sidecar.Sidecar, lns []net.Listener) error {
+func runDevFleet(ctx context.Context, ds []*devSidecar) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(scs))
-	for i, sc := range scs {
-		go func() { errs <- sc.Run(ctx, lns[i]) }()
+	errs := make(chan error, len(ds))
+	for _, d := range ds {
+		go func() { errs <- d.Run(ctx, d.ln) }()
 	}
 	var first error
-	for range scs {
+	for range ds {
 		if err := <-errs; err != nil && first == nil {
 			first = fmt.Errorf("a sidecar of the dev fleet stopped: %w", err)
 			cancel()
