@@ -35,12 +35,15 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *fleetN < 0 {
-		return usageErr("--fleet must be >= 0, got %d", *fleetN)
-	}
 	scfg, err := sf.config(devToken)
 	if err != nil {
 		return err
+	}
+	var plan devFleetPlan
+	if *fleetN != 0 {
+		if plan, err = planDevFleet(*fleetN, *redisBin, *listen); err != nil {
+			return err
+		}
 	}
 	var pki *devPKI
 	if *useTLS {
@@ -56,7 +59,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer s.Close()
 	if *fleetN > 0 {
-		if err := devFleet(ctx, *fleetN, *redisBin, *listen, s, sf, pki, stdout, stderr); err != nil {
+		if err := devFleet(ctx, plan, s, sf, pki, stdout, stderr); err != nil {
 			return err
 		}
 		return s.Close()

@@ -17,33 +17,49 @@ import (
 // maxDevFleet caps dev --fleet: a fleet to try by hand, not to load-test.
 const maxDevFleet = 16
 
-// devFleet is dev --fleet N: N sidecars in front of the one simulator s,
-// sharing a redis-server that it starts on a free loopback port without
-// persistence and stops at exit (README.md, Fleet). Sidecar i listens on
-// listen's port + i (every one on a free port when that port is 0).
-func devFleet(ctx context.Context, n int, redisBin, listen string, s *sim.Sim, sf simFlags, pki *devPKI, stdout, stderr io.Writer) error {
+// devFleetPlan is what dev --fleet needs from its flags, checked before
+// anything starts.
+type devFleetPlan struct {
+	bin   string   // redis-server's path
+	addrs []string // the sidecars' listen addresses
+}
+
+// planDevFleet checks --fleet n, --redis-server and --listen for dev --fleet.
+func planDevFleet(n int, redisBin, listen string) (devFleetPlan, error) {
+	if n < 0 {
+		return devFleetPlan{}, usageErr("--fleet must be >= 0, got %d", n)
+	}
 	if n > maxDevFleet {
-		return usageErr("--fleet: at most %d sidecars, got %d", maxDevFleet, n)
+		return devFleetPlan{}, usageErr("--fleet: at most %d sidecars, got %d", maxDevFleet, n)
 	}
 	bin, err := exec.LookPath(redisBin)
 	if err != nil {
-		return &exitError{2, fmt.Errorf("dev --fleet needs redis-server, and %q is not an executable on PATH (%v): install it (Debian or Ubuntu: apt-get install redis-server; macOS: brew install redis) or name it with --redis-server", redisBin, err)}
+		return devFleetPlan{}, &exitError{2, fmt.Errorf("dev --fleet needs redis-server, and %q is not an executable on PATH (%v): install it (Debian or Ubuntu: apt-get install redis-server; macOS: brew install redis) or name it with --redis-server", redisBin, err)}
 	}
 	addrs, err := fleetListenAddrs(listen, n)
 	if err != nil {
-		return usageErr("--listen: %v", err)
+		return devFleetPlan{}, usageErr("--listen: %v", err)
 	}
-	r, err := startDevRedis(ctx, bin)
+	return devFleetPlan{bin: bin, addrs: addrs}, nil
+}
+
+// devFleet is dev --fleet: len(plan.addrs) sidecars in front of the one
+// simulator s, sharing a redis-server that it starts on a free loopback
+// port without persistence and stops at exit (README.md, Fleet). Sidecar i
+// listens on --listen's port + i (every one on a free port when that port
+// is 0).
+func devFleet(ctx context.Context, plan devFleetPlan, s *sim.Sim, sf simFlags, pki *devPKI, stdout, stderr io.Writer) error {
+	r, err := startDevRedis(ctx, plan.bin)
 	if err != nil {
 		return err
 	}
 	defer r.stop()
 	stderr = sidecar.SyncWriter(stderr)
-	ds, err := newDevFleet(addrs, s, sf, pki, r.Addr(), stderr)
+	ds, err := newDevFleet(plan.addrs, s, sf, pki, r.Addr(), stderr)
 	if err != nil {
 		return err
 	}
-	urls := make([]string, n)
+	urls := make([]string, len(ds))
 	for i, d := range ds {
 		urls[i] = d.url()
 	}
