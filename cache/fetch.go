@@ -21,9 +21,10 @@ type flight struct {
 // of the caller that started it, so it must bound itself (its own timeout).
 // Each caller waits until the result or its own ctx ends. On success the entry
 // is stored and returned with StatusMiss (StatusHit if another flight stored it
-// first), to every caller with the Shared mark fetch gave it. When fetch fails or ctx ends, an entry younger than p.StaleIfError is
-// returned with StatusStale and a nil error; otherwise the error, wrapped, so
-// errors.Is sees fetch's error or ctx.Err(). A failure is never stored.
+// first), to every caller with the Shared mark fetch gave it. When fetch fails
+// or ctx ends, an entry younger than p.StaleIfError is returned with
+// StatusStale and a nil error; otherwise the error, wrapped, so errors.Is sees
+// fetch's error or ctx.Err(). A failure is never stored.
 func (c *Cache) Fetch(ctx context.Context, id string, p Policy, fetch func(context.Context) (Entry, error)) (Entry, Status, error) {
 	if !validID(id) {
 		return Entry{}, StatusMiss, fmt.Errorf("fetching id of %d bytes: %w", len(id), ErrInvalidID)

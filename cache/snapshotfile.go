@@ -182,34 +182,6 @@ func (sr *snapReader) end(count uint64) error {
 	return nil
 }
 
-// openSnapshot opens path and returns it with its size, or an error for a
-// file that is not a regular file, may have been written by someone else
-// (see checkOwnership), or is empty.
-func openSnapshot(path string) (*os.File, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		_ = f.Close()
-		return nil, 0, err
-	}
-	if !st.Mode().IsRegular() {
-		_ = f.Close()
-		return nil, 0, fmt.Errorf("%w: not a regular file (%s)", ErrSnapshotForeign, st.Mode().Type())
-	}
-	if err := checkOwnership(path, st); err != nil {
-		_ = f.Close()
-		return nil, 0, err
-	}
-	if st.Size() == 0 {
-		_ = f.Close()
-		return nil, 0, ErrSnapshotEmpty
-	}
-	return f, st.Size(), nil
-}
-
 // checkOwnership refuses a snapshot file, or a directory holding it, that
 // group or others may write, or that belongs to a user other than this
 // process's (or root).
@@ -232,16 +204,34 @@ func checkOwnership(path string, file os.FileInfo) error {
 	return nil
 }
 
-// openVerified opens the snapshot at path and checks it whole (see
-// verifySnapshot); the caller closes the file.
-func openVerified(path string) (*os.File, SnapshotInfo, error) {
-	f, size, err := openSnapshot(path)
+// openVerified opens the snapshot at path and checks it whole: a regular
+// file, written by no one else (see checkOwnership), not empty, and
+// verifySnapshot's checks. The caller closes the file.
+func openVerified(path string) (_ *os.File, _ SnapshotInfo, err error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, SnapshotInfo{}, err
 	}
-	info, err := verifySnapshot(f, size)
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+		}
+	}()
+	st, err := f.Stat()
 	if err != nil {
-		_ = f.Close()
+		return nil, SnapshotInfo{}, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, SnapshotInfo{}, fmt.Errorf("%w: not a regular file (%s)", ErrSnapshotForeign, st.Mode().Type())
+	}
+	if err := checkOwnership(path, st); err != nil {
+		return nil, SnapshotInfo{}, err
+	}
+	if st.Size() == 0 {
+		return nil, SnapshotInfo{}, ErrSnapshotEmpty
+	}
+	info, err := verifySnapshot(f, st.Size())
+	if err != nil {
 		return nil, SnapshotInfo{}, err
 	}
 	return f, info, nil

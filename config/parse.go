@@ -158,15 +158,10 @@ func applyEnv(c *Config, lookupEnv func(string) (string, bool), origins map[stri
 // upstream.tokenFile if set, else what applyEnv or the file put there.
 func resolveToken(c *Config, origins map[string]string) error {
 	source := origins["upstream.token"] + ": upstream.token"
-	if c.Upstream.TokenFile != "" {
-		source = fmt.Sprintf("%s: upstream.tokenFile: %q", origins["upstream.tokenFile"], c.Upstream.TokenFile)
-		b, err := os.ReadFile(c.Upstream.TokenFile)
-		if err != nil {
-			return fmt.Errorf("%s: upstream.tokenFile: %w", origins["upstream.tokenFile"], err)
-		}
-		c.Upstream.Token = field.Secret(strings.TrimSpace(string(b)))
-		if c.Upstream.Token == "" {
-			return fmt.Errorf("%s: file is empty", source)
+	if path := c.Upstream.TokenFile; path != "" {
+		var err error
+		if c.Upstream.Token, source, err = readSecretFile("upstream.tokenFile", path, origins); err != nil {
+			return err
 		}
 	}
 	if !isTokenText(c.Upstream.Token.Reveal()) {
@@ -176,27 +171,37 @@ func resolveToken(c *Config, origins map[string]string) error {
 }
 
 // resolvePassword reads fleet.redis.passwordFile, if set, into
-// c.Fleet.Redis.Password, as resolveToken reads the token file. The file's
-// content is never part of an error.
+// c.Fleet.Redis.Password, as resolveToken reads the token file.
 func resolvePassword(c *Config, origins map[string]string) error {
 	path := c.Fleet.Redis.PasswordFile
 	if path == "" {
 		return nil
 	}
-	source := fmt.Sprintf("%s: fleet.redis.passwordFile: %q", origins["fleet.redis.passwordFile"], path)
-	b, err := os.ReadFile(path)
+	pw, source, err := readSecretFile("fleet.redis.passwordFile", path, origins)
 	if err != nil {
-		return fmt.Errorf("%s: fleet.redis.passwordFile: %w", origins["fleet.redis.passwordFile"], err)
+		return err
 	}
-	pw := strings.TrimSpace(string(b))
-	switch {
-	case pw == "":
-		return fmt.Errorf("%s: file is empty", source)
-	case strings.ContainsAny(pw, "\r\n\x00"):
+	if strings.ContainsAny(pw.Reveal(), "\r\n\x00") {
 		return fmt.Errorf("%s: the password must be one line", source)
 	}
-	c.Fleet.Redis.Password = field.Secret(pw)
+	c.Fleet.Redis.Password = pw
 	return nil
+}
+
+// readSecretFile reads the file at path, which key names, and returns its
+// content, white space trimmed, and source, which says where the secret
+// came from for the caller's own checks. An empty file is an error. The
+// content is never part of an error.
+func readSecretFile(key, path string, origins map[string]string) (s field.Secret, source string, err error) {
+	source = fmt.Sprintf("%s: %s: %q", origins[key], key, path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", source, fmt.Errorf("%s: %s: %w", origins[key], key, err)
+	}
+	if s = field.Secret(strings.TrimSpace(string(b))); s == "" {
+		return "", source, fmt.Errorf("%s: file is empty", source)
+	}
+	return s, source, nil
 }
 
 // isTokenText reports whether s can go into an Authorization header as is.

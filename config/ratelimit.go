@@ -1,10 +1,6 @@
 package config
 
-import (
-	"errors"
-
-	"github.com/chittyos/chittyid-sidecar/config/field"
-)
+import "github.com/chittyos/chittyid-sidecar/config/field"
 
 // maxRateCallers bounds rateLimit.maxCallers.
 const maxRateCallers = 1_000_000
@@ -76,41 +72,36 @@ func defaultRateLimit() RateLimit {
 // validate checks the section; maxBatch is limits.maxBatch, which a mint
 // burst must cover.
 func (r RateLimit) validate(maxBatch int) error {
-	var errs []error
-	bad := func(key, format string, a ...any) *field.Error {
-		e := field.Errorf(key, format, a...)
-		errs = append(errs, e)
-		return e
-	}
+	var errs field.Errors
 	if r.Mint.PerCallerPerMinute < 0 {
-		bad("rateLimit.mint.perCallerPerMinute", "must be >= 0 (0 = no limit), got %d", r.Mint.PerCallerPerMinute)
+		errs.Add("rateLimit.mint.perCallerPerMinute", "must be >= 0 (0 = no limit), got %d", r.Mint.PerCallerPerMinute)
 	}
 	if r.Mint.GlobalPerMinute < 0 {
-		bad("rateLimit.mint.globalPerMinute", "must be >= 0 (0 = no limit), got %d", r.Mint.GlobalPerMinute)
+		errs.Add("rateLimit.mint.globalPerMinute", "must be >= 0 (0 = no limit), got %d", r.Mint.GlobalPerMinute)
 	}
 	switch {
 	case r.Mint.Burst < 1:
-		bad("rateLimit.mint.burst", "must be >= 1, got %d", r.Mint.Burst)
+		errs.Add("rateLimit.mint.burst", "must be >= 1, got %d", r.Mint.Burst)
 	case r.Mint.Limited() && r.Mint.Burst < maxBatch:
-		bad("rateLimit.mint.burst", "must be >= limits.maxBatch (%d) while a mint rate is set, got %d", maxBatch, r.Mint.Burst).With("limits.maxBatch")
+		errs.Add("rateLimit.mint.burst", "must be >= limits.maxBatch (%d) while a mint rate is set, got %d", maxBatch, r.Mint.Burst).With("limits.maxBatch")
 	}
 	if r.Mint.FleetPerMinute < 0 {
-		bad("rateLimit.mint.fleetPerMinute", "must be >= 0 (0 = no limit), got %d", r.Mint.FleetPerMinute)
+		errs.Add("rateLimit.mint.fleetPerMinute", "must be >= 0 (0 = no limit), got %d", r.Mint.FleetPerMinute)
 	}
 	switch {
 	case r.Mint.FleetBurst < 1:
-		bad("rateLimit.mint.fleetBurst", "must be >= 1, got %d", r.Mint.FleetBurst)
+		errs.Add("rateLimit.mint.fleetBurst", "must be >= 1, got %d", r.Mint.FleetBurst)
 	case r.Mint.FleetPerMinute > 0 && r.Mint.FleetBurst < maxBatch:
-		bad("rateLimit.mint.fleetBurst", "must be >= limits.maxBatch (%d) while rateLimit.mint.fleetPerMinute is set, got %d", maxBatch, r.Mint.FleetBurst).With("limits.maxBatch", "rateLimit.mint.fleetPerMinute")
+		errs.Add("rateLimit.mint.fleetBurst", "must be >= limits.maxBatch (%d) while rateLimit.mint.fleetPerMinute is set, got %d", maxBatch, r.Mint.FleetBurst).With("limits.maxBatch", "rateLimit.mint.fleetPerMinute")
 	}
 	if r.Validate.GlobalPerSecond < 0 {
-		bad("rateLimit.validate.globalPerSecond", "must be >= 0 (0 = no limit), got %d", r.Validate.GlobalPerSecond)
+		errs.Add("rateLimit.validate.globalPerSecond", "must be >= 0 (0 = no limit), got %d", r.Validate.GlobalPerSecond)
 	}
 	if r.Validate.Burst < 1 {
-		bad("rateLimit.validate.burst", "must be >= 1, got %d", r.Validate.Burst)
+		errs.Add("rateLimit.validate.burst", "must be >= 1, got %d", r.Validate.Burst)
 	}
 	if r.MaxCallers < 1 || r.MaxCallers > maxRateCallers {
-		bad("rateLimit.maxCallers", "must be between 1 and %d, got %d", maxRateCallers, r.MaxCallers)
+		errs.Add("rateLimit.maxCallers", "must be between 1 and %d, got %d", maxRateCallers, r.MaxCallers)
 	}
-	return errors.Join(errs...)
+	return errs.Join()
 }

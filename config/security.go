@@ -36,7 +36,7 @@ type Security struct {
 
 func (s Security) validate(listen string) error {
 	var errs []error
-	if !s.AllowRemote && validateAddr("listen", listen) == nil && !IsLoopbackAddr(listen) {
+	if !s.AllowRemote && validateAddr("listen", listen) == nil && !isLoopbackAddr(listen) {
 		errs = append(errs, field.Errorf("listen", "%q is not a loopback address (127.0.0.0/8, ::1, localhost): anything that reaches it could spend the upstream token; set security.allowRemote: true to allow it", listen).With("security.allowRemote"))
 	}
 	for i, h := range s.AllowedHosts {
@@ -71,9 +71,9 @@ func checkOrigin(o string) error {
 	return nil
 }
 
-// IsLoopbackAddr reports whether the host of addr (host:port) is loopback:
+// isLoopbackAddr reports whether the host of addr (host:port) is loopback:
 // an address in 127.0.0.0/8, ::1, or the name localhost.
-func IsLoopbackAddr(addr string) bool {
+func isLoopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	return err == nil && upstream.IsLoopbackHost(host)
 }

@@ -97,28 +97,23 @@ func (c *Config) validateFormat() error {
 }
 
 func (v Validate) validate() error {
-	var errs []error
-	bad := func(key, format string, a ...any) *field.Error {
-		e := field.Errorf(key, format, a...)
-		errs = append(errs, e)
-		return e
-	}
+	var errs field.Errors
 	if v.Mode != ValidateModeUpstream && v.Mode != ValidateModeLocal {
-		bad("validate.mode", "must be upstream or local, got %q", v.Mode)
+		errs.Add("validate.mode", "must be upstream or local, got %q", v.Mode)
 	}
 	if v.TTL <= 0 {
-		bad("validate.ttl", "must be > 0, got %s", v.TTL)
+		errs.Add("validate.ttl", "must be > 0, got %s", v.TTL)
 	}
 	if v.NegativeTTL <= 0 {
-		bad("validate.negativeTtl", "must be > 0, got %s", v.NegativeTTL)
+		errs.Add("validate.negativeTtl", "must be > 0, got %s", v.NegativeTTL)
 	}
 	if v.NegativeTTL > v.TTL {
-		bad("validate.negativeTtl", "must be <= validate.ttl (%s), got %s", v.TTL, v.NegativeTTL).With("validate.ttl")
+		errs.Add("validate.negativeTtl", "must be <= validate.ttl (%s), got %s", v.TTL, v.NegativeTTL).With("validate.ttl")
 	}
 	if v.StaleIfError < v.TTL {
-		bad("validate.staleIfError", "must be >= validate.ttl (%s), got %s", v.TTL, v.StaleIfError).With("validate.ttl")
+		errs.Add("validate.staleIfError", "must be >= validate.ttl (%s), got %s", v.TTL, v.StaleIfError).With("validate.ttl")
 	}
-	return errors.Join(errs...)
+	return errs.Join()
 }
 
 func (s Shutdown) validate() error {
@@ -129,22 +124,17 @@ func (s Shutdown) validate() error {
 }
 
 func (l Limits) validate() error {
-	var errs []error
-	bad := func(key, format string, a ...any) *field.Error {
-		e := field.Errorf(key, format, a...)
-		errs = append(errs, e)
-		return e
-	}
+	var errs field.Errors
 	if l.MaxBodyBytes < minBodyBytes || l.MaxBodyBytes > maxBodyBytes {
-		bad("limits.maxBodyBytes", "must be between %d and %d, got %d", minBodyBytes, maxBodyBytes, l.MaxBodyBytes)
+		errs.Add("limits.maxBodyBytes", "must be between %d and %d, got %d", minBodyBytes, maxBodyBytes, l.MaxBodyBytes)
 	}
 	if l.MaxMetadataBytes < 1 || l.MaxMetadataBytes > l.MaxBodyBytes {
-		bad("limits.maxMetadataBytes", "must be between 1 and limits.maxBodyBytes (%d), got %d", l.MaxBodyBytes, l.MaxMetadataBytes).With("limits.maxBodyBytes")
+		errs.Add("limits.maxMetadataBytes", "must be between 1 and limits.maxBodyBytes (%d), got %d", l.MaxBodyBytes, l.MaxMetadataBytes).With("limits.maxBodyBytes")
 	}
 	if l.MaxBatch < 1 || l.MaxBatch > maxBatchLimit {
-		bad("limits.maxBatch", "must be between 1 and %d, got %d", maxBatchLimit, l.MaxBatch)
+		errs.Add("limits.maxBatch", "must be between 1 and %d, got %d", maxBatchLimit, l.MaxBatch)
 	}
-	return errors.Join(errs...)
+	return errs.Join()
 }
 
 func (l Log) validate() error {

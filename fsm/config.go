@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"errors"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/config/field"
@@ -50,12 +49,7 @@ func Defaults() Config {
 
 // Validate reports every problem of the section, each naming its key.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, a ...any) *field.Error {
-		e := field.Errorf(key, format, a...)
-		errs = append(errs, e)
-		return e
-	}
+	var errs field.Errors
 	positive := []struct {
 		key string
 		d   time.Duration
@@ -67,23 +61,23 @@ func (c Config) Validate() error {
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
-			bad(p.key, "must be > 0, got %s", p.d)
+			errs.Add(p.key, "must be > 0, got %s", p.d)
 		}
 	}
 	if c.Timeout > c.Interval {
-		bad("health.timeout", "(%s) must be <= health.interval (%s)", c.Timeout, c.Interval).With("health.interval")
+		errs.Add("health.timeout", "(%s) must be <= health.interval (%s)", c.Timeout, c.Interval).With("health.interval")
 	}
 	if c.Reconnect.MaxDelay < c.Reconnect.BaseDelay {
-		bad("health.reconnect.maxDelay", "(%s) must be >= health.reconnect.baseDelay (%s)",
+		errs.Add("health.reconnect.maxDelay", "(%s) must be >= health.reconnect.baseDelay (%s)",
 			c.Reconnect.MaxDelay, c.Reconnect.BaseDelay).With("health.reconnect.baseDelay")
 	}
 	if c.FailuresToReconnect < 1 {
-		bad("health.failuresToReconnect", "must be >= 1, got %d", c.FailuresToReconnect)
+		errs.Add("health.failuresToReconnect", "must be >= 1, got %d", c.FailuresToReconnect)
 	}
 	if c.MaxReconnectAttempts < 1 {
-		bad("health.maxReconnectAttempts", "must be >= 1, got %d", c.MaxReconnectAttempts)
+		errs.Add("health.maxReconnectAttempts", "must be >= 1, got %d", c.MaxReconnectAttempts)
 	}
-	return errors.Join(errs...)
+	return errs.Join()
 }
 
 // withDefaults returns c with every zero or negative field replaced by its

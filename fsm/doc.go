@@ -4,10 +4,9 @@
 //
 // It has two halves. Next is the pure core: given the config, the current
 // Status and one Observation (a poll result, the breaker opening or
-// closing, shutdown)
-// it returns the next Status and a reason, with no clock, randomness or
-// library involved, so every rule is testable as a table. NextPoll says how
-// long to wait before the next poll in a Status. Lifecycle is the owner: its
+// closing, shutdown) it returns the next Status and a reason, with no
+// clock, randomness or library involved, so every rule is testable as a
+// table. NextPoll says how long to wait before the next poll in a Status. Lifecycle is the owner: its
 // Run method is the only goroutine that polls, applies observations through
 // Next and fires the resulting events on github.com/looplab/fsm, which holds
 // the state and runs the enter_state callback that publishes it to an atomic
@@ -19,8 +18,9 @@
 // works, and the breaker's open period is never cut short (see README.md,
 // "The upstream lifecycle").
 //
-// looplab is wrapped here and nowhere else, around its traps: every Event gets a context that cannot be cancelled, because a
-// cancelled one wedges the machine for good; only one goroutine calls Event,
-// because concurrent calls race; a self-transition's NoTransitionError is
-// not a failure; callbacks read e.Dst, not f.Current().
+// looplab is wrapped here and nowhere else, around its traps: every Event
+// gets a context that cannot be cancelled, because a cancelled one wedges
+// the machine for good; only one goroutine calls Event, because concurrent
+// calls race; a self-transition's NoTransitionError is not a failure;
+// callbacks read e.Dst, not f.Current().
 package fsm

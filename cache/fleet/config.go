@@ -130,45 +130,40 @@ func (c Config) withDefaults() Config {
 // key (fleet.redis.addrs[1], fleet.timeout, …), joined with errors.Join. It
 // reads no file.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, a ...any) *field.Error {
-		e := field.Errorf(key, format, a...)
-		errs = append(errs, e)
-		return e
-	}
+	var errs field.Errors
 	for i, a := range c.Redis.Addrs {
 		if err := checkAddr(a); err != nil {
-			bad(fmt.Sprintf("fleet.redis.addrs[%d]", i), "%s, got %q", err, a)
+			errs.Add(fmt.Sprintf("fleet.redis.addrs[%d]", i), "%s, got %q", err, a)
 		} else if j := slices.Index(c.Redis.Addrs[:i], a); j >= 0 {
-			bad(fmt.Sprintf("fleet.redis.addrs[%d]", i), "repeats fleet.redis.addrs[%d] %q", j, a)
+			errs.Add(fmt.Sprintf("fleet.redis.addrs[%d]", i), "repeats fleet.redis.addrs[%d] %q", j, a)
 		}
 	}
 	errs = append(errs, c.Redis.validateOff(c.Enabled())...)
 	if c.Redis.DB < 0 {
-		bad("fleet.redis.db", "must be >= 0, got %d", c.Redis.DB)
+		errs.Add("fleet.redis.db", "must be >= 0, got %d", c.Redis.DB)
 	} else if c.Redis.DB != 0 && c.cluster() {
-		bad("fleet.redis.db", "must be 0 with several fleet.redis.addrs (a Redis Cluster has only database 0), got %d", c.Redis.DB).With("fleet.redis.addrs")
+		errs.Add("fleet.redis.db", "must be 0 with several fleet.redis.addrs (a Redis Cluster has only database 0), got %d", c.Redis.DB).With("fleet.redis.addrs")
 	}
 	if u := c.Redis.Username; u != "" && !visibleASCII(u) {
-		bad("fleet.redis.username", "must be visible ASCII characters without spaces")
+		errs.Add("fleet.redis.username", "must be visible ASCII characters without spaces")
 	}
 	if strings.ContainsRune(c.Redis.PasswordFile, 0) {
-		bad("fleet.redis.passwordFile", "must not contain a NUL byte")
+		errs.Add("fleet.redis.passwordFile", "must not contain a NUL byte")
 	}
 	errs = append(errs, c.Redis.TLS.validate()...)
 	if p := c.KeyPrefix; p == "" || len(p) > maxKeyPrefix || !visibleASCII(p) || strings.ContainsAny(p, "{}") {
-		bad("fleet.keyPrefix", "must be 1 to %d visible ASCII characters without spaces or braces, got %q", maxKeyPrefix, p)
+		errs.Add("fleet.keyPrefix", "must be 1 to %d visible ASCII characters without spaces or braces, got %q", maxKeyPrefix, p)
 	}
 	if c.Timeout < minTimeout || c.Timeout > maxTimeout {
-		bad("fleet.timeout", "must be between %s and %s, got %s", minTimeout, maxTimeout, c.Timeout)
+		errs.Add("fleet.timeout", "must be between %s and %s, got %s", minTimeout, maxTimeout, c.Timeout)
 	}
 	switch {
 	case c.LockTTL < minLockTTL || c.LockTTL > maxLockTTL:
-		bad("fleet.lockTtl", "must be between %s and %s, got %s", minLockTTL, maxLockTTL, c.LockTTL)
+		errs.Add("fleet.lockTtl", "must be between %s and %s, got %s", minLockTTL, maxLockTTL, c.LockTTL)
 	case c.LockTTL <= c.Timeout && c.Timeout >= minTimeout && c.Timeout <= maxTimeout:
-		bad("fleet.lockTtl", "must be above fleet.timeout (%s), got %s", c.Timeout, c.LockTTL).With("fleet.timeout")
+		errs.Add("fleet.lockTtl", "must be above fleet.timeout (%s), got %s", c.Timeout, c.LockTTL).With("fleet.timeout")
 	}
-	return errors.Join(errs...)
+	return errs.Join()
 }
 
 // validateOff refuses fleet.redis settings while the tier is off: they
@@ -243,7 +238,8 @@ func visibleASCII(s string) bool {
 
 // RestartKeys returns the keys whose new values apply only after a
 // restart: they decide which servers the client connects to and how.
-// Reconfigure keeps their running values and names those that changed.
+// Reconfigure keeps their running values; the config's restart table
+// holds every one of them (a test of package config checks).
 func RestartKeys() []string {
 	return []string{
 		"fleet.redis.addrs",
@@ -267,25 +263,4 @@ func ReloadableKeys() []string {
 		"fleet.timeout",
 		"fleet.lockTtl",
 	}
-}
-
-// restartChanges returns the RestartKeys whose values differ between the
-// running config a and the new one b.
-func restartChanges(a, b Config) []string {
-	var keys []string
-	add := func(changed bool, key string) {
-		if changed {
-			keys = append(keys, key)
-		}
-	}
-	add(!slices.Equal(a.Redis.Addrs, b.Redis.Addrs), "fleet.redis.addrs")
-	add(a.Redis.Sentinel != b.Redis.Sentinel, "fleet.redis.sentinel.masterName")
-	add(a.Redis.DB != b.Redis.DB, "fleet.redis.db")
-	ta, tb := a.Redis.TLS, b.Redis.TLS
-	add(ta.Enabled != tb.Enabled, "fleet.redis.tls.enabled")
-	add(ta.CAFile != tb.CAFile, "fleet.redis.tls.caFile")
-	add(ta.CertFile != tb.CertFile, "fleet.redis.tls.certFile")
-	add(ta.KeyFile != tb.KeyFile, "fleet.redis.tls.keyFile")
-	add(ta.ServerName != tb.ServerName, "fleet.redis.tls.serverName")
-	return keys
 }

@@ -123,8 +123,8 @@ func TestSecretNeverPrints(t *testing.T) {
 	}
 }
 
-// TestReconfigure: the reloadable keys apply, the others are reported as
-// needing a restart, and the two lists cover every key of the section.
+// TestReconfigure: the reloadable keys apply, the others keep their
+// running values, and the two lists cover every key of the section.
 func TestReconfigure(t *testing.T) {
 	t.Parallel()
 	base := Defaults()
@@ -137,9 +137,7 @@ func TestReconfigure(t *testing.T) {
 	next := base
 	next.Redis.Username, next.Redis.Password = "fleet", "pw"
 	next.KeyPrefix, next.Timeout, next.LockTTL = "other:", 50*time.Millisecond, 3*time.Second
-	if restart := tr.Reconfigure(next); len(restart) != 0 {
-		t.Errorf("reloadable changes need a restart: %v", restart)
-	}
+	tr.Reconfigure(next)
 	if s := tr.live.Load(); s.keyPrefix != "other:" || s.timeout != 50*time.Millisecond || s.lockTTL != 3*time.Second || s.username != "fleet" || s.password != "pw" {
 		t.Errorf("live settings %+v", s)
 	}
@@ -147,8 +145,12 @@ func TestReconfigure(t *testing.T) {
 	next.Redis.Sentinel.MasterName = "m"
 	next.Redis.DB = 2
 	next.Redis.TLS = TLS{Enabled: true, CAFile: "a", CertFile: "b", KeyFile: "c", ServerName: "d"}
-	if restart := tr.Reconfigure(next); !slices.Equal(restart, RestartKeys()) {
-		t.Errorf("restart required %v, want %v", restart, RestartKeys())
+	tr.Reconfigure(next)
+	if tr.cfg.Redis.Addrs[0] != "127.0.0.1:1" || tr.cfg.Redis.Sentinel.MasterName != "" || tr.cfg.Redis.DB != 0 || tr.cfg.Redis.TLS != (TLS{}) {
+		t.Errorf("a restart-only setting changed while running: %+v", tr.cfg.Redis)
+	}
+	if s := tr.Status(); !slices.Equal(s.Addrs, base.Redis.Addrs) || s.MasterName != "" {
+		t.Errorf("status after a reload of restart-only settings: %+v", s)
 	}
 	// Every leaf key of the section is in exactly one list.
 	keys := append(RestartKeys(), ReloadableKeys()...)

@@ -229,9 +229,9 @@ func (f *flight) hold(ctx context.Context, token string) (Verdict, Source, error
 		f.t.commit(after, f.s, f.id, token, v, f.p.Life(v))
 		return v, SourceFetched, nil
 	case ctx.Err() != nil:
-		f.t.unlock(after, f.s, f.id, token, f.t.scripts.release, "release")
+		f.t.unlock(after, f.s, f.id, token, f.t.scripts.release)
 	default:
-		f.t.unlock(after, f.s, f.id, token, f.t.scripts.fail, "release")
+		f.t.unlock(after, f.s, f.id, token, f.t.scripts.fail)
 	}
 	return f.staleOr(err)
 }
@@ -363,7 +363,7 @@ var errBadReply = errors.New("unexpected reply from a script")
 // failed, and the lock expires by itself.
 func (t *Tier) commit(ctx context.Context, s *settings, id, token string, v Verdict, life time.Duration) {
 	if checkVerdict(v) != nil {
-		t.unlock(ctx, s, id, token, t.scripts.release, "release")
+		t.unlock(ctx, s, id, token, t.scripts.release)
 		return
 	}
 	c, err := t.begin("commit")
@@ -381,18 +381,19 @@ func (t *Tier) commit(ctx context.Context, s *settings, id, token string, v Verd
 	}
 }
 
-// unlock runs the release or fail script on id's lock; failures are
-// accounted only, the lock expires by itself.
-func (t *Tier) unlock(ctx context.Context, s *settings, id, token string, script *rueidis.Lua, op string) {
-	c, err := t.begin(op)
+// unlock runs the release or fail script on id's lock (both are op
+// "release" to the Observer); failures are accounted only, the lock
+// expires by itself.
+func (t *Tier) unlock(ctx context.Context, s *settings, id, token string, script *rueidis.Lua) {
+	c, err := t.begin("release")
 	if err != nil {
 		return
 	}
 	keys, args := []string{lockKey(s.keyPrefix, id)}, []string{token}
-	_, d, err := t.call(ctx, s, op, keys[0], func(ctx context.Context) rueidis.RedisResult {
+	_, d, err := t.call(ctx, s, "release", keys[0], func(ctx context.Context) rueidis.RedisResult {
 		return script.Exec(ctx, c, keys, args)
 	})
 	if err == nil {
-		t.opts.Observer.Call(op, "ok", d)
+		t.opts.Observer.Call("release", "ok", d)
 	}
 }

@@ -47,18 +47,15 @@ func (t *Tier) connect() bool {
 }
 
 // recover probes the skipped tier with backoff until Redis answers
-// (true) or the tier is closed (false).
+// (true) or the tier is closed (false). The client is there: connect
+// stored it, and Close removes it only once run has returned.
 func (t *Tier) recover() bool {
 	backoff := t.opts.ProbeInterval
 	for t.state.Load() == codeSkipped {
 		if !t.pause(backoff) {
 			return false
 		}
-		c := t.client.Load()
-		if c == nil {
-			return false
-		}
-		if err := t.probe(c.c); err != nil {
+		if err := t.probe(t.client.Load().c); err != nil {
 			t.record(err)
 			backoff = min(2*backoff, t.opts.MaxProbeInterval)
 			continue

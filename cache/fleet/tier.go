@@ -284,12 +284,11 @@ func (t *Tier) Wait(ctx context.Context, cond func(Status) bool) error {
 // Reconfigure applies a reloaded fleet section (already validated):
 // fleet.redis.username and the password (from fleet.redis.passwordFile)
 // apply to connections made from now on, fleet.keyPrefix, fleet.timeout
-// and fleet.lockTtl to the next call. It returns the keys whose changes
-// need a restart (see RestartKeys); their running values are kept.
-func (t *Tier) Reconfigure(cfg Config) (restartRequired []string) {
-	cfg = cfg.withDefaults()
-	t.live.Store(settingsOf(cfg))
-	return restartChanges(t.cfg, cfg)
+// and fleet.lockTtl to the next call. The other settings (RestartKeys)
+// keep their running values; the config's restart table
+// (config.KeepRestartOnly) names those a reload changed.
+func (t *Tier) Reconfigure(cfg Config) {
+	t.live.Store(settingsOf(cfg.withDefaults()))
 }
 
 // move records err (if not nil) and, if the state is one of from (any

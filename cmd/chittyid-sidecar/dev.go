@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -34,12 +35,15 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *fleetN < 0 {
-		return usageErr("--fleet must be >= 0, got %d", *fleetN)
-	}
 	scfg, err := sf.config(devToken)
 	if err != nil {
 		return err
+	}
+	var plan devFleetPlan
+	if *fleetN != 0 {
+		if plan, err = planDevFleet(*fleetN, *redisBin, *listen); err != nil {
+			return err
+		}
 	}
 	var pki *devPKI
 	if *useTLS {
@@ -55,37 +59,59 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer s.Close()
 	if *fleetN > 0 {
-		if err := devFleet(ctx, *fleetN, *redisBin, *listen, s, sf, pki, stdout, stderr); err != nil {
+		if err := devFleet(ctx, plan, s, sf, pki, stdout, stderr); err != nil {
 			return err
 		}
 		return s.Close()
 	}
-	cfg, err := config.Parse(devConfig(*listen, s.URL(), sf, pki), noEnv)
-	if err != nil {
-		return &exitError{2, err}
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listening on %q: %w", cfg.Listen, err)
-	}
 	stderr = sidecar.SyncWriter(stderr)
-	log, level := newLogger(stderr, cfg.Log)
 	defaultGC(os.LookupEnv)
-	sc, err := sidecar.New(cfg, sidecar.Options{Logger: log, LogLevel: level, LogOutput: stderr, Version: version})
+	d, err := newDevSidecar(devConfig(*listen, s.URL(), sf, pki), sidecar.Options{LogOutput: stderr}, stderr)
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	printDev(stdout, "http://"+ln.Addr().String(), s)
+	printDev(stdout, d.url(), s)
 	if pki != nil {
 		pki.print(stdout)
 	}
-	if err := sc.Run(ctx, ln); err != nil {
+	if err := d.Run(ctx, d.ln); err != nil {
 		return err
 	}
-	log.Info("dev mode stopped cleanly")
+	d.log.Info("dev mode stopped cleanly")
 	return s.Close()
 }
+
+// devSidecar is a sidecar of dev mode with its listener open.
+type devSidecar struct {
+	*sidecar.Sidecar
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// newDevSidecar parses a dev config, opens its listener and builds the
+// sidecar with opts, logging to stderr with logAttrs; on error it releases
+// what it made.
+func newDevSidecar(text []byte, opts sidecar.Options, stderr io.Writer, logAttrs ...any) (*devSidecar, error) {
+	cfg, err := config.Parse(text, noEnv)
+	if err != nil {
+		return nil, &exitError{2, err}
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %q: %w", cfg.Listen, err)
+	}
+	log, level := newLogger(stderr, cfg.Log)
+	opts.Logger, opts.LogLevel, opts.Version = log.With(logAttrs...), level, version
+	sc, err := sidecar.New(cfg, opts)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	return &devSidecar{Sidecar: sc, ln: ln, log: opts.Logger}, nil
+}
+
+// url is the sidecar's base URL.
+func (d *devSidecar) url() string { return "http://" + d.ln.Addr().String() }
 
 func devConfig(listen, upstreamURL string, sf simFlags, pki *devPKI) []byte {
 	tls := ""

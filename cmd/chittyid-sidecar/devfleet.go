@@ -10,7 +10,6 @@ import (
 	"strconv"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc"
-	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
@@ -18,41 +17,57 @@ import (
 // maxDevFleet caps dev --fleet: a fleet to try by hand, not to load-test.
 const maxDevFleet = 16
 
-// devFleet is dev --fleet N: N sidecars in front of the one simulator s,
-// sharing a redis-server that it starts on a free loopback port without
-// persistence and stops at exit (README.md, Fleet). Sidecar i listens on
-// listen's port + i (every one on a free port when that port is 0).
-func devFleet(ctx context.Context, n int, redisBin, listen string, s *sim.Sim, sf simFlags, pki *devPKI, stdout, stderr io.Writer) error {
+// devFleetPlan is what dev --fleet needs from its flags, checked before
+// anything starts.
+type devFleetPlan struct {
+	bin   string   // redis-server's path
+	addrs []string // the sidecars' listen addresses
+}
+
+// planDevFleet checks --fleet n, --redis-server and --listen for dev --fleet.
+func planDevFleet(n int, redisBin, listen string) (devFleetPlan, error) {
+	if n < 0 {
+		return devFleetPlan{}, usageErr("--fleet must be >= 0, got %d", n)
+	}
 	if n > maxDevFleet {
-		return usageErr("--fleet: at most %d sidecars, got %d", maxDevFleet, n)
+		return devFleetPlan{}, usageErr("--fleet: at most %d sidecars, got %d", maxDevFleet, n)
 	}
 	bin, err := exec.LookPath(redisBin)
 	if err != nil {
-		return &exitError{2, fmt.Errorf("dev --fleet needs redis-server, and %q is not an executable on PATH (%v): install it (Debian or Ubuntu: apt-get install redis-server; macOS: brew install redis) or name it with --redis-server", redisBin, err)}
+		return devFleetPlan{}, &exitError{2, fmt.Errorf("dev --fleet needs redis-server, and %q is not an executable on PATH (%v): install it (Debian or Ubuntu: apt-get install redis-server; macOS: brew install redis) or name it with --redis-server", redisBin, err)}
 	}
 	addrs, err := fleetListenAddrs(listen, n)
 	if err != nil {
-		return usageErr("--listen: %v", err)
+		return devFleetPlan{}, usageErr("--listen: %v", err)
 	}
-	r, err := startDevRedis(ctx, bin)
+	return devFleetPlan{bin: bin, addrs: addrs}, nil
+}
+
+// devFleet is dev --fleet: len(plan.addrs) sidecars in front of the one
+// simulator s, sharing a redis-server that it starts on a free loopback
+// port without persistence and stops at exit (README.md, Fleet). Sidecar i
+// listens on --listen's port + i (every one on a free port when that port
+// is 0).
+func devFleet(ctx context.Context, plan devFleetPlan, s *sim.Sim, sf simFlags, pki *devPKI, stdout, stderr io.Writer) error {
+	r, err := startDevRedis(ctx, plan.bin)
 	if err != nil {
 		return err
 	}
 	defer r.stop()
 	stderr = sidecar.SyncWriter(stderr)
-	scs, lns, err := newDevFleet(addrs, s, sf, pki, r.Addr(), stderr)
+	ds, err := newDevFleet(plan.addrs, s, sf, pki, r.Addr(), stderr)
 	if err != nil {
 		return err
 	}
-	urls := make([]string, n)
-	for i, ln := range lns {
-		urls[i] = "http://" + ln.Addr().String()
+	urls := make([]string, len(ds))
+	for i, d := range ds {
+		urls[i] = d.url()
 	}
 	printDevFleet(stdout, urls, r.Addr(), s)
 	if pki != nil {
 		pki.print(stdout)
 	}
-	return runDevFleet(ctx, scs, lns)
+	return runDevFleet(ctx, ds)
 }
 
 // fleetListenAddrs returns n listen addresses from listen: its port, then
@@ -79,50 +94,38 @@ func fleetListenAddrs(listen string, n int) ([]string, error) {
 
 // newDevFleet builds the sidecars and opens their listeners; on error it
 // releases whatever it made.
-func newDevFleet(addrs []string, s *sim.Sim, sf simFlags, pki *devPKI, redisAddr string, stderr io.Writer) (scs []*sidecar.Sidecar, lns []net.Listener, err error) {
+func newDevFleet(addrs []string, s *sim.Sim, sf simFlags, pki *devPKI, redisAddr string, stderr io.Writer) (ds []*devSidecar, err error) {
 	defer func() {
 		if err != nil {
-			for _, sc := range scs {
-				_ = sc.Close()
-			}
-			for _, ln := range lns {
-				_ = ln.Close()
+			for _, d := range ds {
+				_ = d.Close()
+				_ = d.ln.Close()
 			}
 		}
 	}()
 	defaultGC(os.LookupEnv)
 	for i, addr := range addrs {
 		text := append(devConfig(addr, s.URL(), sf, pki), fmt.Sprintf("fleet:\n  redis: {addrs: [%q]}\n", redisAddr)...)
-		cfg, err := config.Parse(text, noEnv)
+		d, err := newDevSidecar(text, sidecar.Options{}, stderr, "sidecar", i+1)
 		if err != nil {
-			return scs, lns, &exitError{2, err}
+			return ds, err
 		}
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return scs, lns, fmt.Errorf("listening on %q: %w", cfg.Listen, err)
-		}
-		lns = append(lns, ln)
-		log, level := newLogger(stderr, cfg.Log)
-		sc, err := sidecar.New(cfg, sidecar.Options{Logger: log.With("sidecar", i+1), LogLevel: level, Version: version})
-		if err != nil {
-			return scs, lns, err
-		}
-		scs = append(scs, sc)
+		ds = append(ds, d)
 	}
-	return scs, lns, nil
+	return ds, nil
 }
 
 // runDevFleet runs every sidecar until ctx ends or one of them fails, then
 // stops them all and waits for them.
-func runDevFleet(ctx context.Context, scs []*sidecar.Sidecar, lns []net.Listener) error {
+func runDevFleet(ctx context.Context, ds []*devSidecar) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(scs))
-	for i, sc := range scs {
-		go func() { errs <- sc.Run(ctx, lns[i]) }()
+	errs := make(chan error, len(ds))
+	for _, d := range ds {
+		go func() { errs <- d.Run(ctx, d.ln) }()
 	}
 	var first error
-	for range scs {
+	for range ds {
 		if err := <-errs; err != nil && first == nil {
 			first = fmt.Errorf("a sidecar of the dev fleet stopped: %w", err)
 			cancel()

@@ -57,3 +57,18 @@ func Of(err error) (*Error, bool) {
 	ok := errors.As(err, &fe)
 	return fe, ok
 }
+
+// Errors collects the problems a section's Validate finds, each reported
+// with Add; Join returns them all.
+type Errors []error
+
+// Add records the problem with key, described by format and a, and returns
+// it, for With.
+func (es *Errors) Add(key, format string, a ...any) *Error {
+	e := Errorf(key, format, a...)
+	*es = append(*es, e)
+	return e
+}
+
+// Join returns the problems joined with errors.Join: nil if there are none.
+func (es Errors) Join() error { return errors.Join(es...) }
