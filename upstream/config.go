@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"errors"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -141,15 +140,10 @@ func Defaults() Config {
 
 // Validate reports every problem of the section, each naming its key.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, a ...any) *field.Error {
-		e := field.Errorf(key, format, a...)
-		errs = append(errs, e)
-		return e
-	}
+	var errs field.Errors
 	errs = append(errs, c.validateURL()...)
 	if c.Dialect != DialectClientV1 && c.Dialect != DialectWorker {
-		bad("upstream.dialect", "must be client-v1 or worker, got %q", c.Dialect)
+		errs.Add("upstream.dialect", "must be client-v1 or worker, got %q", c.Dialect)
 	}
 	positive := []struct {
 		key string
@@ -165,37 +159,37 @@ func (c Config) Validate() error {
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
-			bad(p.key, "must be > 0, got %s", p.d)
+			errs.Add(p.key, "must be > 0, got %s", p.d)
 		}
 	}
 	if c.Breaker.MaxOpenTimeout < 0 {
-		bad("upstream.breaker.maxOpenTimeout", "must be >= 0 (0: the default), got %s", c.Breaker.MaxOpenTimeout)
+		errs.Add("upstream.breaker.maxOpenTimeout", "must be >= 0 (0: the default), got %s", c.Breaker.MaxOpenTimeout)
 	} else if c.Breaker.MaxOpenTimeout != 0 && c.Breaker.MaxOpenTimeout < c.Breaker.OpenTimeout {
-		bad("upstream.breaker.maxOpenTimeout", "(%s) must be >= upstream.breaker.openTimeout (%s)", c.Breaker.MaxOpenTimeout, c.Breaker.OpenTimeout).With("upstream.breaker.openTimeout")
+		errs.Add("upstream.breaker.maxOpenTimeout", "(%s) must be >= upstream.breaker.openTimeout (%s)", c.Breaker.MaxOpenTimeout, c.Breaker.OpenTimeout).With("upstream.breaker.openTimeout")
 	}
 	if c.IdempotentMint && c.Dialect == DialectWorker {
-		bad("upstream.idempotentMint", "must be false with upstream.dialect \"worker\": the worker does not forward Idempotency-Key to its mint backend, so a retried mint would mint a second ID").With("upstream.dialect")
+		errs.Add("upstream.idempotentMint", "must be false with upstream.dialect \"worker\": the worker does not forward Idempotency-Key to its mint backend, so a retried mint would mint a second ID").With("upstream.dialect")
 	}
 	if c.Retry.MaxDelay < c.Retry.BaseDelay {
-		bad("upstream.retry.maxDelay", "(%s) must be >= upstream.retry.baseDelay (%s)", c.Retry.MaxDelay, c.Retry.BaseDelay).With("upstream.retry.baseDelay")
+		errs.Add("upstream.retry.maxDelay", "(%s) must be >= upstream.retry.baseDelay (%s)", c.Retry.MaxDelay, c.Retry.BaseDelay).With("upstream.retry.baseDelay")
 	}
 	if c.MaxInFlight < 1 {
-		bad("upstream.maxInFlight", "must be >= 1, got %d", c.MaxInFlight)
+		errs.Add("upstream.maxInFlight", "must be >= 1, got %d", c.MaxInFlight)
 	}
 	if c.Retry.MaxAttempts < 1 || c.Retry.MaxAttempts > 10 {
-		bad("upstream.retry.maxAttempts", "must be between 1 and 10, got %d", c.Retry.MaxAttempts)
+		errs.Add("upstream.retry.maxAttempts", "must be between 1 and 10, got %d", c.Retry.MaxAttempts)
 	}
 	if c.Breaker.Failures < 1 {
-		bad("upstream.breaker.failures", "must be >= 1, got %d", c.Breaker.Failures)
+		errs.Add("upstream.breaker.failures", "must be >= 1, got %d", c.Breaker.Failures)
 	}
 	if c.Breaker.HalfOpenProbes < 1 {
-		bad("upstream.breaker.halfOpenProbes", "must be >= 1, got %d", c.Breaker.HalfOpenProbes)
+		errs.Add("upstream.breaker.halfOpenProbes", "must be >= 1, got %d", c.Breaker.HalfOpenProbes)
 	}
 	errs = append(errs, c.TLS.validate()...)
 	if err := c.Proxy.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return errs.Join()
 }
 
 // validateURL checks upstream.url and the settings that depend on its
@@ -205,34 +199,29 @@ func (c Config) validateURL() []error {
 	if err != nil {
 		return []error{field.Errorf("upstream.url", "must be an http or https URL with a host: it does not parse")}
 	}
-	var errs []error
-	bad := func(key, format string, a ...any) *field.Error {
-		e := field.Errorf(key, format, a...)
-		errs = append(errs, e)
-		return e
-	}
+	var errs field.Errors
 	shown := *u
 	shown.User = nil // the URL is quoted in messages: never its credentials
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return []error{field.Errorf("upstream.url", "must be an http or https URL with a host, got %q", shown.String())}
 	}
 	if u.User != nil {
-		bad("upstream.url", "must not hold credentials (user:password@): the token goes in upstream.tokenFile, got %q", shown.String()).With("upstream.tokenFile")
+		errs.Add("upstream.url", "must not hold credentials (user:password@): the token goes in upstream.tokenFile, got %q", shown.String()).With("upstream.tokenFile")
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		bad("upstream.url", "must not have a query or a fragment, got %q", shown.String())
+		errs.Add("upstream.url", "must not have a query or a fragment, got %q", shown.String())
 	}
 	if u.Scheme == "https" {
 		if c.AllowInsecure {
-			bad("upstream.allowInsecure", "only permits a plain http:// upstream.url; it never turns off certificate checks (for a private CA, set upstream.tls.caFile)").With("upstream.url", "upstream.tls.caFile")
+			errs.Add("upstream.allowInsecure", "only permits a plain http:// upstream.url; it never turns off certificate checks (for a private CA, set upstream.tls.caFile)").With("upstream.url", "upstream.tls.caFile")
 		}
 		return errs
 	}
 	for _, key := range c.TLS.setKeys() {
-		bad(key, "applies to https:// upstreams only; upstream.url is %q", shown.String()).With("upstream.url")
+		errs.Add(key, "applies to https:// upstreams only; upstream.url is %q", shown.String()).With("upstream.url")
 	}
 	if c.Token != "" && !IsLoopbackHost(u.Hostname()) && !c.AllowInsecure {
-		bad("upstream.url", "is plain http:// to %q, which would send the token unencrypted: use https://, or set upstream.allowInsecure: true to accept that (loopback hosts are exempt)", u.Host).With("upstream.allowInsecure")
+		errs.Add("upstream.url", "is plain http:// to %q, which would send the token unencrypted: use https://, or set upstream.allowInsecure: true to accept that (loopback hosts are exempt)", u.Host).With("upstream.allowInsecure")
 	}
 	return errs
 }
