@@ -154,7 +154,7 @@ fleet:
     sentinel: {masterName: ""}
     username: sidecar
     db: 0
-    tls: {enabled: true, caFile: /etc/redis-ca.pem, serverName: redis.internal}
+    tls: {enabled: true, caFile: REDIS_CA, serverName: redis.internal}
   keyPrefix: "app1:"
   timeout: 20ms
   lockTtl: 3s
@@ -162,7 +162,8 @@ fleet:
 
 func TestParseFullFile(t *testing.T) {
 	t.Parallel()
-	c, err := Parse([]byte(fullFile), noEnv)
+	redisCA, _, _ := tlsFiles(t) // read and checked by Parse
+	c, err := Parse([]byte(strings.Replace(fullFile, "REDIS_CA", redisCA, 1)), noEnv)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -202,7 +203,7 @@ func TestParseFullFile(t *testing.T) {
 			Redis: fleet.Redis{
 				Addrs:    []string{"redis-0.redis:6379", "redis-1.redis:6379", "redis-2.redis:6379"},
 				Username: "sidecar",
-				TLS:      fleet.TLS{Enabled: true, CAFile: "/etc/redis-ca.pem", ServerName: "redis.internal"},
+				TLS:      fleet.TLS{Enabled: true, CAFile: redisCA, ServerName: "redis.internal"},
 			},
 			KeyPrefix: "app1:",
 			Timeout:   20 * time.Millisecond,

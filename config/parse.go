@@ -72,6 +72,7 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 	problems = appendIf(problems, resolveToken(&c, w.origins))
 	problems = append(problems, annotate(c.Upstream.TLS.ReadFiles(), w.origins, w.failed)...)
 	problems = appendIf(problems, resolvePassword(&c, w.origins))
+	problems = append(problems, annotate(c.Fleet.Redis.TLS.CheckFiles(), w.origins, w.failed)...)
 	problems = append(problems, annotate(c.Validate(), w.origins, w.failed)...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)

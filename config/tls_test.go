@@ -174,3 +174,31 @@ func TestWatcherReloadsOnTLSFileChange(t *testing.T) {
 		t.Errorf("status after a broken CA file: %+v", s)
 	}
 }
+
+// TestParseChecksFleetTLSFiles: the fleet tier's TLS files are checked
+// when the config is read (check-config, a reload), not first when the
+// tier starts, each problem naming its key and where it was set.
+func TestParseChecksFleetTLSFiles(t *testing.T) {
+	t.Parallel()
+	caFile, certFile, keyFile := tlsFiles(t)
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	section := "fleet:\n  redis:\n    addrs: [\"127.0.0.1:6379\"]\n    tls: {enabled: true, %s}\n"
+	if _, err := Parse(fmt.Appendf(nil, section, fmt.Sprintf("caFile: %s, certFile: %s, keyFile: %s", caFile, certFile, keyFile)), noEnv); err != nil {
+		t.Fatalf("good files refused: %v", err)
+	}
+	for _, tc := range []struct{ name, tls, want string }{
+		{"missing CA", "caFile: /nonexistent/ca.pem", `line 4: fleet.redis.tls.caFile "/nonexistent/ca.pem" cannot be read: no such file or directory`},
+		{"CA without a certificate", "caFile: " + notPEM, `line 4: fleet.redis.tls.caFile "` + notPEM + `" holds no PEM certificate`},
+		{"key of another certificate", fmt.Sprintf("certFile: %s, keyFile: %s", certFile, notPEM), "line 4: fleet.redis.tls.certFile and fleet.redis.tls.keyFile do not load as a key pair"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(fmt.Appendf(nil, section, tc.tls), noEnv)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"slices"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"github.com/redis/rueidis"
 )
 
@@ -131,6 +133,14 @@ func (t *Tier) credentials(rueidis.AuthCredentialsContext) (rueidis.AuthCredenti
 	return rueidis.AuthCredentials{Username: s.username, Password: s.password.Reveal()}, nil
 }
 
+// CheckFiles reads the CA and client certificate files as the tier will
+// when it starts, so that a config loader can refuse a config whose files
+// do not load (each error names its key).
+func (c TLS) CheckFiles() error {
+	_, err := loadTLS(c)
+	return err
+}
+
 // loadTLS builds the client TLS config, reading the CA and client
 // certificate files once.
 func loadTLS(c TLS) (*tls.Config, error) {
@@ -141,21 +151,23 @@ func loadTLS(c TLS) (*tls.Config, error) {
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading fleet.redis.tls.caFile: %w", err)
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the path is in the message already
+			}
+			return nil, field.Errorf("fleet.redis.tls.caFile", "%q cannot be read: %v", c.CAFile, err)
 		}
 		tc.RootCAs = x509.NewCertPool()
 		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("reading fleet.redis.tls.caFile %q: %w", c.CAFile, errNoCerts)
+			return nil, field.Errorf("fleet.redis.tls.caFile", "%q holds no PEM certificate", c.CAFile)
 		}
 	}
-	if c.CertFile != "" {
+	if c.CertFile != "" && c.KeyFile != "" { // one without the other: Validate says so
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("loading fleet.redis.tls.certFile and keyFile: %w", err)
+			return nil, field.Errorf("fleet.redis.tls.certFile", "and fleet.redis.tls.keyFile do not load as a key pair: %v", err).With("fleet.redis.tls.keyFile")
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
 }
-
-var errNoCerts = errors.New("no PEM certificate in the file")
