@@ -212,13 +212,12 @@ func (a *api) fromFleet(cfg *config.Config, idb []byte, p cache.Policy, local ca
 // allowFleetMint applies the fleet mint limit (rateLimit.mint.fleetPerMinute)
 // to n IDs, after the local limits let them through: 429 RATE_LIMITED with
 // Retry-After when the fleet has used its tokens. It fails open: without
-// the tier, or while Redis fails, the local limits alone decide. It reads
-// the running config itself, so that allowMint keeps its signature.
-func (a *api) allowFleetMint(ctx *fasthttp.RequestCtx, au *audit, n int) (result, bool) {
+// the tier, or while Redis fails, the local limits alone decide.
+func (a *api) allowFleetMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, n int) (result, bool) {
 	if a.fleetLimit == nil {
 		return result{}, true
 	}
-	m := a.cfg.Load().RateLimit.Mint
+	m := cfg.RateLimit.Mint
 	if m.FleetPerMinute <= 0 {
 		return result{}, true
 	}

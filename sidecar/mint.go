@@ -57,10 +57,10 @@ func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *aud
 // allowMint applies the mint rate limits to n IDs; when they refuse, it
 // answers 429 and reports false. Checked after parsing, so malformed
 // requests use no tokens.
-func (a *api) allowMint(ctx *fasthttp.RequestCtx, au *audit, n int) (result, bool) {
+func (a *api) allowMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, n int) (result, bool) {
 	ok, d := a.limits.allowMint(callerID(ctx), n)
 	if ok {
-		return a.allowFleetMint(ctx, au, n)
+		return a.allowFleetMint(ctx, cfg, au, n)
 	}
 	au.outcome = codeRateLimited
 	return rateLimited(ctx, au.sh, "local mint", d), false
@@ -101,7 +101,7 @@ func (a *api) mintQuery(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape) 
 // mintOne mints req upstream, if the limits and the gate let it, and
 // answers in the audit's shape.
 func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, req upstream.MintRequest) result {
-	if res, ok := a.allowMint(ctx, au, 1); !ok {
+	if res, ok := a.allowMint(ctx, cfg, au, 1); !ok {
 		return res
 	}
 	var got upstream.Minted
@@ -148,7 +148,7 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 		return au.fail(ctx, e, nil)
 	}
 	au.requests(reqs)
-	if res, ok := a.allowMint(ctx, au, len(reqs)); !ok {
+	if res, ok := a.allowMint(ctx, cfg, au, len(reqs)); !ok {
 		return res
 	}
 	var ids []string
