@@ -72,9 +72,10 @@ func (a *api) tierOf(ctx *fasthttp.RequestCtx, e cache.Entry, st cache.Status) c
 // throughFleet puts the fleet tier between the local flight for id and
 // fetch, its upstream validate: the flight asks the fleet tier, and only
 // when no sidecar of the fleet has a fresh verdict does fetch run, in one
-// sidecar of the fleet at a time (fleet.lockTtl). The whole of it, waiting
-// for another sidecar included, is bounded by upstream.validateTimeout.
-// Without the tier it returns fetch.
+// sidecar of the fleet at a time (fleet.lockTtl). The flight bounds the
+// whole of it, waiting for another sidecar included, by
+// upstream.validateTimeout (validateUpstream). Without the tier it returns
+// fetch.
 //
 // The flight stores what it returns in the local cache: a fleet verdict
 // with its original fetched-at, so it lives there only what is left of its
@@ -85,8 +86,6 @@ func (a *api) throughFleet(cfg *config.Config, id string, fetch func(context.Con
 		return fetch
 	}
 	return func(ctx context.Context) (cache.Entry, error) {
-		ctx, cancel := context.WithTimeout(ctx, cfg.Upstream.ValidateTimeout)
-		defer cancel()
 		p := cfg.Validation.FleetPolicy()
 		v, src, err := a.fleet.Fetch(ctx, id, p, func(ctx context.Context) (fleet.Verdict, error) {
 			e, err := fetch(ctx)

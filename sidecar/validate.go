@@ -120,10 +120,7 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 	client := a.client()
 	wait, cancel := context.WithTimeout(context.Background(), cfg.Upstream.ValidateTimeout)
 	defer cancel()
-	e, st, err := a.cache.Fetch(wait, id, p, a.throughFleet(cfg, id, func(fctx context.Context) (cache.Entry, error) {
-		// Runs once for every caller waiting on id, detached from all of them.
-		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
-		defer cancel()
+	fetch := a.throughFleet(cfg, id, func(fctx context.Context) (cache.Entry, error) {
 		v, err := client.Validate(fctx, id, info)
 		if err != nil {
 			a.logUpstreamFailure("validate", info.RequestID, err)
@@ -133,7 +130,14 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 			return cache.Entry{Valid: true, FetchedAt: a.now(), Value: []byte(entityOf(cfg.Format, id, v.Entity))}, nil
 		}
 		return cache.Entry{Valid: false, FetchedAt: a.now(), Value: []byte(reasonUpstream)}, nil
-	}))
+	})
+	e, st, err := a.cache.Fetch(wait, id, p, func(fctx context.Context) (cache.Entry, error) {
+		// Runs once for every caller waiting on id, detached from all of
+		// them: the flight's own deadline, the fleet tier's part included.
+		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
+		defer cancel()
+		return fetch(fctx)
+	})
 	if err != nil {
 		if fe, fst, ok := a.fleetStale(cfg, idb, p, err); ok {
 			return writeCached(ctx, idb, fe, a.tierOf(ctx, fe, fst), a.now(), w)
