@@ -51,8 +51,8 @@ var (
 // while the fleet tier is on, and returns the status to answer with. An
 // entry the fleet tier gave (Entry.Shared) is a HIT however this caller got
 // it, even as a waiter of another caller's flight that Fetch reports as a
-// MISS: no upstream call was made for it. The hooks in validate.go pass
-// what it returns to writeCached; a local hit costs one nil check more.
+// MISS: no upstream call was made for it. writeCached calls it; a local
+// hit costs one nil check more.
 func (a *api) tierOf(ctx *fasthttp.RequestCtx, e cache.Entry, st cache.Status) cache.Status {
 	if a.fleet == nil {
 		return st
@@ -169,22 +169,17 @@ func (a *api) fleetStale(cfg *config.Config, idb []byte, p cache.Policy, err err
 	return cache.Entry{}, cache.StatusMiss, false
 }
 
-// fleetWhileDown finds an answer in the fleet tier for a validate while
-// upstream is known down (FAILED), when the fleet tier does better than
+// fromFleet looks idb up in the fleet tier (one call, within
+// fleet.timeout) for a validate while upstream is known down (FAILED), and
+// for fleetStale: it finds an answer when the fleet tier does better than
 // the local cache (local: the status the local lookup found): a fresh
 // verdict (HIT, stored locally), or one past its TTL when the local cache
 // has none to serve (STALE). It reports false to leave the answer to the
-// caller. The entry is Shared, for tierOf.
-func (a *api) fleetWhileDown(cfg *config.Config, idb []byte, p cache.Policy, local cache.Status) (cache.Entry, cache.Status, bool) {
+// caller, and always without the tier. The entry is Shared, for tierOf.
+func (a *api) fromFleet(cfg *config.Config, idb []byte, p cache.Policy, local cache.Status) (cache.Entry, cache.Status, bool) {
 	if a.fleet == nil {
 		return cache.Entry{}, cache.StatusMiss, false
 	}
-	return a.fromFleet(cfg, idb, p, local)
-}
-
-// fromFleet looks idb up in the fleet tier (one call, within
-// fleet.timeout) for fleetWhileDown and fleetStale.
-func (a *api) fromFleet(cfg *config.Config, idb []byte, p cache.Policy, local cache.Status) (cache.Entry, cache.Status, bool) {
 	id := string(idb)
 	v, found, err := a.fleet.Get(context.Background(), id)
 	if err != nil || !found {
