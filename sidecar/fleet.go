@@ -9,7 +9,6 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/config"
-	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
@@ -225,9 +224,9 @@ func (a *api) allowFleetMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *a
 	return res, false
 }
 
-// shareMinted writes freshly minted IDs to the fleet tier as valid, before
-// they are returned, so that every sidecar of the fleet validates them
-// without upstream. The writes run at once, each within fleet.timeout; a
+// shareMinted writes freshly minted IDs to the fleet tier as valid, for
+// storeMinted, so that every sidecar of the fleet validates them without
+// upstream. The writes run at once, each within fleet.timeout; a
 // failed one only costs another sidecar an upstream validate later.
 // entity gives the i-th ID's entity; empty IDs (not minted) are skipped.
 func (a *api) shareMinted(cfg *config.Config, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
@@ -252,17 +251,4 @@ func (a *api) shareMinted(cfg *config.Config, now time.Time, ids []string, entit
 		}
 	}
 	wg.Wait()
-}
-
-// shareMint is shareMinted for one mint's ID.
-func (a *api) shareMint(cfg *config.Config, now time.Time, id string, e chittyid.Entity) {
-	if a.fleet == nil {
-		return
-	}
-	a.shareMinted(cfg, now, []string{id}, func(int) chittyid.Entity { return e })
-}
-
-// shareBatch is shareMinted for a batch: ids[i] answers reqs[i].
-func (a *api) shareBatch(cfg *config.Config, now time.Time, ids []string, reqs []upstream.MintRequest) {
-	a.shareMinted(cfg, now, ids, func(i int) chittyid.Entity { return reqs[i].Entity })
 }
