@@ -45,7 +45,7 @@ func callerID(ctx *fasthttp.RequestCtx) string {
 // whole seconds, at least 1. what names the limit, e.g. "local mint".
 func rateLimited(ctx *fasthttp.RequestCtx, sh shape, what string, d time.Duration) result {
 	d = max(d, time.Second)
-	secs := strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+	secs := strconv.Itoa(retrySeconds(d)) // as fail writes Retry-After
 	res := sh.fail(ctx, &apiError{
 		code:       codeRateLimited,
 		message:    what + " rate limit exceeded; retry in " + secs + "s",
