@@ -80,7 +80,8 @@ type accessRecord struct {
 	route, family           string
 	status                  int
 	duration                time.Duration
-	cache, reason, caller   string
+	cache, reason           string
+	caller                  []byte // in the request's buffer
 }
 
 // appendAccessJSON encodes r as one JSON line in the shape slog's JSON
@@ -112,9 +113,9 @@ func appendAccessJSON(b []byte, r *accessRecord) []byte {
 		b = append(b, r.reason...)
 		b = append(b, '"')
 	}
-	if r.caller != "" {
+	if len(r.caller) > 0 {
 		b = append(b, `,"caller":`...)
-		b = appendJSONString(b, []byte(r.caller))
+		b = appendJSONString(b, r.caller)
 	}
 	return append(b, "}\n"...)
 }

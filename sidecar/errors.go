@@ -142,13 +142,16 @@ func (sh shape) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) resul
 		body.Success, body.Timestamp = &no, ctx.Time().UTC().Format(time.RFC3339)
 	}
 	if e.retryAfter > 0 {
-		secs := int((e.retryAfter + time.Second - 1) / time.Second)
+		secs := retrySeconds(e.retryAfter)
 		body.RetryAfter = secs
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
 	}
 	writeJSON(ctx, codeStatus[e.code], body)
 	return result{code: e.code}
 }
+
+// retrySeconds is d in whole seconds, rounded up: Retry-After's value.
+func retrySeconds(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	b, err := json.Marshal(v)

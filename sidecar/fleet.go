@@ -9,7 +9,6 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/config"
-	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
@@ -51,8 +50,8 @@ var (
 // while the fleet tier is on, and returns the status to answer with. An
 // entry the fleet tier gave (Entry.Shared) is a HIT however this caller got
 // it, even as a waiter of another caller's flight that Fetch reports as a
-// MISS: no upstream call was made for it. The hooks in validate.go pass
-// what it returns to writeCached; a local hit costs one nil check more.
+// MISS: no upstream call was made for it. writeCached calls it; a local
+// hit costs one nil check more.
 func (a *api) tierOf(ctx *fasthttp.RequestCtx, e cache.Entry, st cache.Status) cache.Status {
 	if a.fleet == nil {
 		return st
@@ -72,9 +71,10 @@ func (a *api) tierOf(ctx *fasthttp.RequestCtx, e cache.Entry, st cache.Status) c
 // throughFleet puts the fleet tier between the local flight for id and
 // fetch, its upstream validate: the flight asks the fleet tier, and only
 // when no sidecar of the fleet has a fresh verdict does fetch run, in one
-// sidecar of the fleet at a time (fleet.lockTtl). The whole of it, waiting
-// for another sidecar included, is bounded by upstream.validateTimeout.
-// Without the tier it returns fetch.
+// sidecar of the fleet at a time (fleet.lockTtl). The flight bounds the
+// whole of it, waiting for another sidecar included, by
+// upstream.validateTimeout (validateUpstream). Without the tier it returns
+// fetch.
 //
 // The flight stores what it returns in the local cache: a fleet verdict
 // with its original fetched-at, so it lives there only what is left of its
@@ -85,8 +85,6 @@ func (a *api) throughFleet(cfg *config.Config, id string, fetch func(context.Con
 		return fetch
 	}
 	return func(ctx context.Context) (cache.Entry, error) {
-		ctx, cancel := context.WithTimeout(ctx, cfg.Upstream.ValidateTimeout)
-		defer cancel()
 		p := cfg.Validation.FleetPolicy()
 		v, src, err := a.fleet.Fetch(ctx, id, p, func(ctx context.Context) (fleet.Verdict, error) {
 			e, err := fetch(ctx)
@@ -170,22 +168,17 @@ func (a *api) fleetStale(cfg *config.Config, idb []byte, p cache.Policy, err err
 	return cache.Entry{}, cache.StatusMiss, false
 }
 
-// fleetWhileDown finds an answer in the fleet tier for a validate while
-// upstream is known down (FAILED), when the fleet tier does better than
+// fromFleet looks idb up in the fleet tier (one call, within
+// fleet.timeout) for a validate while upstream is known down (FAILED), and
+// for fleetStale: it finds an answer when the fleet tier does better than
 // the local cache (local: the status the local lookup found): a fresh
 // verdict (HIT, stored locally), or one past its TTL when the local cache
 // has none to serve (STALE). It reports false to leave the answer to the
-// caller. The entry is Shared, for tierOf.
-func (a *api) fleetWhileDown(cfg *config.Config, idb []byte, p cache.Policy, local cache.Status) (cache.Entry, cache.Status, bool) {
+// caller, and always without the tier. The entry is Shared, for tierOf.
+func (a *api) fromFleet(cfg *config.Config, idb []byte, p cache.Policy, local cache.Status) (cache.Entry, cache.Status, bool) {
 	if a.fleet == nil {
 		return cache.Entry{}, cache.StatusMiss, false
 	}
-	return a.fromFleet(cfg, idb, p, local)
-}
-
-// fromFleet looks idb up in the fleet tier (one call, within
-// fleet.timeout) for fleetWhileDown and fleetStale.
-func (a *api) fromFleet(cfg *config.Config, idb []byte, p cache.Policy, local cache.Status) (cache.Entry, cache.Status, bool) {
 	id := string(idb)
 	v, found, err := a.fleet.Get(context.Background(), id)
 	if err != nil || !found {
@@ -212,13 +205,12 @@ func (a *api) fromFleet(cfg *config.Config, idb []byte, p cache.Policy, local ca
 // allowFleetMint applies the fleet mint limit (rateLimit.mint.fleetPerMinute)
 // to n IDs, after the local limits let them through: 429 RATE_LIMITED with
 // Retry-After when the fleet has used its tokens. It fails open: without
-// the tier, or while Redis fails, the local limits alone decide. It reads
-// the running config itself, so that allowMint keeps its signature.
-func (a *api) allowFleetMint(ctx *fasthttp.RequestCtx, au *audit, n int) (result, bool) {
+// the tier, or while Redis fails, the local limits alone decide.
+func (a *api) allowFleetMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, n int) (result, bool) {
 	if a.fleetLimit == nil {
 		return result{}, true
 	}
-	m := a.cfg.Load().RateLimit.Mint
+	m := cfg.RateLimit.Mint
 	if m.FleetPerMinute <= 0 {
 		return result{}, true
 	}
@@ -232,9 +224,9 @@ func (a *api) allowFleetMint(ctx *fasthttp.RequestCtx, au *audit, n int) (result
 	return res, false
 }
 
-// shareMinted writes freshly minted IDs to the fleet tier as valid, before
-// they are returned, so that every sidecar of the fleet validates them
-// without upstream. The writes run at once, each within fleet.timeout; a
+// shareMinted writes freshly minted IDs to the fleet tier as valid, for
+// storeMinted, so that every sidecar of the fleet validates them without
+// upstream. The writes run at once, each within fleet.timeout; a
 // failed one only costs another sidecar an upstream validate later.
 // entity gives the i-th ID's entity; empty IDs (not minted) are skipped.
 func (a *api) shareMinted(cfg *config.Config, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
@@ -259,17 +251,4 @@ func (a *api) shareMinted(cfg *config.Config, now time.Time, ids []string, entit
 		}
 	}
 	wg.Wait()
-}
-
-// shareMint is shareMinted for one mint's ID.
-func (a *api) shareMint(cfg *config.Config, now time.Time, id string, e chittyid.Entity) {
-	if a.fleet == nil {
-		return
-	}
-	a.shareMinted(cfg, now, []string{id}, func(int) chittyid.Entity { return e })
-}
-
-// shareBatch is shareMinted for a batch: ids[i] answers reqs[i].
-func (a *api) shareBatch(cfg *config.Config, now time.Time, ids []string, reqs []upstream.MintRequest) {
-	a.shareMinted(cfg, now, ids, func(i int) chittyid.Entity { return reqs[i].Entity })
 }

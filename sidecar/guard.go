@@ -108,7 +108,10 @@ func loopbackName(name []byte) bool {
 	case bytes.EqualFold(name, []byte("localhost")), string(name) == "::1":
 		return true
 	}
-	return len(name) > 0 && len(name) <= 64 && upstream.IsLoopbackHost(string(name))
+	// What is left is an IP address in another spelling (0:0::1,
+	// ::ffff:127.0.0.1, a stray bracket): never a name without ':', '[' or
+	// ']', whose string(name) would be an allocation on every request.
+	return len(name) > 0 && len(name) <= 64 && bytes.ContainsAny(name, ":[]") && upstream.IsLoopbackHost(string(name))
 }
 
 // dottedDigits reports whether b is three dot-separated numbers of one to

@@ -7,6 +7,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -57,10 +58,10 @@ func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *aud
 // allowMint applies the mint rate limits to n IDs; when they refuse, it
 // answers 429 and reports false. Checked after parsing, so malformed
 // requests use no tokens.
-func (a *api) allowMint(ctx *fasthttp.RequestCtx, au *audit, n int) (result, bool) {
+func (a *api) allowMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, n int) (result, bool) {
 	ok, d := a.limits.allowMint(callerID(ctx), n)
 	if ok {
-		return a.allowFleetMint(ctx, au, n)
+		return a.allowFleetMint(ctx, cfg, au, n)
 	}
 	au.outcome = codeRateLimited
 	return rateLimited(ctx, au.sh, "local mint", d), false
@@ -101,7 +102,7 @@ func (a *api) mintQuery(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape) 
 // mintOne mints req upstream, if the limits and the gate let it, and
 // answers in the audit's shape.
 func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, req upstream.MintRequest) result {
-	if res, ok := a.allowMint(ctx, au, 1); !ok {
+	if res, ok := a.allowMint(ctx, cfg, au, 1); !ok {
 		return res
 	}
 	var got upstream.Minted
@@ -117,8 +118,7 @@ func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, r
 	au.attempts = got.Attempts
 	au.minted(ctx, got.ID)
 	now := a.now()
-	_ = a.cache.Store(got.ID, mintedEntry(got.Entity, now)) // a full cache only costs a later upstream validate
-	a.shareMint(cfg, now, got.ID, got.Entity)
+	a.storeMinted(cfg, now, []string{got.ID}, func(int) chittyid.Entity { return got.Entity })
 	// Upstream's timestamp and version are passed on only if they look like
 	// one: free text from upstream never reaches the caller.
 	ts := got.Timestamp
@@ -148,7 +148,7 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 		return au.fail(ctx, e, nil)
 	}
 	au.requests(reqs)
-	if res, ok := a.allowMint(ctx, au, len(reqs)); !ok {
+	if res, ok := a.allowMint(ctx, cfg, au, len(reqs)); !ok {
 		return res
 	}
 	var ids []string
@@ -160,15 +160,13 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	}
 	au.attempts = max(upstream.AttemptsOf(err), 1)
 	now := a.now()
+	a.storeMinted(cfg, now, ids, func(i int) chittyid.Entity { return reqs[i].Entity })
 	out := make([]*string, len(ids))
 	for i, id := range ids {
-		if id == "" {
-			continue
+		if id != "" {
+			out[i] = &ids[i]
 		}
-		out[i] = &ids[i]
-		_ = a.cache.Store(id, mintedEntry(reqs[i].Entity, now))
 	}
-	a.shareBatch(cfg, now, ids, reqs)
 	au.minted(ctx, ids...)
 	if err != nil {
 		return au.failUpstream(ctx, err, out)
@@ -177,6 +175,19 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 		ChittyIDs []string `json:"chittyIds"`
 	}{ids})
 	return result{attempts: au.attempts}
+}
+
+// storeMinted stores freshly minted IDs as valid before they are returned:
+// in the local cache and, with the fleet tier on, in the fleet tier
+// (shareMinted). entity gives the i-th ID's entity; empty IDs (not minted)
+// are skipped. A full cache only costs a later upstream validate.
+func (a *api) storeMinted(cfg *config.Config, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
+	for i, id := range ids {
+		if id != "" {
+			_ = a.cache.Store(id, mintedEntry(entity(i), now))
+		}
+	}
+	a.shareMinted(cfg, now, ids, entity)
 }
 
 // idempotencyKey is the caller's Idempotency-Key, or a new one.

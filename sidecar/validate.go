@@ -92,15 +92,15 @@ func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape, i
 	now := a.requestTime(ctx)
 	e, st := a.cache.LookupBytes(idb, p, now)
 	if st == cache.StatusHit {
-		return writeCached(ctx, idb, e, a.tierOf(ctx, e, st), now, w)
+		return a.writeCached(ctx, idb, e, st, now, w)
 	}
 	if a.link.State() == fsm.Failed { // upstream known down: no upstream call
-		if fe, fst, ok := a.fleetWhileDown(cfg, idb, p, st); ok {
-			return writeCached(ctx, idb, fe, a.tierOf(ctx, fe, fst), now, w)
+		if fe, fst, ok := a.fromFleet(cfg, idb, p, st); ok {
+			return a.writeCached(ctx, idb, fe, fst, now, w)
 		}
 		if st == cache.StatusStale {
 			a.cache.ServeStale()
-			return writeCached(ctx, idb, e, a.tierOf(ctx, e, st), now, w)
+			return a.writeCached(ctx, idb, e, st, now, w)
 		}
 		return sh.fail(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
 	}
@@ -120,10 +120,7 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 	client := a.client()
 	wait, cancel := context.WithTimeout(context.Background(), cfg.Upstream.ValidateTimeout)
 	defer cancel()
-	e, st, err := a.cache.Fetch(wait, id, p, a.throughFleet(cfg, id, func(fctx context.Context) (cache.Entry, error) {
-		// Runs once for every caller waiting on id, detached from all of them.
-		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
-		defer cancel()
+	fetch := a.throughFleet(cfg, id, func(fctx context.Context) (cache.Entry, error) {
 		v, err := client.Validate(fctx, id, info)
 		if err != nil {
 			a.logUpstreamFailure("validate", info.RequestID, err)
@@ -133,17 +130,24 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 			return cache.Entry{Valid: true, FetchedAt: a.now(), Value: []byte(entityOf(cfg.Format, id, v.Entity))}, nil
 		}
 		return cache.Entry{Valid: false, FetchedAt: a.now(), Value: []byte(reasonUpstream)}, nil
-	}))
+	})
+	e, st, err := a.cache.Fetch(wait, id, p, func(fctx context.Context) (cache.Entry, error) {
+		// Runs once for every caller waiting on id, detached from all of
+		// them: the flight's own deadline, the fleet tier's part included.
+		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
+		defer cancel()
+		return fetch(fctx)
+	})
 	if err != nil {
 		if fe, fst, ok := a.fleetStale(cfg, idb, p, err); ok {
-			return writeCached(ctx, idb, fe, a.tierOf(ctx, fe, fst), a.now(), w)
+			return a.writeCached(ctx, idb, fe, fst, a.now(), w)
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}
 		}
 		return sh.fail(ctx, fromUpstream(err), nil)
 	}
-	return writeCached(ctx, idb, e, a.tierOf(ctx, e, st), a.now(), w)
+	return a.writeCached(ctx, idb, e, st, a.now(), w)
 }
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it
@@ -204,8 +208,10 @@ func (a *api) workerPartsFor(ctx *fasthttp.RequestCtx, cfg *config.Config, sh sh
 	return workerParts{on: true, components: cfg.Format == chittyid.FormatNumeric, ts: a.stamps.at(ctx.Time())}
 }
 
-// writeCached answers from a cache entry, with X-Cache and Age.
-func writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time, w workerParts) result {
+// writeCached answers from a cache entry found with status st, with
+// X-Cache, Age and, while the fleet tier is on, X-Cache-Tier (tierOf).
+func (a *api) writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time, w workerParts) result {
+	st = a.tierOf(ctx, e, st)
 	k := xcMiss
 	switch st {
 	case cache.StatusHit:
