@@ -108,7 +108,7 @@ func fromUpstream(err error) *apiError {
 	if d, ok := upstream.RetryAfterOf(err); ok {
 		e.retryAfter = d
 	} else if e.code == codeUnavailable || e.code == codeFallback {
-		e.retryAfter = time.Second
+		e.retryAfter = upstream.BriefRetryAfter
 	}
 	return e
 }

@@ -21,10 +21,10 @@ const (
 	fallbackInternal       = 99 // 0099: the worker's own error
 )
 
-// fallbackRetryAfter is the Retry-After of a rate-limited fallback (0007):
-// the worker drops its backend's Retry-After, so there is none to pass on,
-// and one second is what the sidecar says for other brief failures too.
-const fallbackRetryAfter = time.Second
+// BriefRetryAfter is the Retry-After suggested after a brief failure that
+// named none: a rate-limited fallback (0007, whose backend's Retry-After the
+// worker drops) and the sidecar's answers for an unavailable upstream.
+const BriefRetryAfter = time.Second
 
 // errorCode is the worker's "errorCode" field as sent: a string of digits
 // ("0007"), a name ("RATE_LIMITED"), or a number (7). Anything else reads as
@@ -93,7 +93,7 @@ func fallbackErr(op string, code int, id string) *CallError {
 	switch code {
 	case fallbackRateLimited:
 		e = callErr(op, ErrRateLimited, 200, "upstream is rate limiting (fallback code 0007)")
-		e.RetryAfter = fallbackRetryAfter
+		e.RetryAfter = BriefRetryAfter
 	case fallbackInvalidRequest:
 		e = callErr(op, ErrRejected, 200, "upstream refused the request as invalid (fallback code 0008)")
 	case 0:
