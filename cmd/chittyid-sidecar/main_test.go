@@ -88,6 +88,44 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
+// TestCheckConfigWarnsWithoutAToken: a config without a token passes
+// check-config (exit 0) with one warning line that callers' Authorization
+// will be forwarded; one with a token gets none.
+func TestCheckConfigWarnsWithoutAToken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		yaml string
+		warn bool
+	}{
+		{"upstream: {url: http://127.0.0.1:1/v1}\n", true},
+		{"upstream: {url: http://127.0.0.1:1/v1, token: s3cret-token}\n", false},
+		{"upstream: {url: http://127.0.0.1:1/v1, tokenFile: " + filepath.Join(dir, "token") + "}\n", false},
+	} {
+		path := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "token"), []byte("s3cret-token\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut bytes.Buffer
+		if err := run(t.Context(), []string{"check-config", path}, &out, &errOut); err != nil {
+			t.Fatalf("%s: check-config failed: %v\n%s%s", c.yaml, err, out.String(), errOut.String())
+		}
+		lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+		switch {
+		case c.warn && (len(lines) != 1 || !strings.HasPrefix(lines[0], "warning: no upstream token is configured") || !strings.Contains(lines[0], "Authorization headers will be forwarded")):
+			t.Errorf("%s: want one warning line, got %q", c.yaml, errOut.String())
+		case !c.warn && errOut.Len() != 0:
+			t.Errorf("%s: a warning with a token configured: %q", c.yaml, errOut.String())
+		}
+		if !strings.HasPrefix(out.String(), "ok: ") {
+			t.Errorf("%s: no summary: %q", c.yaml, out.String())
+		}
+	}
+}
+
 // background is a command run in the background, as from a terminal
 // until Ctrl-C.
 type background struct {
