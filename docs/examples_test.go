@@ -161,7 +161,7 @@ func TestExamples(t *testing.T) {
 		}
 		t.Run(p.path, func(t *testing.T) {
 			t.Parallel()
-			if err := runSteps(t, bin, run); err != nil {
+			if err := runSteps(t, bin, run, os.TempDir()); err != nil {
 				t.Error(err)
 			}
 		})
@@ -217,7 +217,7 @@ func TestExamplesCatchWhatTheOldReadmeDid(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = runSteps(t, bin, run)
+			err = runSteps(t, bin, run, t.TempDir())
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("the runner accepted the old example (error %v), want an error naming %q", err, c.want)
 			}

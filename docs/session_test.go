@@ -73,12 +73,14 @@ type pageRun struct {
 	sh       *shell
 	servers  []*server
 	n        int
+	logDir   string // where a failure's transcript goes
 }
 
 // runSteps runs one page's steps in order and stops at the first that
-// does not do what the text says.
-func runSteps(t *testing.T, bin string, steps []step) (err error) {
-	r := &pageRun{bin: bin, dir: t.TempDir(), ports: map[string]string{}, vars: map[string]string{}}
+// does not do what the text says; the transcript of a failure goes to a
+// file in logDir.
+func runSteps(t *testing.T, bin string, steps []step, logDir string) (err error) {
+	r := &pageRun{bin: bin, dir: t.TempDir(), ports: map[string]string{}, vars: map[string]string{}, logDir: logDir}
 	r.env = sessionEnv(filepath.Dir(bin))
 	if r.sh, err = startShell(r.dir, r.env); err != nil {
 		return err
@@ -272,7 +274,7 @@ func (r *pageRun) failed(s step, err error) error {
 		fmt.Fprintf(&r.log, "\n== server %d: %s\n%s", i+1, sv.cmd, b)
 	}
 	where := "(could not write the transcript)"
-	if f, ferr := os.CreateTemp("", "docs-examples-*.txt"); ferr == nil {
+	if f, ferr := os.CreateTemp(r.logDir, "docs-examples-*.txt"); ferr == nil {
 		_, _ = f.WriteString(r.log.String())
 		_ = f.Close()
 		where = f.Name()
