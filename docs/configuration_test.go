@@ -1,7 +1,10 @@
 package docs
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -82,4 +85,38 @@ func documented(key string, rows []string) bool {
 		}
 	}
 	return false
+}
+
+// TestReadmeProductionConfigLoads: the README's minimal production config
+// is one the sidecar accepts as it is (its token file made up here).
+func TestReadmeProductionConfigLoads(t *testing.T) {
+	t.Parallel()
+	p, err := readPage("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var yaml string
+	for _, f := range p.fences() {
+		if f.lang == "yaml" && len(f.body) > 0 && strings.Contains(f.body[0], "/etc/chittyid-sidecar/config.yaml") {
+			yaml = strings.Join(f.body, "\n")
+		}
+	}
+	if yaml == "" {
+		t.Fatal("README.md has no yaml block headed /etc/chittyid-sidecar/config.yaml")
+	}
+	m := regexp.MustCompile(`tokenFile: (\S+)`).FindStringSubmatch(yaml)
+	if m == nil {
+		t.Fatal("the production config names no tokenFile")
+	}
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("a-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(strings.Replace(yaml, m[1], token, 1)), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("README.md's production config is refused:\n%v", err)
+	}
+	if w := cfg.TokenWarning(); w != "" {
+		t.Errorf("it holds no token: %s", w)
+	}
 }
