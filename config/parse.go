@@ -69,6 +69,9 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 		problems = appendIf(problems, strictDecode(data, c))
 	}
 	applyEnv(&c, lookupEnv, w.origins)
+	problems = appendIf(problems, c.Tracing.ApplyEnv(lookupEnv,
+		func(key string) bool { _, ok := w.origins[key]; return ok },
+		func(key, source string) { w.origins[key] = source }))
 	problems = appendIf(problems, resolveToken(&c, w.origins))
 	problems = append(problems, annotate(c.Upstream.TLS.ReadFiles(), w.origins, w.failed)...)
 	problems = appendIf(problems, resolvePassword(&c, w.origins))
