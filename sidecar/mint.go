@@ -8,6 +8,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/valyala/fasthttp"
 )
 
@@ -202,10 +203,9 @@ func idempotencyKey(ctx *fasthttp.RequestCtx) string {
 // the request's buffers once the handler returns).
 func callInfo(ctx *fasthttp.RequestCtx) upstream.CallInfo {
 	return upstream.CallInfo{
-		RequestID:   string(ctx.Response.Header.Peek(headerRequestID)),
-		TraceParent: string(ctx.Request.Header.Peek("traceparent")),
-		TraceState:  string(ctx.Request.Header.Peek("tracestate")),
-		CallerAuth:  string(ctx.Request.Header.Peek("Authorization")),
+		RequestID:  string(ctx.Response.Header.Peek(headerRequestID)),
+		Trace:      tracing.ParseRemote(ctx.Request.Header.Peek("traceparent"), ctx.Request.Header.Peek("tracestate")),
+		CallerAuth: string(ctx.Request.Header.Peek("Authorization")),
 	}
 }
 

@@ -167,6 +167,9 @@ func With(ctx context.Context, s Span) context.Context {
 	return context.WithValue(ctx, spanKey{}, s)
 }
 
+// Traced reports whether ctx carries a span: Start would make one.
+func Traced(ctx context.Context) bool { return From(ctx).s != nil }
+
 // From returns the span ctx carries, or the zero Span.
 func From(ctx context.Context) Span {
 	s, _ := ctx.Value(spanKey{}).(Span)
