@@ -27,7 +27,10 @@ var (
 	// ErrUnauthorized means there was no token to send, or upstream answered
 	// 401 or 403.
 	ErrUnauthorized = errors.New("upstream: unauthorized")
-	// ErrRateLimited means upstream answered 429 and no retry fitted.
+	// ErrRateLimited means upstream answered 429 (or the worker's fallback
+	// 0007) and no retry was allowed: it named no Retry-After, its
+	// Retry-After did not fit the deadline, or the one retry after it was
+	// rate limited too.
 	ErrRateLimited = errors.New("upstream: rate limited")
 	// ErrRejected means upstream refused the request with another 4xx.
 	ErrRejected = errors.New("upstream: request rejected")

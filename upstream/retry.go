@@ -27,7 +27,14 @@ type attemptResult struct {
 // call sends r through the breaker until it succeeds, fails for good, runs
 // out of attempts, or ctx ends. accept vets a 2xx answer. idempotent says a
 // repeat is harmless even when an earlier attempt may have been processed.
+//
+// A rate-limited answer (429, or the worker's fallback 0007) is retried
+// only after a Retry-After that upstream named and that fits ctx's
+// deadline, and only once per call: a backend that asks for less load must
+// not get more from the sidecar. Without one, the caller gets the error at
+// once, with BriefRetryAfter.
 func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept func(response) *CallError) (response, error) {
+	rateRetried := false // a retry after a rate-limited answer was made
 	for attempt := 1; ; attempt++ {
 		var ar attemptResult
 		err := c.breaker.do(ctx, func() (outcome, error) {
@@ -57,6 +64,12 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 			return response{}, ce
 		}
 		wait := ar.res.retryAfter
+		if errors.Is(ce, ErrRateLimited) {
+			if wait == 0 || rateRetried {
+				return response{}, ce // no wait named, or the one retry made
+			}
+			rateRetried = true
+		}
 		if wait == 0 {
 			wait = c.backoff(attempt)
 		}
@@ -112,6 +125,9 @@ func (c *Client) attempt(ctx context.Context, r *request, accept func(response) 
 	case s == 429:
 		ar.err, ar.count, ar.safe = callErr(r.op, ErrRateLimited, s, "upstream is rate limiting"), countFailure, true
 		ar.err.RetryAfter = res.retryAfter
+		if ar.err.RetryAfter == 0 {
+			ar.err.RetryAfter = BriefRetryAfter
+		}
 	case s == 503:
 		ar.err, ar.count, ar.safe = callErr(r.op, ErrUnavailable, s, "upstream is unavailable"), countFailure, true
 		ar.err.RetryAfter = res.retryAfter
