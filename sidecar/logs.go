@@ -81,6 +81,9 @@ type audit struct {
 	// upstreamErr is why upstream failed, for the log only (the caller
 	// gets a fixed message); upstream redacts credentials from it.
 	upstreamErr string
+	// fleetFailed says Redis failed the fleet mint limit's call for this
+	// request: the minted IDs are not written to the fleet tier either.
+	fleetFailed bool
 }
 
 func (a *api) newAudit(ctx *fasthttp.RequestCtx, sh shape) *audit {
