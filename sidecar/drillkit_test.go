@@ -88,10 +88,15 @@ type drillLedger struct {
 	returned map[string]int      // ID -> times handed to a caller
 	audited  map[string]bool     // IDs in an audit line (ids, refusedIds)
 	byKey    map[string][]string // idempotency key -> its audit lines' outcomes
+	// unsure holds the idempotency keys of mints whose answer was lost:
+	// an audit line says upstream may have minted under the key
+	// (mayHaveMinted, or a late answer's outcome "unknown").
+	unsure map[string]bool
 }
 
 func newDrillLedger() *drillLedger {
-	return &drillLedger{minted: map[string]sim.Mint{}, returned: map[string]int{}, audited: map[string]bool{}, byKey: map[string][]string{}}
+	return &drillLedger{minted: map[string]sim.Mint{}, returned: map[string]int{}, audited: map[string]bool{},
+		byKey: map[string][]string{}, unsure: map[string]bool{}}
 }
 
 func (l *drillLedger) onMint(m sim.Mint) {
@@ -125,6 +130,7 @@ func (l *drillLedger) auditLine(line []byte) {
 		IdempotencyKey string   `json:"idempotencyKey"`
 		IDs            []string `json:"ids"`
 		RefusedIDs     []string `json:"refusedIds"`
+		MayHaveMinted  bool     `json:"mayHaveMinted"`
 	}
 	if err := json.Unmarshal(line, &a); err != nil {
 		panic(fmt.Sprintf("audit line is not JSON: %v: %q", err, line)) // the drill's invariant cannot be checked
@@ -135,6 +141,9 @@ func (l *drillLedger) auditLine(line []byte) {
 		l.audited[id] = true
 	}
 	l.byKey[a.IdempotencyKey] = append(l.byKey[a.IdempotencyKey], a.Outcome)
+	if a.MayHaveMinted || a.Outcome == "unknown" {
+		l.unsure[a.IdempotencyKey] = true
+	}
 }
 
 // tapAudit makes the ledger read h's audit lines as they are written.
@@ -295,11 +304,21 @@ func (r *drillReport) check(name string, ok bool, detail string) {
 	fmt.Fprintf(&r.b, "- %s: %s\n", name, mark)
 }
 
+// drillTotals are a drill's figures for the IDs upstream minted.
+type drillTotals struct {
+	minted, returned, audited int
+	// byKey were minted for a mint whose answer was lost: its audit line
+	// says upstream may have minted under its idempotency key.
+	byKey int
+}
+
 // checkAnswers checks the invariants of the answers and the IDs: every
 // request answered within its deadline, no ID handed out twice, every ID
 // upstream minted handed out or in the audit log (known: minted before the
-// load), known IDs always valid. It returns how many IDs upstream minted.
-func (r *drillReport) checkAnswers(rows []drillRow, ledger *drillLedger, known []string) int {
+// load), by itself or, when the network lost the answer, by the
+// idempotency key of an audit line that says upstream may have minted;
+// known IDs always valid.
+func (r *drillReport) checkAnswers(rows []drillRow, ledger *drillLedger, known []string) drillTotals {
 	r.t.Helper()
 	var transport, slowest int
 	var knownBad []string
@@ -319,8 +338,19 @@ func (r *drillReport) checkAnswers(rows []drillRow, ledger *drillLedger, known [
 	}
 	r.check("no ID returned twice", len(dups) == 0, fmt.Sprint(dups))
 	var lost []string
+	tot := drillTotals{minted: len(ledger.minted)}
 	for id, m := range ledger.minted {
-		if ledger.returned[id] > 0 || ledger.audited[id] || slices.Contains(known, id) {
+		switch {
+		case slices.Contains(known, id):
+			continue
+		case ledger.returned[id] > 0:
+			tot.returned++
+			continue
+		case ledger.audited[id]:
+			tot.audited++
+			continue
+		case ledger.unsure[m.IdempotencyKey]:
+			tot.byKey++
 			continue
 		}
 		// Where and how it was lost: the phase it was minted in, and what
@@ -333,19 +363,18 @@ func (r *drillReport) checkAnswers(rows []drillRow, ledger *drillLedger, known [
 		}
 		lost = append(lost, fmt.Sprintf("%s (phase %q, key %q: audited %v)", id, ph, m.IdempotencyKey, ledger.byKey[m.IdempotencyKey]))
 	}
-	minted := len(ledger.minted)
 	ledger.mu.Unlock()
 	sort.Strings(lost)
-	r.check("every ID upstream minted was returned or is in the audit log", len(lost) == 0, fmt.Sprintf("%d of %d lost: %v", len(lost), minted, lost[:min(len(lost), 10)]))
+	r.check("every ID upstream minted was returned or is in the audit log", len(lost) == 0, fmt.Sprintf("%d of %d lost: %v", len(lost), tot.minted, lost[:min(len(lost), 10)]))
 	r.check("validates of known IDs answered valid throughout, never an error", len(knownBad) == 0, fmt.Sprint(knownBad[:min(len(knownBad), 5)]))
-	return minted
+	return tot
 }
 
 // forget drops the ledger's records, once checked, so that what is left
 // on the heap is the sidecar's.
 func (l *drillLedger) forget() {
 	l.mu.Lock()
-	l.minted, l.returned, l.audited, l.byKey = nil, nil, nil, nil
+	l.minted, l.returned, l.audited, l.byKey, l.unsure = nil, nil, nil, nil, nil
 	l.mu.Unlock()
 }
 

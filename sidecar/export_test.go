@@ -36,3 +36,8 @@ func (s *Sidecar) WaitFleet(ctx context.Context, cond func(fleet.Status) bool) e
 
 // FleetStats returns the fleet tier's counters.
 func (s *Sidecar) FleetStats() fleet.Stats { return s.fleet.Stats() }
+
+// WaitLateAnswers blocks until every mint awaited after its caller gave
+// up has its answer or has run out of time (upstream.lateAnswerWindow),
+// and its audit line is written. No new mint may begin meanwhile.
+func (s *Sidecar) WaitLateAnswers() { s.late.Wait() }

@@ -27,9 +27,38 @@ func startRedis(t *testing.T) *redisServer {
 	return &redisServer{Server: redistest.Start(t), t: t}
 }
 
-// dbsize asks the server how many keys it holds, speaking RESP on a
-// connection of its own.
+// dbsize asks the server how many keys it holds.
 func (r *redisServer) dbsize() int {
+	r.t.Helper()
+	reply := r.command("DBSIZE")
+	if !strings.HasPrefix(reply, ":") {
+		r.t.Fatalf("DBSIZE answered %q", reply)
+	}
+	n, err := strconv.Atoi(reply[1:])
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return n
+}
+
+// connectedClients is INFO's connected_clients, this connection included.
+func (r *redisServer) connectedClients() int {
+	r.t.Helper()
+	for _, line := range strings.Split(r.command("INFO", "clients"), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "connected_clients:"); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				return n
+			}
+		}
+	}
+	r.t.Fatal("INFO clients has no connected_clients")
+	return 0
+}
+
+// command sends one command on a connection of its own, speaking RESP,
+// and returns the reply: a simple one's line (":12", "+OK", "-ERR …") or
+// a bulk string's content.
+func (r *redisServer) command(args ...string) string {
 	r.t.Helper()
 	c, err := net.DialTimeout("tcp", r.Addr, 5*time.Second)
 	if err != nil {
@@ -37,16 +66,29 @@ func (r *redisServer) dbsize() int {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, "*1\r\n$6\r\nDBSIZE\r\n"); err != nil {
+	req := "*" + strconv.Itoa(len(args)) + "\r\n"
+	for _, a := range args {
+		req += "$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n"
+	}
+	if _, err := io.WriteString(c, req); err != nil {
 		r.t.Fatal(err)
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, ":") {
-		r.t.Fatalf("DBSIZE answered %q, %v", line, err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+	rd := bufio.NewReader(c)
+	line, err := rd.ReadString('\n')
 	if err != nil {
-		r.t.Fatal(err)
+		r.t.Fatalf("%v answered %q, %v", args, line, err)
 	}
-	return n
+	line = strings.TrimSuffix(line, "\r\n")
+	if !strings.HasPrefix(line, "$") {
+		return line
+	}
+	n, err := strconv.Atoi(line[1:])
+	if err != nil || n < 0 {
+		r.t.Fatalf("%v answered %q", args, line)
+	}
+	body := make([]byte, n+2)
+	if _, err := io.ReadFull(rd, body); err != nil {
+		r.t.Fatalf("%v: reading its %d bytes: %v", args, n, err)
+	}
+	return string(body[:n])
 }
