@@ -1,13 +1,8 @@
 package sidecar_test
 
 import (
-	"bufio"
-	"io"
-	"net"
 	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
 )
@@ -30,11 +25,7 @@ func startRedis(t *testing.T) *redisServer {
 // dbsize asks the server how many keys it holds.
 func (r *redisServer) dbsize() int {
 	r.t.Helper()
-	reply := r.command("DBSIZE")
-	if !strings.HasPrefix(reply, ":") {
-		r.t.Fatalf("DBSIZE answered %q", reply)
-	}
-	n, err := strconv.Atoi(reply[1:])
+	n, err := strconv.Atoi(r.command("DBSIZE"))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -44,51 +35,19 @@ func (r *redisServer) dbsize() int {
 // connectedClients is INFO's connected_clients, this connection included.
 func (r *redisServer) connectedClients() int {
 	r.t.Helper()
-	for _, line := range strings.Split(r.command("INFO", "clients"), "\r\n") {
-		if v, ok := strings.CutPrefix(line, "connected_clients:"); ok {
-			if n, err := strconv.Atoi(v); err == nil {
-				return n
-			}
-		}
+	n, err := strconv.Atoi(redistest.Field(r.command("INFO", "clients"), "connected_clients"))
+	if err != nil {
+		r.t.Fatalf("INFO clients: %v", err)
 	}
-	r.t.Fatal("INFO clients has no connected_clients")
-	return 0
+	return n
 }
 
-// command sends one command on a connection of its own, speaking RESP,
-// and returns the reply: a simple one's line (":12", "+OK", "-ERR …") or
-// a bulk string's content.
+// command sends one command on a connection of its own (redistest.Do).
 func (r *redisServer) command(args ...string) string {
 	r.t.Helper()
-	c, err := net.DialTimeout("tcp", r.Addr, 5*time.Second)
+	reply, err := redistest.Do(r.Addr, args...)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	req := "*" + strconv.Itoa(len(args)) + "\r\n"
-	for _, a := range args {
-		req += "$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n"
-	}
-	if _, err := io.WriteString(c, req); err != nil {
-		r.t.Fatal(err)
-	}
-	rd := bufio.NewReader(c)
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		r.t.Fatalf("%v answered %q, %v", args, line, err)
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if !strings.HasPrefix(line, "$") {
-		return line
-	}
-	n, err := strconv.Atoi(line[1:])
-	if err != nil || n < 0 {
-		r.t.Fatalf("%v answered %q", args, line)
-	}
-	body := make([]byte, n+2)
-	if _, err := io.ReadFull(rd, body); err != nil {
-		r.t.Fatalf("%v: reading its %d bytes: %v", args, n, err)
-	}
-	return string(body[:n])
+	return reply
 }

@@ -123,6 +123,39 @@ func (s *Server) Stop() {
 	}
 }
 
+// Running reports whether the server's process runs: started, and not
+// stopped or exited (after SIGKILL) since.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return false
+	}
+	select {
+	case <-s.proc.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill ends the process with SIGKILL, as a crash would, and waits until it
+// is reaped; Start brings it back on the same port, in the same directory.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.mu.Lock()
+	p := s.proc
+	s.proc = nil
+	s.mu.Unlock()
+	if p == nil {
+		s.t.Fatal("killing a redis-server that is not running")
+	}
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		s.t.Fatal(err)
+	}
+	<-p.Done()
+}
+
 // Restart stops the server and starts an empty one on the same port.
 func (s *Server) Restart() {
 	s.t.Helper()
