@@ -106,20 +106,6 @@ func Field(info, name string) string {
 	return ""
 }
 
-// cliBinary returns redis-cli's path, or skips (fails with RequireEnv=1)
-// without it.
-func cliBinary(t testing.TB) string {
-	t.Helper()
-	path, err := exec.LookPath("redis-cli")
-	if err != nil {
-		if os.Getenv(RequireEnv) == "1" {
-			t.Fatalf("redis-cli is not on PATH and %s=1: install Debian's redis-tools (.ci/run does)", RequireEnv)
-		}
-		t.Skipf("redis-cli is not on PATH (Debian package redis-tools); %s=1 makes this a failure", RequireEnv)
-	}
-	return path
-}
-
 // waitFor polls cond every 50ms until it holds, or fails the test after
 // formTimeout saying what it waited for: Redis and Sentinel report what
 // they see, they have no event to wait on.
@@ -154,7 +140,7 @@ type Cluster struct {
 // replica takes over.
 func StartCluster(t testing.TB, masters, replicas int, nodeTimeout time.Duration) *Cluster {
 	t.Helper()
-	cli := cliBinary(t)
+	cli := lookPath(t, "redis-cli", "redis-tools")
 	c := &Cluster{t: t}
 	for range masters * (1 + replicas) {
 		c.Nodes = append(c.Nodes, StartWith(t, Options{AlsoFree: 10000, // the cluster bus is at port+10000

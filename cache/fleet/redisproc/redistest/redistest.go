@@ -25,12 +25,19 @@ const RequireEnv = "CHITTYID_TEST_REQUIRE_SERVERS"
 // without it.
 func Binary(t testing.TB) string {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
+	return lookPath(t, "redis-server", "redis-server")
+}
+
+// lookPath returns the path of the program name, or skips (fails with
+// RequireEnv=1) without it; pkg is the Debian package that brings it.
+func lookPath(t testing.TB, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv(RequireEnv) == "1" {
-			t.Fatalf("redis-server is not on PATH and %s=1: install Debian's redis-server (.ci/run does)", RequireEnv)
+			t.Fatalf("%s is not on PATH and %s=1: install Debian's %s (.ci/run does)", name, RequireEnv, pkg)
 		}
-		t.Skipf("redis-server is not on PATH (Debian package redis-server); %s=1 makes this a failure", RequireEnv)
+		t.Skipf("%s is not on PATH (Debian package %s); %s=1 makes this a failure", name, pkg, RequireEnv)
 	}
 	return path
 }
