@@ -41,3 +41,6 @@ func (s *Sidecar) FleetStats() fleet.Stats { return s.fleet.Stats() }
 // up has its answer or has run out of time (upstream.lateAnswerWindow),
 // and its audit line is written. No new mint may begin meanwhile.
 func (s *Sidecar) WaitLateAnswers() { s.late.Wait() }
+
+// FleetStatus returns the fleet tier's state.
+func (s *Sidecar) FleetStatus() fleet.Status { return s.fleet.Status() }
