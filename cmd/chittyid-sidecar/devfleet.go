@@ -45,7 +45,7 @@ func planDevFleet(n int, redisBin, listen string) (devFleetPlan, error) {
 
 // devFleet is dev --fleet: len(plan.addrs) sidecars in front of the one
 // simulator s, sharing a redis-server that it starts on a free loopback
-// port without persistence and stops at exit (README.md, Fleet). Sidecar i
+// port without persistence and stops at exit (docs/fleet.md). Sidecar i
 // listens on --listen's port + i (every one on a free port when that port
 // is 0).
 func devFleet(ctx context.Context, plan devFleetPlan, s *sim.Sim, sf simFlags, pki *devPKI, stdout, stderr io.Writer) error {

@@ -1,6 +1,6 @@
 // Command chittyid-sidecar runs the ChittyID sidecar, its development mode
 // with an embedded upstream simulator, the simulator alone, and a config
-// checker. See the README for the commands; exit codes: 0 clean stop,
+// checker. See docs/simulator.md for the commands; exit codes: 0 clean stop,
 // 1 runtime failure, 2 usage or config error.
 package main
 
