@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,5 +62,20 @@ func TestCluster(t *testing.T) {
 	}
 	if st := a.Stats(); st.Errors != 0 {
 		t.Errorf("errors on the cluster: %+v, last %q", st, a.Status().LastError)
+	}
+}
+
+// TestClusterOneAddress: one address is a standalone server; when it is a
+// node of a Redis Cluster, the error the tier keeps says to list the
+// Cluster's nodes, instead of only MOVED.
+func TestClusterOneAddress(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t)
+	tr := newTier(t, testConfig(t, nodes[0].Addr), testOptions(), true)
+	for i := range 30 { // some land on the other nodes' slots
+		_ = tr.Put(context.Background(), fmt.Sprintf("CT-A-CHI-%04d-I-24-A-0", i), Verdict{Valid: true}, time.Hour)
+	}
+	if st := tr.Status(); !strings.Contains(st.LastError, "MOVED") || !strings.Contains(st.LastError, "list two or more of its nodes in fleet.redis.addrs") {
+		t.Errorf("last error %q: want MOVED and what to do", st.LastError)
 	}
 }
