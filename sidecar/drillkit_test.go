@@ -310,6 +310,7 @@ type drillTotals struct {
 	// byKey were minted for a mint whose answer was lost: its audit line
 	// says upstream may have minted under its idempotency key.
 	byKey int
+	lost  int // none of these
 }
 
 // checkAnswers checks the invariants of the answers and the IDs: every
@@ -364,6 +365,7 @@ func (r *drillReport) checkAnswers(rows []drillRow, ledger *drillLedger, known [
 		lost = append(lost, fmt.Sprintf("%s (phase %q, key %q: audited %v)", id, ph, m.IdempotencyKey, ledger.byKey[m.IdempotencyKey]))
 	}
 	ledger.mu.Unlock()
+	tot.lost = len(lost)
 	sort.Strings(lost)
 	r.check("every ID upstream minted was returned or is in the audit log", len(lost) == 0, fmt.Sprintf("%d of %d lost: %v", len(lost), tot.minted, lost[:min(len(lost), 10)]))
 	r.check("validates of known IDs answered valid throughout, never an error", len(knownBad) == 0, fmt.Sprint(knownBad[:min(len(knownBad), 5)]))

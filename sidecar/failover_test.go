@@ -377,9 +377,10 @@ func runFailover(t *testing.T, dep deployment) {
 
 	// Every request answered: every known ID valid, every new one
 	// invalid, every mint through (the fleet mint limit failed open).
-	failed := map[string]int{}
+	failed, sent := map[string]int{}, map[string]int{}
 	var bad []string
 	for _, x := range samples {
+		sent[x.op]++
 		if x.bad != "" {
 			failed[x.op]++
 			bad = append(bad, x.bad)
@@ -467,7 +468,8 @@ func runFailover(t *testing.T, dep deployment) {
 		fmt.Fprintf(&b, "| %s | %d | %d | %v | %v | %v | %v | %s | %d | %d |\n", from.name, len(vd)+len(md), failed,
 			quantile(vd, 0.5), quantile(vd, 0.99), quantile(vd, 1), quantile(md, 0.99), perID, errs, skipped)
 	}
-	fmt.Fprintf(&b, "- %d requests, failed: %d validates of known IDs, %d of new IDs, %d mints\n", len(samples), failed["known"], failed["new"], failed["mint"])
+	fmt.Fprintf(&b, "- %d requests, failed: %d of %d validates of known IDs, %d of %d of new IDs, %d of %d mints\n", len(samples),
+		failed["known"], sent["known"], failed["new"], sent["new"], failed["mint"], sent["mint"])
 	fmt.Fprintf(&b, "- killed a master at +0s; the deployment failed over at +%.1fs; every tier up and the fleet sharing verdicts again at +%.1fs\n",
 		failedOverAt.Sub(kill).Seconds(), recovered.Sub(kill).Seconds())
 	fmt.Fprintf(&b, "- %d mints during the failover, %d allowed by the fleet mint limit, the rest through as it failed open\n", mints, allowed)

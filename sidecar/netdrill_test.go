@@ -218,8 +218,8 @@ func TestNetworkDrill(t *testing.T) {
 	for _, row := range plain {
 		requests += row.stats.requests
 	}
-	fmt.Fprintf(&r.b, "- figures: %d requests; toxics applied (both links) %s; %d IDs minted upstream (after the %d known): %d returned, %d in the audit log, %d whose answer the network lost, audited by idempotency key as upstream may have minted; lost 0 unless said above; fleet tier skipped at the end of %q\n",
-		requests, strings.Join(kinds, ", "), tot.minted-len(known), len(known), tot.returned, tot.audited, tot.byKey, skipped)
+	fmt.Fprintf(&r.b, "- figures: %d requests; toxics applied (on both links) %s; %d IDs minted upstream (after the %d known): %d returned, %d in the audit log, %d whose answer the network lost, audited by idempotency key (mayHaveMinted), %d lost; fleet tier skipped at the end of %q\n",
+		requests, strings.Join(kinds, ", "), tot.minted-len(known), len(known), tot.returned, tot.audited, tot.byKey, tot.lost, skipped)
 
 	ledger.forget()
 	rows, plain = nil, nil
