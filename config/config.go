@@ -53,6 +53,13 @@ type Config struct {
 	// Fleet is the fleet tier: a cache and limits shared by a fleet's
 	// sidecars in Redis. Off without fleet.redis.addrs.
 	Fleet fleet.Config `yaml:"fleet"`
+
+	// Warnings are what loading found worth fixing that is not an error: a
+	// secret file every user may read, a file used although another user
+	// could have written it (EnvInsecureTrustWritableFiles). The sidecar
+	// logs them at start and on every reload; check-config prints them.
+	// They are not part of the file.
+	Warnings []string `yaml:"-"`
 }
 
 // Snapshot is the snapshot section. The sidecar writes the cache's verdicts

@@ -198,6 +198,9 @@ func checkConfig(args []string, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{2, err}
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
 	fmt.Fprintln(stdout, "ok:", cfg.Summary())
 	return nil
 }
