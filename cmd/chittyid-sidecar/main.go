@@ -202,7 +202,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 		return &exitError{2, err}
 	}
 	for _, w := range cfg.Warnings {
-		fmt.Fprintln(stdout, "warning:", w)
+		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintln(stdout, "ok:", cfg.Summary())
 	if w := cfg.TokenWarning(); w != "" {
