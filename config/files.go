@@ -18,7 +18,8 @@ import (
 // written it (file.Check: the file and the directory of its target
 // writable by the owner alone, owned by this user or root). Every file is
 // read as a regular file only, without blocking, up to a size limit (see
-// package file). README.md, "Security model", says the same for users.
+// package file). docs/security.md, "What the sidecar trusts on disk", says
+// the same for users.
 
 // Size limits of the files the config reads.
 const (
