@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"maps"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/fsm"
@@ -44,3 +45,7 @@ func (s *Sidecar) WaitLateAnswers() { s.late.Wait() }
 
 // FleetStatus returns the fleet tier's state.
 func (s *Sidecar) FleetStatus() fleet.Status { return s.fleet.Status() }
+
+// ErrorStatuses returns every error code of the local API with its HTTP
+// status, for the test that holds openapi.json to them.
+func ErrorStatuses() map[string]int { return maps.Clone(codeStatus) }
