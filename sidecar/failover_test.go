@@ -404,6 +404,21 @@ func runFailover(t *testing.T, dep deployment) {
 			t.Errorf("sidecar %d sent every call to Redis during the failover: none skipped", k)
 		}
 	}
+	// A request that meets a failing call goes on without the tier: at most
+	// one failed call (each bounded by fleet.timeout) per request.
+	during := 0
+	for _, x := range samples {
+		if !x.at.Before(kill) && x.at.Before(recovered) {
+			during++
+		}
+	}
+	var failedCalls int64
+	for k := range f.sc {
+		failedCalls += marks[2].stats[k].Errors - marks[1].stats[k].Errors
+	}
+	if failedCalls > int64(during) {
+		t.Errorf("%d failed Redis calls for %d requests during the failover: some request waited on Redis more than once", failedCalls, during)
+	}
 
 	// The fleet mint limit failed open: mints went through that it did not
 	// allow.
