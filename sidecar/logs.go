@@ -14,8 +14,9 @@ import (
 )
 
 // accessLog writes one line per request (log.access): request ID, method,
-// route, path, status, duration, X-Cache kind, caller and, for anything but
-// plain success, a reason flag, all from the handler's result. With
+// route, path, status, duration, X-Cache kind, the cache tier that
+// answered (X-Cache-Tier, with the fleet tier on), caller and, for anything
+// but plain success, a reason flag, all from the handler's result. With
 // Options.LogOutput set and JSON logs, lines are encoded by hand and
 // batched (no allocation on a cache hit); otherwise they go through the
 // logger.
@@ -37,7 +38,7 @@ func (a *api) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, res result
 		slog.String("path", string(rec.path)), slog.Int("status", rec.status),
 		slog.Float64("durationMs", float64(d.Microseconds())/1000),
 	}
-	for _, kv := range [...][2]string{{"cache", rec.cache}, {"reason", rec.reason}, {"caller", string(rec.caller)}} {
+	for _, kv := range [...][2]string{{"cache", rec.cache}, {"tier", string(rec.tier)}, {"reason", rec.reason}, {"caller", string(rec.caller)}} {
 		if kv[1] != "" {
 			attrs = append(attrs, slog.String(kv[0], kv[1]))
 		}
@@ -52,7 +53,7 @@ func newAccessRecord(ctx *fasthttp.RequestCtx, res result, d time.Duration) acce
 	rec := accessRecord{
 		time: ctx.Time().Add(d), requestID: ctx.Response.Header.PeekCanonical(keyRequestID), method: ctx.Method(),
 		route: routeNames[res.route], family: familyNames[res.family], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
-		cache: xcNames[res.xc], reason: res.flag(),
+		cache: xcNames[res.xc], tier: ctx.Response.Header.PeekCanonical(keyXCacheTier), reason: res.flag(),
 	}
 	if c := ctx.Request.Header.PeekCanonical(keyClientID); len(c) > 0 {
 		rec.caller = callerOf(c)
@@ -81,6 +82,13 @@ type audit struct {
 	// upstreamErr is why upstream failed, for the log only (the caller
 	// gets a fixed message); upstream redacts credentials from it.
 	upstreamErr string
+	// mayHaveMinted says an attempt's answer was lost after the request
+	// may have reached upstream (upstream.MayHaveProcessed): upstream may
+	// hold IDs nobody received, under the idempotency key.
+	mayHaveMinted bool
+	// fleetFailed says Redis failed the fleet mint limit's call for this
+	// request: the minted IDs are not written to the fleet tier either.
+	fleetFailed bool
 	// halfClosed says the caller had sent FIN when the IDs came: whether
 	// they were delivered is known once the answer is written.
 	halfClosed bool
@@ -145,6 +153,7 @@ func (a *audit) failUpstream(ctx *fasthttp.RequestCtx, err error, ids []*string)
 	a.attempts = max(a.attempts, upstream.AttemptsOf(err))
 	a.refused = upstream.RefusedIDs(err)
 	a.placeholders = upstream.PlaceholdersOf(err)
+	a.mayHaveMinted = upstream.MayHaveProcessed(err)
 	a.upstreamErr = err.Error()
 	return a.fail(ctx, fromUpstream(err), ids)
 }
@@ -198,6 +207,9 @@ func (a *api) emitAudit(au *audit) {
 	)
 	if au.metaSum != nil {
 		rec.AddAttrs(slog.String("metadataSha256", hex.EncodeToString(au.metaSum)))
+	}
+	if au.mayHaveMinted {
+		rec.AddAttrs(slog.Bool("mayHaveMinted", true))
 	}
 	if au.upstreamErr != "" {
 		rec.AddAttrs(slog.String("error", au.upstreamErr))
