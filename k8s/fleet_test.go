@@ -27,7 +27,7 @@ import (
 func TestFleetOverlay(t *testing.T) {
 	t.Parallel()
 	b := render(t, fleetDir)
-	runChecks(t, b, append(sidecarChecks(),
+	runChecks(t, b, append(exampleAppChecks(),
 		check{"the fleet tier is on, pointed at a Service", checkFleetOn},
 		check{"fleet.redis.passwordFile is a key of a Secret, mounted as a directory in the sidecar only, readable, rotatable live", checkPasswordFile},
 		check{"the config is the component's plus the fleet keys", checkConfigMatchesComponent},
@@ -104,7 +104,7 @@ func checkPasswordFile(b *base) error {
 		errs = append(errs, errors.New("the Redis password's volume is optional: a missing Secret would start the sidecar without its password"))
 	}
 	if f.mode&0o333 != 0 {
-		errs = append(errs, fmt.Errorf("the Redis password file has mode %#o: want read bits only (write defaultMode in octal, 0440)", f.mode))
+		errs = append(errs, fmt.Errorf("the Redis password file has mode %#o: want read bits only (write defaultMode in octal, 0444)", f.mode))
 	}
 	other := f.mode&0o004 != 0
 	group := f.mode&0o040 != 0 && b.pod().SecurityContext != nil && b.pod().SecurityContext.FSGroup != nil
@@ -225,7 +225,7 @@ func TestFleetChecksCatchMistakes(t *testing.T) {
 			p.InitContainers = append([]corev1.Container{{Name: "migrate"}}, p.InitContainers...)
 		}, checkSidecarFirst, "must come first"},
 		{"snapshot limit still checked in the overlay", func(t *testing.T, b *base) {
-			b.volume("snapshot").EmptyDir.SizeLimit = ptr(resource.MustParse("1Mi"))
+			b.volume("chittyid-snapshot").EmptyDir.SizeLimit = ptr(resource.MustParse("1Mi"))
 		}, checkSnapshotVolume, "sizeLimit 1Mi"},
 	})
 }
