@@ -175,7 +175,9 @@ func TestMalformedReviews(t *testing.T) {
 		edit func(*admissionv1.AdmissionReview)
 		want string
 	}{
-		{"a deployment", func(r *admissionv1.AdmissionReview) { r.Request.Kind = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"} }, "handles v1 Pods"},
+		{"a deployment", func(r *admissionv1.AdmissionReview) {
+			r.Request.Kind = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+		}, "handles v1 Pods"},
 		{"an update", func(r *admissionv1.AdmissionReview) { r.Request.Operation = admissionv1.Update }, "handles CREATE"},
 		{"no object", func(r *admissionv1.AdmissionReview) { r.Request.Object.Raw = nil }, "no object"},
 		{"not a pod", func(r *admissionv1.AdmissionReview) { r.Request.Object.Raw = []byte(`{"spec":{"containers":"app"}}`) }, "decoding the pod"},
