@@ -53,11 +53,12 @@ func hasPrefixKey(m map[string]string, prefix string) bool {
 }
 
 // promDiffers names the app's Prometheus annotations that differ from the
-// sidecar's, or returns "".
+// sidecar's, or returns "" (one the app left out takes Prometheus'
+// default, which is the sidecar's path, or the pod's declared port).
 func promDiffers(a map[string]string, want [][2]string) string {
 	var d []string
 	for _, kv := range want {
-		if v, ok := a[kv[0]]; !ok || v != kv[1] {
+		if v, ok := a[kv[0]]; ok && v != kv[1] {
 			d = append(d, fmt.Sprintf("%s %q", kv[0], v))
 		}
 	}
@@ -79,7 +80,7 @@ func (in *Injector) gracePeriod(p *patch, pod *corev1.Pod) []string {
 	if *g >= min {
 		return nil
 	}
-	return []string{fmt.Sprintf("chittyid-sidecar: kept the pod's terminationGracePeriodSeconds %d (%d when unset): the sidecar drains after the app has stopped and needs %d in all; set terminationGracePeriodSeconds: %d in the pod template", *g, corev1.DefaultTerminationGracePeriodSeconds, min, min)}
+	return []string{fmt.Sprintf("chittyid-sidecar: kept the pod's terminationGracePeriodSeconds %d (Kubernetes sets %d when a pod sets none): the sidecar drains after the app has stopped and needs %d in all; set terminationGracePeriodSeconds: %d in the pod template", *g, corev1.DefaultTerminationGracePeriodSeconds, min, min)}
 }
 
 // appEnv points the app's containers (and its own init containers, which
