@@ -547,4 +547,3 @@ func containsAny(list []string, sub string) bool {
 	}
 	return false
 }
-
