@@ -295,7 +295,9 @@ func TestChecksCatchMistakes(t *testing.T) {
 			b.pod().SecurityContext.SeccompProfile = nil
 		}, checkSecurityContext, "seccompProfile"},
 		{"image USER by name", func(t *testing.T, b *base) {
-			b.dockerfile = strings.Replace(b.dockerfile, "USER 65532:65532", "USER nonroot", 1)
+			// The last stage's (the sidecar's; the injector's stage comes before).
+			i := strings.LastIndex(b.dockerfile, "USER 65532:65532")
+			b.dockerfile = b.dockerfile[:i] + "USER nonroot" + b.dockerfile[i+len("USER 65532:65532"):]
 		}, checkImageUser, `last USER is "nonroot"`},
 		{"grace period equal to the drain", func(t *testing.T, b *base) {
 			b.pod().TerminationGracePeriodSeconds = ptr(int64(20))
