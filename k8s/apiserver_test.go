@@ -6,17 +6,14 @@ package k8s
 // CHITTYID_TEST_REQUIRE_SERVERS=1 (CI), where it fails.
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -250,74 +247,6 @@ func refs(p *corev1.PodSpec) [2]string {
 	return r
 }
 
-// appPod is an app's pod that meets restricted on its own.
-func appPod(name string, annotations map[string]string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
-		Spec: corev1.PodSpec{
-			TerminationGracePeriodSeconds: ptr(int64(45)),
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot:   ptr(true),
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
-			Containers: []corev1.Container{{
-				Name: "app", Image: "registry.example.com/app:1",
-				SecurityContext: &corev1.SecurityContext{
-					AllowPrivilegeEscalation: ptr(false),
-					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-				},
-			}},
-		},
-	}
-}
-
-// injectorUnderTest runs the injector on 127.0.0.1 with a certificate of
-// the cluster's CA until stop is called.
-type injectorUnderTest struct {
-	url  string
-	stop func()
-}
-
-func runInjector(t *testing.T, c *kubeapi.Cluster) *injectorUnderTest {
-	t.Helper()
-	cert, key, err := c.CA.Issue("chittyid-injector", nil, []net.IP{net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	os.WriteFile(certFile, cert, 0o600)
-	os.WriteFile(keyFile, key, 0o600)
-	in, err := inject.New(inject.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := inject.NewServer(in, inject.ServerConfig{CertFile: certFile, KeyFile: keyFile}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}
-	t.Cleanup(stop)
-	return &injectorUnderTest{url: "https://" + ln.Addr().String(), stop: stop}
-}
-
 // registerWebhooks applies the chart's MutatingWebhookConfiguration,
 // rendered with failurePolicy, pointed at the injector's URL instead of
 // the chart's Service (which has no endpoints without a kubelet).
@@ -368,7 +297,7 @@ func untilWebhooks(t *testing.T, c *kubeapi.Cluster, ns string, cond func(*corev
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		got, _, err := createPod(t, c, ns, appPod("probe", map[string]string{inject.AnnotationInject: "true"}), true)
+		got, _, err := createPod(t, c, ns, kubeapi.RestrictedPod("probe", map[string]string{inject.AnnotationInject: "true"}), true)
 		if cond(got, err) {
 			return
 		}
@@ -396,13 +325,17 @@ func testInjector(t *testing.T, c *kubeapi.Cluster) {
 			t.Fatal(err)
 		}
 	}
-	inj := runInjector(t, c)
-	registerWebhooks(t, c, inj.url, "Fail")
+	inj, err := c.ServeInjector(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inj.Stop() })
+	registerWebhooks(t, c, inj.URL, "Fail")
 	untilWebhooks(t, c, "team", func(p *corev1.Pod, err error) bool { return err == nil && injected(p) })
 
 	var first *corev1.Pod
 	t.Run("annotated: injected and admitted under restricted", func(t *testing.T) {
-		got, warnings, err := createPod(t, c, "team", appPod("annotated", map[string]string{inject.AnnotationInject: "true"}), false)
+		got, warnings, err := createPod(t, c, "team", kubeapi.RestrictedPod("annotated", map[string]string{inject.AnnotationInject: "true"}), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -415,7 +348,7 @@ func testInjector(t *testing.T, c *kubeapi.Cluster) {
 		first = got
 	})
 	t.Run("not annotated: untouched", func(t *testing.T) {
-		got, _, err := createPod(t, c, "team", appPod("plain", nil), false)
+		got, _, err := createPod(t, c, "team", kubeapi.RestrictedPod("plain", nil), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,7 +357,7 @@ func testInjector(t *testing.T, c *kubeapi.Cluster) {
 		}
 	})
 	t.Run("labelled namespace: injected", func(t *testing.T) {
-		got, _, err := createPod(t, c, "labelled", appPod("by-namespace", nil), false)
+		got, _, err := createPod(t, c, "labelled", kubeapi.RestrictedPod("by-namespace", nil), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -433,7 +366,7 @@ func testInjector(t *testing.T, c *kubeapi.Cluster) {
 		}
 	})
 	t.Run("labelled namespace, opted out: untouched", func(t *testing.T) {
-		got, _, err := createPod(t, c, "labelled", appPod("opted-out", map[string]string{inject.AnnotationInject: "false"}), false)
+		got, _, err := createPod(t, c, "labelled", kubeapi.RestrictedPod("opted-out", map[string]string{inject.AnnotationInject: "false"}), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -456,7 +389,7 @@ func testInjector(t *testing.T, c *kubeapi.Cluster) {
 		}
 	})
 	t.Run("the app's differing settings kept, with warnings", func(t *testing.T) {
-		pod := appPod("own-settings", map[string]string{
+		pod := kubeapi.RestrictedPod("own-settings", map[string]string{
 			inject.AnnotationInject: "true", "prometheus.io/scrape": "true", "prometheus.io/port": "8080",
 		})
 		pod.Spec.TerminationGracePeriodSeconds = ptr(int64(30))
@@ -479,7 +412,7 @@ func testInjector(t *testing.T, c *kubeapi.Cluster) {
 	t.Run("two apps with their own names", func(t *testing.T) {
 		var got [2]*corev1.Pod
 		for i, app := range []string{"orders", "billing"} {
-			p, _, err := createPod(t, c, "team", appPod(app, map[string]string{
+			p, _, err := createPod(t, c, "team", kubeapi.RestrictedPod(app, map[string]string{
 				inject.AnnotationInject: "true", inject.AnnotationConfigMap: app + "-sidecar", inject.AnnotationTokenSecret: app + "-token",
 			}), false)
 			if err != nil {
@@ -494,29 +427,31 @@ func testInjector(t *testing.T, c *kubeapi.Cluster) {
 		}
 	})
 	t.Run("a bad annotation: refused with the reason", func(t *testing.T) {
-		_, _, err := createPod(t, c, "team", appPod("bad", map[string]string{inject.AnnotationInject: "true", inject.AnnotationAPIPort: "80"}), false)
+		_, _, err := createPod(t, c, "team", kubeapi.RestrictedPod("bad", map[string]string{inject.AnnotationInject: "true", inject.AnnotationAPIPort: "80"}), false)
 		if err == nil || !strings.Contains(err.Error(), "id.chitty.cc/api-port") {
 			t.Errorf("error %v, want a refusal naming the annotation", err)
 		}
 		t.Logf("refused: %v", err)
 	})
 
-	inj.stop()
+	if err := inj.Stop(); err != nil {
+		t.Error(err)
+	}
 	t.Run("injector stopped, failurePolicy Fail: annotated pods refused", func(t *testing.T) {
-		_, _, err := createPod(t, c, "team", appPod("while-down", map[string]string{inject.AnnotationInject: "true"}), false)
+		_, _, err := createPod(t, c, "team", kubeapi.RestrictedPod("while-down", map[string]string{inject.AnnotationInject: "true"}), false)
 		if err == nil || !strings.Contains(err.Error(), "pods.inject.id.chitty.cc") {
 			t.Errorf("error %v, want a refusal naming the webhook", err)
 		}
 		t.Logf("refused: %v", err)
-		got, _, err := createPod(t, c, "team", appPod("plain-while-down", nil), false)
+		got, _, err := createPod(t, c, "team", kubeapi.RestrictedPod("plain-while-down", nil), false)
 		if err != nil || len(got.Spec.InitContainers) != 0 {
 			t.Errorf("a pod that did not opt in: %v (it must never reach the webhook)", err)
 		}
 	})
 	t.Run("injector stopped, failurePolicy Ignore: created without the sidecar", func(t *testing.T) {
-		registerWebhooks(t, c, inj.url, "Ignore")
+		registerWebhooks(t, c, inj.URL, "Ignore")
 		untilWebhooks(t, c, "team", func(p *corev1.Pod, err error) bool { return err == nil })
-		got, _, err := createPod(t, c, "team", appPod("ignored", map[string]string{inject.AnnotationInject: "true"}), false)
+		got, _, err := createPod(t, c, "team", kubeapi.RestrictedPod("ignored", map[string]string{inject.AnnotationInject: "true"}), false)
 		if err != nil {
 			t.Fatal(err)
 		}

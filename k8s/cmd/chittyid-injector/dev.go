@@ -5,21 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,7 +24,6 @@ import (
 	component "github.com/chittyos/chittyid-sidecar/k8s/components/chittyid-sidecar"
 	"github.com/chittyos/chittyid-sidecar/k8s/inject"
 	"github.com/chittyos/chittyid-sidecar/k8s/internal/kubeapi"
-	"github.com/chittyos/chittyid-sidecar/k8s/internal/pki"
 )
 
 // dev starts a real etcd and kube-apiserver on loopback, the injector
@@ -57,14 +52,12 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer cluster.Stop()
 
-	injCtx, stopInjector := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer stopInjector()
-	url, err := startInjector(injCtx, &wg, cluster.CA, dir, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	inj, err := cluster.ServeInjector(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return err
 	}
+	defer inj.Stop()
+	url := inj.URL
 	if err := demo(ctx, cluster, url, stdout); err != nil {
 		return err
 	}
@@ -143,37 +136,6 @@ func findUp(rel string) (string, error) {
 	}
 }
 
-// startInjector serves the injector on a free loopback port with a
-// certificate of ca until ctx is done; wg waits for it.
-func startInjector(ctx context.Context, wg *sync.WaitGroup, ca *pki.CA, dir string, log *slog.Logger) (string, error) {
-	cert, key, err := ca.Issue("chittyid-injector", nil, []net.IP{net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return "", err
-	}
-	certFile, keyFile := filepath.Join(dir, "injector.crt"), filepath.Join(dir, "injector.key")
-	if err := errors.Join(os.WriteFile(certFile, cert, 0o600), os.WriteFile(keyFile, key, 0o600)); err != nil {
-		return "", err
-	}
-	in, err := inject.New(inject.Config{})
-	if err != nil {
-		return "", err
-	}
-	srv, err := inject.NewServer(in, inject.ServerConfig{CertFile: certFile, KeyFile: keyFile}, prometheus.NewRegistry(), log)
-	if err != nil {
-		return "", err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	wg.Go(func() {
-		if err := srv.Serve(ctx, ln); err != nil {
-			log.Error("injector stopped", "err", err)
-		}
-	})
-	return "https://" + ln.Addr().String(), nil
-}
-
 // webhooks is the chart's MutatingWebhookConfiguration
 // (helm/chittyid-injector) pointed at the injector's URL.
 func webhooks(url string, caPEM []byte) *admissionregistrationv1.MutatingWebhookConfiguration {
@@ -239,7 +201,7 @@ func demo(ctx context.Context, c *kubeapi.Cluster, url string, stdout io.Writer)
 			return err
 		}
 	}
-	pod := demoPod()
+	pod := kubeapi.RestrictedPod("demo-app", map[string]string{inject.AnnotationInject: "true"})
 	fmt.Fprintf(stdout, "Creating this pod in namespace demo (enforcing the restricted Pod Security Standard):\n\n%s\n", mustYAML(pod))
 	// The API server takes the webhook configuration up from a watch.
 	var got corev1.Pod
@@ -264,27 +226,6 @@ func demo(ctx context.Context, c *kubeapi.Cluster, url string, stdout io.Writer)
 	got.ManagedFields = nil
 	fmt.Fprintf(stdout, "The API server stored it, injected (annotation %s: %s):\n\n%s", inject.AnnotationStatus, got.Annotations[inject.AnnotationStatus], mustYAML(&got))
 	return nil
-}
-
-func demoPod() *corev1.Pod {
-	return &corev1.Pod{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: "demo-app", Annotations: map[string]string{inject.AnnotationInject: "true"}},
-		Spec: corev1.PodSpec{
-			TerminationGracePeriodSeconds: ptr(int64(45)),
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot:   ptr(true),
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
-			Containers: []corev1.Container{{
-				Name: "app", Image: "registry.example.com/app:1",
-				SecurityContext: &corev1.SecurityContext{
-					AllowPrivilegeEscalation: ptr(false),
-					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-				},
-			}},
-		},
-	}
 }
 
 // writeKubeconfig writes a kubeconfig for kubectl and returns its path.
