@@ -183,7 +183,7 @@ func reviewBody() []byte {
 	container := func(name string) map[string]any {
 		return map[string]any{
 			"name": name, "image": "registry.example.com/orders:4.5.6", "imagePullPolicy": "IfNotPresent",
-			"args": []string{"--port=8080", "--log-format=json"},
+			"args":  []string{"--port=8080", "--log-format=json"},
 			"ports": []any{map[string]any{"name": "http", "containerPort": 8080, "protocol": "TCP"}},
 			"env": []any{
 				map[string]any{"name": "LOG_LEVEL", "value": "info"},
