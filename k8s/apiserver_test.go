@@ -345,6 +345,9 @@ func testInjector(t *testing.T, c *kubeapi.Cluster) {
 		if v := got.Spec.Containers[0].Env; len(v) != 1 || v[0].Value != "http://127.0.0.1:8787/v1" {
 			t.Errorf("the app's env %v", v)
 		}
+		if sc := got.Spec.SecurityContext; sc.FSGroup == nil || *sc.FSGroup != 65532 || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			t.Errorf("pod securityContext %+v: want the app's, with fsGroup 65532 added", sc)
+		}
 		first = got
 	})
 	t.Run("not annotated: untouched", func(t *testing.T) {

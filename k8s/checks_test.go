@@ -112,7 +112,7 @@ func checkTokenFile(b *base) error {
 		errs = append(errs, fmt.Errorf("Secret %s has type %q, want Opaque", b.secret.Name, b.secret.Type))
 	}
 	if f.mode&0o333 != 0 {
-		errs = append(errs, fmt.Errorf("the token file has mode %#o: want read bits only (write defaultMode in octal, 0444; 444 is decimal)", f.mode))
+		errs = append(errs, fmt.Errorf("the token file has mode %#o: want read bits only (write defaultMode in octal, 0440; 440 is decimal)", f.mode))
 	}
 	if f.volume.Secret.Optional != nil && *f.volume.Secret.Optional {
 		errs = append(errs, errors.New("the token volume is optional: a missing Secret would start the sidecar without a token"))

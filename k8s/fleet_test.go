@@ -104,7 +104,7 @@ func checkPasswordFile(b *base) error {
 		errs = append(errs, errors.New("the Redis password's volume is optional: a missing Secret would start the sidecar without its password"))
 	}
 	if f.mode&0o333 != 0 {
-		errs = append(errs, fmt.Errorf("the Redis password file has mode %#o: want read bits only (write defaultMode in octal, 0444)", f.mode))
+		errs = append(errs, fmt.Errorf("the Redis password file has mode %#o: want read bits only (write defaultMode in octal, 0440)", f.mode))
 	}
 	other := f.mode&0o004 != 0
 	group := f.mode&0o040 != 0 && b.pod().SecurityContext != nil && b.pod().SecurityContext.FSGroup != nil

@@ -95,6 +95,8 @@ type Injector struct {
 	// opsPort is the sidecar's operations port (metrics.listen), which the
 	// Prometheus annotations name.
 	opsPort int32
+	// group is the sidecar's runAsGroup: the fsGroup of a pod without one.
+	group int64
 }
 
 // New returns an Injector for cfg, whose zero fields take their defaults.
@@ -117,6 +119,11 @@ func New(cfg Config) (*Injector, error) {
 	}
 	if in.opsPort == 0 {
 		return nil, fmt.Errorf("the component's sidecar declares no port %q", opsPortName)
+	}
+	if sc := tpl.InitContainers[0].SecurityContext; sc == nil || sc.RunAsGroup == nil {
+		return nil, errors.New("the component's sidecar sets no runAsGroup")
+	} else {
+		in.group = *sc.RunAsGroup
 	}
 	return in, nil
 }
@@ -146,6 +153,7 @@ func (in *Injector) Mutate(pod *corev1.Pod, mode Mode) (Result, error) {
 	var warnings []string
 	warnings = append(warnings, in.annotate(&p, pod)...)
 	warnings = append(warnings, in.gracePeriod(&p, pod)...)
+	in.fsGroup(&p, pod)
 	warnings = append(warnings, in.appEnv(&p, pod, o.port)...)
 	in.addVolumes(&p, pod, o)
 	c := in.sidecar(o)

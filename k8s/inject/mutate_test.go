@@ -141,6 +141,9 @@ func TestInjectsTheComponentsSidecar(t *testing.T) {
 	if *got.Spec.TerminationGracePeriodSeconds != 45 {
 		t.Errorf("grace period changed to %d", *got.Spec.TerminationGracePeriodSeconds)
 	}
+	if sc := got.Spec.SecurityContext; sc == nil || sc.FSGroup == nil || *sc.FSGroup != 65532 {
+		t.Errorf("pod securityContext %+v: want fsGroup 65532, the group of the 0440 token, where the pod had none", sc)
+	}
 }
 
 func containerNames(cs []corev1.Container) []string {
@@ -239,6 +242,10 @@ func TestKeepsTheAppsSettings(t *testing.T) {
 		}, func(p *corev1.Pod) bool { _, ok := envOf(p.Spec.Containers[1], EnvServiceURL); return !ok }, "container worker has envFrom"},
 		{"the app's fsGroup", func(p *corev1.Pod) { p.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: ptr(int64(1000))} },
 			func(p *corev1.Pod) bool { return *p.Spec.SecurityContext.FSGroup == 1000 }, ""},
+		{"a securityContext without fsGroup", func(p *corev1.Pod) { p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: ptr(true)} },
+			func(p *corev1.Pod) bool {
+				return *p.Spec.SecurityContext.FSGroup == 65532 && *p.Spec.SecurityContext.RunAsNonRoot
+			}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -65,6 +65,20 @@ func promDiffers(a map[string]string, want [][2]string) string {
 	return strings.Join(d, ", ")
 }
 
+// fsGroup gives a pod without an fsGroup the sidecar's group: the token
+// Secret's files are 0440, group-owned by the pod's fsGroup, which every
+// container of the pod runs in as a supplemental group. A pod with an
+// fsGroup of its own keeps it: the sidecar reads the token through it.
+func (in *Injector) fsGroup(p *patch, pod *corev1.Pod) {
+	sc := pod.Spec.SecurityContext
+	switch {
+	case sc == nil:
+		p.add("/spec/securityContext", corev1.PodSecurityContext{FSGroup: &in.group})
+	case sc.FSGroup == nil:
+		p.add("/spec/securityContext/fsGroup", in.group)
+	}
+}
+
 // gracePeriod sets the pod's terminationGracePeriodSeconds where it has
 // none, and warns when the app's is too short for the sidecar's drain. The
 // API server defaults it to 30 before the injector sees the pod, so a pod
