@@ -163,22 +163,16 @@ func TestAPIServer(t *testing.T) {
 // namespaces that enforce restricted: all accepted, and no Pod Security
 // warning for the sidecar.
 func testManifests(t *testing.T, c *kubeapi.Cluster) {
-	t.Run("base", func(t *testing.T) {
-		restrictedNamespace(t, c, "base", nil)
-		objs := kustomized(t, baseDir)
-		if w := applyAll(t, c, "base", objs); len(w) > 0 {
-			t.Errorf("warnings: %q", w)
-		}
-		podsOf(t, c, "base", objs)
-	})
-	t.Run("fleet overlay", func(t *testing.T) {
-		restrictedNamespace(t, c, "fleet", nil)
-		objs := kustomized(t, fleetDir)
-		if w := applyAll(t, c, "fleet", objs); len(w) > 0 {
-			t.Errorf("warnings: %q", w)
-		}
-		podsOf(t, c, "fleet", objs)
-	})
+	for _, k := range []struct{ ns, dir string }{{"base", baseDir}, {"fleet", fleetDir}} {
+		t.Run(k.dir, func(t *testing.T) {
+			restrictedNamespace(t, c, k.ns, nil)
+			objs := kustomized(t, k.dir)
+			if w := applyAll(t, c, k.ns, objs); len(w) > 0 {
+				t.Errorf("warnings: %q", w)
+			}
+			podsOf(t, c, k.ns, objs)
+		})
+	}
 	t.Run("component on two apps in one namespace", func(t *testing.T) {
 		restrictedNamespace(t, c, "apps", nil)
 		var warnings []string
