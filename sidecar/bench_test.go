@@ -3,6 +3,7 @@ package sidecar_test
 import (
 	"io"
 	"log/slog"
+	"net"
 	"testing"
 
 	"github.com/chittyos/chittyid-sidecar/config"
@@ -23,6 +24,28 @@ func BenchmarkValidateCachedHandler(b *testing.B) {
 	})
 	// The worker's route: the body to parse and a timestamp in the answer.
 	b.Run("POST /api/validate, access log off", func(b *testing.B) { benchValidateCached(b, nil, nil, postWorkerValidate) })
+	// Tracing on (a collector that is not there: spans are queued, then
+	// dropped): a cached validate makes a span only for an app's sampled
+	// traceparent.
+	b.Run("tracing on, no traceparent", func(b *testing.B) {
+		benchValidateCachedTraced(b, "", getValidate)
+	})
+	b.Run("tracing on, traceparent not sampled", func(b *testing.B) {
+		benchValidateCachedTraced(b, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", getValidate)
+	})
+	b.Run("tracing on, traceparent sampled", func(b *testing.B) {
+		benchValidateCachedTraced(b, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", getValidate)
+	})
+}
+
+func benchValidateCachedTraced(b *testing.B, traceparent string, ask func(*fasthttp.Request, string)) {
+	withParent := func(req *fasthttp.Request, id string) {
+		ask(req, id)
+		if traceparent != "" {
+			req.Header.Set("traceparent", traceparent)
+		}
+	}
+	benchValidateCachedConfig(b, "tracing: {endpoint: \"http://"+closedAddr(b)+"\"}\n", nil, nil, withParent)
 }
 
 // getValidate and postWorkerValidate set req up to validate id.
@@ -39,12 +62,16 @@ func postWorkerValidate(req *fasthttp.Request, id string) {
 }
 
 func benchValidateCached(b *testing.B, log *slog.Logger, out io.Writer, ask func(*fasthttp.Request, string)) {
+	benchValidateCachedConfig(b, "", log, out, ask)
+}
+
+func benchValidateCachedConfig(b *testing.B, extra string, log *slog.Logger, out io.Writer, ask func(*fasthttp.Request, string)) {
 	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	cfg, err := config.Parse([]byte("upstream: {url: "+s.URL()+", token: "+testToken+"}\n"), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse([]byte("upstream: {url: "+s.URL()+", token: "+testToken+"}\n"+extra), func(string) (string, bool) { return "", false })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,4 +110,15 @@ func benchValidateCached(b *testing.B, log *slog.Logger, out io.Writer, ask func
 		ctx.Response.Reset()
 		h(&ctx)
 	}
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

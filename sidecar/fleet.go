@@ -9,7 +9,9 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/valyala/fasthttp"
 )
 
@@ -86,10 +88,21 @@ func (a *api) throughFleet(cfg *config.Config, id string, fetch func(context.Con
 	}
 	return func(ctx context.Context) (cache.Entry, error) {
 		p := cfg.Validation.FleetPolicy()
-		v, src, err := a.fleet.Fetch(ctx, id, p, func(ctx context.Context) (fleet.Verdict, error) {
-			e, err := fetch(ctx)
+		// The fleet tier's span covers the whole of its part, a wait for
+		// another sidecar's verdict included; an upstream call made in it
+		// hangs off the flight beside it.
+		flight := tracing.From(ctx)
+		fctx, span := tracing.Start(ctx, "fleet tier fetch", tracing.KindClient)
+		span.SetString("db.system.name", "redis")
+		v, src, err := a.fleet.Fetch(fctx, id, p, func(ctx context.Context) (fleet.Verdict, error) {
+			e, err := fetch(tracing.With(ctx, flight))
 			return fleet.Verdict{Valid: e.Valid, Value: e.Value, FetchedAt: e.FetchedAt}, err
 		})
+		span.SetString("chittyid.fleet.source", src.String())
+		if err != nil {
+			span.Fail(upstream.Outcome(err))
+		}
+		span.End()
 		switch {
 		case err != nil && src == fleet.SourceStale:
 			if e, ok := a.fleetEntry(cfg, id, v); ok {

@@ -135,7 +135,9 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 			return nil, err
 		}
 	}
-	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// OpenMetrics when the scraper asks for it (Accept): the format that
+	// carries the histograms' exemplars, the trace IDs of sampled requests.
+	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	return m, nil
 }
 
@@ -171,6 +173,11 @@ func (s *Sidecar) scrapeCollectors() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total", Help: "Config reloads by outcome.",
 			ConstLabels: prometheus.Labels{"outcome": "rejected"}}, func() float64 { return float64(s.configStatus().Rejected) }),
 		gauge("config_generation", "Generation of the running config (1 at start).", nil, func() float64 { return float64(s.configStatus().Generation) }),
+		counter("trace_spans_exported_total", "Spans the trace collector accepted (tracing.endpoint).", func() float64 { return float64(s.tracer.Stats().Exported) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "trace_spans_dropped_total", Help: "Spans dropped instead of exported, by reason: queue_full (the export queue was full), export_failed (the collector did not take them).",
+			ConstLabels: prometheus.Labels{"reason": "queue_full"}}, func() float64 { return float64(s.tracer.Stats().DroppedQueueFull) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "trace_spans_dropped_total", Help: "Spans dropped instead of exported, by reason: queue_full (the export queue was full), export_failed (the collector did not take them).",
+			ConstLabels: prometheus.Labels{"reason": "export_failed"}}, func() float64 { return float64(s.tracer.Stats().DroppedExportFailed) }),
 		gauge("build_info", "Always 1; labels carry the version.", prometheus.Labels{"version": s.version, "goversion": runtime.Version()}, func() float64 { return 1 }),
 	}
 	for _, st := range []upstream.BreakerState{upstream.BreakerClosed, upstream.BreakerOpen, upstream.BreakerHalfOpen} {
@@ -194,7 +201,7 @@ func boolFloat(b bool) float64 {
 // record counts one answered request from its result and status.
 func (m *metrics) record(res result, status int, d time.Duration) {
 	m.requests[res.route][res.family][statusIndex(status)].Inc()
-	m.duration[res.route].Observe(d.Seconds())
+	observe(m.duration[res.route], d, res.span.TraceID())
 	if res.xc != xcNone {
 		m.validate[res.xc].Inc()
 	}
@@ -203,10 +210,28 @@ func (m *metrics) record(res result, status int, d time.Duration) {
 	}
 }
 
+// observe adds d to a latency histogram, with the trace ID of a sampled
+// request as the bucket's exemplar ("" for none), so that a dashboard's
+// slow bucket leads to a trace.
+func observe(h prometheus.Observer, d time.Duration, traceID string) {
+	if traceID != "" {
+		if eo, ok := h.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": traceID})
+			return
+		}
+	}
+	h.Observe(d.Seconds())
+}
+
 // Attempt implements upstream.Observer.
 func (m *metrics) Attempt(op, outcome string, d time.Duration) {
+	m.AttemptTraced(op, outcome, d, "")
+}
+
+// AttemptTraced implements upstream.TraceObserver.
+func (m *metrics) AttemptTraced(op, outcome string, d time.Duration, traceID string) {
 	m.attempts.WithLabelValues(op, outcome).Inc()
-	m.attemptDur.WithLabelValues(op).Observe(d.Seconds())
+	observe(m.attemptDur.WithLabelValues(op), d, traceID)
 }
 
 // Retry implements upstream.Observer.
@@ -223,6 +248,7 @@ func (m *metrics) Handshake(outcome string, resumed bool) {
 var (
 	_ upstream.Observer          = (*metrics)(nil)
 	_ upstream.HandshakeObserver = (*metrics)(nil)
+	_ upstream.TraceObserver     = (*metrics)(nil)
 )
 
 // certExpiryCollector serves the client certificate's remaining life,

@@ -9,7 +9,9 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/valyala/fasthttp"
 )
 
@@ -112,7 +114,7 @@ func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape, i
 // flight), each caller waiting at most upstream.validateTimeout. The
 // verdict is cached; an upstream failure never is, and an entry younger
 // than validate.staleIfError is served stale instead.
-func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p cache.Policy, idb []byte, sh shape, w workerParts) result {
+func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p cache.Policy, idb []byte, sh shape, w workerParts) (res result) {
 	a.busy.add()
 	defer a.busy.done()
 	id := string(idb)
@@ -120,6 +122,13 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 	client := a.client()
 	wait, cancel := context.WithTimeout(context.Background(), cfg.Upstream.ValidateTimeout)
 	defer cancel()
+	// Traced: the request's server span, its wait for the flight (linked
+	// to a flight already under way), and, when this caller leads the
+	// flight, the flight's own span: the upstream call carries the
+	// leader's trace context (tracing.Flights).
+	wait, span := a.startServer(ctx, wait, info.Trace)
+	defer func() { res.span = span }()
+	wait, waitSpan := a.flights.StartWait(wait, "validate flight wait", id)
 	fetch := a.throughFleet(cfg, id, func(fctx context.Context) (cache.Entry, error) {
 		v, err := client.Validate(fctx, id, info)
 		if err != nil {
@@ -136,8 +145,16 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 		// them: the flight's own deadline, the fleet tier's part included.
 		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
 		defer cancel()
-		return fetch(fctx)
+		fctx, flight := tracing.Start(fctx, "validate flight", tracing.KindInternal)
+		defer flight.End()
+		defer a.flights.Lead(fctx, id)()
+		e, err := fetch(fctx)
+		if err != nil {
+			flight.Fail(upstream.Outcome(err))
+		}
+		return e, err
 	})
+	endWait(waitSpan, st, err)
 	if err != nil {
 		if fe, fst, ok := a.fleetStale(cfg, idb, p, err); ok {
 			return a.writeCached(ctx, idb, fe, fst, a.now(), w)
@@ -148,6 +165,21 @@ func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p c
 		return sh.fail(ctx, fromUpstream(err), nil)
 	}
 	return a.writeCached(ctx, idb, e, st, a.now(), w)
+}
+
+// endWait ends a caller's flight wait span with what the flight gave it.
+func endWait(s tracing.Span, st cache.Status, err error) {
+	if s.Recording() {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			s.Fail("timeout")
+		case err != nil:
+			s.Fail(upstream.Outcome(err))
+		default:
+			s.SetString("chittyid.cache.status", st.String())
+		}
+	}
+	s.End()
 }
 
 // entityOf picks the entity code to report for a valid ID: upstream's if it

@@ -245,6 +245,9 @@ func start(ctx context.Context, parent Span, name string, kind Kind, opts ...tra
 // instrumentation names the spans' instrumentation scope.
 const instrumentation = "github.com/chittyos/chittyid-sidecar"
 
+// None reports whether s is the zero Span: no span was made.
+func (s Span) None() bool { return s.s == nil }
+
 // Recording reports whether s records what is set on it (it is sampled).
 // Callers skip work that only feeds a span when it does not.
 func (s Span) Recording() bool { return s.s != nil && s.s.IsRecording() }
@@ -256,6 +259,13 @@ func (s Span) TraceID() string {
 		return ""
 	}
 	return s.s.SpanContext().TraceID().String()
+}
+
+// SetName renames a recording span.
+func (s Span) SetName(name string) {
+	if s.Recording() {
+		s.s.SetName(name)
+	}
 }
 
 // End ends the span now.
