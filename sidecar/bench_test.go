@@ -122,3 +122,56 @@ func closedAddr(tb testing.TB) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// BenchmarkMintTraced measures a mint through the handler to the simulator
+// on loopback, with tracing off and on (the collector not there: spans
+// are queued and dropped): the added latency of a sampled mint's spans
+// (server, attempt) and of the trace context sent upstream.
+func BenchmarkMintTraced(b *testing.B) {
+	const sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	b.Run("tracing off", func(b *testing.B) { benchMint(b, "", "") })
+	b.Run("tracing off, traceparent forwarded", func(b *testing.B) { benchMint(b, "", sampled) })
+	b.Run("tracing on, not sampled", func(b *testing.B) {
+		benchMint(b, "tracing: {endpoint: \"http://"+closedAddr(b)+"\", sampleRatio: 0}\n", "")
+	})
+	b.Run("tracing on, sampled", func(b *testing.B) {
+		benchMint(b, "tracing: {endpoint: \"http://"+closedAddr(b)+"\", sampleRatio: 0}\n", sampled)
+	})
+}
+
+func benchMint(b *testing.B, extra, traceparent string) {
+	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	cfg, err := config.Parse([]byte("upstream: {url: "+s.URL()+", token: "+testToken+"}\nlog: {access: false}\n"+extra), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := sidecar.New(cfg, sidecar.Options{Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sc.Close()
+	h := sc.Handler()
+	var ctx fasthttp.RequestCtx
+	var req fasthttp.Request
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/v1/mint")
+	req.Header.SetHost("127.0.0.1:8787")
+	req.Header.SetContentType("application/json")
+	if traceparent != "" {
+		req.Header.Set("traceparent", traceparent)
+	}
+	req.SetBodyString(`{"entity":"PEO"}`)
+	ctx.Init(&req, nil, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.Reset()
+		h(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			b.Fatalf("mint: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+}
