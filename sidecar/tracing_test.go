@@ -208,6 +208,13 @@ func TestTracesInJaeger(t *testing.T) {
 	if server.SpanID == "" || server.ParentID != appSpanID || server.Service != "chittyid-sidecar" || len(attempts) != 2 || len(backoffs) != 1 {
 		t.Fatalf("Jaeger holds %d spans of trace %s: %+v; want the server span (child of the app's %s), two attempts and a backoff", len(spans), appTraceID, spans, appSpanID)
 	}
+	for _, s := range spans {
+		for k, v := range s.Tags {
+			if strings.Contains(v, testToken) {
+				t.Errorf("span %s tag %s holds the upstream token", s.OperationName, k)
+			}
+		}
+	}
 	for _, s := range append(attempts, backoffs...) {
 		if s.ParentID != server.SpanID {
 			t.Errorf("span %s %s: parent %s, want the server span %s", s.OperationName, s.SpanID, s.ParentID, server.SpanID)
@@ -273,4 +280,43 @@ func metricLine(page, series string) string {
 		}
 	}
 	return ""
+}
+
+// Tracing follows a reload: an endpoint added turns spans on, a new ratio
+// samples new traces at once, the endpoint removed turns them off.
+func TestTracingReload(t *testing.T) {
+	t.Parallel()
+	rec := tracing.NewRecorder()
+	h := launch(t, sim.Config{}, "", nil, true, sidecar.Timeouts{}, func(o *sidecar.Options) { o.TraceRecorder = rec })
+	base := mustRead(t, h.file)
+	servers := func() int {
+		n := 0
+		for _, s := range rec.Ended() {
+			if s.Kind == "server" {
+				n++
+			}
+		}
+		return n
+	}
+	h.mustMint("PEO")
+	if n := servers(); n != 0 {
+		t.Fatalf("%d server spans with tracing off", n)
+	}
+	collector := "http://" + closedAddr(t)
+	h.reloadTo(base+"tracing: {endpoint: \""+collector+"\", sampleRatio: 0}\n", 2)
+	h.mustMint("PEO")
+	h.do("POST", "/v1/mint", `{"entity":"PEO"}`, "traceparent", appSampled).expect(t, "mint", 200, "")
+	if n := servers(); n != 1 {
+		t.Fatalf("%d server spans after turning tracing on at ratio 0, want 1 (the app's sampled one)", n)
+	}
+	h.reloadTo(base+"tracing: {endpoint: \""+collector+"\", sampleRatio: 1}\n", 3)
+	h.mustMint("PEO")
+	if n := servers(); n != 2 {
+		t.Fatalf("%d server spans after raising the ratio to 1, want 2", n)
+	}
+	h.reloadTo(base, 4)
+	h.do("POST", "/v1/mint", `{"entity":"PEO"}`, "traceparent", appSampled).expect(t, "mint", 200, "")
+	if n := servers(); n != 2 {
+		t.Fatalf("%d server spans after turning tracing off, want still 2", n)
+	}
 }
