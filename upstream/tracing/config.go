@@ -54,6 +54,9 @@ type Export struct {
 	Timeout time.Duration
 	// Gzip compresses exports (OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION).
 	Gzip bool
+	// TLS are the files an https collector is trusted and authenticated
+	// with.
+	TLS TLSFiles
 	// ServiceName is the resource's service.name (OTEL_SERVICE_NAME).
 	// Default chittyid-sidecar.
 	ServiceName string
@@ -87,6 +90,9 @@ const (
 	EnvProtocol          = "OTEL_EXPORTER_OTLP_PROTOCOL"
 	EnvTracesProtocol    = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 	EnvCompression       = "OTEL_EXPORTER_OTLP_COMPRESSION"
+	EnvCertificate       = "OTEL_EXPORTER_OTLP_CERTIFICATE"
+	EnvClientCertificate = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+	EnvClientKey         = "OTEL_EXPORTER_OTLP_CLIENT_KEY"
 	EnvTracesCompression = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"
 	EnvSampler           = "OTEL_TRACES_SAMPLER"
 	EnvSamplerArg        = "OTEL_TRACES_SAMPLER_ARG"
@@ -187,6 +193,12 @@ func (c *Config) ApplyEnv(lookupEnv func(string) (string, bool), inFile func(key
 		default:
 			errs.Add("tracing.endpoint", "env %s must be gzip or none, got %q", name, v)
 		}
+	}
+	c.Export.TLS.CA, _ = first("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", EnvCertificate)
+	c.Export.TLS.Cert, _ = first("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", EnvClientCertificate)
+	c.Export.TLS.Key, _ = first("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", EnvClientKey)
+	if (c.Export.TLS.Cert == "") != (c.Export.TLS.Key == "") {
+		errs.Add("tracing.endpoint", "env %s and %s must be set together", EnvClientCertificate, EnvClientKey)
 	}
 	if !inFile("tracing.sampleRatio") {
 		if err := c.samplerFromEnv(env(EnvSampler), env(EnvSamplerArg)); err != nil {

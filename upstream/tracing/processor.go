@@ -2,8 +2,13 @@ package tracing
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"maps"
+	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,12 +43,13 @@ type exportSettings struct {
 	headers map[string]string
 	timeout time.Duration
 	gzip    bool
+	tls     TLSFiles
 	batch   int
 	delay   time.Duration
 }
 
 func (a exportSettings) equal(b exportSettings) bool {
-	return a.url == b.url && maps.Equal(a.headers, b.headers) && a.timeout == b.timeout && a.gzip == b.gzip
+	return a.url == b.url && maps.Equal(a.headers, b.headers) && a.timeout == b.timeout && a.gzip == b.gzip && a.tls == b.tls
 }
 
 func newProcessor(queueSize int, onError func(error, int)) *processor {
@@ -58,7 +64,7 @@ func (p *processor) configure(cfg Config) {
 	for k, v := range cfg.Headers {
 		h[k] = v.Reveal()
 	}
-	s := exportSettings{url: cfg.Export.URL, headers: h, timeout: cfg.Export.Timeout, gzip: cfg.Export.Gzip,
+	s := exportSettings{url: cfg.Export.URL, headers: h, timeout: cfg.Export.Timeout, gzip: cfg.Export.Gzip, tls: cfg.Export.TLS,
 		batch: max(cfg.Export.BatchSize, 1), delay: cfg.Export.Delay}
 	p.mu.Lock()
 	p.want = s
@@ -117,7 +123,10 @@ func (p *processor) run(ctx context.Context) {
 			next := p.settings()
 			if exp == nil || !next.equal(cfg) {
 				exp.shutdown()
-				exp = newExporter(next)
+				var err error
+				if exp, err = newExporter(next); err != nil {
+					p.onError(err, 0)
+				}
 			}
 			cfg = next
 		}
@@ -205,21 +214,33 @@ func (p *processor) export(ctx context.Context, exp *otlpExporter, cfg exportSet
 	return batch[:0]
 }
 
-// otlpExporter is an OTLP/HTTP exporter; nil while there is no URL.
-type otlpExporter struct{ e sdktrace.SpanExporter }
+// otlpExporter is an OTLP/HTTP exporter and the HTTP transport it owns
+// (its idle connections are closed with it); nil while there is no URL.
+type otlpExporter struct {
+	e  sdktrace.SpanExporter
+	tr *http.Transport
+}
 
-func newExporter(s exportSettings) *otlpExporter {
+func newExporter(s exportSettings) (*otlpExporter, error) {
 	if s.url == "" {
-		return nil
+		return nil, nil
 	}
 	comp := otlptracehttp.NoCompression
 	if s.gzip {
 		comp = otlptracehttp.GzipCompression
 	}
+	tr := http.DefaultTransport.(*http.Transport).Clone() // proxy from the environment, as net/http's
+	tr.MaxIdleConnsPerHost = 2
+	tlsCfg, err := s.tls.config()
+	if err != nil {
+		return nil, err
+	}
+	tr.TLSClientConfig = tlsCfg
 	// New only builds the client: no connection is made until an export.
 	e, err := otlptracehttp.New(context.Background(),
 		otlptracehttp.WithEndpointURL(s.url),
 		otlptracehttp.WithHeaders(s.headers),
+		otlptracehttp.WithHTTPClient(&http.Client{Transport: tr, Timeout: s.timeout}),
 		otlptracehttp.WithTimeout(s.timeout),
 		otlptracehttp.WithCompression(comp),
 		// A failed export is counted and dropped; the next batch tries
@@ -227,9 +248,9 @@ func newExporter(s exportSettings) *otlpExporter {
 		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}),
 	)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("building the OTLP exporter: %w", err)
 	}
-	return &otlpExporter{e: e}
+	return &otlpExporter{e: e, tr: tr}, nil
 }
 
 func (x *otlpExporter) shutdown() {
@@ -239,4 +260,38 @@ func (x *otlpExporter) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = x.e.Shutdown(ctx)
+	x.tr.CloseIdleConnections()
+}
+
+// TLSFiles are the files an https collector is trusted and authenticated
+// with (OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE, _CLIENT_CERTIFICATE,
+// _CLIENT_KEY), read when the exporter is built.
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
+// config returns the TLS config of f; nil for none (system roots).
+func (f TLSFiles) config() (*tls.Config, error) {
+	if f == (TLSFiles{}) {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.CA != "" {
+		pem, err := os.ReadFile(f.CA)
+		if err != nil {
+			return nil, fmt.Errorf("reading the collector's CA (%s): %w", EnvCertificate, err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("the collector's CA file (%s) holds no PEM certificate", EnvCertificate)
+		}
+	}
+	if f.Cert != "" || f.Key != "" {
+		cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("loading the client certificate for the collector (%s, %s): %w", EnvClientCertificate, EnvClientKey, err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
