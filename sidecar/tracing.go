@@ -32,12 +32,13 @@ func (a *api) startServer(ctx *fasthttp.RequestCtx, parent context.Context, trac
 // endServer describes a request's server span with what was answered
 // (HTTP server conventions: method, route, path, status) and ends it.
 // A request that made no span gets one here, begun when it was read, when
-// tracing is on and its traceparent is sampled: the app asked for it.
+// tracing is on and its traceparent is sampled: the app asked for it. (A
+// span made before a reload turned tracing off is still ended.)
 func (a *api) endServer(ctx *fasthttp.RequestCtx, res *result, status int) {
-	if !a.tracer.On() {
-		return
-	}
 	if res.span.None() {
+		if !a.tracer.On() {
+			return
+		}
 		tp := ctx.Request.Header.Peek("traceparent")
 		if !tracing.SampledHeader(tp) {
 			return
