@@ -50,21 +50,23 @@ func (a *api) endServer(ctx *fasthttp.RequestCtx, res *result, status int) {
 		method := string(ctx.Method())
 		tmpl := routeTemplate(ctx.Path(), res.route, res.family)
 		s.SetName(method + " " + tmpl)
-		s.SetString("http.request.method", method)
-		s.SetString("http.route", tmpl)
-		s.SetString("url.path", string(ctx.Path()))
-		s.SetString("url.scheme", "http")
-		s.SetInt("http.response.status_code", status)
-		s.SetString("chittyid.route.family", familyNames[res.family])
+		attrs := append(make([]tracing.Attr, 0, 10),
+			tracing.String("http.request.method", method),
+			tracing.String("http.route", tmpl),
+			tracing.String("url.path", string(ctx.Path())),
+			tracing.String("url.scheme", "http"),
+			tracing.Int("http.response.status_code", status),
+			tracing.String("chittyid.route.family", familyNames[res.family]))
 		if rid := ctx.Response.Header.PeekBytes(keyRequestID); len(rid) > 0 {
-			s.SetString("chittyid.request_id", string(rid))
+			attrs = append(attrs, tracing.String("chittyid.request_id", string(rid)))
 		}
 		if res.xc != xcNone {
-			s.SetString("chittyid.cache", xcNames[res.xc])
+			attrs = append(attrs, tracing.String("chittyid.cache", xcNames[res.xc]))
 		}
 		if res.code != "" {
-			s.SetString("chittyid.error_code", res.code)
+			attrs = append(attrs, tracing.String("chittyid.error_code", res.code))
 		}
+		s.SetAttrs(attrs...)
 		if status >= 500 {
 			s.Fail(strconv.Itoa(status))
 		}

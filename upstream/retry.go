@@ -155,20 +155,21 @@ func (c *Client) attemptAttributes(span tracing.Span, r *request, attempt int, r
 	if !span.Recording() {
 		return
 	}
-	span.SetString("http.request.method", r.method)
-	span.SetString("url.full", c.origin+r.path)
-	span.SetString("url.template", c.base+r.template)
-	span.SetString("server.address", c.hostname)
-	span.SetInt("server.port", c.port)
-	span.SetString("chittyid.operation", r.op)
-	span.SetInt("chittyid.attempt", attempt)
+	attrs := append(make([]tracing.Attr, 0, 11),
+		tracing.String("http.request.method", r.method),
+		tracing.String("url.full", c.origin+r.path),
+		tracing.String("url.template", c.base+r.template),
+		tracing.String("server.address", c.hostname),
+		tracing.Int("server.port", c.port),
+		tracing.String("chittyid.operation", r.op),
+		tracing.Int("chittyid.attempt", attempt))
 	if attempt > 1 {
-		span.SetInt("http.request.resend_count", attempt-1)
-		span.SetString("chittyid.retry.reason", reason)
+		attrs = append(attrs, tracing.Int("http.request.resend_count", attempt-1), tracing.String("chittyid.retry.reason", reason))
 	}
 	if r.op != "health" {
-		span.SetString("chittyid.breaker.state", string(c.breaker.State()))
+		attrs = append(attrs, tracing.String("chittyid.breaker.state", string(c.breaker.State())))
 	}
+	span.SetAttrs(attrs...)
 }
 
 // endAttempt records an attempt's outcome on its span and ends it.
