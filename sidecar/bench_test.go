@@ -66,29 +66,10 @@ func benchValidateCached(b *testing.B, log *slog.Logger, out io.Writer, ask func
 }
 
 func benchValidateCachedConfig(b *testing.B, extra string, log *slog.Logger, out io.Writer, ask func(*fasthttp.Request, string)) {
-	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	cfg, err := config.Parse([]byte("upstream: {url: "+s.URL()+", token: "+testToken+"}\n"+extra), func(string) (string, bool) { return "", false })
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc, err := sidecar.New(cfg, sidecar.Options{Version: "bench", Logger: log, LogOutput: out})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sc.Close()
-	h := sc.Handler()
-
+	h := benchSidecar(b, extra, sidecar.Options{Version: "bench", Logger: log, LogOutput: out})
 	var ctx fasthttp.RequestCtx
 	var req fasthttp.Request
-	req.Header.SetMethod("POST")
-	req.SetRequestURI("/v1/mint")
-	req.Header.SetHost("127.0.0.1:8787")
-	req.Header.SetContentType("application/json")
-	req.SetBodyString(`{"entity":"PEO"}`)
+	mintRequest(&req, "")
 	ctx.Init(&req, nil, nil)
 	h(&ctx)
 	if ctx.Response.StatusCode() != 200 {
@@ -112,17 +93,6 @@ func benchValidateCachedConfig(b *testing.B, extra string, log *slog.Logger, out
 	}
 }
 
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // BenchmarkMintTraced measures a mint through the handler to the simulator
 // on loopback, with tracing off and on (the collector not there: spans
 // are queued and dropped): the added latency of a sampled mint's spans
@@ -140,31 +110,10 @@ func BenchmarkMintTraced(b *testing.B) {
 }
 
 func benchMint(b *testing.B, extra, traceparent string) {
-	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	cfg, err := config.Parse([]byte("upstream: {url: "+s.URL()+", token: "+testToken+"}\nlog: {access: false}\n"+extra), func(string) (string, bool) { return "", false })
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc, err := sidecar.New(cfg, sidecar.Options{Version: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sc.Close()
-	h := sc.Handler()
+	h := benchSidecar(b, "log: {access: false}\n"+extra, sidecar.Options{Version: "bench"})
 	var ctx fasthttp.RequestCtx
 	var req fasthttp.Request
-	req.Header.SetMethod("POST")
-	req.SetRequestURI("/v1/mint")
-	req.Header.SetHost("127.0.0.1:8787")
-	req.Header.SetContentType("application/json")
-	if traceparent != "" {
-		req.Header.Set("traceparent", traceparent)
-	}
-	req.SetBodyString(`{"entity":"PEO"}`)
+	mintRequest(&req, traceparent)
 	ctx.Init(&req, nil, nil)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -174,4 +123,48 @@ func benchMint(b *testing.B, extra, traceparent string) {
 			b.Fatalf("mint: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 	}
+}
+
+// benchSidecar starts a simulator and a sidecar (config extra, options
+// opts) in front of it, both closed when the benchmark ends, and returns
+// the sidecar's handler.
+func benchSidecar(b *testing.B, extra string, opts sidecar.Options) fasthttp.RequestHandler {
+	s, err := sim.Start(sim.Config{Token: testToken}, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	cfg, err := config.Parse([]byte("upstream: {url: "+s.URL()+", token: "+testToken+"}\n"+extra), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := sidecar.New(cfg, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = sc.Close() })
+	return sc.Handler()
+}
+
+// mintRequest sets req up to mint a PEO, with traceparent if not "".
+func mintRequest(req *fasthttp.Request, traceparent string) {
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/v1/mint")
+	req.Header.SetHost("127.0.0.1:8787")
+	req.Header.SetContentType("application/json")
+	if traceparent != "" {
+		req.Header.Set("traceparent", traceparent)
+	}
+	req.SetBodyString(`{"entity":"PEO"}`)
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
