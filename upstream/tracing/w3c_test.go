@@ -78,3 +78,25 @@ func TestHeaderWithTracingOff(t *testing.T) {
 		t.Error("a nil Tracer made a span")
 	}
 }
+
+// FuzzParseRemote: any header values parse without panicking; what parses
+// is forwarded in a form that parses to the same context, and a tracestate
+// is kept only with a valid traceparent.
+func FuzzParseRemote(f *testing.F) {
+	f.Add(goodTP, goodTS)
+	f.Add("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", "a=1,b=2")
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g", "")
+	f.Fuzz(func(t *testing.T, tp, ts string) {
+		r := ParseRemote([]byte(tp), []byte(ts))
+		if !r.Valid() {
+			if r.TraceState() != "" || r.TraceParent() != "" {
+				t.Fatalf("invalid %q kept %q %q", tp, r.TraceParent(), r.TraceState())
+			}
+			return
+		}
+		again := ParseRemote([]byte(r.TraceParent()), []byte(r.TraceState()))
+		if again != r {
+			t.Fatalf("%q %q parsed to %+v, forwarded as %q %q which parse to %+v", tp, ts, r, r.TraceParent(), r.TraceState(), again)
+		}
+	})
+}
