@@ -320,3 +320,50 @@ func TestTracingReload(t *testing.T) {
 		t.Fatalf("%d server spans after turning tracing off, want still 2", n)
 	}
 }
+
+// Callers that miss the same ID at once share one flight: the upstream
+// call carries the trace of the caller that started it, and the others'
+// waits link to its flight.
+func TestSharedFlightTraces(t *testing.T) {
+	t.Parallel()
+	h, rec := startTraced(t, "0", "")
+	h.fault(sim.Fault{Mode: sim.ModeSlow, Latency: "300ms", Routes: []string{"validate"}})
+	id := unknownID(7)
+	leader := "00-11111111111111111111111111111111-1111111111111111-01"
+	waiter := "00-22222222222222222222222222222222-2222222222222222-01"
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.try("GET", "/v1/validate/"+id, "", "traceparent", leader)
+		done <- err
+	}()
+	// The waiter comes once the leader's flight is under way upstream.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.sim.Stats().Validate == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.do("GET", "/v1/validate/"+id, "", "traceparent", waiter)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var calls []sim.Request
+	for _, r := range h.sim.Requests() {
+		if r.Route == "validate" {
+			calls = append(calls, r)
+		}
+	}
+	if len(calls) != 1 || !strings.HasPrefix(calls[0].TraceParent, "00-11111111111111111111111111111111-") {
+		t.Fatalf("upstream validates %+v: want one, in the leader's trace", calls)
+	}
+	var flight, wait tracing.SpanRecord
+	for _, s := range rec.Ended() {
+		switch {
+		case s.Name == "validate flight" && s.TraceID == "11111111111111111111111111111111":
+			flight = s
+		case s.Name == "validate flight wait" && s.TraceID == "22222222222222222222222222222222":
+			wait = s
+		}
+	}
+	if flight.SpanID == "" || len(wait.Links) != 1 || wait.Links[0] != flight.SpanID || wait.Attrs["chittyid.flight.coalesced"] != "true" {
+		t.Errorf("the waiter's wait %+v: want a link to the leader's flight %q", wait, flight.SpanID)
+	}
+}
