@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
@@ -83,6 +84,7 @@ func TestBrowserRequestsRefused(t *testing.T) {
 func TestHostCheck(t *testing.T) {
 	t.Parallel()
 	h := start(t, sim.Config{}, "security: {allowedHosts: [sidecar.internal, \"fd00::7\"]}\n")
+	h.waitState(fsm.Connected) // /readyz says 200 from then on
 	id := h.mustMint("PEO")
 	for _, tc := range []struct {
 		host, path string
