@@ -355,3 +355,26 @@ func newClientHarness(h *harness) *harness {
 	c.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	return &c
 }
+
+// TestHealthLastPollLatency: /health's connection.stats.lastPoll gives the
+// poll's duration as latencyMs, in milliseconds like the document's other
+// durations, and still as latency, in nanoseconds (deprecated, kept one
+// release), the same duration.
+func TestHealthLastPollLatency(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "health: {interval: 300ms, timeout: 300ms}\n")
+	h.fault(sim.Fault{Mode: sim.ModeSlow, Latency: "30ms", Routes: []string{"health"}})
+	h.waitState(fsm.Connected)
+	var poll map[string]any
+	waitUntil(t, "a good poll of the slow health route", func() bool {
+		conn, _ := h.do("GET", "/health", "").body["connection"].(map[string]any)
+		stats, _ := conn["stats"].(map[string]any)
+		poll, _ = stats["lastPoll"].(map[string]any)
+		ms, _ := poll["latencyMs"].(float64)
+		return ms >= 30 && poll["ok"] == true
+	})
+	ns, ok := poll["latency"].(float64)
+	if !ok || poll["latencyMs"] != float64(int64(ns)/1000)/1000 {
+		t.Errorf("/health lastPoll = %v, want latencyMs the milliseconds of latency's nanoseconds", poll)
+	}
+}
