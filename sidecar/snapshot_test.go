@@ -17,6 +17,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/sidecar/testout"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -53,7 +54,8 @@ func (b *logBuffer) waitForLine(t *testing.T, ok func(map[string]any) bool) map[
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("no matching log line in:\n%s", b.String())
+			t.Fatalf("no matching log line within 10s; the last lines but access lines:\n%s",
+				testout.Last(t, "log.jsonl", b.String(), func(l string) bool { return !strings.Contains(l, `"type":"access"`) }))
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
+	"github.com/chittyos/chittyid-sidecar/sidecar/testout"
 )
 
 // TestDevFleet: dev --fleet 3 starts three sidecars and a redis-server,
@@ -32,7 +33,7 @@ func TestDevFleet(t *testing.T) {
 	}
 	redis := regexp.MustCompile(`redis:\s+(\S+)`).FindStringSubmatch(dev.out.String())
 	if len(urls) != 3 || redis == nil {
-		t.Fatalf("dev --fleet 3 printed %d sidecar URLs and redis %v:\n%s", len(urls), redis, dev.out.String())
+		t.Fatalf("dev --fleet 3 printed %d sidecar URLs and redis %v:\n%s", len(urls), redis, testout.Cut(t, "stdout.txt", dev.out.String(), nil))
 	}
 
 	resp, err := http.Post(urls[1]+"/v1/mint", "application/json", strings.NewReader(`{"entity":"PEO"}`))
@@ -58,7 +59,7 @@ func TestDevFleet(t *testing.T) {
 	}
 
 	if err := dev.stop(); err != nil {
-		t.Fatalf("dev --fleet returned %v after cancel; stderr: %s", err, dev.errOut.String())
+		t.Fatalf("dev --fleet returned %v after cancel; stderr: %s", err, testout.Last(t, "stderr.txt", dev.errOut.String(), nil))
 	}
 	if c, err := net.DialTimeout("tcp", redis[1], time.Second); err == nil {
 		c.Close()

@@ -20,31 +20,45 @@ const (
 )
 
 // Cut returns the lines of text that keep selects (all, if keep is nil),
-// at most 40 of them and each cut to 300 bytes, followed by the path of a
+// the first 40 of them, each cut to 300 bytes, followed by the path of a
 // file holding text in full. The file outlives the test: it is in
 // t.ArtifactDir() under go test -artifacts, else in a new directory under
 // os.TempDir(). Call it on the failure path only.
 func Cut(t testing.TB, name, text string, keep func(line string) bool) string {
 	t.Helper()
+	return cut(t, name, text, keep, false)
+}
+
+// Last is Cut showing the last 40 lines that keep selects: for a log,
+// whose latest lines say where it stopped.
+func Last(t testing.TB, name, text string, keep func(line string) bool) string {
+	t.Helper()
+	return cut(t, name, text, keep, true)
+}
+
+func cut(t testing.TB, name, text string, keep func(line string) bool, last bool) string {
+	t.Helper()
+	var lines []string
+	for line := range strings.SplitSeq(strings.TrimSuffix(text, "\n"), "\n") {
+		if keep == nil || keep(line) {
+			lines = append(lines, line)
+		}
+	}
+	left := max(len(lines)-maxLines, 0)
 	var b strings.Builder
-	shown, kept := 0, 0
-	for line := range strings.SplitSeq(text, "\n") {
-		if keep != nil && !keep(line) {
-			continue
-		}
-		kept++
-		if shown == maxLines {
-			continue
-		}
-		shown++
+	if last && left > 0 {
+		fmt.Fprintf(&b, "… %d lines before\n", left)
+		lines = lines[left:]
+	}
+	for _, line := range lines[:min(len(lines), maxLines)] {
 		if len(line) > maxLineBytes {
 			line = fmt.Sprintf("%s… (%d bytes)", line[:maxLineBytes], len(line))
 		}
 		b.WriteString(line)
 		b.WriteByte('\n')
 	}
-	if kept > shown {
-		fmt.Fprintf(&b, "… %d more lines\n", kept-shown)
+	if !last && left > 0 {
+		fmt.Fprintf(&b, "… %d more lines\n", left)
 	}
 	if path, err := Keep(t, name, text); err != nil {
 		fmt.Fprintf(&b, "(the full text, %d bytes, could not be kept: %v)", len(text), err)

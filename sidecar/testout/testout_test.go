@@ -33,4 +33,12 @@ func TestCut(t *testing.T) {
 		t.Errorf("the kept file %s holds %d bytes (%v), want the %d of the text", path, len(b), err, text.Len())
 	}
 	_ = os.RemoveAll(strings.TrimSuffix(path, "/long.txt"))
+
+	got = Last(t, "long.txt", text.String(), nil)
+	lines = strings.Split(got, "\n")
+	if lines[0] != "… 960 lines before" || !strings.HasPrefix(lines[1], "line 960 ") || !strings.HasPrefix(lines[40], "line 999 ") {
+		t.Errorf("Last kept the wrong lines: %q … %q", lines[:2], lines[40])
+	}
+	_, path, _ = strings.Cut(lines[len(lines)-1], "bytes: ")
+	_ = os.RemoveAll(strings.TrimSuffix(strings.TrimSuffix(path, ")"), "/long.txt"))
 }
