@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/sidecar/testout"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -50,8 +51,15 @@ cache: {maxSizeMB: 32}
 // drillCacheMB is the drill's cache.maxSizeMB: how much the heap may grow.
 const drillCacheMB = 32
 
-// drillCallerTimeout is how long a caller waits: the mint deadline plus a margin.
-const drillCallerTimeout = 2 * time.Second
+// drillLate is an answer that came too late: ten times the longest
+// deadline of the drill's requests (upstream.mintTimeout, 1s), so that an
+// answer held past its deadline shows, and a machine ten times slower
+// does not. Callers wait drillCallerTimeout, longer still: a request they
+// gave up on counts as a transport error.
+const (
+	drillLate          = 10 * time.Second
+	drillCallerTimeout = 30 * time.Second
+)
 
 type drillPhaseSpec struct {
 	name  string
@@ -87,7 +95,7 @@ type drillStats struct {
 	requests int
 	codes    map[string]int // "200", "503 CIRCUIT_OPEN", "transport error", …
 	latency  [latencyBuckets]int
-	late     int      // answers slower than drillCallerTimeout
+	late     int      // answers slower than drillLate
 	knownBad []string // validates of known IDs not answered HIT or STALE
 }
 
@@ -112,7 +120,7 @@ func (d *drillStats) add(code string, lat time.Duration) {
 	d.requests++
 	d.codes[code]++
 	d.latency[latencyBucket(lat)]++
-	if lat > drillCallerTimeout {
+	if lat > drillLate {
 		d.late++
 	}
 }
@@ -344,8 +352,8 @@ func TestFaultDrill(t *testing.T) {
 		slowest += r.stats.late
 		knownBad = append(knownBad, r.stats.knownBad...)
 	}
-	check("every request answered within its deadline, no reset", transport == 0 && slowest == 0,
-		fmt.Sprintf("%d transport errors, %d over %v", transport, slowest, drillCallerTimeout))
+	check("every request answered, none held past its deadline, no reset", transport == 0 && slowest == 0,
+		fmt.Sprintf("%d transport errors, %d over %v", transport, slowest, drillLate))
 	ledger.mu.Lock()
 	var dups []string
 	for id, n := range ledger.returned {
@@ -353,7 +361,7 @@ func TestFaultDrill(t *testing.T) {
 			dups = append(dups, id)
 		}
 	}
-	check("no ID returned twice", len(dups) == 0, fmt.Sprint(dups))
+	check("no ID returned twice", len(dups) == 0, fmt.Sprintf("%d: %v", len(dups), dups[:min(len(dups), 10)]))
 	var lost []string
 	for id, m := range ledger.minted {
 		if ledger.returned[id] > 0 || ledger.audited[id] || slices.Contains(known, id) {
@@ -413,7 +421,7 @@ func TestFaultDrill(t *testing.T) {
 	if !settled {
 		var g strings.Builder
 		_ = pprof.Lookup("goroutine").WriteTo(&g, 1)
-		detail += "\n" + g.String()
+		detail += "\n" + testout.Cut(t, "goroutines.txt", g.String(), nil)
 	}
 	check("goroutines and heap back to baseline", settled, detail)
 	fmt.Fprintf(&b, "  (%s)\n", detail)
