@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// snapshotBudget is what the README promises for writing, and for restoring, a
+// snapshotBudget is what docs/snapshot.md promises for writing, and for restoring, a
 // snapshot of a million entries.
 const snapshotBudget = 2 * time.Second
 
@@ -71,7 +71,7 @@ func checkBudget(b *testing.B, what string, took time.Duration) {
 	b.Helper()
 	b.Logf("%s of a million entries: %v", what, took.Round(time.Millisecond))
 	if took > snapshotBudget {
-		b.Errorf("%s took %v, over the %v budget the README gives", what, took, snapshotBudget)
+		b.Errorf("%s took %v, over the %v budget docs/snapshot.md gives", what, took, snapshotBudget)
 	}
 }
 

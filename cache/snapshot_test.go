@@ -348,7 +348,7 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 
 // TestSnapshotWriteHoldsNoLockDuringIO stops a snapshot's output in the
 // middle of a part and checks that Lookups and Stores of every shard go on:
-// the writer must hold no lock while it writes (README, snapshot: writing must not
+// the writer must hold no lock while it writes (docs/snapshot.md: writing must not
 // stall request handling).
 func TestSnapshotWriteHoldsNoLockDuringIO(t *testing.T) {
 	t.Parallel()

@@ -250,6 +250,16 @@ func (c *Config) proxyState() string {
 	return c.Upstream.Proxy.String()
 }
 
+// TokenWarning returns one line for check-config when the sidecar holds
+// no upstream token: callers' own Authorization headers are then forwarded
+// upstream. It returns "" when a token is configured.
+func (c *Config) TokenWarning() string {
+	if c.Upstream.Token != "" {
+		return ""
+	}
+	return "no upstream token is configured (upstream.tokenFile, upstream.token or CHITTY_ID_TOKEN): callers' own Authorization headers will be forwarded upstream, and a caller that sends none gets 401 UNAUTHORIZED"
+}
+
 func (c *Config) tokenState() string {
 	switch {
 	case c.Upstream.Token == "":

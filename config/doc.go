@@ -10,7 +10,7 @@
 // environment variable it came from. Every problem is reported at once
 // (errors.Join), and no partly decoded Config is ever returned. A key is
 // accepted only once what it controls works, so the one key of the config
-// reference (README.md, Configuration) that is not implemented yet, audit,
+// reference (docs/configuration.md) that is not implemented yet, audit,
 // is an unknown key.
 //
 // After the file, the environment overrides: CHITTYID_SERVICE_URL sets

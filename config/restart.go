@@ -8,8 +8,8 @@ import (
 // restartOnly is the one table of the settings a running sidecar reads at
 // start only (a listener's address, a size fixed at construction, a
 // connection's peers). A reload that changes one keeps the running value;
-// KeepRestartOnly lists it for /health config.restartRequired. README.md,
-// Configuration and Reloading, names the same keys (a test checks).
+// KeepRestartOnly lists it for /health config.restartRequired. docs/configuration.md,
+// Reloading, names the same keys (a test checks).
 func restartOnly() []struct {
 	key   string
 	field func(*Config) any // a pointer to the setting in c

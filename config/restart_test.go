@@ -37,17 +37,17 @@ func TestKeepRestartOnly(t *testing.T) {
 	}
 }
 
-// TestReadmeNamesTheRestartOnlyKeys: the README's list of settings that
-// need a restart is the table's.
-func TestReadmeNamesTheRestartOnlyKeys(t *testing.T) {
+// TestDocsNameTheRestartOnlyKeys: the list of settings that need a
+// restart in docs/configuration.md is the table's.
+func TestDocsNameTheRestartOnlyKeys(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile("../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, list, ok := strings.Cut(string(b), "- Need a restart: ")
 	if !ok {
-		t.Fatal(`README.md has no "- Need a restart: " list`)
+		t.Fatal(`docs/configuration.md has no "- Need a restart: " list`)
 	}
 	list, _, _ = strings.Cut(list, ". A reload")
 	var named []string
@@ -56,12 +56,12 @@ func TestReadmeNamesTheRestartOnlyKeys(t *testing.T) {
 	}
 	for _, k := range RestartOnlyKeys() {
 		if !slices.Contains(named, k) {
-			t.Errorf("README.md's restart list lacks %s", k)
+			t.Errorf("docs/configuration.md's restart list lacks %s", k)
 		}
 	}
 	for _, k := range named {
 		if !isRestartOnly(k) {
-			t.Errorf("README.md lists %s as needing a restart; the config table does not", k)
+			t.Errorf("docs/configuration.md lists %s as needing a restart; the config table does not", k)
 		}
 	}
 }

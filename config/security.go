@@ -15,7 +15,7 @@ import (
 // Security is the security section: who may call the local API, which
 // spends the upstream token for whoever calls it. Only the app beside the
 // sidecar may: not a web page in a browser on the same machine, not another
-// host. README.md, "Security model", says what each check refuses and why.
+// host. docs/security.md says what each check refuses and why.
 type Security struct {
 	// AllowRemote lets listen be an address other than loopback
 	// (127.0.0.0/8, ::1, localhost). Anything that reaches that address can

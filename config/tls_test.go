@@ -34,8 +34,8 @@ func tlsFiles(t *testing.T) (caFile, certFile, keyFile string) {
 	return caFile, certFile, keyFile
 }
 
-// TestParseUpstreamTransportRefusals: the settings of README "Production
-// upstream" that are refused at load, each naming its key and where it
+// TestParseUpstreamTransportRefusals: the settings of docs/upstream.md,
+// "Production upstream", that are refused at load, each naming its key and where it
 // came from, and those that are accepted.
 func TestParseUpstreamTransportRefusals(t *testing.T) {
 	t.Parallel()

@@ -15,7 +15,7 @@
 //
 // While the circuit breaker is open the state stays RECONNECTING whatever
 // the polls say: a good poll means upstream is reachable, not that minting
-// works, and the breaker's open period is never cut short (see README.md,
+// works, and the breaker's open period is never cut short (see docs/lifecycle.md,
 // "The upstream lifecycle").
 //
 // looplab is wrapped here and nowhere else, around its traps: every Event

@@ -8,7 +8,7 @@ import (
 // State is the state of the upstream link.
 type State string
 
-// The states of the upstream link (README.md, The upstream lifecycle).
+// The states of the upstream link (docs/lifecycle.md).
 const (
 	// Connecting is the state at start, until the first poll.
 	Connecting State = "CONNECTING"

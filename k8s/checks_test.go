@@ -145,7 +145,7 @@ func checkFilesReadable(b *base) error {
 // checkProbePaths: liveness and startup ask /healthz, readiness asks
 // /readyz, all over plain HTTP. Startup waits for the listener, not for
 // upstream: a startup failure restarts the container, and an upstream outage
-// must never restart the sidecar (README, "Probes and readiness").
+// must never restart the sidecar (docs/lifecycle.md, "Probes and readiness").
 func checkProbePaths(b *base) error {
 	c, err := b.sidecar()
 	if err != nil {

@@ -82,7 +82,7 @@ type upstreamClient interface {
 
 var _ upstreamClient = (*upstream.Client)(nil)
 
-// rateLimits are the local rate limits (README.md, Rate limits).
+// rateLimits are the local rate limits (docs/rate-limits.md).
 type rateLimits interface {
 	allowMint(caller string, n int) (ok bool, retryAfter time.Duration)
 	allowValidate() (ok bool, retryAfter time.Duration)
@@ -142,7 +142,7 @@ func (r result) flag() string {
 	return ""
 }
 
-// handle is the request handler: every route of README.md, Local API.
+// handle is the request handler: every route of docs/api.md.
 func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	defer a.recoverPanic(ctx)
 	a.setRequestID(ctx)

@@ -460,7 +460,7 @@ func TestResultFlag(t *testing.T) {
 
 // TestHandlerEveryRouteAndInputForm: every mint and validate route of both
 // APIs, each input form, in both formats: the status and the fields of the
-// answer (README.md, Which client, which base URL).
+// answer (docs/api.md, "Which client, which base URL").
 func TestHandlerEveryRouteAndInputForm(t *testing.T) {
 	t.Parallel()
 	for _, format := range []chittyid.Format{chittyid.FormatOfficial, chittyid.FormatNumeric} {

@@ -66,7 +66,7 @@ func stringField(m map[string]json.RawMessage, key, prefix string) (s string, pr
 // hand-built requests use.
 var entityKeys = [...]string{"entity", "entityType", "entity_type"}
 
-// decodeMint checks one mint request (README.md, Local API). prefix names
+// decodeMint checks one mint request (docs/api.md). prefix names
 // its place in a batch ("requests[2]."), or is empty. The entity may be
 // any form ParseEntityName reads, under any of entityKeys (the first one
 // present).
@@ -161,7 +161,7 @@ func isThreeLetters(v string) bool {
 	return len(v) == 3 && v[0] >= 'A' && v[0] <= 'Z' && v[1] >= 'A' && v[1] <= 'Z' && v[2] >= 'A' && v[2] <= 'Z'
 }
 
-// checkMetadata enforces the INVALID_METADATA rules (README.md, Local API).
+// checkMetadata enforces the INVALID_METADATA rules (docs/api.md).
 func checkMetadata(raw json.RawMessage, prefix string, maxBytes int) *apiError {
 	bad := func(format string, a ...any) *apiError {
 		return newAPIError(codeInvalidMetadata, prefix+"metadata "+fmt.Sprintf(format, a...))
@@ -217,7 +217,7 @@ func checkMetadata(raw json.RawMessage, prefix string, maxBytes int) *apiError {
 	}
 }
 
-// decodeBatch checks a batch body (README.md, Local API).
+// decodeBatch checks a batch body (docs/api.md).
 func decodeBatch(body []byte, maxBatch, maxMetadata int) ([]upstream.MintRequest, *apiError) {
 	m, e := decodeObject(body, "batch body")
 	if e != nil {

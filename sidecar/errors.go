@@ -10,7 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Error codes of the local API (README.md, Local API). Each maps to one HTTP status.
+// Error codes of the local API (docs/api.md). Each maps to one HTTP status.
 const (
 	codeBadRequest        = "BAD_REQUEST"
 	codeUnsupportedEntity = "UNSUPPORTED_ENTITY"

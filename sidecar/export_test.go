@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"maps"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/fsm"
@@ -36,3 +37,7 @@ func (s *Sidecar) WaitFleet(ctx context.Context, cond func(fleet.Status) bool) e
 
 // FleetStats returns the fleet tier's counters.
 func (s *Sidecar) FleetStats() fleet.Stats { return s.fleet.Stats() }
+
+// ErrorStatuses returns every error code of the local API with its HTTP
+// status, for the test that holds openapi.json to them.
+func ErrorStatuses() map[string]int { return maps.Clone(codeStatus) }

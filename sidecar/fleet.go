@@ -13,7 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// The request side of the fleet tier (README.md, Fleet): validate asks the
+// The request side of the fleet tier (docs/fleet.md): validate asks the
 // local cache, then the fleet tier, then upstream; minted IDs are written
 // to the fleet tier; the fleet mint limit follows the local ones. The
 // handlers reach it through hooks that do nothing while the tier is off

@@ -24,7 +24,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
-// The fleet tier end to end (README.md, Fleet): sidecars on real loopback
+// The fleet tier end to end (docs/fleet.md): sidecars on real loopback
 // listeners in front of one simulator, sharing a real redis-server started
 // by the test. fleet.timeout is generous (250ms) where a test counts
 // upstream calls exactly: a call that times out falls back to upstream,

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The process side of the fleet tier (README.md, Fleet): the Sidecar builds
+// The process side of the fleet tier (docs/fleet.md): the Sidecar builds
 // it in New (off, with no goroutine and no connection, without
 // fleet.redis.addrs), closes it after the cache, reconfigures it on reload,
 // reports it in /health and in the metrics, and logs its state changes.

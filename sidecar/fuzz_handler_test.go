@@ -18,7 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// fuzzStatusOf is the README's table of error codes the handler may answer
+// fuzzStatusOf is docs/api.md's table of error codes the handler may answer
 // with, and their statuses. INTERNAL (500, a handler panic) is deliberately
 // absent; PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT and HEADERS_TOO_LARGE come from
 // the server's transport, which a handler test does not reach, but they are
@@ -31,7 +31,7 @@ var fuzzStatusOf = map[string]int{
 	"NOT_FOUND": 404, "METHOD_NOT_ALLOWED": 405,
 }
 
-// fuzzStatuses are the statuses a handler answer may have (README.md, Local API).
+// fuzzStatuses are the statuses a handler answer may have (docs/api.md).
 var fuzzStatuses = map[int]bool{200: true, 400: true, 401: true, 403: true, 404: true, 405: true, 413: true, 415: true, 429: true, 502: true, 503: true, 504: true}
 
 // fuzzMaxBody is limits.maxBodyBytes of every fuzzed sidecar: the server
@@ -142,7 +142,7 @@ func fuzzRequest(method, uri, headers string, body []byte) (*fasthttp.Request, b
 // lines and bodies against one of fuzzSidecars' set-ups. It must never
 // panic (the handler's own recover would answer 500 INTERNAL, so 500 fails
 // too), and always answer a documented status with a JSON object: an error
-// body's code matches the status and the README's table, Retry-After agrees
+// body's code matches the status and docs/api.md's table, Retry-After agrees
 // with retryAfter, 405 names the allowed methods; every answer has an
 // X-Request-ID; a "valid": true verdict and every minted ID pass the
 // configured format's check.

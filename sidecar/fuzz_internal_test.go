@@ -12,8 +12,8 @@ import (
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 )
 
-// The body decoders are fuzzed against a reference written from the README's
-// Local API rather than from body.go: a recursive walk of the metadata, not the
+// The body decoders are fuzzed against a reference written from docs/api.md
+// (Local API) rather than from body.go: a recursive walk of the metadata, not the
 // decoder's flat token loop. A request the reference accepts must be accepted
 // with the same fields; one it rejects must be rejected with the code of the
 // first rule broken (entity, then name, then metadata).
@@ -91,7 +91,7 @@ func fuzzWalk(dec *json.Decoder) (depth int, forbidden bool, err error) {
 	return inner + 1, forbidden, nil
 }
 
-// fuzzEntityNames are the entity names README.md documents, upper-cased:
+// fuzzEntityNames are the entity names docs/api.md documents, upper-cased:
 // the nine codes, the worker's letters and its words.
 var fuzzEntityNames = map[string]chittyid.Entity{
 	"PEO": chittyid.EntityPEO, "PLACE": chittyid.EntityPLACE, "PROP": chittyid.EntityPROP, "EVNT": chittyid.EntityEVNT,

@@ -11,7 +11,7 @@ import (
 // The local API spends the upstream token for whoever calls it, so it
 // answers only the app beside it: not a web page in a browser on the same
 // machine (which can reach 127.0.0.1 too), not another host. These checks
-// are the README's "Security model".
+// are docs/security.md's.
 
 // Request header names in fasthttp's canonical form, read with
 // PeekCanonical: Peek would copy and normalise the name on every request.

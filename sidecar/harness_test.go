@@ -67,6 +67,7 @@ type harness struct {
 	base    string
 	clock   *clock
 	http    *http.Client
+	rec     *recorder // every answer h.http got, for the check against openapi.json
 }
 
 const testToken = "test-token-0123456789"
@@ -128,9 +129,14 @@ func launch(t *testing.T, simCfg sim.Config, extra string, before func(*sim.Sim)
 	return h
 }
 
+// newHarness makes a harness whose answers are checked against
+// openapi.json when the test ends (openapi_test.go).
 func newHarness(t *testing.T) *harness {
-	return &harness{t: t, clock: &clock{}, logs: &logBuffer{},
-		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	rec := newRecorder(&http.Transport{MaxIdleConnsPerHost: 256})
+	h := &harness{t: t, clock: &clock{}, logs: &logBuffer{}, rec: rec,
+		http: &http.Client{Timeout: 30 * time.Second, Transport: rec}}
+	t.Cleanup(h.checkAnswers)
+	return h
 }
 
 // run starts a sidecar with the config file yaml (watched, if fileBased)

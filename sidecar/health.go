@@ -18,7 +18,7 @@ func (s *Sidecar) healthz(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString(`{"status":"ok"}`)
 }
 
-// readiness applies readiness.policy (README.md, Probes and readiness) to the lifecycle state and
+// readiness applies readiness.policy (docs/lifecycle.md, "Probes and readiness") to the lifecycle state and
 // says why, for /readyz and /health. After shutdown began it is false
 // whatever the policy.
 func (s *Sidecar) readiness(cfg *config.Config, snap fsm.Snapshot) (bool, string) {
@@ -89,7 +89,7 @@ func (s *Sidecar) readyz(ctx *fasthttp.RequestCtx) {
 	}{ready, snap.State, cfg.Readiness.Policy, reason})
 }
 
-// healthDoc is the /health status document (README.md, The /health document): the fields of the JS
+// healthDoc is the /health status document (docs/lifecycle.md, "The /health document"): the fields of the JS
 // layer's getServiceHealth() where the meaning carries over, and more.
 type healthDoc struct {
 	Service     string           `json:"service"`

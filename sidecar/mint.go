@@ -67,8 +67,8 @@ func (a *api) allowMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit,
 	return rateLimited(ctx, au.sh, "local mint", d), false
 }
 
-// mint answers POST /v1/mint and its aliases (README.md, Local API and How
-// mint retries). Every mint that reaches the sidecar leaves one audit
+// mint answers POST /v1/mint and its aliases (docs/api.md, and docs/upstream.md,
+// "How mint retries"). Every mint that reaches the sidecar leaves one audit
 // line, whatever its outcome.
 func (a *api) mint(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape) result {
 	au := a.newAudit(ctx, sh)

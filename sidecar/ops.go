@@ -12,8 +12,9 @@ import (
 )
 
 // opsServer is the optional second listener (metrics.listen) for the
-// Prometheus scraper and the kubelet: it serves /metrics and the probes and
-// nothing else, so the API can stay on the loopback address.
+// Prometheus scraper and the kubelet: it serves /metrics, the probes, a
+// minimal /health and the API's OpenAPI document, and nothing else, so the
+// API can stay on the loopback address.
 type opsServer struct {
 	srv  *fasthttp.Server
 	ln   net.Listener
@@ -45,7 +46,7 @@ func (s *Sidecar) startOps(cfg *config.Config) (*opsServer, error) {
 	}}
 	s.opsAddr.Store(ln.Addr().String())
 	go func() { o.errc <- o.srv.Serve(ln) }()
-	s.log.Info("operations listener", "addr", ln.Addr().String(), "serves", "/metrics /healthz /readyz /health")
+	s.log.Info("operations listener", "addr", ln.Addr().String(), "serves", "/metrics /healthz /readyz /health /openapi.json")
 	return o, nil
 }
 
@@ -77,8 +78,10 @@ func (s *Sidecar) opsHandle(ctx *fasthttp.RequestCtx) {
 		onlyGet(ctx, shapeClient, s.readyz)
 	case "/health":
 		onlyGet(ctx, shapeClient, s.opsHealth)
+	case "/openapi.json":
+		onlyGet(ctx, shapeClient, serveOpenAPI)
 	default:
-		writeError(ctx, newAPIError(codeNotFound, "the operations listener serves /metrics, /healthz, /readyz and /health only"), nil)
+		writeError(ctx, newAPIError(codeNotFound, "the operations listener serves /metrics, /healthz, /readyz, /health and /openapi.json only"), nil)
 	}
 }
 

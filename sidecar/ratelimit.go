@@ -11,7 +11,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/config"
 )
 
-// limiter enforces the rateLimit section (README.md, Rate limits) with token
+// limiter enforces the rateLimit section (docs/rate-limits.md) with token
 // buckets: for mint, one bucket per caller and one global bucket, both of
 // size rateLimit.mint.burst; for validate, one global bucket. A rate of 0
 // means no bucket at all. It is safe for concurrent use.

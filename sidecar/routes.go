@@ -17,7 +17,7 @@ var (
 // dispatch serves the request and reports its result. Every route but the
 // liveness and readiness probes checks the Host header first; the routes
 // that mint or validate then refuse cross-site browser requests, and POST
-// routes non-JSON bodies (README.md, Security model).
+// routes non-JSON bodies (docs/security.md).
 func (a *api) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	r, fam, id := resolve(ctx.Path())
 	res := a.serve(ctx, cfg, r, fam.shape(), id)
@@ -78,7 +78,7 @@ func (a *api) serve(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, sh sh
 // resolve names the route of path and the family it came by, and for
 // GET …/validate/{id} returns the ID (still in the request's buffer). The
 // client 1.0.0 routes are served under /v1, /api/v1 and at the root; the
-// worker's own routes (README.md, Which client, which base URL) beside
+// worker's own routes (docs/api.md, "Which client, which base URL") beside
 // them.
 func resolve(path []byte) (route, family, []byte) {
 	rest, fam := cutAPIPrefix(path)

@@ -300,7 +300,7 @@ func (s *Sidecar) Close() error {
 	return nil
 }
 
-// shutdown is the graceful stop (README.md, Shutdown): readiness false, new mints
+// shutdown is the graceful stop (docs/lifecycle.md, "Shutdown"): readiness false, new mints
 // refused with SHUTTING_DOWN and the lifecycle DISCONNECTED at once; requests
 // waiting on upstream get up to drain to finish while the listener still
 // answers (validates from the cache, mints with SHUTTING_DOWN); then the

@@ -150,7 +150,7 @@ func tempFiles(t *testing.T, path string) []string {
 // snapshot written every 100ms and kills it with SIGKILL at random moments
 // of its writes, again and again: after each kill the file at snapshot.path
 // must be absent or a whole, checksummed snapshot, and the next start must
-// restore it in full (README: a crash mid-write never leaves a broken
+// restore it in full (docs/snapshot.md: a crash mid-write never leaves a broken
 // snapshot). It goes on until at least five kills have landed in the middle
 // of a write (a temporary file left behind proves it).
 func TestSnapshotSurvivesKill9DuringWrites(t *testing.T) {

@@ -90,7 +90,7 @@ func refuseFirst(t *testing.T) func(*sim.Sim) {
 	}
 }
 
-// TestRestartDuringUpstreamOutageAnswersFromSnapshot is the README's promise:
+// TestRestartDuringUpstreamOutageAnswersFromSnapshot is docs/snapshot.md's promise:
 // IDs validated before a restart are answered after it, with upstream down
 // all along, HIT while fresh and STALE after their ttl, and never with an
 // upstream call; under readiness.policy degraded the restarted sidecar is
@@ -430,7 +430,7 @@ func TestSnapshotChecksumIsPlainSHA256(t *testing.T) {
 	}
 }
 
-// forgeSnapshot writes a snapshot file by the format README.md documents,
+// forgeSnapshot writes a snapshot file by the format docs/snapshot.md documents,
 // checksum included, as anyone who can write the file could: entries of
 // (id, valid, fetched-at, value).
 func forgeSnapshot(t *testing.T, path string, written time.Time, entries []forged) {

@@ -19,7 +19,7 @@ import (
 // serving HTTPS: launch sees the test's name and gives the simulator a
 // certificate from a throwaway CA that the sidecar trusts through
 // upstream.tls.caFile. Everything the plain-HTTP runs prove must hold over
-// TLS too (README, "Production upstream").
+// TLS too (docs/upstream.md, "Production upstream").
 func TestOverTLS(t *testing.T) {
 	t.Parallel()
 	for _, sc := range []struct {

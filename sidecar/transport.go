@@ -8,7 +8,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
-// healthTLS is /health's upstream.tls (README, "Production upstream").
+// healthTLS is /health's upstream.tls (docs/upstream.md, "Production upstream").
 type healthTLS struct {
 	Enabled    bool   `json:"enabled"`
 	ServerName string `json:"serverName,omitempty"`

@@ -73,7 +73,7 @@ var (
 	keyRequestID = []byte("X-Request-Id") // headerRequestID, normalised
 )
 
-// validate answers one validate request for idb (README.md, Local API),
+// validate answers one validate request for idb (docs/api.md),
 // which may be in the request's buffer: a cache hit answers without
 // copying it.
 func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape, idb []byte) result {

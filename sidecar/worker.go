@@ -12,7 +12,7 @@ import (
 // worker (/api/get-chittyid, /generate, /api/validate, /api/health,
 // /api/spec), served beside the 1.0.0 client's so that an app written for
 // either points its base URL at the sidecar and changes nothing else
-// (README.md, Which client, which base URL). They go through the same
+// (docs/api.md, "Which client, which base URL"). They go through the same
 // handlers, cache, breaker, limits, audit and metrics; only the shape of
 // their answers differs.
 

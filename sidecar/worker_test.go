@@ -15,7 +15,7 @@ import (
 )
 
 // Tests of the sidecar in front of the simulator in the worker dialect,
-// which behaves as the public service's worker does (README.md, "Upstream
+// which behaves as the public service's worker does (docs/upstream.md, "Upstream
 // dialects").
 
 // TestWorkerFallbackCodes: each of the worker's fallback answers (HTTP 200

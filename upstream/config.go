@@ -193,7 +193,7 @@ func (c Config) Validate() error {
 }
 
 // validateURL checks upstream.url and the settings that depend on its
-// scheme (README, "Production upstream").
+// scheme (docs/upstream.md, "Production upstream").
 func (c Config) validateURL() []error {
 	u, err := url.Parse(c.URL)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 
 // The worker's fallback codes: when its own mint backend fails it answers
 // HTTP 200 with a placeholder ID 03-0-ERR-<code>-… and "errorCode". See
-// README.md, "Upstream dialects".
+// docs/upstream.md, "Upstream dialects".
 const (
 	fallbackUnavailable    = 1  // 0001: the mint backend is unreachable
 	fallbackTimeout        = 2  // 0002: it did not answer in time

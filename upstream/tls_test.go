@@ -2,6 +2,7 @@ package upstream_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,6 +171,13 @@ func TestClientTLSFailuresExplained(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("Health error %q lacks %q", err, w)
+				}
+			}
+			if tc.kind == upstream.HandshakeUnknownAuthority {
+				// The certificate that could not be verified is the
+				// server's, not the CA it sent along.
+				if w := fmt.Sprintf("upstream's certificate %q", p.server.Cert.Subject.String()); !strings.Contains(err.Error(), w) {
+					t.Errorf("Health error %q does not name the server's certificate (%s)", err, w)
 				}
 			}
 			// A mint never reached upstream's HTTP server: it counts as

@@ -25,7 +25,7 @@ const (
 // the sidecar proves itself to it. The files are read by ReadFiles, which
 // config.Parse calls at start and on every reload, so a rotated CA bundle
 // or client certificate applies to new connections without a restart
-// (README, "Production upstream").
+// (docs/upstream.md, "Production upstream").
 type TLSConfig struct {
 	// CAFile is a PEM bundle of CA certificates that replaces the system
 	// trust store (as curl --cacert does), for an upstream whose certificate

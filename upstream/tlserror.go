@@ -60,7 +60,7 @@ func (i TLSInfo) explain(err error, timeout time.Duration) *TLSError {
 	e := &TLSError{Kind: HandshakeError, Err: err}
 	switch {
 	case errors.As(err, &unknown):
-		e.Kind, e.msg = HandshakeUnknownAuthority, i.unknownAuthority(unknown.Cert)
+		e.Kind, e.msg = HandshakeUnknownAuthority, i.unknownAuthority(err, unknown.Cert)
 	case errors.As(err, &noRoots):
 		e.Kind, e.msg = HandshakeUnknownAuthority, "the system trust store could not be loaded; set upstream.tls.caFile to a PEM bundle of the CAs to trust"
 	case errors.As(err, &hostname):
@@ -81,12 +81,27 @@ func (i TLSInfo) explain(err error, timeout time.Duration) *TLSError {
 	return e
 }
 
-func (i TLSInfo) unknownAuthority(cert *x509.Certificate) string {
-	msg := "upstream's certificate " + describeCert(cert) + " is not signed by a trusted authority"
-	if i.CAFile != "" {
-		return msg + fmt.Sprintf(" (upstream.tls.caFile %q): add the issuing CA to that bundle, or check that upstream sends its intermediate certificates", i.CAFile)
+// unknownAuthority explains a chain that ends at top, a certificate no
+// trusted authority signed. It names upstream's own certificate (the
+// first the server sent, from err), which is the one that could not be
+// verified, and top too when that is another one (the CA or an
+// intermediate the server sent along).
+func (i TLSInfo) unknownAuthority(err error, top *x509.Certificate) string {
+	leaf := top
+	var v *tls.CertificateVerificationError
+	if errors.As(err, &v) && len(v.UnverifiedCertificates) > 0 {
+		leaf = v.UnverifiedCertificates[0]
 	}
-	return msg + " (the system trust store): for a private CA, set upstream.tls.caFile to its PEM bundle"
+	trust, advice := "the system trust store", "for a private CA, set upstream.tls.caFile to its PEM bundle"
+	if i.CAFile != "" {
+		trust = fmt.Sprintf("upstream.tls.caFile %q", i.CAFile)
+		advice = "add the issuing CA to that bundle, or check that upstream sends its intermediate certificates"
+	}
+	msg := fmt.Sprintf("upstream's certificate %s is not signed by a trusted authority (%s): ", describeCert(leaf), trust)
+	if top != nil && leaf != nil && !top.Equal(leaf) {
+		msg += fmt.Sprintf("the chain it sent ends at %q; ", top.Subject.String())
+	}
+	return msg + advice
 }
 
 func (i TLSInfo) nameMismatch(e x509.HostnameError) string {

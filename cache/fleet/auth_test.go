@@ -109,7 +109,7 @@ func TestSentinel(t *testing.T) {
 }
 
 // TestACLUser: a Redis user limited to the key prefix and to the commands
-// README.md ("Fleet", security) lists is enough for every operation.
+// docs/fleet.md ("Redis") lists is enough for every operation.
 func TestACLUser(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)

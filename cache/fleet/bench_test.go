@@ -28,7 +28,7 @@ func usedMemory(t testing.TB, srv *redisServer) int64 {
 // TestMemoryPerID measures what the fleet tier costs Redis per ID: MEMORY
 // USAGE of one verdict key (key, value and the hash table entry, as Redis
 // counts them) and used_memory's growth over 20,000 IDs (which includes the
-// expiry index). README.md, "Fleet", sizing, quotes the figures.
+// expiry index). docs/fleet.md, "Sizing", quotes the figures.
 func TestMemoryPerID(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
@@ -56,7 +56,7 @@ func TestMemoryPerID(t *testing.T) {
 	t.Logf("one verdict: key %d bytes (%s), value 10 bytes; MEMORY USAGE %d bytes; used_memory grew %.0f bytes per ID over %d IDs (with the expiry index)",
 		len(key), key, usage, perID, n)
 	if usage > 128 || perID > 200 {
-		t.Errorf("%d bytes by MEMORY USAGE, %.0f by used_memory per ID: more than the README's sizing says", usage, perID)
+		t.Errorf("%d bytes by MEMORY USAGE, %.0f by used_memory per ID: more than docs/fleet.md's sizing says", usage, perID)
 	}
 }
 

@@ -10,7 +10,7 @@
 // (calls return ErrSkipped at once) while one goroutine probes Redis with
 // backoff; a Redis restarted empty is only misses. Fetch falls back to
 // calling fetch itself whenever Redis cannot help, and AllowMint fails
-// open. README.md, "Fleet", is the operator's view.
+// open. docs/fleet.md is the operator's view.
 //
 // rueidis is wrapped here and nowhere else; none of its types cross the
 // API. The package imports no other package of the sidecar.

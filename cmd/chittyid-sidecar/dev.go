@@ -70,11 +70,19 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	printDev(stdout, d.url(), s)
+	ran := make(chan error, 1)
+	warm, cancel := context.WithTimeout(ctx, warmUpTimeout)
+	defer cancel()
+	go func() {
+		ran <- d.Run(ctx, d.ln)
+		cancel() // a sidecar that stopped answers no warm-up request
+	}()
+	minted, mintErr := warmUp(warm, d.url(), d.url())
+	printDev(stdout, devPrint{base: d.url(), sim: s, dialect: sf.dialect, format: sf.format, minted: minted, mintErr: mintErr})
 	if pki != nil {
 		pki.print(stdout)
 	}
-	if err := d.Run(ctx, d.ln); err != nil {
+	if err := <-ran; err != nil {
 		return err
 	}
 	d.log.Info("dev mode stopped cleanly")
@@ -192,17 +200,41 @@ TLS: a throwaway CA and certificates in %[1]s (removed at exit):
 `, p.dir, p.caFile, p.serverCert, p.certFile, p.keyFile)
 }
 
-func printDev(w io.Writer, base string, s *sim.Sim) {
-	fmt.Fprintf(w, `chittyid-sidecar dev mode
-  sidecar:            %[1]s  (apps: serviceUrl %[1]s/v1)
-  upstream simulator: %[2]s
-  simulator control:  %[3]s  (faults: POST /sim/faults, stats: GET /sim/stats)
+// devPrint is what dev prints at start.
+type devPrint struct {
+	base            string // the sidecar's URL
+	sim             *sim.Sim
+	dialect, format string
+	minted          string // the ID warmUp minted, "" if it could not
+	mintErr         error
+}
 
-try:
-  curl -s -X POST %[1]s/v1/mint -H 'Content-Type: application/json' -d '{"entity":"PEO"}'
-  curl -s %[1]s/v1/validate/<chittyId from the mint>
-  curl -s %[1]s/health
+func printDev(w io.Writer, p devPrint) {
+	fmt.Fprintf(w, "chittyid-sidecar dev mode\n  sidecar:            %[1]s  (apps: serviceUrl %[1]s/v1)\n", p.base)
+	printSim(w, p.sim, p.dialect, p.format)
+	printTry(w, p.base, p.base, p.minted, p.mintErr, p.sim)
+	fmt.Fprint(w, "\nCtrl-C stops both.\n")
+}
 
-Ctrl-C stops both.
-`, base, s.URL(), s.ControlURL())
+// printSim prints the simulator's URL, token and control URL: what a
+// sidecar of one's own (serve) or curl needs to talk to it.
+func printSim(w io.Writer, s *sim.Sim, dialect, format string) {
+	fmt.Fprintf(w, `  upstream simulator: %s  (dialect %s, format %s)
+  upstream token:     %s  (the simulator's; the sidecar holds it)
+  simulator control:  %s  (faults: POST /sim/faults, stats: GET /sim/stats)
+`, s.URL(), dialect, format, s.Config().Token, s.ControlURL())
+}
+
+// printTry prints commands to try: a validate of the ID dev minted
+// through mintBase (asked at validateBase), a mint, /health and a fault.
+func printTry(w io.Writer, mintBase, validateBase, minted string, mintErr error, s *sim.Sim) {
+	if minted != "" {
+		fmt.Fprintf(w, "\nminted %s; try:\n  curl -si %s/v1/validate/%s\n", minted, validateBase, minted)
+	} else {
+		fmt.Fprintf(w, "\nno ID minted to try (%v); try:\n  curl -si %s/v1/validate/<chittyId from the mint>\n", mintErr, validateBase)
+	}
+	fmt.Fprintf(w, `  curl -s -X POST %[1]s/v1/mint -H 'Content-Type: application/json' -d '{"entity":"PEO"}'
+  curl -s %[2]s/health
+  curl -s -X POST %[3]s/sim/faults -d '{"mode":"refuse"}'    (upstream down; '{"mode":"ok"}' ends it)
+`, mintBase, validateBase, s.ControlURL())
 }

@@ -45,7 +45,7 @@ func planDevFleet(n int, redisBin, listen string) (devFleetPlan, error) {
 
 // devFleet is dev --fleet: len(plan.addrs) sidecars in front of the one
 // simulator s, sharing a redis-server that it starts on a free loopback
-// port without persistence and stops at exit (README.md, Fleet). Sidecar i
+// port without persistence and stops at exit (docs/fleet.md). Sidecar i
 // listens on --listen's port + i (every one on a free port when that port
 // is 0).
 func devFleet(ctx context.Context, plan devFleetPlan, s *sim.Sim, sf simFlags, pki *devPKI, stdout, stderr io.Writer) error {
@@ -63,11 +63,19 @@ func devFleet(ctx context.Context, plan devFleetPlan, s *sim.Sim, sf simFlags, p
 	for i, d := range ds {
 		urls[i] = d.url()
 	}
-	printDevFleet(stdout, urls, r.Addr(), s)
+	ran := make(chan error, 1)
+	warm, cancel := context.WithTimeout(ctx, warmUpTimeout)
+	defer cancel()
+	go func() {
+		ran <- runDevFleet(ctx, ds)
+		cancel()
+	}()
+	minted, mintErr := warmUp(warm, urls[0], urls...)
+	printDevFleet(stdout, urls, r.Addr(), s, sf, minted, mintErr)
 	if pki != nil {
 		pki.print(stdout)
 	}
-	return runDevFleet(ctx, ds)
+	return <-ran
 }
 
 // fleetListenAddrs returns n listen addresses from listen: its port, then
@@ -134,23 +142,18 @@ func runDevFleet(ctx context.Context, ds []*devSidecar) error {
 	return first
 }
 
-func printDevFleet(w io.Writer, urls []string, redisAddr string, s *sim.Sim) {
+// printDevFleet prints the fleet's addresses and what to try: the ID
+// minted through sidecar 1, validated at the last one (X-Cache: HIT,
+// X-Cache-Tier: fleet; its /health has the fleet's state and counters).
+func printDevFleet(w io.Writer, urls []string, redisAddr string, s *sim.Sim, sf simFlags, minted string, mintErr error) {
 	fmt.Fprintf(w, "chittyid-sidecar dev mode: a fleet of %d sidecars sharing one Redis\n", len(urls))
 	for i, u := range urls {
 		fmt.Fprintf(w, "  sidecar %d:          %s  (apps: serviceUrl %s/v1)\n", i+1, u, u)
 	}
-	other := urls[len(urls)-1]
-	fmt.Fprintf(w, `  redis:              %[1]s  (redis-server, no persistence; stopped at exit)
-  upstream simulator: %[2]s
-  simulator control:  %[3]s  (faults: POST /sim/faults, stats: GET /sim/stats)
-
-try:
-  curl -s -X POST %[4]s/v1/mint -H 'Content-Type: application/json' -d '{"entity":"PEO"}'
-  curl -si %[5]s/v1/validate/<chittyId from the mint>   (X-Cache: HIT, X-Cache-Tier: fleet)
-  curl -s %[5]s/health   ("fleet": its state, addresses and counters)
-
-Ctrl-C stops them all and Redis.
-`, redisAddr, s.URL(), s.ControlURL(), urls[0], other)
+	fmt.Fprintf(w, "  redis:              %s  (redis-server, no persistence; stopped at exit)\n", redisAddr)
+	printSim(w, s, sf.dialect, sf.format)
+	printTry(w, urls[0], urls[len(urls)-1], minted, mintErr, s)
+	fmt.Fprint(w, "\nCtrl-C stops them all and Redis.\n")
 }
 
 // devRedis is the redis-server dev --fleet runs: its own process on a

@@ -1,6 +1,6 @@
 // Command chittyid-sidecar runs the ChittyID sidecar, its development mode
 // with an embedded upstream simulator, the simulator alone, and a config
-// checker. See the README for the commands; exit codes: 0 clean stop,
+// checker. See docs/simulator.md for the commands; exit codes: 0 clean stop,
 // 1 runtime failure, 2 usage or config error.
 package main
 
@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "upstream-sim":
 		return upstreamSim(ctx, rest, stdout, stderr)
 	case "check-config":
-		return checkConfig(rest, stdout)
+		return checkConfig(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "chittyid-sidecar %s (commit %s, %s)\n", version, commit(), runtime.Version())
 		return nil
@@ -190,7 +190,10 @@ func runSidecar(ctx context.Context, cfg *config.Config, opts sidecar.Options) e
 	return nil
 }
 
-func checkConfig(args []string, stdout io.Writer) error {
+// checkConfig is check-config: exit 0 and a one-line summary, with a
+// warning line on stderr for a config that works but forwards callers'
+// credentials; or exit 2 and every problem.
+func checkConfig(args []string, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
 		return usageErr("check-config takes one file, got %d arguments", len(args))
 	}
@@ -199,6 +202,9 @@ func checkConfig(args []string, stdout io.Writer) error {
 		return &exitError{2, err}
 	}
 	fmt.Fprintln(stdout, "ok:", cfg.Summary())
+	if w := cfg.TokenWarning(); w != "" {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
 	return nil
 }
 

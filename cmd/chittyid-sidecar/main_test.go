@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -87,6 +90,44 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
+// TestCheckConfigWarnsWithoutAToken: a config without a token passes
+// check-config (exit 0) with one warning line that callers' Authorization
+// will be forwarded; one with a token gets none.
+func TestCheckConfigWarnsWithoutAToken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		yaml string
+		warn bool
+	}{
+		{"upstream: {url: http://127.0.0.1:1/v1}\n", true},
+		{"upstream: {url: http://127.0.0.1:1/v1, token: s3cret-token}\n", false},
+		{"upstream: {url: http://127.0.0.1:1/v1, tokenFile: " + filepath.Join(dir, "token") + "}\n", false},
+	} {
+		path := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "token"), []byte("s3cret-token\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut bytes.Buffer
+		if err := run(t.Context(), []string{"check-config", path}, &out, &errOut); err != nil {
+			t.Fatalf("%s: check-config failed: %v\n%s%s", c.yaml, err, out.String(), errOut.String())
+		}
+		lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+		switch {
+		case c.warn && (len(lines) != 1 || !strings.HasPrefix(lines[0], "warning: no upstream token is configured") || !strings.Contains(lines[0], "Authorization headers will be forwarded")):
+			t.Errorf("%s: want one warning line, got %q", c.yaml, errOut.String())
+		case !c.warn && errOut.Len() != 0:
+			t.Errorf("%s: a warning with a token configured: %q", c.yaml, errOut.String())
+		}
+		if !strings.HasPrefix(out.String(), "ok: ") {
+			t.Errorf("%s: no summary: %q", c.yaml, out.String())
+		}
+	}
+}
+
 // background is a command run in the background, as from a terminal
 // until Ctrl-C.
 type background struct {
@@ -133,6 +174,52 @@ func TestDevStopsCleanlyOnCancel(t *testing.T) {
 	if err := dev.stop(); err != nil {
 		t.Fatalf("dev returned %v after cancel; stderr: %s", err, testout.Last(t, "stderr.txt", dev.errOut.String(), nil))
 	}
+}
+
+// TestDevPrintsWhatToTry: dev prints the simulator's token and control
+// URL, which work, and a validate of an ID it minted, which is a HIT.
+func TestDevPrintsWhatToTry(t *testing.T) {
+	t.Parallel()
+	dev := startBackground(t, "dev", "--listen", "127.0.0.1:0")
+	dev.await(t, &dev.out, "Ctrl-C stops both")
+	out := dev.out.String()
+	field := func(re string) string {
+		t.Helper()
+		m := regexp.MustCompile(re).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("dev printed nothing like %s:\n%s", re, out)
+		}
+		return m[1]
+	}
+	simURL, token := field(`upstream simulator: (\S+)`), field(`upstream token: +(\S+)`)
+	control := field(`simulator control: +(\S+)`)
+	validate := field(`minted \S+; try:\n  curl -si (\S+)\n`)
+
+	req, _ := http.NewRequest(http.MethodPost, simURL+"/mint", strings.NewReader(`{"entity":"PEO"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	if code, _ := get(t, req); code != 200 {
+		t.Errorf("a mint at the simulator with the printed token: HTTP %d", code)
+	}
+	req, _ = http.NewRequest(http.MethodGet, control+"/sim/stats", nil)
+	if code, _ := get(t, req); code != 200 {
+		t.Errorf("the printed control URL's /sim/stats: HTTP %d", code)
+	}
+	req, _ = http.NewRequest(http.MethodGet, validate, nil)
+	if code, h := get(t, req); code != 200 || h.Get("X-Cache") != "HIT" {
+		t.Errorf("the printed validate %s: HTTP %d, X-Cache %q, want 200 HIT", validate, code, h.Get("X-Cache"))
+	}
+}
+
+func get(t *testing.T, req *http.Request) (int, http.Header) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode, resp.Header
 }
 
 // TestDefaultGC: the sidecar collects at 25 % heap growth unless GOGC says

@@ -16,7 +16,7 @@ import (
 )
 
 // TestCheckConfigTransportRefusals: check-config refuses the upstream
-// settings README "Production upstream" lists, naming the key, with exit
+// settings docs/upstream.md, "Production upstream", lists, naming the key, with exit
 // code 2, and never prints a proxy's credentials.
 func TestCheckConfigTransportRefusals(t *testing.T) {
 	t.Parallel()

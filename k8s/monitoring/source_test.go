@@ -285,7 +285,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // TestExportedFamilies checks the source reading itself: the families and
-// labels the README documents are found, with their types. The live test
+// labels docs/observability.md documents are found, with their types. The live test
 // (-sidecar) compares the whole list with a real /metrics.
 func TestExportedFamilies(t *testing.T) {
 	fams, err := exportedFamilies(metricSources...)

@@ -13,7 +13,7 @@
 // and the API connections.
 //
 // The worker dialect behaves as the public service's worker does when run
-// (README.md, "Upstream dialects"): its mint backend's failures, the status
+// (docs/upstream.md, "Upstream dialects"): its mint backend's failures, the status
 // and fallback faults and a refused token, are HTTP 200 fallbacks with the
 // worker's codes and leave /health and validate alone; validate checks
 // format and checksum only (minted or not) and answers error IDs with

@@ -11,7 +11,7 @@ import (
 )
 
 // The worker dialect, as the public service's worker behaves (see
-// README.md, "Upstream dialects"): it mints through a private backend,
+// docs/upstream.md, "Upstream dialects"): it mints through a private backend,
 // forwarding only entityType and Authorization, and answers every failure of
 // that backend with an HTTP 200 fallback; it validates by format and
 // checksum alone; its /health never asks the backend.

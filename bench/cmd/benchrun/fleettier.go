@@ -22,7 +22,7 @@ import (
 )
 
 // (f) The fleet tier: sidecars sharing verdicts through a redis-server
-// (README.md, Fleet). Not to be confused with fleet.go, the set of
+// (docs/fleet.md). Not to be confused with fleet.go, the set of
 // servers the other scenarios share.
 
 // Targets of (f).
