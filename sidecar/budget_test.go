@@ -22,7 +22,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
-// The series budget (README.md, Metrics): what one sidecar costs the
+// The series budget (docs/observability.md): what one sidecar costs the
 // Prometheus that scrapes it, counted as `curl -s …/metrics | grep -vc
 // '^#'` counts it.
 const (

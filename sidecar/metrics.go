@@ -98,7 +98,7 @@ func statusIndex(code int) int {
 // lock-free; figures other components already count are read at scrape
 // time instead of being counted twice.
 //
-// The series budget (README.md, Metrics): a label value is served from its
+// The series budget (docs/observability.md): a label value is served from its
 // first use on, never as a zero before it (each first use creates its
 // series), except where a shipped alert or the dashboard needs the zero
 // (the breaker, lifecycle and fleet states, the health poll, reload and

@@ -1,8 +1,8 @@
-// Package testout keeps a failing test's output short (README.md, Test
-// it: a failing test prints a few KB at most): a long text it would show
-// (a /metrics page, a log, a body, a tool's output) is cut to the lines
-// that matter, and written in full to a file whose path it prints. For
-// tests only.
+// Package testout keeps a failing test's output short (docs/testing.md,
+// On a busy machine: a failing test prints a few KB at most): a long text
+// it would show (a /metrics page, a log, a body, a tool's output) is cut
+// to the lines that matter, and written in full to a file whose path it
+// prints. For tests only.
 package testout
 
 import (
