@@ -80,8 +80,9 @@ func readTimesOutAt(t *testing.T, c net.Conn, began time.Time) time.Duration {
 }
 
 // The deadline tests check what the connection underneath was given and
-// that I/O never failed before the deadline asked for: how late after it
-// the runtime's timer fires is the machine's business.
+// that I/O never failed before the deadline asked for (nor hung: a
+// watchdog closes the connection after a minute): how late after it the
+// runtime's timer fires is the machine's business.
 
 func TestLazyConnExtendedDeadlineHoldsUntilAskedTime(t *testing.T) {
 	t.Parallel()
@@ -92,11 +93,11 @@ func TestLazyConnExtendedDeadlineHoldsUntilAskedTime(t *testing.T) {
 	if got := applied(&cc.lastRead); !got.Equal(began.Add(50 * time.Millisecond)) {
 		t.Fatalf("the connection has the deadline %v after the later one was asked for, want the earlier one still", got.Sub(began))
 	}
+	// When the earlier deadline fires, the extended one is applied, unless
+	// the read is woken so late that it has passed too: either way the read
+	// fails, and not before 300ms.
 	if took := readTimesOutAt(t, c, began); took < 300*time.Millisecond {
 		t.Fatalf("the read timed out after %v, before the extended deadline (300ms)", took)
-	}
-	if got := applied(&cc.lastRead); !got.Equal(began.Add(300 * time.Millisecond)) {
-		t.Fatalf("the read failed with the deadline %v applied, want the extended one (300ms)", got.Sub(began))
 	}
 }
 
@@ -152,6 +153,11 @@ func TestLazyConnExpiredDeadlineIsRearmed(t *testing.T) {
 func TestLazyConnWriteDeadline(t *testing.T) {
 	t.Parallel()
 	c, cc, peer := lazyPipe(t)
+	defer func() { // recorded, not applied, until the earlier one fires
+		if w := cc.writes.Load(); w > 2 {
+			t.Errorf("%d write deadlines reached the connection, want the earlier and at most the extended one", w)
+		}
+	}()
 	watchdog(t, c)
 	began := time.Now()
 	_ = c.SetWriteDeadline(began.Add(50 * time.Millisecond))
@@ -160,9 +166,6 @@ func TestLazyConnWriteDeadline(t *testing.T) {
 	took := time.Since(began)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || took < 400*time.Millisecond {
 		t.Fatalf("write: %v after %v, want a deadline error, not before 400ms", err, took)
-	}
-	if got := applied(&cc.lastWrite); !got.Equal(began.Add(400 * time.Millisecond)) {
-		t.Fatalf("the write failed with the deadline %v applied, want the one asked for (400ms)", got.Sub(began))
 	}
 	_ = c.Close()
 	got, _ := io.Copy(io.Discard, peer)
