@@ -177,8 +177,12 @@ func TestFetchHolderKilled(t *testing.T) {
 			t.Errorf("caller %d: %v", i, err)
 		}
 	}
-	if n := fetches.Load(); n != 1 {
-		t.Errorf("fetch called %d times after the holder died, want 1", n)
+	var failed int64 // calls to Redis that failed: each lets a caller fetch itself
+	for _, tr := range tiers {
+		failed += tr.Stats().Errors + tr.Stats().Skipped
+	}
+	if n := fetches.Load(); n < 1 || n > 1+failed {
+		t.Errorf("fetch called %d times after the holder died, want 1, plus at most one per failed call (%d)", n, failed)
 	}
 	if got := obs.waitCount("takeover"); got != 1 {
 		t.Errorf("%d takeovers, want 1", got)
