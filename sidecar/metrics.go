@@ -1,7 +1,7 @@
 package sidecar
 
 import (
-	"errors"
+	"fmt"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -150,6 +150,9 @@ var goRuntimeMetrics = regexp.MustCompile(`^/(gc/heap/(live|goal|allocs):bytes|g
 // newMetrics registers the sidecar's metrics on reg, with the process's
 // and the Go runtime's.
 func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
+	if err := registerRuntime(reg); err != nil {
+		return nil, err
+	}
 	m := &metrics{}
 	m.requestsVec = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
 		Help: "Requests answered, by route, the family of routes it came by (v1, api_v1, root, worker) and HTTP status code."}, []string{"route", "family", "code"})
@@ -176,7 +179,7 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 		Help: "TLS handshakes with upstream that resumed an earlier session (no certificate exchange)."})
 	certExpiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "upstream_tls_client_cert_expiry_seconds",
 		Help: "Seconds until the client certificate (upstream.tls.certFile) expires, negative once it has; absent without one."}, []string{"subject"})
-	https := func() bool { return s.client.Load().TLS().Enabled }
+	https := func() bool { c := s.client.Load(); return c != nil && c.TLS().Enabled }
 	cols := []prometheus.Collector{m.requestsVec, m.durationVec, m.validateVec, m.limitedVec, m.attempts, m.attemptDur, m.retries,
 		onlyWhen{m.handshakes, https}, onlyWhen{m.resumed, https}, &certExpiryCollector{vec: certExpiry, client: s.client.Load}}
 	cols = append(cols, s.scrapeCollectors()...)
@@ -188,24 +191,35 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 			return nil, err
 		}
 	}
-	if err := registerRuntime(reg); err != nil {
-		return nil, err
-	}
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return m, nil
 }
 
 // registerRuntime registers client_golang's process collector and its Go
-// collector with goRuntimeMetrics, unless reg (an embedding program's)
-// has them already.
-func registerRuntime(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewGoCollector(collectors.WithGoCollectorMemStatsMetricsDisabled(),
-			collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: goRuntimeMetrics})),
+// collector with goRuntimeMetrics, each unless reg (an embedding
+// program's, Options.Registry) serves its series already.
+func registerRuntime(reg *prometheus.Registry) error {
+	fams, err := reg.Gather()
+	if err != nil {
+		return fmt.Errorf("reading the registry: %w", err)
+	}
+	have := map[string]bool{}
+	for _, f := range fams {
+		have[f.GetName()] = true
+	}
+	for _, c := range []struct {
+		serves string
+		c      prometheus.Collector
+	}{
+		{"process_start_time_seconds", collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})},
+		{"go_goroutines", collectors.NewGoCollector(collectors.WithGoCollectorMemStatsMetricsDisabled(),
+			collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: goRuntimeMetrics}))},
 	} {
-		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-			return err
+		if have[c.serves] {
+			continue
+		}
+		if err := reg.Register(c.c); err != nil {
+			return fmt.Errorf("registering the runtime's metrics: %w", err)
 		}
 	}
 	return nil

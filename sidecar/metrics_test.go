@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -277,5 +280,25 @@ func TestEachAnswerCountedOnce(t *testing.T) {
 		if doc[k] != want {
 			t.Errorf("/health resilience.cache.%s = %v, want %v", k, doc[k], want)
 		}
+	}
+}
+
+// TestRegistryWithRuntimeCollectors: an embedding program's registry
+// (Options.Registry) that has client_golang's process and Go collectors
+// already, with their default options, keeps them: the sidecar starts, and
+// serves each runtime series once, the embedder's.
+func TestRegistryWithRuntimeCollectors(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	h := launch(t, sim.Config{}, "", nil, false, sidecar.Timeouts{}, func(o *sidecar.Options) { o.Registry = reg })
+	fams := h.scrape()
+	for _, name := range []string{"process_start_time_seconds", "go_goroutines", "go_memstats_alloc_bytes", "chittyid_sidecar_cache_hits_total"} {
+		if f := fams[name]; f == nil || len(f.GetMetric()) != 1 {
+			t.Errorf("%s: %v, want one series", name, f)
+		}
+	}
+	if fams["go_gc_heap_live_bytes"] != nil {
+		t.Error("the sidecar's own Go collector registered beside the embedder's")
 	}
 }
