@@ -600,7 +600,7 @@ func TestFleetMintLimitAcrossSidecars(t *testing.T) {
 	const burst = 5
 	f := startFleet(t, 3, fmt.Sprintf("rateLimit: {mint: {fleetPerMinute: 60, fleetBurst: %d}}\nlimits: {maxBatch: %d}\n", burst, burst),
 		250*time.Millisecond, time.Second)
-	m0 := f.sim.Stats().Mint
+	m0, failed0 := f.sim.Stats().Mint, f.failedCalls()
 	start := make(chan struct{})
 	results := make(chan reply, 45)
 	errs := make(chan error, 45)
@@ -634,8 +634,11 @@ func TestFleetMintLimitAcrossSidecars(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(began)
-	if most := burst + int(elapsed/time.Second) + 1; allowed > most || allowed < burst {
-		t.Errorf("%d of 45 mints went through in %v, want between the burst %d and %d", allowed, elapsed, burst, most)
+	// A fleet call that failed lets its mint through on the local limits
+	// alone (a machine too slow for fleet.timeout): one more each.
+	failed := int(f.failedCalls() - failed0)
+	if most := burst + int(elapsed/time.Second) + 1 + failed; allowed > most || allowed < burst {
+		t.Errorf("%d of 45 mints went through in %v, want between the burst %d and %d (%d fleet calls failed)", allowed, elapsed, burst, most, failed)
 	}
 	if got := f.sim.Stats().Mint - m0; got != int64(allowed) {
 		t.Errorf("%d upstream mints for %d allowed", got, allowed)
