@@ -81,6 +81,7 @@ type accessRecord struct {
 	status                  int
 	duration                time.Duration
 	cache, reason           string
+	tier                    []byte // X-Cache-Tier, in the response's buffer
 	caller                  []byte // in the request's buffer
 }
 
@@ -107,6 +108,10 @@ func appendAccessJSON(b []byte, r *accessRecord) []byte {
 		b = append(b, `,"cache":"`...)
 		b = append(b, r.cache...)
 		b = append(b, '"')
+	}
+	if len(r.tier) > 0 {
+		b = append(b, `,"tier":`...)
+		b = appendJSONString(b, r.tier)
 	}
 	if r.reason != "" {
 		b = append(b, `,"reason":"`...)

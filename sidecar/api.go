@@ -85,6 +85,7 @@ var _ upstreamClient = (*upstream.Client)(nil)
 // rateLimits are the local rate limits (docs/rate-limits.md).
 type rateLimits interface {
 	allowMint(caller string, n int) (ok bool, retryAfter time.Duration)
+	canMint(caller string, n int) (ok bool, retryAfter time.Duration)
 	allowValidate() (ok bool, retryAfter time.Duration)
 }
 

@@ -218,7 +218,7 @@ func runWorkload(t *testing.T, d upstream.Dialect) *harness {
 		h.fault(sim.Fault{Mode: sim.ModeStatus, Status: 401, Count: 1})
 		h.mint("PEO").expect(t, "upstream 401", 401, "UNAUTHORIZED")
 	}
-	h.fault(sim.Fault{Mode: sim.ModeStatus, Status: 429, Count: 2, Routes: []string{"mint"}}) // retried once
+	h.fault(sim.Fault{Mode: sim.ModeStatus, Status: 429, Count: 1, Routes: []string{"mint"}})
 	h.mint("PEO").expect(t, "upstream 429", 429, "RATE_LIMITED")
 	h.fault(sim.Fault{Mode: sim.ModeGarbage, Count: 2, Routes: []string{"mint"}})
 	h.mint("PEO").expect(t, "garbage", 502, "UPSTREAM_BAD_RESPONSE")

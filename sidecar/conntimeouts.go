@@ -96,6 +96,7 @@ func (s *Sidecar) connState(c net.Conn, st fasthttp.ConnState) {
 		_ = lc.SetReadDeadline(s.clock.later(s.timeouts.Request))
 		_ = lc.SetWriteDeadline(s.clock.later(s.cfg.Load().Upstream.MintTimeout + s.timeouts.WriteSlack))
 	case fasthttp.StateIdle:
+		lc.settle() // the answer has been written
 		_ = lc.SetReadDeadline(s.clock.later(s.timeouts.Idle))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +34,36 @@ type lazyConn struct {
 	net.Conn
 	mu          sync.Mutex // guards the deadlines below
 	read, write lazyDeadline
+
+	// answered, if set, is told once the answer being written is out:
+	// see afterAnswer.
+	answered atomic.Pointer[func(delivered bool)]
+	// writeFailed says a write failed: an answer did not reach the caller.
+	writeFailed atomic.Bool
+}
+
+// afterAnswer has f told, once, whether the answer of the request being
+// served was delivered: written whole, and the connection not reset by
+// the caller (connReset) when the server is done with it (the
+// connection-state hook's StateIdle, or Close if the connection ends
+// first). Only a request whose caller had half-closed waits for this.
+func (c *lazyConn) afterAnswer(f func(delivered bool)) { c.answered.Store(&f) }
+
+// settle tells the waiting afterAnswer function, if any.
+func (c *lazyConn) settle() {
+	if c.answered.Load() == nil {
+		return
+	}
+	if f := c.answered.Swap(nil); f != nil {
+		(*f)(!c.writeFailed.Load() && !connReset(c.Conn))
+	}
+}
+
+// Close settles a waiting afterAnswer first: after the close the socket
+// can no longer tell whether it was reset.
+func (c *lazyConn) Close() error {
+	c.settle()
+	return c.Conn.Close()
 }
 
 // lazyDeadline is one direction's deadline: asked is what was asked for,
@@ -41,7 +72,7 @@ type lazyConn struct {
 type lazyDeadline struct{ asked, applied time.Time }
 
 // NetConn returns the connection underneath (as tls.Conn does), for
-// peerGone's socket peek.
+// peerOf's socket peek.
 func (c *lazyConn) NetConn() net.Conn { return c.Conn }
 
 func (c *lazyConn) SetDeadline(t time.Time) error {
@@ -112,7 +143,11 @@ func (c *lazyConn) Write(b []byte) (int, error) {
 	for {
 		n, err := c.Conn.Write(b[written:])
 		written += n
-		if err == nil || !c.rearm(&c.write, err, c.Conn.SetWriteDeadline) {
+		if err == nil {
+			return written, nil
+		}
+		if !c.rearm(&c.write, err, c.Conn.SetWriteDeadline) {
+			c.writeFailed.Store(true)
 			return written, err
 		}
 	}

@@ -14,8 +14,9 @@ import (
 )
 
 // accessLog writes one line per request (log.access): request ID, method,
-// route, path, status, duration, X-Cache kind, caller and, for anything but
-// plain success, a reason flag, all from the handler's result. With
+// route, path, status, duration, X-Cache kind, the cache tier that
+// answered (X-Cache-Tier, with the fleet tier on), caller and, for anything
+// but plain success, a reason flag, all from the handler's result. With
 // Options.LogOutput set and JSON logs, lines are encoded by hand and
 // batched (no allocation on a cache hit); otherwise they go through the
 // logger.
@@ -37,7 +38,7 @@ func (a *api) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, res result
 		slog.String("path", string(rec.path)), slog.Int("status", rec.status),
 		slog.Float64("durationMs", float64(d.Microseconds())/1000),
 	}
-	for _, kv := range [...][2]string{{"cache", rec.cache}, {"reason", rec.reason}, {"caller", string(rec.caller)}} {
+	for _, kv := range [...][2]string{{"cache", rec.cache}, {"tier", string(rec.tier)}, {"reason", rec.reason}, {"caller", string(rec.caller)}} {
 		if kv[1] != "" {
 			attrs = append(attrs, slog.String(kv[0], kv[1]))
 		}
@@ -52,7 +53,7 @@ func newAccessRecord(ctx *fasthttp.RequestCtx, res result, d time.Duration) acce
 	rec := accessRecord{
 		time: ctx.Time().Add(d), requestID: ctx.Response.Header.PeekCanonical(keyRequestID), method: ctx.Method(),
 		route: routeNames[res.route], family: familyNames[res.family], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
-		cache: xcNames[res.xc], reason: res.flag(),
+		cache: xcNames[res.xc], tier: ctx.Response.Header.PeekCanonical(keyXCacheTier), reason: res.flag(),
 	}
 	if c := ctx.Request.Header.PeekCanonical(keyClientID); len(c) > 0 {
 		rec.caller = callerOf(c)
@@ -81,7 +82,29 @@ type audit struct {
 	// upstreamErr is why upstream failed, for the log only (the caller
 	// gets a fixed message); upstream redacts credentials from it.
 	upstreamErr string
+	// mayHaveMinted says an attempt's answer was lost after the request
+	// may have reached upstream (upstream.MayHaveProcessed): upstream may
+	// hold IDs nobody received, under the idempotency key.
+	mayHaveMinted bool
+	// fleetFailed says Redis failed the fleet mint limit's call for this
+	// request: the minted IDs are not written to the fleet tier either.
+	fleetFailed bool
+	// halfClosed says the caller had sent FIN when the IDs came: whether
+	// they were delivered is known once the answer is written.
+	halfClosed bool
+	// Filled in by writeAudit from the request, before it ends.
+	requestID, caller string
+	latency           time.Duration
 }
+
+// peerState is what the caller has done to its connection (peerOf).
+type peerState int
+
+const (
+	peerThere      peerState = iota // nothing seen, or unknown
+	peerHalfClosed                  // sent FIN: may still read the answer
+	peerReset                       // reset the connection: gone
+)
 
 func (a *api) newAudit(ctx *fasthttp.RequestCtx, sh shape) *audit {
 	return &audit{began: time.Now(), key: idempotencyKey(ctx), outcome: "ok", sh: sh}
@@ -103,17 +126,25 @@ func (a *audit) requests(reqs []upstream.MintRequest) {
 	}
 }
 
-// minted records IDs upstream produced. If the caller has already gone, the
-// IDs cannot be delivered: the outcome is "orphaned", so no ID is silently
-// lost.
+// minted records IDs upstream produced. If the caller has reset its
+// connection, the IDs cannot be delivered: the outcome is "orphaned", so no
+// ID is silently lost. If it has sent FIN, it may have half-closed and
+// still read the answer, or closed: writeAudit waits for the answer to be
+// written to tell.
 func (a *audit) minted(ctx *fasthttp.RequestCtx, ids ...string) {
 	for _, id := range ids {
 		if id != "" {
 			a.ids = append(a.ids, id)
 		}
 	}
-	if len(a.ids) > 0 && peerGone(ctx) {
+	if len(a.ids) == 0 {
+		return
+	}
+	switch peerOf(ctx) {
+	case peerReset:
 		a.outcome = "orphaned"
+	case peerHalfClosed:
+		a.halfClosed = true
 	}
 }
 
@@ -122,6 +153,7 @@ func (a *audit) failUpstream(ctx *fasthttp.RequestCtx, err error, ids []*string)
 	a.attempts = max(a.attempts, upstream.AttemptsOf(err))
 	a.refused = upstream.RefusedIDs(err)
 	a.placeholders = upstream.PlaceholdersOf(err)
+	a.mayHaveMinted = upstream.MayHaveProcessed(err)
 	a.upstreamErr = err.Error()
 	return a.fail(ctx, fromUpstream(err), ids)
 }
@@ -137,25 +169,47 @@ func (a *audit) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) resul
 }
 
 // writeAudit writes the audit line, whatever the log level: audit lines go
-// to the log stream with "type":"audit".
+// to the log stream with "type":"audit". For IDs minted after the caller
+// sent FIN, the line waits until the answer has been written (see
+// lazyConn.afterAnswer): "ok" if it was, "orphaned" if the write failed or
+// the caller reset the connection.
 func (a *api) writeAudit(ctx *fasthttp.RequestCtx, au *audit) {
+	au.requestID, au.caller = string(ctx.Response.Header.Peek(headerRequestID)), callerID(ctx)
+	au.latency = time.Since(au.began)
+	if lc, ok := ctx.Conn().(*lazyConn); ok && au.halfClosed {
+		lc.afterAnswer(func(delivered bool) {
+			if !delivered {
+				au.outcome = "orphaned"
+			}
+			a.emitAudit(au)
+		})
+		return
+	}
+	a.emitAudit(au)
+}
+
+// emitAudit writes au's audit line.
+func (a *api) emitAudit(au *audit) {
 	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "mint", 0)
 	rec.AddAttrs(
 		slog.String("type", "audit"),
-		slog.String("requestId", string(ctx.Response.Header.Peek(headerRequestID))),
+		slog.String("requestId", au.requestID),
 		slog.String("idempotencyKey", au.key),
-		slog.String("caller", callerID(ctx)),
+		slog.String("caller", au.caller),
 		slog.Any("entities", au.entities),
 		slog.String("outcome", au.outcome),
 		slog.Any("ids", au.ids),
 		slog.Any("refusedIds", au.refused),
 		slog.Any("placeholderIds", au.placeholders),
 		slog.Int("upstreamAttempts", au.attempts),
-		slog.Float64("latencyMs", float64(time.Since(au.began).Microseconds())/1000),
+		slog.Float64("latencyMs", float64(au.latency.Microseconds())/1000),
 		slog.Int("metadataBytes", au.metaLen),
 	)
 	if au.metaSum != nil {
 		rec.AddAttrs(slog.String("metadataSha256", hex.EncodeToString(au.metaSum)))
+	}
+	if au.mayHaveMinted {
+		rec.AddAttrs(slog.Bool("mayHaveMinted", true))
 	}
 	if au.upstreamErr != "" {
 		rec.AddAttrs(slog.String("error", au.upstreamErr))

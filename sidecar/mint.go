@@ -57,14 +57,31 @@ func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *aud
 
 // allowMint applies the mint rate limits to n IDs; when they refuse, it
 // answers 429 and reports false. Checked after parsing, so malformed
-// requests use no tokens.
+// requests use no tokens. With the fleet mint limit on, the local limits
+// are checked first, the fleet limit asked next, and the local tokens taken
+// last: a fleet refusal spends none of the caller's. (Another mint of the
+// same caller may take them meanwhile: this one is then refused locally,
+// its fleet tokens spent, which errs on the side of fewer mints.)
 func (a *api) allowMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, n int) (result, bool) {
-	ok, d := a.limits.allowMint(callerID(ctx), n)
-	if ok {
-		return a.allowFleetMint(ctx, cfg, au, n)
+	caller := callerID(ctx)
+	if a.fleetMintLimited(cfg) {
+		if ok, d := a.limits.canMint(caller, n); !ok {
+			return localMintRefusal(ctx, au, d), false
+		}
+		if res, ok := a.allowFleetMint(ctx, cfg, au, n); !ok {
+			return res, false
+		}
 	}
+	if ok, d := a.limits.allowMint(caller, n); !ok {
+		return localMintRefusal(ctx, au, d), false
+	}
+	return result{}, true
+}
+
+// localMintRefusal answers a mint the local limits refuse.
+func localMintRefusal(ctx *fasthttp.RequestCtx, au *audit, d time.Duration) result {
 	au.outcome = codeRateLimited
-	return rateLimited(ctx, au.sh, "local mint", d), false
+	return rateLimited(ctx, au.sh, "local mint", d)
 }
 
 // mint answers POST /v1/mint and its aliases (docs/api.md, and docs/upstream.md,
@@ -118,15 +135,16 @@ func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, r
 	au.attempts = got.Attempts
 	au.minted(ctx, got.ID)
 	now := a.now()
-	a.storeMinted(cfg, now, []string{got.ID}, func(int) chittyid.Entity { return got.Entity })
-	// Upstream's timestamp and version are passed on only if they look like
-	// one: free text from upstream never reaches the caller.
+	a.storeMinted(cfg, au, now, []string{got.ID}, func(int) chittyid.Entity { return got.Entity })
+	// Upstream's timestamp is passed on only if it is one, its version only
+	// if upstream.Minted kept it (the shape of a version, without the
+	// credential): free text from upstream never reaches the caller.
 	ts := got.Timestamp
 	if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
 		ts = now.UTC().Format(time.RFC3339)
 	}
 	ver := got.Version
-	if !versionText(ver) {
+	if ver == "" {
 		ver = a.version
 	}
 	reply := mintReply{ChittyID: got.ID, ID: got.ID, Snake: got.ID, Entity: got.Entity.String(), Timestamp: ts, Version: ver}
@@ -160,7 +178,7 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	}
 	au.attempts = max(upstream.AttemptsOf(err), 1)
 	now := a.now()
-	a.storeMinted(cfg, now, ids, func(i int) chittyid.Entity { return reqs[i].Entity })
+	a.storeMinted(cfg, au, now, ids, func(i int) chittyid.Entity { return reqs[i].Entity })
 	out := make([]*string, len(ids))
 	for i, id := range ids {
 		if id != "" {
@@ -179,15 +197,19 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 
 // storeMinted stores freshly minted IDs as valid before they are returned:
 // in the local cache and, with the fleet tier on, in the fleet tier
-// (shareMinted). entity gives the i-th ID's entity; empty IDs (not minted)
-// are skipped. A full cache only costs a later upstream validate.
-func (a *api) storeMinted(cfg *config.Config, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
+// (shareMinted), unless Redis failed this mint's fleet limit call
+// (au.fleetFailed). entity gives the i-th ID's entity; empty IDs (not
+// minted) are skipped. A full cache, or an ID not shared, only costs a
+// later upstream validate.
+func (a *api) storeMinted(cfg *config.Config, au *audit, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
 	for i, id := range ids {
 		if id != "" {
 			_ = a.cache.Store(id, mintedEntry(entity(i), now))
 		}
 	}
-	a.shareMinted(cfg, now, ids, entity)
+	if !au.fleetFailed {
+		a.shareMinted(cfg, now, ids, entity)
+	}
 }
 
 // idempotencyKey is the caller's Idempotency-Key, or a new one.
@@ -207,19 +229,4 @@ func callInfo(ctx *fasthttp.RequestCtx) upstream.CallInfo {
 		TraceState:  string(ctx.Request.Header.Peek("tracestate")),
 		CallerAuth:  string(ctx.Request.Header.Peek("Authorization")),
 	}
-}
-
-// versionText reports whether v looks like a version: 1 to 64 letters,
-// digits and . + _ -.
-func versionText(v string) bool {
-	if len(v) == 0 || len(v) > 64 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '+' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }

@@ -2,8 +2,15 @@
 
 package sidecar
 
-import "github.com/valyala/fasthttp"
+import (
+	"net"
 
-// peerGone cannot tell on this platform; IDs are then never reported as
-// orphaned.
-func peerGone(*fasthttp.RequestCtx) bool { return false }
+	"github.com/valyala/fasthttp"
+)
+
+// peerOf cannot tell on this platform: the caller counts as there, and
+// IDs are reported as orphaned only when the answer cannot be written.
+func peerOf(*fasthttp.RequestCtx) peerState { return peerThere }
+
+// connReset cannot tell on this platform.
+func connReset(net.Conn) bool { return false }

@@ -232,6 +232,7 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.RedactedURL(),
 		"dialect", cfg.Upstream.Dialect, "format", cfg.Format.String(), "version", s.version)
 	s.logTransport(cfg)
+	s.logWarnings(cfg)
 	var serveErr error
 	select {
 	case serveErr = <-errc:
