@@ -124,9 +124,25 @@ type healthConn struct {
 }
 
 type healthPoll struct {
-	PollsOK     int64    `json:"pollsOk"`
-	PollsFailed int64    `json:"pollsFailed"`
-	LastPoll    fsm.Poll `json:"lastPoll"`
+	PollsOK     int64          `json:"pollsOk"`
+	PollsFailed int64          `json:"pollsFailed"`
+	LastPoll    healthLastPoll `json:"lastPoll"`
+}
+
+// healthLastPoll is the last completed health poll (fsm.Poll), its
+// duration in milliseconds like the document's other durations.
+type healthLastPoll struct {
+	Time      time.Time `json:"time"`
+	OK        bool      `json:"ok"`
+	Error     string    `json:"error,omitempty"`
+	LatencyMs float64   `json:"latencyMs"`
+	// Latency is the same duration in nanoseconds, the only one before
+	// latencyMs. Deprecated: kept for one release; read latencyMs.
+	Latency time.Duration `json:"latency"`
+}
+
+func lastPoll(p fsm.Poll) healthLastPoll {
+	return healthLastPoll{Time: p.Time, OK: p.OK, Error: p.Error, LatencyMs: millis(p.Latency), Latency: p.Latency}
 }
 
 type healthResil struct {
@@ -221,7 +237,7 @@ func connection(snap fsm.Snapshot) healthConn {
 		ReconnectAttempts: snap.Attempts,
 		FailedPolls:       snap.Failures,
 		EverConnected:     snap.EverConnected,
-		Stats:             healthPoll{PollsOK: snap.Polls.OK, PollsFailed: snap.Polls.Failed, LastPoll: snap.LastPoll},
+		Stats:             healthPoll{PollsOK: snap.Polls.OK, PollsFailed: snap.Polls.Failed, LastPoll: lastPoll(snap.LastPoll)},
 	}
 	if !snap.LastPoll.Time.IsZero() {
 		t := snap.LastPoll.Time
