@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
@@ -24,7 +25,9 @@ import (
 // interfaces, without sockets, a simulator or a real cache. The loopback
 // integration tests (package sidecar_test) cover the same paths end to end.
 
-// fakeCache holds fresh and stale entries by ID; Fetch calls fetch at once.
+// fakeCache holds fresh and stale entries by ID; Fetch calls fetch at
+// once and, when it fails, serves the stale entry, else fetch's stand-in
+// if p judges it stale.
 type fakeCache struct {
 	mu      sync.Mutex
 	fresh   map[string]cache.Entry
@@ -56,7 +59,7 @@ func (c *fakeCache) Store(id string, e cache.Entry) error {
 	return nil
 }
 
-func (c *fakeCache) Fetch(ctx context.Context, id string, _ cache.Policy, fetch func(context.Context) (cache.Entry, error)) (cache.Entry, cache.Status, error) {
+func (c *fakeCache) Fetch(ctx context.Context, id string, p cache.Policy, fetch func(context.Context) (cache.Entry, error)) (cache.Entry, cache.Status, error) {
 	c.mu.Lock()
 	c.fetches++
 	c.mu.Unlock()
@@ -67,6 +70,10 @@ func (c *fakeCache) Fetch(ctx context.Context, id string, _ cache.Policy, fetch 
 		if s, ok := c.stale[id]; ok {
 			c.stales++
 			return s, cache.StatusStale, nil
+		}
+		if !e.FetchedAt.IsZero() && p.Judge(e, time.Now()) == cache.StatusStale {
+			c.stales++
+			return e, cache.StatusStale, nil
 		}
 		return cache.Entry{}, cache.StatusMiss, err
 	}
@@ -128,6 +135,7 @@ func (r *fakeRecorder) record(res result, _ int, _ time.Duration) { r.results = 
 // fixture is an api over fakes.
 type fixture struct {
 	api    *api
+	link   fakeLink
 	cache  *fakeCache
 	client *fakeClient
 	rec    *fakeRecorder
@@ -145,12 +153,12 @@ func newFixture(t *testing.T, yaml string, state fsm.State, limits fakeLimits) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{cache: newFakeCache(), client: &fakeClient{}, rec: &fakeRecorder{}}
+	f := &fixture{link: fakeLink(state), cache: newFakeCache(), client: &fakeClient{}, rec: &fakeRecorder{}}
 	f.cfg.Store(cfg)
 	f.api = &api{
 		cfg:       &f.cfg,
-		cache:     f.cache,
-		link:      fakeLink(state),
+		verdicts:  resolve.New(f.cache, f.link, resolve.Options{}),
+		link:      f.link,
 		client:    func() upstreamClient { return f.client },
 		limits:    limits,
 		metrics:   f.rec,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
@@ -111,8 +112,14 @@ func newFleetFixture(t *testing.T, yaml string, state fsm.State) (*fixture, *fak
 	t.Helper()
 	f := newFixture(t, yaml, state, open)
 	ff := newFakeFleet()
-	f.api.fleet, f.api.fleetLimit = ff, ff
+	f.withFleet(ff)
 	return f, ff
+}
+
+// withFleet wires ff in as the fleet tier, for verdicts and the mint limit.
+func (f *fixture) withFleet(ff *fakeFleet) {
+	f.api.verdicts = resolve.New(f.cache, f.link, resolve.Options{Fleet: ff})
+	f.api.fleetLimit = ff
 }
 
 func TestFleetValidate(t *testing.T) {
@@ -249,7 +256,7 @@ func TestFleetLocalHitAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.cache.Store(unitID, mintedEntry(chittyid.EntityPEO, s.now())); err != nil {
+	if err := s.cache.Store(unitID, resolve.Minted(chittyid.EntityPEO, s.now())); err != nil {
 		t.Fatal(err)
 	}
 	var req fasthttp.Request
@@ -346,7 +353,7 @@ func TestFleetMint(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, "rateLimit: {mint: {fleetPerMinute: 60, fleetBurst: 10}}\nlimits: {maxBatch: 10}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected, fakeLimits{validateOK: true})
 		ff := newFakeFleet()
-		f.api.fleet, f.api.fleetLimit = ff, ff
+		f.withFleet(ff)
 		if ctx, _, _ := f.do("POST", "/v1/mint", `{"entity":"PEO"}`); ctx.Response.StatusCode() != 429 {
 			t.Fatalf("locally refused mint: %d", ctx.Response.StatusCode())
 		}

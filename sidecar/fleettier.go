@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,7 +18,8 @@ import (
 // it in New (off, with no goroutine and no connection, without
 // fleet.redis.addrs), closes it after the cache, reconfigures it on reload,
 // reports it in /health and in the metrics, and logs its state changes.
-// The request side is in fleet.go.
+// The request side is in cache/resolve (verdicts) and fleet.go (the fleet
+// mint limit).
 
 // startFleet builds the fleet tier for cfg.Fleet and registers its metrics
 // on reg. The tier connects in the background: New does not wait for
@@ -44,11 +46,13 @@ func (s *Sidecar) startFleet(cfg *config.Config, reg prometheus.Registerer) erro
 	return nil
 }
 
-// wireFleet gives the handlers the tier, if it is on.
-func (s *Sidecar) wireFleet(a *api) {
-	if s.fleet.Enabled() {
-		a.fleet, a.fleetLimit = s.fleet, s.fleet
+// fleetParts are the tier as the handlers use it, for verdicts and for
+// the fleet mint limit: nil while it is off.
+func (s *Sidecar) fleetParts() (resolve.Fleet, fleetLimit) {
+	if !s.fleet.Enabled() {
+		return nil, nil
 	}
+	return s.fleet, s.fleet
 }
 
 // reconfigureFleet applies a reload to the tier (credentials, timeouts,

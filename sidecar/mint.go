@@ -177,17 +177,11 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	return result{attempts: au.attempts}
 }
 
-// storeMinted stores freshly minted IDs as valid before they are returned:
-// in the local cache and, with the fleet tier on, in the fleet tier
-// (shareMinted). entity gives the i-th ID's entity; empty IDs (not minted)
-// are skipped. A full cache only costs a later upstream validate.
+// storeMinted stores freshly minted IDs as valid before they are returned,
+// in the local cache and in the fleet tier (resolve.Resolver.StoreMinted):
+// every sidecar of the fleet then validates them without upstream.
 func (a *api) storeMinted(cfg *config.Config, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
-	for i, id := range ids {
-		if id != "" {
-			_ = a.cache.Store(id, mintedEntry(entity(i), now))
-		}
-	}
-	a.shareMinted(cfg, now, ids, entity)
+	a.verdicts.StoreMinted(context.Background(), cfg.Validation.Policy(), now, ids, entity)
 }
 
 // idempotencyKey is the caller's Idempotency-Key, or a new one.

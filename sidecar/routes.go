@@ -19,7 +19,7 @@ var (
 // that mint or validate then refuse cross-site browser requests, and POST
 // routes non-JSON bodies (docs/security.md).
 func (a *api) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
-	r, fam, id := resolve(ctx.Path())
+	r, fam, id := routeOf(ctx.Path())
 	res := a.serve(ctx, cfg, r, fam.shape(), id)
 	res.route, res.family = r, fam
 	return res
@@ -75,12 +75,12 @@ func (a *api) serve(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, sh sh
 	return sh.fail(ctx, newAPIError(codeNotFound, "no route "+clipQuote(ctx.Path())), nil)
 }
 
-// resolve names the route of path and the family it came by, and for
+// routeOf names the route of path and the family it came by, and for
 // GET …/validate/{id} returns the ID (still in the request's buffer). The
 // client 1.0.0 routes are served under /v1, /api/v1 and at the root; the
 // worker's own routes (docs/api.md, "Which client, which base URL") beside
 // them.
-func resolve(path []byte) (route, family, []byte) {
+func routeOf(path []byte) (route, family, []byte) {
 	rest, fam := cutAPIPrefix(path)
 	if fam == familyRoot {
 		switch string(path) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
@@ -160,7 +161,6 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		return nil, err
 	}
 	s.api = s.newAPI(injected)
-	s.wireFleet(s.api)
 	if s.snaps.enabled() {
 		s.restoreSnapshot(cfg) // before Run serves, so before readiness
 	}
@@ -372,19 +372,21 @@ func (p slogPrinter) Printf(format string, args ...any) {
 func (s *Sidecar) newAPI(injected bool) *api {
 	var p [4]byte
 	_, _ = rand.Read(p[:])
+	shared, limit := s.fleetParts()
 	a := &api{
-		cfg:       &s.cfg,
-		cache:     s.cache,
-		link:      s.life,
-		client:    func() upstreamClient { return s.client.Load() },
-		limits:    s.limits,
-		metrics:   s.metrics,
-		log:       s.log,
-		sink:      s.sink,
-		version:   s.version,
-		now:       s.now,
-		injected:  injected,
-		ridPrefix: hex.EncodeToString(p[:]) + "-",
+		cfg:        &s.cfg,
+		verdicts:   resolve.New(s.cache, s.life, resolve.Options{Fleet: shared, Now: s.now}),
+		fleetLimit: limit,
+		link:       s.life,
+		client:     func() upstreamClient { return s.client.Load() },
+		limits:     s.limits,
+		metrics:    s.metrics,
+		log:        s.log,
+		sink:       s.sink,
+		version:    s.version,
+		now:        s.now,
+		injected:   injected,
+		ridPrefix:  hex.EncodeToString(p[:]) + "-",
 	}
 	a.pages[shapeClient] = [routeCount]fasthttp.RequestHandler{
 		routeHealth: s.health, routeHealthz: s.healthz, routeReadyz: s.readyz, routeMetrics: s.metrics.handler,

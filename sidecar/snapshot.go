@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
-	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -154,7 +153,9 @@ func (s *Sidecar) restoreSnapshot(cfg *config.Config) {
 		s.log.Info("snapshot: removed the temporary files of interrupted writes", "path", path, "files", removed)
 	}
 	began := time.Now()
-	r, err := s.cache.RestoreSnapshot(path, cfg.Validation.Policy(), s.now(), snapshotEntryCheck(cfg.Format))
+	r, err := s.cache.RestoreSnapshot(path, cfg.Validation.Policy(), s.now(), func(id string, e cache.Entry) error {
+		return resolve.Admit(cfg.Format, id, e) // only what a write of this sidecar could have produced
+	})
 	l := snapLoad{outcome: loadOutcome(err), at: s.now(), took: time.Since(began), r: r}
 	if err != nil {
 		l.err = err.Error()
@@ -339,29 +340,4 @@ func (s *Sidecar) snapshotCollectors() []prometheus.Collector {
 			return float64(sn.lastOK.at.UnixNano()) / 1e9
 		}),
 	)
-}
-
-// snapshotEntryCheck is the re-check of a restored entry: only what a
-// write of this sidecar could have produced is served. The ID passes the
-// configured format (placeholders never reach the cache); a "valid"
-// verdict names one of the entity codes, or none; a "not valid" one gives
-// a reason the sidecar caches. Anything else would let a forged file make
-// an ID validate in the wrong format or inject text into answers (the
-// cached value is written into them as it is).
-func snapshotEntryCheck(f chittyid.Format) func(id string, e cache.Entry) error {
-	return func(id string, e cache.Entry) error {
-		if err := f.Check(id); err != nil {
-			return fmt.Errorf("id %.40q is not a %s ID: %w", id, f, err)
-		}
-		v := string(e.Value)
-		switch {
-		case e.Valid && v != "":
-			if ent, err := chittyid.ParseEntity(v); err != nil || ent.String() != v {
-				return fmt.Errorf("entity %.40q of %s is not one of %s", v, id, chittyid.EntityCodes)
-			}
-		case !e.Valid && v != reasonUpstream:
-			return fmt.Errorf("reason %.40q of %s is not one the sidecar caches", v, id)
-		}
-		return nil
-	}
 }

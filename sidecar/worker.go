@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
@@ -95,10 +96,10 @@ func appendComponents(ctx *fasthttp.RequestCtx, id []byte) {
 
 // reasonText is the worker's "error" text of a "not valid" answer.
 var reasonText = map[string]string{
-	reasonFormat:   "invalid ChittyID format",
-	reasonChecksum: "invalid checksum",
-	reasonFallback: "an error (fallback) ID, never a real one",
-	reasonUpstream: "not an ID the ChittyID service issued",
+	reasonFormat:           "invalid ChittyID format",
+	reasonChecksum:         "invalid checksum",
+	reasonFallback:         "an error (fallback) ID, never a real one",
+	resolve.ReasonUpstream: "not an ID the ChittyID service issued",
 }
 
 // specDoc is the answer of GET /api/spec: the configured format.
