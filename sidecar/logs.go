@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/sidecar/conn"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
@@ -112,7 +113,7 @@ func (a *audit) minted(ctx *fasthttp.RequestCtx, ids ...string) {
 			a.ids = append(a.ids, id)
 		}
 	}
-	if len(a.ids) > 0 && peerGone(ctx) {
+	if len(a.ids) > 0 && conn.Peer(ctx.Conn()) != conn.PeerThere {
 		a.outcome = "orphaned"
 	}
 }

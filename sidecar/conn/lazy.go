@@ -1,4 +1,10 @@
-package sidecar
+// Package conn is the API listener's connection plumbing: connections
+// whose deadlines move lazily (Lazy, handed out by Listener), the
+// deadlines of each phase of a connection set from a coarse clock
+// (Deadlines), and what the caller has done to its end of a connection
+// (Peer). It knows no HTTP: the sidecar's server hook says which phase a
+// connection enters.
+package conn
 
 import (
 	"errors"
@@ -8,18 +14,19 @@ import (
 	"time"
 )
 
-// lazyListener hands out connections whose deadlines move lazily.
-type lazyListener struct{ net.Listener }
+// Listener hands out connections whose deadlines move lazily (*Lazy).
+type Listener struct{ net.Listener }
 
-func (l lazyListener) Accept() (net.Conn, error) {
+// Accept returns the next connection as a *Lazy.
+func (l Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &lazyConn{Conn: c}, nil
+	return &Lazy{Conn: c}, nil
 }
 
-// lazyConn is a net.Conn whose deadlines move the way nginx moves its
+// Lazy is a net.Conn whose deadlines move the way nginx moves its
 // timers: lazily. fasthttp sets a read deadline twice and a write deadline
 // once per request, and each is a timer update in the runtime, the largest
 // cost of a cached validate after parsing the request. A deadline that only
@@ -29,7 +36,7 @@ func (l lazyListener) Accept() (net.Conn, error) {
 // cleared, is applied at once. So I/O never times out before the deadline
 // asked for, nor after it; the runtime's timer moves about once per timeout
 // period instead of three times per request.
-type lazyConn struct {
+type Lazy struct {
 	net.Conn
 	mu          sync.Mutex // guards the deadlines below
 	read, write lazyDeadline
@@ -41,23 +48,28 @@ type lazyConn struct {
 type lazyDeadline struct{ asked, applied time.Time }
 
 // NetConn returns the connection underneath (as tls.Conn does), for
-// peerGone's socket peek.
-func (c *lazyConn) NetConn() net.Conn { return c.Conn }
+// Peer's socket peek.
+func (c *Lazy) NetConn() net.Conn { return c.Conn }
 
-func (c *lazyConn) SetDeadline(t time.Time) error {
+// SetDeadline sets both deadlines, lazily.
+func (c *Lazy) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)
 }
 
-func (c *lazyConn) SetReadDeadline(t time.Time) error {
+// SetReadDeadline records t, and applies it unless it is later than the
+// one the connection has.
+func (c *Lazy) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.read.set(t, c.Conn.SetReadDeadline)
 }
 
-func (c *lazyConn) SetWriteDeadline(t time.Time) error {
+// SetWriteDeadline records t, and applies it unless it is later than the
+// one the connection has.
+func (c *Lazy) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.write.set(t, c.Conn.SetWriteDeadline)
@@ -79,7 +91,7 @@ func (d *lazyDeadline) set(t time.Time, apply func(time.Time) error) error {
 // rearm is called after an I/O call failed with a deadline error: if the
 // deadline asked for is still ahead, it is applied and the call may be
 // repeated.
-func (c *lazyConn) rearm(d *lazyDeadline, err error, apply func(time.Time) error) bool {
+func (c *Lazy) rearm(d *lazyDeadline, err error, apply func(time.Time) error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
@@ -95,7 +107,8 @@ func (c *lazyConn) rearm(d *lazyDeadline, err error, apply func(time.Time) error
 	return true
 }
 
-func (c *lazyConn) Read(b []byte) (int, error) {
+// Read reads, applying the deadline asked for when an earlier one fires.
+func (c *Lazy) Read(b []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(b)
 		if err == nil || !c.rearm(&c.read, err, c.Conn.SetReadDeadline) {
@@ -107,7 +120,9 @@ func (c *lazyConn) Read(b []byte) (int, error) {
 	}
 }
 
-func (c *lazyConn) Write(b []byte) (int, error) {
+// Write writes all of b, applying the deadline asked for when an earlier
+// one fires.
+func (c *Lazy) Write(b []byte) (int, error) {
 	written := 0
 	for {
 		n, err := c.Conn.Write(b[written:])
