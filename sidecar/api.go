@@ -12,6 +12,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/sidecar/ratelimit"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
@@ -73,11 +74,11 @@ var _ upstreamClient = (*upstream.Client)(nil)
 
 // rateLimits are the local rate limits (docs/rate-limits.md).
 type rateLimits interface {
-	allowMint(caller string, n int) (ok bool, retryAfter time.Duration)
-	allowValidate() (ok bool, retryAfter time.Duration)
+	AllowMint(caller string, n int) (ok bool, retryAfter time.Duration)
+	AllowValidate() (ok bool, retryAfter time.Duration)
 }
 
-var _ rateLimits = (*limiter)(nil)
+var _ rateLimits = (*ratelimit.Limiter)(nil)
 
 // recorder counts answered requests, for the metrics.
 type recorder interface {

@@ -59,7 +59,7 @@ func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *aud
 // answers 429 and reports false. Checked after parsing, so malformed
 // requests use no tokens.
 func (a *api) allowMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, n int) (result, bool) {
-	ok, d := a.limits.allowMint(callerID(ctx), n)
+	ok, d := a.limits.AllowMint(callerID(ctx), n)
 	if ok {
 		return a.allowFleetMint(ctx, cfg, au, n)
 	}

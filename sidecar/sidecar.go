@@ -25,6 +25,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/sidecar/conn"
+	"github.com/chittyos/chittyid-sidecar/sidecar/ratelimit"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -84,7 +85,7 @@ type Sidecar struct {
 	level   *slog.LevelVar
 	metrics *metrics
 	sink    *lineSink // access lines, when Options.LogOutput is set
-	limits  *limiter
+	limits  *ratelimit.Limiter
 	snaps   *snapshots            // snapshot.path: restored in New, written by Run
 	late    *upstream.LateAnswers // mints awaited after their callers gave up, for every client
 	opsAddr atomic.Value          // string: the operations listener's address
@@ -139,7 +140,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 	if injected {
 		limiterClock = opts.Now
 	}
-	s.limits = newLimiter(cfg.RateLimit, limiterClock)
+	s.limits = ratelimit.New(cfg.RateLimit, limiterClock)
 	s.life = fsm.New(cfg.Health, s.probe, fsm.Options{Logger: opts.Logger, BreakerOpen: s.breakerOpen, Now: opts.Now})
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()

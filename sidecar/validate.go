@@ -86,7 +86,7 @@ var (
 // which may be in the request's buffer: a cache hit answers without
 // copying it.
 func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape, idb []byte) result {
-	if ok, d := a.limits.allowValidate(); !ok {
+	if ok, d := a.limits.AllowValidate(); !ok {
 		return rateLimited(ctx, sh, "local validate", d)
 	}
 	w := a.workerPartsFor(ctx, cfg, sh)
