@@ -8,6 +8,63 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// route identifies a route in metrics and logs.
+type route uint8
+
+const (
+	routeOther route = iota
+	routeValidate
+	routeValidatePost
+	routeMint
+	routeMintGet // a mint from the query (GET /api/get-chittyid, GET /generate)
+	routeMintBatch
+	routeHealth
+	routeHealthz
+	routeReadyz
+	routeMetrics
+	routeSpec
+	routeCount
+)
+
+var routeNames = [routeCount]string{"other", "validate", "validate_post", "mint", "mint_get", "mint_batch", "health", "healthz", "readyz", "metrics", "spec"}
+
+func (r route) String() string { return routeNames[r] }
+
+// family is how a request reached its route: under /v1, under /api/v1, at
+// the root (the 1.0.0 routes for apps whose base URL is the service's
+// root), or by the worker's own routes (/api/…, /generate). It is a label
+// in the metrics and a field of the access log.
+type family uint8
+
+const (
+	familyV1 family = iota
+	familyAPIV1
+	familyRoot
+	familyWorker
+	familyCount
+)
+
+var familyNames = [familyCount]string{"v1", "api_v1", "root", "worker"}
+
+// shape is the style of an answer: the 1.0.0 client's, or on the worker's
+// routes the worker's, where every answer says "success" and carries a
+// timestamp, and errors are {"success":false,"error":CODE,"message",…}.
+type shape uint8
+
+const (
+	shapeClient shape = iota
+	shapeWorker
+	shapeCount
+)
+
+// shape is the answer style of the family's routes.
+func (f family) shape() shape {
+	if f == familyWorker {
+		return shapeWorker
+	}
+	return shapeClient
+}
+
 var (
 	prefixV1    = []byte("/v1")
 	prefixAPIV1 = []byte("/api/v1")

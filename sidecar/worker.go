@@ -17,25 +17,6 @@ import (
 // handlers, cache, breaker, limits, audit and metrics; only the shape of
 // their answers differs.
 
-// shape is the style of an answer: the 1.0.0 client's, or on the worker's
-// routes the worker's, where every answer says "success" and carries a
-// timestamp, and errors are {"success":false,"error":CODE,"message",…}.
-type shape uint8
-
-const (
-	shapeClient shape = iota
-	shapeWorker
-	shapeCount
-)
-
-// shape is the answer style of the family's routes.
-func (f family) shape() shape {
-	if f == familyWorker {
-		return shapeWorker
-	}
-	return shapeClient
-}
-
 // stamps formats request times for worker answers, RFC 3339 in whole
 // seconds, once a second: a cached validate's answer then costs no time
 // formatting.
