@@ -61,32 +61,6 @@ func (s *Sidecar) fleetParts() (resolve.Fleet, fleetLimit) {
 // running values and named.
 func (s *Sidecar) reconfigureFleet(next *config.Config) { s.fleet.Reconfigure(next.Fleet) }
 
-// healthFleet is /health's fleet section: the tier's state (off without
-// fleet.redis.addrs), its addresses and last error, its settings and
-// counters. It never holds the password.
-type healthFleet struct {
-	Enabled bool `json:"enabled"`
-	fleet.Status
-	KeyPrefix string            `json:"keyPrefix,omitempty"`
-	Timeout   string            `json:"timeout,omitempty"`
-	LockTTL   string            `json:"lockTtl,omitempty"`
-	Stats     *healthFleetStats `json:"stats,omitempty"`
-}
-
-// healthFleetStats are the tier's counters since start (fleet.Stats).
-type healthFleetStats struct {
-	Hits         int64 `json:"hits"`
-	Misses       int64 `json:"misses"`
-	Errors       int64 `json:"errors"`
-	Skipped      int64 `json:"skipped"`
-	Fetches      int64 `json:"fetches"`
-	LockWaits    int64 `json:"lockWaits"`
-	Takeovers    int64 `json:"takeovers"`
-	PeerFailures int64 `json:"peerFailures"`
-	MintAllowed  int64 `json:"mintAllowed"`
-	MintRefused  int64 `json:"mintRefused"`
-}
-
 func (s *Sidecar) fleetHealth(cfg *config.Config) healthFleet {
 	h := healthFleet{Enabled: s.fleet.Enabled(), Status: s.fleet.Status()}
 	if !h.Enabled {

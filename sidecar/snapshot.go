@@ -244,34 +244,6 @@ func (s *Sidecar) WaitSnapshotWrites(ctx context.Context, n int64) error {
 	}
 }
 
-// healthSnapshot is the /health snapshot section.
-type healthSnapshot struct {
-	Enabled  bool   `json:"enabled"`
-	Path     string `json:"path"`
-	Interval string `json:"interval"`
-	// LoadOutcome is one of the snapLoadOutcomes; "" when disabled.
-	LoadOutcome   string           `json:"loadOutcome"`
-	LoadError     string           `json:"loadError"`
-	Loaded        int              `json:"loaded"`
-	Skipped       int              `json:"skipped"`
-	Rejected      int              `json:"rejected"`
-	LoadedAt      *time.Time       `json:"loadedAt"`
-	LoadMs        float64          `json:"loadDurationMs"`
-	FileWrittenAt *time.Time       `json:"fileWrittenAt"` // of the restored file
-	LastWrite     *healthSnapWrite `json:"lastWrite"`
-	WritesOK      int64            `json:"writesOk"`
-	WritesFailed  int64            `json:"writesFailed"`
-}
-
-type healthSnapWrite struct {
-	Time       time.Time `json:"time"`
-	Reason     string    `json:"reason"`
-	DurationMs float64   `json:"durationMs"`
-	Entries    int       `json:"entries"`
-	Bytes      int64     `json:"bytes"`
-	Error      string    `json:"error"`
-}
-
 func (s *Sidecar) snapshotHealth(cfg *config.Config) healthSnapshot {
 	sn := s.snaps
 	h := healthSnapshot{Enabled: sn.enabled(), Path: sn.path, Interval: cfg.Snapshot.Interval.String()}
