@@ -225,25 +225,6 @@ func (s *Sidecar) writeSnapshot(ctx context.Context, reason string) {
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// WaitSnapshotWrites blocks until at least n snapshot writes (periodic or at
-// shutdown, successful or failed) have finished since start, or ctx ends.
-// It is for tests and tools that embed the sidecar.
-func (s *Sidecar) WaitSnapshotWrites(ctx context.Context, n int64) error {
-	for {
-		s.snaps.mu.Lock()
-		done, ch := s.snaps.ok+s.snaps.fail, s.snaps.changed
-		s.snaps.mu.Unlock()
-		if done >= n {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
 func (s *Sidecar) snapshotHealth(cfg *config.Config) healthSnapshot {
 	sn := s.snaps
 	h := healthSnapshot{Enabled: sn.enabled(), Path: sn.path, Interval: cfg.Snapshot.Interval.String()}
