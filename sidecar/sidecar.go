@@ -287,8 +287,9 @@ func (s *Sidecar) watchBreaker(ctx context.Context) {
 func (s *Sidecar) breakerOpen() bool { return s.breaker.State() == upstream.BreakerOpen }
 
 // Close releases what New allocated (the cache, idle upstream connections,
-// the fleet tier's connections and prober). Run calls it; call it yourself
-// only for a Sidecar that never ran. It is safe to call more than once.
+// the fleet tier's connections and prober), after the late mint answers
+// still awaited. A Sidecar that ran is closed when Run returns; one that
+// never ran must be closed. It is safe to call more than once.
 func (s *Sidecar) Close() error {
 	s.late.Wait() // bounded: each waits at most its mint deadline plus upstream.lateAnswerWindow
 	s.client.Load().Close()

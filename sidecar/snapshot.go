@@ -136,10 +136,11 @@ func (sn *snapshots) restored() (int, time.Time) {
 	return sn.load.r.Loaded, sn.load.r.Newest
 }
 
-// restoreSnapshot loads snapshot.path into the cache; New calls it, so it
-// happens before the listener serves. Temporary files of a write that a
-// crash interrupted are removed first. A missing, unreadable or bad file is
-// logged and counted, and the cache starts empty.
+// restoreSnapshot loads snapshot.path into the cache, serving only the
+// entries resolve.Admit lets in. Temporary files of a write that a crash
+// interrupted are removed first. A missing, unreadable or bad file is
+// logged and counted, and the cache starts empty. It runs in New, before
+// the listener serves and so before readiness.
 func (s *Sidecar) restoreSnapshot(cfg *config.Config) {
 	path := s.snaps.path
 	// The directory is made private if the sidecar makes it: a directory
