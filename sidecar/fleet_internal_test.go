@@ -18,9 +18,12 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// The fleet hooks' unit tests: the api over the fakes of api_test.go and a
-// fake fleet tier. The tests on real redis-server processes
-// (fleet_test.go) cover the same paths across sidecars.
+// The fleet tier through the handlers, over the fakes of api_test.go and
+// a fake fleet tier: what each tier's answer looks like (X-Cache,
+// X-Cache-Tier, Age), minted IDs shared, the fleet mint limit. The
+// resolution itself is cache/resolve's, tested there; the tests on real
+// redis-server processes (fleet_test.go) cover the same paths across
+// sidecars.
 
 // fakeFleet is a fleet tier in a map. Fetch follows fleet.Tier's contract
 // for one sidecar: a fresh verdict is a fleet hit; otherwise fetch runs and
@@ -146,20 +149,28 @@ func TestFleetValidate(t *testing.T) {
 		calls     int
 		storedAge time.Duration // the local entry's age after the answer, for a fleet hit
 	}{
-		{"local hit", fsm.Connected, "fresh", 0, "", false, valid, 200, "HIT", "local", 0, 0},
-		{"fleet hit keeps its age", fsm.Connected, "", 3 * time.Minute, "", false, valid, 200, "HIT", "fleet", 0, 3 * time.Minute},
-		{"fleet miss asks upstream", fsm.Connected, "", 0, "", false, valid, 200, "MISS", "", 1, 0},
-		{"fleet entry past its TTL refreshed", fsm.Connected, "", time.Hour, "", false, valid, 200, "MISS", "", 1, 0},
-		{"fleet stale while upstream fails", fsm.Reconnecting, "", time.Hour, "", false, failing, 200, "STALE", "fleet", 1, 0},
-		{"fleet entry older than staleIfError", fsm.Reconnecting, "", 25 * time.Hour, "", false, failing, 503, "", "", 1, 0},
-		{"local stale beats the fleet's", fsm.Reconnecting, "stale", time.Hour, "", false, failing, 200, "STALE", "local", 1, 0},
-		{"forged fleet entry is not served", fsm.Connected, "", time.Minute, `PEO","x":"`, false, valid, 200, "MISS", "", 1, 0},
-		{"Redis down: local, then upstream", fsm.Connected, "", time.Minute, "", true, valid, 200, "MISS", "", 1, 0},
-		{"FAILED: fleet hit", fsm.Failed, "", time.Minute, "", false, valid, 200, "HIT", "fleet", 0, time.Minute},
-		{"FAILED: fleet stale", fsm.Failed, "", time.Hour, "", false, valid, 200, "STALE", "fleet", 0, 0},
-		{"FAILED: local stale first", fsm.Failed, "stale", time.Hour, "", false, valid, 200, "STALE", "local", 0, 0},
-		{"FAILED: nothing anywhere", fsm.Failed, "", 0, "", false, valid, 503, "", "", 0, 0},
-		{"FAILED: Redis down", fsm.Failed, "", time.Minute, "", true, valid, 503, "", "", 0, 0},
+		{name: "local hit", state: fsm.Connected, local: "fresh", validate: valid, status: 200, xcache: "HIT", tier: "local"},
+		{name: "fleet hit keeps its age", state: fsm.Connected, fleetAge: 3 * time.Minute, validate: valid, status: 200,
+			xcache: "HIT", tier: "fleet", storedAge: 3 * time.Minute},
+		{name: "fleet miss asks upstream", state: fsm.Connected, validate: valid, status: 200, xcache: "MISS", calls: 1},
+		{name: "fleet entry past its TTL refreshed", state: fsm.Connected, fleetAge: time.Hour, validate: valid, status: 200,
+			xcache: "MISS", calls: 1},
+		{name: "fleet stale while upstream fails", state: fsm.Reconnecting, fleetAge: time.Hour, validate: failing, status: 200,
+			xcache: "STALE", tier: "fleet", calls: 1},
+		{name: "fleet entry older than staleIfError", state: fsm.Reconnecting, fleetAge: 25 * time.Hour, validate: failing, status: 503, calls: 1},
+		{name: "local stale beats the fleet's", state: fsm.Reconnecting, local: "stale", fleetAge: time.Hour, validate: failing,
+			status: 200, xcache: "STALE", tier: "local", calls: 1},
+		{name: "forged fleet entry is not served", state: fsm.Connected, fleetAge: time.Minute, fleetVal: `PEO","x":"`,
+			validate: valid, status: 200, xcache: "MISS", calls: 1},
+		{name: "Redis down: local, then upstream", state: fsm.Connected, fleetAge: time.Minute, down: true, validate: valid,
+			status: 200, xcache: "MISS", calls: 1},
+		{name: "FAILED: fleet hit", state: fsm.Failed, fleetAge: time.Minute, validate: valid, status: 200, xcache: "HIT",
+			tier: "fleet", storedAge: time.Minute},
+		{name: "FAILED: fleet stale", state: fsm.Failed, fleetAge: time.Hour, validate: valid, status: 200, xcache: "STALE", tier: "fleet"},
+		{name: "FAILED: local stale first", state: fsm.Failed, local: "stale", fleetAge: time.Hour, validate: valid, status: 200,
+			xcache: "STALE", tier: "local"},
+		{name: "FAILED: nothing anywhere", state: fsm.Failed, validate: valid, status: 503},
+		{name: "FAILED: Redis down", state: fsm.Failed, fleetAge: time.Minute, down: true, validate: valid, status: 503},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
