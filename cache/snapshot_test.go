@@ -236,6 +236,7 @@ func TestSnapshotBadFilesAreRejectedWhole(t *testing.T) {
 		{"corrupt: ID length 0, checksum redone", resum(patched(good, entry0, 0, 0)), ErrSnapshotCorrupt, "ID length 0"},
 		{"corrupt: ID too long, checksum redone", resum(patched(good, entry0, 1, 1)), ErrSnapshotCorrupt, "ID length 257"},
 		{"corrupt: value too long, checksum redone", resum(patched(good, entry0+2, 1, 4)), ErrSnapshotCorrupt, "value length 1025"},
+		{"count the size cannot hold, checksum redone", resum(patched(good, snapCountOffset+4, 1)), ErrSnapshotTruncated, "the header declares 4294967"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config/file"
 )
 
 // The snapshot file format, version 1. All integers are little endian.
@@ -182,34 +182,18 @@ func (sr *snapReader) end(count uint64) error {
 	return nil
 }
 
-// checkOwnership refuses a snapshot file, or a directory holding it, that
-// group or others may write, or that belongs to a user other than this
-// process's (or root).
-func checkOwnership(path string, file os.FileInfo) error {
-	dir, err := os.Stat(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	for _, fi := range [...]struct {
-		what string
-		st   os.FileInfo
-	}{{"the file", file}, {"its directory " + strconv.Quote(filepath.Dir(path)), dir}} {
-		if m := fi.st.Mode().Perm(); m&0o022 != 0 {
-			return fmt.Errorf("%w: %s is writable by group or others (mode %04o); make it 0600 (the directory 0700)", ErrSnapshotInsecure, fi.what, m)
-		}
-		if uid, ok := ownerOf(fi.st); ok && uid != 0 && uid != os.Geteuid() {
-			return fmt.Errorf("%w: %s belongs to user %d, not to this process's user %d", ErrSnapshotInsecure, fi.what, uid, os.Geteuid())
-		}
-	}
-	return nil
-}
-
 // openVerified opens the snapshot at path and checks it whole: a regular
-// file, written by no one else (see checkOwnership), not empty, and
-// verifySnapshot's checks. The caller closes the file.
+// file (judged on the descriptor, opened without blocking, so a FIFO at
+// path cannot hang the start), written by no one else (file.Check: the
+// file and its directory writable by this process's user alone, owned by
+// it or root), not empty, and verifySnapshot's checks. The caller closes
+// the file.
 func openVerified(path string) (_ *os.File, _ SnapshotInfo, err error) {
-	f, err := os.Open(path)
+	f, st, err := file.Open(path)
 	if err != nil {
+		if errors.Is(err, file.ErrNotRegular) {
+			err = fmt.Errorf("%w: %w", ErrSnapshotForeign, err)
+		}
 		return nil, SnapshotInfo{}, err
 	}
 	defer func() {
@@ -217,15 +201,8 @@ func openVerified(path string) (_ *os.File, _ SnapshotInfo, err error) {
 			_ = f.Close()
 		}
 	}()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, SnapshotInfo{}, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, SnapshotInfo{}, fmt.Errorf("%w: not a regular file (%s)", ErrSnapshotForeign, st.Mode().Type())
-	}
-	if err := checkOwnership(path, st); err != nil {
-		return nil, SnapshotInfo{}, err
+	if err := file.Check(path, st); err != nil {
+		return nil, SnapshotInfo{}, fmt.Errorf("%w: %w", ErrSnapshotInsecure, err)
 	}
 	if st.Size() == 0 {
 		return nil, SnapshotInfo{}, ErrSnapshotEmpty
@@ -256,6 +233,11 @@ func verifySnapshot(f *os.File, size int64) (SnapshotInfo, error) {
 	info, count, err := sr.header()
 	if err != nil {
 		return SnapshotInfo{}, err
+	}
+	// The header's count is bounded by the size before any entry is read;
+	// the reads themselves never go past the size fstat gave at open.
+	if most := uint64(size-snapHeaderLen-snapTrailerLen) / (snapEntryFixed + 1); count > most {
+		return SnapshotInfo{}, fmt.Errorf("%w: the header declares %d entries, %d bytes hold at most %d", ErrSnapshotTruncated, count, size, most)
 	}
 	for i := range count {
 		if _, err := sr.entry(i, count); err != nil {

@@ -53,6 +53,13 @@ type Config struct {
 	// Fleet is the fleet tier: a cache and limits shared by a fleet's
 	// sidecars in Redis. Off without fleet.redis.addrs.
 	Fleet fleet.Config `yaml:"fleet"`
+
+	// Warnings are what loading found worth fixing that is not an error: a
+	// secret file every user may read, a file used although another user
+	// could have written it (EnvInsecureTrustWritableFiles). The sidecar
+	// logs them at start and on every reload; check-config prints them.
+	// They are not part of the file.
+	Warnings []string `yaml:"-"`
 }
 
 // Snapshot is the snapshot section. The sidecar writes the cache's verdicts
@@ -77,6 +84,15 @@ type Metrics struct {
 	// while the API stays on listen. /metrics is served on listen too.
 	// Restart needed to change. Default "" (none).
 	Listen string `yaml:"listen"`
+	// AllowedHosts are host names (or IP addresses) that a request's Host
+	// header may carry on this listener besides the loopback names and
+	// addresses and the address the request arrived at (what a scraper or
+	// the kubelet connecting to the pod's IP sends), such as a Service's
+	// name that Prometheus scrapes through. The port is not compared, case
+	// is ignored. Any other Host gets 403 FORBIDDEN on /metrics and /health
+	// (DNS rebinding); /healthz and /readyz are exempt. Reloadable. Default
+	// none.
+	AllowedHosts []string `yaml:"allowedHosts"`
 }
 
 // Reload is the reload section.

@@ -96,7 +96,7 @@ func TestParseTokenFileProblems(t *testing.T) {
 		wantErrs   []string
 	}{
 		{"missing", missing, []string{"line 2: upstream.tokenFile: open " + missing + ": no such file or directory"}},
-		{"unreadable (a directory)", dir, []string{"line 2: upstream.tokenFile: read " + dir + ": is a directory"}},
+		{"unreadable (a directory)", dir, []string{fmt.Sprintf("line 2: upstream.tokenFile: not a regular file: %q is a directory", dir)}},
 		{"empty", empty, []string{fmt.Sprintf("line 2: upstream.tokenFile: %q: file is empty", empty)}},
 		{"not header-safe", spaced, []string{fmt.Sprintf("line 2: upstream.tokenFile: %q: the token must be visible ASCII", spaced)}},
 	} {
@@ -205,7 +205,7 @@ func TestParsePasswordFile(t *testing.T) {
 		wantErrs   []string
 	}{
 		{"missing", missing, []string{"line 4: fleet.redis.passwordFile: open " + missing + ": no such file or directory"}},
-		{"a directory", dir, []string{"line 4: fleet.redis.passwordFile: read " + dir + ": is a directory"}},
+		{"a directory", dir, []string{fmt.Sprintf("line 4: fleet.redis.passwordFile: not a regular file: %q is a directory", dir)}},
 		{"empty", empty, []string{fmt.Sprintf("line 4: fleet.redis.passwordFile: %q: file is empty", empty)}},
 		{"two lines", twoLines, []string{fmt.Sprintf("line 4: fleet.redis.passwordFile: %q: the password must be one line", twoLines)}},
 	} {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"strings"
 
@@ -29,14 +28,16 @@ const (
 // only comments, which is also what a file truncated mid-write looks like.
 var ErrEmpty = errors.New("config file is empty")
 
-// Load reads the file at path and parses it with Parse. Its errors start
-// with `loading config "path": `.
+// Load reads the file at path and parses it with Parse. The file must be a
+// regular file of at most 1 MiB that no user other than this process's or
+// root could have written (see EnvInsecureTrustWritableFiles). Its errors
+// start with `loading config "path": `.
 func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := readConfig(path, lookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("loading config %q: %w", path, err)
 	}
-	c, err := Parse(data, lookupEnv)
+	c, err := f.parse(path, lookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("loading config %q: %w", path, err)
 	}
@@ -55,29 +56,41 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 // or the environment variable the value came from. The error is ErrEmpty
 // for a file without a document.
 func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	c, _, err := parse(data, lookupEnv)
+	return c, err
+}
+
+// parse is Parse; tokenInFile says the file itself set upstream.token.
+func parse(data []byte, lookupEnv func(string) (string, bool)) (_ *Config, tokenInFile bool, _ error) {
 	root, err := parseDocument(data)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	c := Defaults()
 	w := newWalker()
 	if err := w.document(root, reflect.ValueOf(&c).Elem()); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	problems := w.problems
 	if len(problems) == 0 {
 		problems = appendIf(problems, strictDecode(data, c))
 	}
+	t, err := newTrust(lookupEnv)
+	if err != nil {
+		return nil, false, err
+	}
 	applyEnv(&c, lookupEnv, w.origins)
-	problems = appendIf(problems, resolveToken(&c, w.origins))
+	problems = appendIf(problems, t.resolveToken(&c, w.origins))
 	problems = append(problems, annotate(c.Upstream.TLS.ReadFiles(), w.origins, w.failed)...)
-	problems = appendIf(problems, resolvePassword(&c, w.origins))
+	problems = appendIf(problems, t.resolvePassword(&c, w.origins))
 	problems = append(problems, annotate(c.Fleet.Redis.TLS.CheckFiles(), w.origins, w.failed)...)
+	problems = append(problems, annotate(t.checkTLSFiles(&c), w.origins, w.failed)...)
 	problems = append(problems, annotate(c.Validate(), w.origins, w.failed)...)
 	if len(problems) > 0 {
-		return nil, errors.Join(problems...)
+		return nil, false, errors.Join(problems...)
 	}
-	return &c, nil
+	c.Warnings = t.warnings
+	return &c, strings.HasPrefix(w.origins["upstream.token"], "line ") && c.Upstream.Token != "", nil
 }
 
 // parseDocument returns the root node of the file's only document.
@@ -157,11 +170,11 @@ func applyEnv(c *Config, lookupEnv func(string) (string, bool), origins map[stri
 
 // resolveToken makes c.Upstream.Token the effective token: the content of
 // upstream.tokenFile if set, else what applyEnv or the file put there.
-func resolveToken(c *Config, origins map[string]string) error {
+func (t *trust) resolveToken(c *Config, origins map[string]string) error {
 	source := origins["upstream.token"] + ": upstream.token"
 	if path := c.Upstream.TokenFile; path != "" {
 		var err error
-		if c.Upstream.Token, source, err = readSecretFile("upstream.tokenFile", path, origins); err != nil {
+		if c.Upstream.Token, source, err = t.readSecretFile("upstream.tokenFile", path, origins); err != nil {
 			return err
 		}
 	}
@@ -173,12 +186,12 @@ func resolveToken(c *Config, origins map[string]string) error {
 
 // resolvePassword reads fleet.redis.passwordFile, if set, into
 // c.Fleet.Redis.Password, as resolveToken reads the token file.
-func resolvePassword(c *Config, origins map[string]string) error {
+func (t *trust) resolvePassword(c *Config, origins map[string]string) error {
 	path := c.Fleet.Redis.PasswordFile
 	if path == "" {
 		return nil
 	}
-	pw, source, err := readSecretFile("fleet.redis.passwordFile", path, origins)
+	pw, source, err := t.readSecretFile("fleet.redis.passwordFile", path, origins)
 	if err != nil {
 		return err
 	}
@@ -187,22 +200,6 @@ func resolvePassword(c *Config, origins map[string]string) error {
 	}
 	c.Fleet.Redis.Password = pw
 	return nil
-}
-
-// readSecretFile reads the file at path, which key names, and returns its
-// content, white space trimmed, and source, which says where the secret
-// came from for the caller's own checks. An empty file is an error. The
-// content is never part of an error.
-func readSecretFile(key, path string, origins map[string]string) (s field.Secret, source string, err error) {
-	source = fmt.Sprintf("%s: %s: %q", origins[key], key, path)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", source, fmt.Errorf("%s: %s: %w", origins[key], key, err)
-	}
-	if s = field.Secret(strings.TrimSpace(string(b))); s == "" {
-		return "", source, fmt.Errorf("%s: file is empty", source)
-	}
-	return s, source, nil
 }
 
 // isTokenText reports whether s can go into an Authorization header as is.

@@ -13,6 +13,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config/file"
 )
 
 // ApplyFunc installs a new config in the running sidecar. It returns the
@@ -92,19 +94,20 @@ func NewWatcher(path string, lookupEnv func(string) (string, bool), opts Watcher
 // config wants. Call it before Run.
 func (w *Watcher) SetLogger(l *slog.Logger) { w.log = l }
 
-// Load reads and parses the file for the first time (generation 1).
+// Load reads and parses the file for the first time (generation 1), as
+// the package's Load does.
 func (w *Watcher) Load() (*Config, error) {
-	data, err := os.ReadFile(w.path)
+	f, err := readConfig(w.path, w.lookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("loading config %q: %w", w.path, err)
 	}
-	c, err := Parse(data, w.lookupEnv)
+	c, err := f.parse(w.path, w.lookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("loading config %q: %w", w.path, err)
 	}
-	w.current, w.seen = c, w.fingerprint(data, c)
+	w.current, w.seen = c, w.fingerprint(f, c)
 	w.mu.Lock()
-	w.status.Generation, w.status.Hash, w.status.LoadedAt = 1, hashHex(data), w.now()
+	w.status.Generation, w.status.Hash, w.status.LoadedAt = 1, hashHex(f.data), w.now()
 	w.mu.Unlock()
 	return c, nil
 }
@@ -137,16 +140,16 @@ func (w *Watcher) interval() time.Duration {
 // force is set), loads and applies it. It reports whether a new config was
 // applied. Check must not run concurrently with Run or itself.
 func (w *Watcher) Check(apply ApplyFunc, force bool) bool {
-	data, err := os.ReadFile(w.path)
+	f, err := readConfig(w.path, w.lookupEnv)
 	if err != nil {
 		w.reject(fmt.Errorf("reading config %q: %w", w.path, err), [sha256.Size]byte{}, force)
 		return false
 	}
-	fp := w.fingerprint(data, w.current)
+	fp := w.fingerprint(f, w.current)
 	if fp == w.seen && !force {
 		return false
 	}
-	next, err := Parse(data, w.lookupEnv)
+	next, err := f.parse(w.path, w.lookupEnv)
 	if err != nil {
 		w.reject(fmt.Errorf("loading config %q: %w", w.path, err), fp, force)
 		return false
@@ -156,11 +159,11 @@ func (w *Watcher) Check(apply ApplyFunc, force bool) bool {
 		w.reject(fmt.Errorf("applying config %q: %w", w.path, err), fp, force)
 		return false
 	}
-	w.current, w.seen = next, w.fingerprint(data, next)
+	w.current, w.seen = next, w.fingerprint(f, next)
 	w.mu.Lock()
 	w.status.Generation++
 	w.status.Applied++
-	w.status.Hash, w.status.LoadedAt = hashHex(data), w.now()
+	w.status.Hash, w.status.LoadedAt = hashHex(f.data), w.now()
 	w.status.LastError, w.status.LastErrorAt = "", nil
 	w.status.RestartRequired = restart
 	gen := w.status.Generation
@@ -226,12 +229,15 @@ func (w *Watcher) Wait(ctx context.Context, cond func(Status) bool) error {
 	}
 }
 
-// fingerprint covers the file and the files c names (upstream.tokenFile,
-// the upstream.tls files, fleet.redis.passwordFile), so rotating a token, a
-// CA bundle, a client certificate or a password alone triggers a reload.
-func (w *Watcher) fingerprint(data []byte, c *Config) [sha256.Size]byte {
+// fingerprint covers the file (its bytes and mode) and the files c names
+// (upstream.tokenFile, the upstream.tls files, fleet.redis.passwordFile),
+// so rotating a token, a CA bundle, a client certificate or a password
+// alone triggers a reload, and so does a change of who may write or read
+// one of them.
+func (w *Watcher) fingerprint(f configFile, c *Config) [sha256.Size]byte {
 	h := sha256.New()
-	h.Write(data)
+	h.Write(f.data)
+	fmt.Fprintf(h, "\x00%o", uint32(f.mode))
 	if c != nil {
 		t := c.Upstream.TLS
 		for _, path := range []string{c.Upstream.TokenFile, t.CAFile, t.CertFile, t.KeyFile, c.Fleet.Redis.PasswordFile} {
@@ -243,18 +249,27 @@ func (w *Watcher) fingerprint(data []byte, c *Config) [sha256.Size]byte {
 	return fp
 }
 
-// hashFile adds a separator and the trimmed content of the file at path (or
-// its read error) to h; nothing but the separator when path is empty.
+// hashFile adds a separator and the trimmed content of the file at path,
+// its mode and what file.Check says of it (or its read error) to h;
+// nothing but the separator when path is empty. It reads as the loader
+// does: a regular file only, never blocking, at most maxConfigBytes.
 func hashFile(h hash.Hash, path string) {
 	h.Write([]byte{0})
 	if path == "" {
 		return
 	}
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		b = []byte(err.Error())
+	b, fi, err := file.Read(path, maxConfigBytes)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		h.Write([]byte(err.Error()))
+	default:
+		h.Write(bytes.TrimSpace(b))
+		fmt.Fprintf(h, "\x00%o", uint32(fi.Mode()))
+		if err := file.Check(path, fi); err != nil {
+			h.Write([]byte(err.Error()))
+		}
 	}
-	h.Write(bytes.TrimSpace(b))
 }
 
 func hashHex(data []byte) string {

@@ -39,17 +39,25 @@ func (s Security) validate(listen string) error {
 	if !s.AllowRemote && validateAddr("listen", listen) == nil && !isLoopbackAddr(listen) {
 		errs = append(errs, field.Errorf("listen", "%q is not a loopback address (127.0.0.0/8, ::1, localhost): anything that reaches it could spend the upstream token; set security.allowRemote: true to allow it", listen).With("security.allowRemote"))
 	}
-	for i, h := range s.AllowedHosts {
-		if h == "" || strings.ContainsAny(h, "/:@ \t") && !isIPv6Literal(h) {
-			errs = append(errs, field.Errorf(fmt.Sprintf("security.allowedHosts[%d]", i), "must be a host name or IP address without scheme, port or path, got %q", h))
-		}
-	}
+	errs = append(errs, validateHosts("security.allowedHosts", s.AllowedHosts)...)
 	for i, o := range s.AllowedOrigins {
 		if err := checkOrigin(o); err != nil {
 			errs = append(errs, field.Errorf(fmt.Sprintf("security.allowedOrigins[%d]", i), "%v, got %q", err, o))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateHosts checks a list of Host names (security.allowedHosts,
+// metrics.allowedHosts) named key.
+func validateHosts(key string, hosts []string) []error {
+	var errs []error
+	for i, h := range hosts {
+		if h == "" || strings.ContainsAny(h, "/:@ \t") && !isIPv6Literal(h) {
+			errs = append(errs, field.Errorf(fmt.Sprintf("%s[%d]", key, i), "must be a host name or IP address without scheme, port or path, got %q", h))
+		}
+	}
+	return errs
 }
 
 func isIPv6Literal(h string) bool {

@@ -41,7 +41,7 @@ func (c *Config) Validate() error {
 		c.Readiness.validate(),
 		c.Reload.validate(),
 		c.RateLimit.validate(c.Limits.MaxBatch),
-		c.validateMetricsListen(),
+		c.validateMetrics(),
 		c.Snapshot.validate(),
 		c.Security.validate(c.Listen),
 		c.Fleet.Validate(),
@@ -60,7 +60,10 @@ func (c *Config) validateFleetRate() error {
 
 func (c *Config) validateListen() error { return validateAddr("listen", c.Listen) }
 
-func (c *Config) validateMetricsListen() error {
+func (c *Config) validateMetrics() error {
+	if err := errors.Join(validateHosts("metrics.allowedHosts", c.Metrics.AllowedHosts)...); err != nil {
+		return err
+	}
 	if c.Metrics.Listen == "" {
 		return nil
 	}

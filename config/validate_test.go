@@ -30,6 +30,8 @@ func TestValidate(t *testing.T) {
 		}, nil},
 		{"allowed host with port", func(c *Config) { c.Security.AllowedHosts = []string{"ok.example", "sidecar.local:8787"} }, []string{"security.allowedHosts[1] must be a host name"}},
 		{"allowed host empty", func(c *Config) { c.Security.AllowedHosts = []string{""} }, []string{"security.allowedHosts[0]"}},
+		{"metrics allowed hosts", func(c *Config) { c.Metrics.AllowedHosts = []string{"sidecar-metrics.apps.svc", "10.0.0.7"} }, nil},
+		{"metrics allowed host with scheme", func(c *Config) { c.Metrics.AllowedHosts = []string{"http://x"} }, []string{"metrics.allowedHosts[0] must be a host name"}},
 		{"allowed origins", func(c *Config) { c.Security.AllowedOrigins = []string{"https://app.example", "http://localhost:3000"} }, nil},
 		{"allowed origin with path", func(c *Config) { c.Security.AllowedOrigins = []string{"https://app.example/x"} }, []string{"security.allowedOrigins[0] must be scheme://host[:port] with no path"}},
 		{"allowed origin without scheme", func(c *Config) { c.Security.AllowedOrigins = []string{"app.example"} }, []string{"security.allowedOrigins[0]"}},

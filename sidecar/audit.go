@@ -36,6 +36,12 @@ type audit struct {
 	// upstreamErr is why upstream failed, for the log only (the caller
 	// gets a fixed message); upstream redacts credentials from it.
 	upstreamErr string
+	// halfClosed says the caller had sent FIN when the IDs came: whether
+	// they were delivered is known once the answer is written.
+	halfClosed bool
+	// Filled in by writeAudit from the request, before it ends.
+	requestID, caller string
+	latency           time.Duration
 }
 
 func (a *api) newAudit(ctx *fasthttp.RequestCtx, sh shape) *audit {
@@ -58,17 +64,25 @@ func (a *audit) requests(reqs []upstream.MintRequest) {
 	}
 }
 
-// minted records IDs upstream produced. If the caller has already gone, the
-// IDs cannot be delivered: the outcome is "orphaned", so no ID is silently
-// lost.
+// minted records IDs upstream produced. If the caller has reset its
+// connection, the IDs cannot be delivered: the outcome is "orphaned", so no
+// ID is silently lost. If it has sent FIN, it may have half-closed and
+// still read the answer, or closed: writeAudit waits for the answer to be
+// written to tell.
 func (a *audit) minted(ctx *fasthttp.RequestCtx, ids ...string) {
 	for _, id := range ids {
 		if id != "" {
 			a.ids = append(a.ids, id)
 		}
 	}
-	if len(a.ids) > 0 && conn.Peer(ctx.Conn()) != conn.PeerThere {
+	if len(a.ids) == 0 {
+		return
+	}
+	switch conn.Peer(ctx.Conn()) {
+	case conn.PeerReset:
 		a.outcome = "orphaned"
+	case conn.PeerFIN:
+		a.halfClosed = true
 	}
 }
 
@@ -92,21 +106,40 @@ func (a *audit) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) resul
 }
 
 // writeAudit writes the audit line, whatever the log level: audit lines go
-// to the log stream with "type":"audit".
+// to the log stream with "type":"audit". For IDs minted after the caller
+// sent FIN, the line waits until the answer has been written (see
+// conn.Lazy.AfterAnswer): "ok" if it was, "orphaned" if the write failed
+// or the caller reset the connection.
 func (a *api) writeAudit(ctx *fasthttp.RequestCtx, au *audit) {
+	au.requestID, au.caller = string(ctx.Response.Header.Peek(headerRequestID)), callerID(ctx)
+	au.latency = time.Since(au.began)
+	if lc, ok := ctx.Conn().(*conn.Lazy); ok && au.halfClosed {
+		lc.AfterAnswer(func(delivered bool) {
+			if !delivered {
+				au.outcome = "orphaned"
+			}
+			a.emitAudit(au)
+		})
+		return
+	}
+	a.emitAudit(au)
+}
+
+// emitAudit writes au's audit line.
+func (a *api) emitAudit(au *audit) {
 	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "mint", 0)
 	rec.AddAttrs(
 		slog.String("type", "audit"),
-		slog.String("requestId", string(ctx.Response.Header.Peek(headerRequestID))),
+		slog.String("requestId", au.requestID),
 		slog.String("idempotencyKey", au.key),
-		slog.String("caller", callerID(ctx)),
+		slog.String("caller", au.caller),
 		slog.Any("entities", au.entities),
 		slog.String("outcome", au.outcome),
 		slog.Any("ids", au.ids),
 		slog.Any("refusedIds", au.refused),
 		slog.Any("placeholderIds", au.placeholders),
 		slog.Int("upstreamAttempts", au.attempts),
-		slog.Float64("latencyMs", float64(time.Since(au.began).Microseconds())/1000),
+		slog.Float64("latencyMs", float64(au.latency.Microseconds())/1000),
 		slog.Int("metadataBytes", au.metaLen),
 	)
 	if au.metaSum != nil {

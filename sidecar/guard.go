@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"bytes"
+	"net"
+	"net/netip"
 
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/upstream"
@@ -28,6 +30,23 @@ var (
 // security.allowedHosts. A web page that rebinds its own DNS name to
 // 127.0.0.1 still sends that name as Host: this is what stops it.
 func checkHost(ctx *fasthttp.RequestCtx, sec *config.Security) *apiError {
+	return hostCheck(ctx, sec.AllowedHosts, nil, "nor listed in security.allowedHosts")
+}
+
+// checkOpsHost is checkHost for the operations listener (metrics.listen),
+// whose list is metrics.allowedHosts, and which also accepts the IP
+// address the request arrived at: what the kubelet and a scraper that
+// connect to the pod's IP send. A page rebound by DNS sends a name, and
+// one served from that address itself is another origin than the
+// listener's, which the browser keeps from reading the answer.
+func checkOpsHost(ctx *fasthttp.RequestCtx, m *config.Metrics) *apiError {
+	return hostCheck(ctx, m.AllowedHosts, arrivedAt, "nor the address this listener was reached at, nor listed in metrics.allowedHosts")
+}
+
+// hostCheck refuses a request whose Host names neither loopback, nor a
+// host of allowed, nor one also accepts (nil: none); refusal says what
+// else it would have taken.
+func hostCheck(ctx *fasthttp.RequestCtx, allowed []string, also func(*fasthttp.RequestCtx, []byte) bool, refusal string) *apiError {
 	h := ctx.Request.Header.Host()
 	if len(h) == 0 {
 		return newAPIError(codeForbidden, "the request has no Host header")
@@ -36,12 +55,30 @@ func checkHost(ctx *fasthttp.RequestCtx, sec *config.Security) *apiError {
 	if loopbackName(name) {
 		return nil
 	}
-	for _, a := range sec.AllowedHosts {
+	for _, a := range allowed {
 		if bytes.EqualFold(name, []byte(trimBrackets(a))) {
 			return nil
 		}
 	}
-	return newAPIError(codeForbidden, "Host "+clipQuote(h)+" is neither a loopback name or address nor listed in security.allowedHosts")
+	if also != nil && also(ctx, name) {
+		return nil
+	}
+	return newAPIError(codeForbidden, "Host "+clipQuote(h)+" is neither a loopback name or address "+refusal)
+}
+
+// arrivedAt reports whether name is the IP address of the connection's
+// own end: the address the request was sent to.
+func arrivedAt(ctx *fasthttp.RequestCtx, name []byte) bool {
+	local, ok := ctx.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	a, err := netip.ParseAddr(string(name))
+	if err != nil {
+		return false
+	}
+	l, ok := netip.AddrFromSlice(local.IP)
+	return ok && l.Unmap() == a.Unmap()
 }
 
 // checkBrowser refuses what a browser sends on behalf of another site: a

@@ -53,16 +53,33 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *logBuffer) String() string {
+	text, _ := b.next()
+	return text
+}
+
+// next returns what was written and a channel closed by the next write,
+// taken together: a write between reading the text and asking for the
+// channel would otherwise go unnoticed by a waiter.
+func (b *logBuffer) next() (string, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf.String()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.buf.String(), b.changed
 }
 
 // lines returns the logged lines of a type ("access", "audit"), decoded.
 func (b *logBuffer) lines(t *testing.T, typ string) []map[string]any {
 	t.Helper()
+	return linesOf(t, b.String(), typ)
+}
+
+// linesOf decodes the lines of text of a type ("access", "audit").
+func linesOf(t *testing.T, text, typ string) []map[string]any {
+	t.Helper()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("log line is not JSON: %q", l)
@@ -79,17 +96,12 @@ func (b *logBuffer) waitFor(t *testing.T, typ string, ok func(map[string]any) bo
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
-		for _, l := range b.lines(t, typ) {
+		text, ch := b.next()
+		for _, l := range linesOf(t, text, typ) {
 			if ok(l) {
 				return l
 			}
 		}
-		b.mu.Lock()
-		if b.changed == nil {
-			b.changed = make(chan struct{})
-		}
-		ch := b.changed
-		b.mu.Unlock()
 		select {
 		case <-ch:
 		case <-deadline:

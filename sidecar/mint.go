@@ -119,14 +119,15 @@ func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, r
 	au.minted(ctx, got.ID)
 	now := a.now()
 	a.storeMinted(cfg, now, []string{got.ID}, func(int) chittyid.Entity { return got.Entity })
-	// Upstream's timestamp and version are passed on only if they look like
-	// one: free text from upstream never reaches the caller.
+	// Upstream's timestamp is passed on only if it is one, its version only
+	// if upstream.Minted kept it (the shape of a version, without the
+	// credential): free text from upstream never reaches the caller.
 	ts := got.Timestamp
 	if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
 		ts = now.UTC().Format(time.RFC3339)
 	}
 	ver := got.Version
-	if !versionText(ver) {
+	if ver == "" {
 		ver = a.version
 	}
 	reply := mintReply{ChittyID: got.ID, ID: got.ID, Snake: got.ID, Entity: got.Entity.String(), Timestamp: ts, Version: ver}
@@ -201,19 +202,4 @@ func callInfo(ctx *fasthttp.RequestCtx) upstream.CallInfo {
 		TraceState:  string(ctx.Request.Header.Peek("tracestate")),
 		CallerAuth:  string(ctx.Request.Header.Peek("Authorization")),
 	}
-}
-
-// versionText reports whether v looks like a version: 1 to 64 letters,
-// digits and . + _ -.
-func versionText(v string) bool {
-	if len(v) == 0 || len(v) > 64 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '+' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }

@@ -65,10 +65,18 @@ func (o *opsServer) stop() error {
 	return nil
 }
 
-// opsHandle serves the operations routes only.
+// opsHandle serves the operations routes only. /metrics and /health
+// answer only a Host the listener accepts (checkOpsHost), as the API does;
+// the probes answer anyone, as on the API.
 func (s *Sidecar) opsHandle(ctx *fasthttp.RequestCtx) {
 	defer s.api.recoverPanic(ctx)
 	s.api.setRequestID(ctx)
+	if p := string(ctx.Path()); p != "/healthz" && p != "/readyz" {
+		if e := checkOpsHost(ctx, &s.cfg.Load().Metrics); e != nil {
+			writeError(ctx, e, nil)
+			return
+		}
+	}
 	switch string(ctx.Path()) {
 	case "/metrics":
 		onlyGet(ctx, shapeClient, s.metrics.handler)

@@ -42,5 +42,15 @@ func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 		s.client.Swap(client).Close() // requests still using the old one finish on it
 	}
 	s.logTransport(next)
+	s.logWarnings(next)
 	return restart, nil
+}
+
+// logWarnings logs what loading the config found worth fixing (a secret
+// file every user may read, a file used although others could write it),
+// at start and on every reload.
+func (s *Sidecar) logWarnings(cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		s.log.Warn("config warning", "warning", w)
+	}
 }

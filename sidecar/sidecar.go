@@ -231,6 +231,7 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.RedactedURL(),
 		"dialect", cfg.Upstream.Dialect, "format", cfg.Format.String(), "version", s.version)
 	s.logTransport(cfg)
+	s.logWarnings(cfg)
 	var serveErr error
 	select {
 	case serveErr = <-errc:
@@ -351,6 +352,9 @@ func (s *Sidecar) connState(c net.Conn, st fasthttp.ConnState) {
 	case fasthttp.StateActive:
 		s.conns.Active(c, s.cfg.Load().Upstream.MintTimeout)
 	case fasthttp.StateIdle:
+		if lc, ok := c.(*conn.Lazy); ok {
+			lc.Settle() // the answer has been written
+		}
 		s.conns.Idle(c)
 	}
 }

@@ -38,18 +38,13 @@ func (b *logBuffer) waitForLine(t *testing.T, ok func(map[string]any) bool) map[
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
-		for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		text, ch := b.next()
+		for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
 			var m map[string]any
 			if json.Unmarshal([]byte(l), &m) == nil && ok(m) {
 				return m
 			}
 		}
-		b.mu.Lock()
-		if b.changed == nil {
-			b.changed = make(chan struct{})
-		}
-		ch := b.changed
-		b.mu.Unlock()
 		select {
 		case <-ch:
 		case <-deadline:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -39,11 +40,38 @@ func workerMintPath(m MintRequest) string {
 
 // Minted is a minted ID as upstream reported it.
 type Minted struct {
-	ID        string
-	Entity    chittyid.Entity
-	Timestamp string // upstream's, RFC 3339, may be empty
-	Version   string // upstream's, may be empty
-	Attempts  int    // upstream attempts it took
+	ID     string // in the configured format, never carrying the credential
+	Entity chittyid.Entity
+	// Timestamp is upstream's, unchecked; "" if it sent none.
+	Timestamp string
+	// Version is upstream's when it looks like a version (see
+	// versionShape) and does not carry the credential sent; "" otherwise.
+	Version  string
+	Attempts int // upstream attempts it took
+}
+
+// versionShape reports whether v looks like a version: 1 to 32 letters,
+// digits, '.', '+', '_' or '-', with a digit ("1.4.2", "v2", "sim-1").
+func versionShape(v string) bool {
+	if len(v) == 0 || len(v) > 32 || !strings.ContainsAny(v, "0123456789") {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '+' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// relayedVersion is upstream's version as Minted carries it: "" unless it
+// has a version's shape and does not carry the credential of auth.
+func relayedVersion(v, auth string) string {
+	if !versionShape(v) || exposes(v, auth) {
+		return ""
+	}
+	return v
 }
 
 // mintBody is the request body in either dialect.
@@ -124,23 +152,29 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 			return callErr("mint", ErrBadResponse, res.status, "answer is not JSON")
 		}
 		if ans.isFallback() {
-			return fallbackErr("mint", fallbackCode(ans.ErrorCode, ans.id()), ans.id())
+			return fallbackErr("mint", fallbackCode(ans.ErrorCode, ans.id()), redact(ans.id(), auth))
 		}
-		return c.checkMinted("mint", ans.id())
+		return c.checkMinted("mint", ans.id(), auth)
 	})
 	if err != nil {
-		return Minted{}, err
+		return Minted{}, scrub(err, auth)
 	}
-	return Minted{ID: ans.id(), Entity: m.Entity, Timestamp: ans.Timestamp, Version: ans.Version, Attempts: res.attempts}, nil
+	return Minted{ID: ans.id(), Entity: m.Entity, Timestamp: ans.Timestamp, Version: relayedVersion(ans.Version, auth), Attempts: res.attempts}, nil
 }
 
-// checkMinted vets an ID upstream says it minted.
-func (c *Client) checkMinted(op, id string) *CallError {
+// checkMinted vets an ID upstream says it minted, for a call sent with
+// auth. An ID that carries the credential is refused however it is
+// shaped, and is refused redacted.
+func (c *Client) checkMinted(op, id, auth string) *CallError {
 	switch {
 	case id == "":
 		return callErr(op, ErrBadResponse, 200, "answer has no chittyId")
 	case isFallbackID(id):
 		return fallbackErr(op, fallbackCode("", id), id)
+	case exposes(id, auth):
+		e := callErr(op, ErrBadResponse, 200, "minted id %q carries the credential the request was sent with", clip(redact(id, auth)))
+		e.Refused = []string{clip(redact(id, auth))}
+		return e
 	case c.format.Check(id) != nil:
 		e := callErr(op, ErrBadResponse, 200, "minted id %q does not match the %s format", clip(id), c.format)
 		e.Refused = []string{clip(id)}
@@ -213,7 +247,7 @@ func (c *Client) MintBatch(ctx context.Context, ms []MintRequest, key string, in
 		var refused, placeholders []string
 		minted := false
 		for i, id := range ans.ChittyIDs {
-			if ce := c.checkMinted("mint batch", id); ce != nil {
+			if ce := c.checkMinted("mint batch", id, auth); ce != nil {
 				ids[i] = ""
 				refused = append(refused, ce.Refused...)
 				placeholders = append(placeholders, ce.Placeholders...)
@@ -229,7 +263,7 @@ func (c *Client) MintBatch(ctx context.Context, ms []MintRequest, key string, in
 		}
 		return partial
 	})
-	return ids, err
+	return ids, scrub(err, auth)
 }
 
 // batchAnswer is client-v1's batch reply. Each ID is vetted on its own
@@ -313,10 +347,10 @@ func (c *Client) Validate(ctx context.Context, id string, info CallInfo) (Verdic
 		if err := json.Unmarshal(res.body, &ans); err != nil || ans.Valid == nil {
 			return callErr("validate", ErrBadResponse, res.status, "answer has no boolean valid field")
 		}
-		v = Verdict{Valid: *ans.Valid, Entity: ans.Entity, Reason: clip(ans.Reason + ans.Error)}
+		v = Verdict{Valid: *ans.Valid, Entity: ans.Entity, Reason: clip(redact(ans.Reason+ans.Error, auth))}
 		return nil
 	})
-	return v, err
+	return v, scrub(err, auth)
 }
 
 // Health makes one health poll: nil when the dialect's health route answers
@@ -341,10 +375,10 @@ func upstreamMessage(body []byte, auth string) string {
 	}
 	if json.Unmarshal(body, &ans) == nil {
 		if ans.Message != "" {
-			return clip(redactAuth(ans.Message, auth))
+			return clip(redact(ans.Message, auth))
 		}
 		if s, ok := ans.Error.(string); ok {
-			return clip(redactAuth(s, auth))
+			return clip(redact(s, auth))
 		}
 	}
 	return "upstream refused the request"

@@ -26,8 +26,9 @@ type LateAnswers struct {
 }
 
 // NewLateAnswers returns a LateAnswers that tells report of every mint
-// answered after its caller gave up (ids), or never answered (err). report
-// runs on the goroutine that awaited the answer; it must not block long.
+// answered after its caller gave up (ids), or never answered (err), the
+// credential the mint was sent with redacted from both. report runs on the
+// goroutine that awaited the answer; it must not block long.
 func NewLateAnswers(report func(op, idempotencyKey string, info CallInfo, ids []string, err error)) *LateAnswers {
 	if report == nil {
 		panic("upstream: NewLateAnswers with a nil report")
@@ -74,11 +75,11 @@ func (l *LateAnswers) watch(c *Client, r *request, deadline time.Time, x *watche
 	res, err := c.do(r, deadline)
 	if !x.abandoned.CompareAndSwap(false, true) { // the caller gave up
 		switch {
-		case err != nil:
-			l.report(r.op, r.idempotencyKey, r.info, nil, fmt.Errorf("awaiting the answer after the caller gave up: %w", err))
+		case err != nil: // its text may quote upstream's bytes: redacted
+			l.report(r.op, r.idempotencyKey, r.info, nil, fmt.Errorf("awaiting the answer after the caller gave up: %w", redactErr(err, r.auth)))
 		case res.status >= 200 && res.status < 300:
 			if ids := r.late(res.body); len(ids) > 0 {
-				l.report(r.op, r.idempotencyKey, r.info, ids, nil)
+				l.report(r.op, r.idempotencyKey, r.info, redactAll(ids, r.auth), nil)
 			}
 		}
 		return

@@ -8,11 +8,11 @@ import (
 	"errors"
 	"io/fs"
 	"net"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/config/field"
+	"github.com/chittyos/chittyid-sidecar/config/file"
 )
 
 // TLS versions upstream.tls.minVersion accepts.
@@ -104,17 +104,22 @@ func validServerName(s string) bool {
 	return true
 }
 
+// maxPEMBytes bounds each TLS file: a whole public CA bundle is a few
+// hundred KiB.
+const maxPEMBytes = 1 << 20
+
 // ReadFiles reads CAFile, CertFile and KeyFile into Files and checks what
 // they hold: at least one certificate in the CA bundle, a certificate and
-// a key that belong together. Each error names its key. Files of keys that
-// are not set are left empty.
+// a key that belong together. Each file must be a regular file of at most
+// 1 MiB (see package config/file). Each error names its key. Files of keys
+// that are not set are left empty.
 func (t *TLSConfig) ReadFiles() error {
 	var errs []error
 	read := func(key, path string) string {
 		if path == "" {
 			return ""
 		}
-		b, err := os.ReadFile(path)
+		b, _, err := file.Read(path, maxPEMBytes)
 		if err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) {

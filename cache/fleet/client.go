@@ -10,11 +10,11 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"os"
 	"slices"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/config/field"
+	"github.com/chittyos/chittyid-sidecar/config/file"
 	"github.com/redis/rueidis"
 )
 
@@ -141,21 +141,22 @@ func (c TLS) CheckFiles() error {
 	return err
 }
 
+// maxPEMBytes bounds each TLS file: a whole public CA bundle is a few
+// hundred KiB.
+const maxPEMBytes = 1 << 20
+
 // loadTLS builds the client TLS config, reading the CA and client
-// certificate files once.
+// certificate files once, each a regular file of at most 1 MiB (see
+// package config/file).
 func loadTLS(c TLS) (*tls.Config, error) {
 	if !c.Enabled {
 		return nil, nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pem, err := readPEM("fleet.redis.tls.caFile", c.CAFile)
 		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err // the path is in the message already
-			}
-			return nil, field.Errorf("fleet.redis.tls.caFile", "%q cannot be read: %v", c.CAFile, err)
+			return nil, err
 		}
 		tc.RootCAs = x509.NewCertPool()
 		if !tc.RootCAs.AppendCertsFromPEM(pem) {
@@ -163,11 +164,32 @@ func loadTLS(c TLS) (*tls.Config, error) {
 		}
 	}
 	if c.CertFile != "" && c.KeyFile != "" { // one without the other: Validate says so
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		certPEM, err := readPEM("fleet.redis.tls.certFile", c.CertFile)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := readPEM("fleet.redis.tls.keyFile", c.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, field.Errorf("fleet.redis.tls.certFile", "and fleet.redis.tls.keyFile do not load as a key pair: %v", err).With("fleet.redis.tls.keyFile")
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// readPEM reads the TLS file at path, which key names.
+func readPEM(key, path string) ([]byte, error) {
+	b, _, err := file.Read(path, maxPEMBytes)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		return nil, field.Errorf(key, "%q cannot be read: %v", path, err)
+	}
+	return b, nil
 }

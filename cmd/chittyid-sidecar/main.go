@@ -201,6 +201,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return &exitError{2, err}
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
 	fmt.Fprintln(stdout, "ok:", cfg.Summary())
 	if w := cfg.TokenWarning(); w != "" {
 		fmt.Fprintln(stderr, "warning:", w)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +41,37 @@ type Lazy struct {
 	net.Conn
 	mu          sync.Mutex // guards the deadlines below
 	read, write lazyDeadline
+
+	// answered, if set, is told once the answer being written is out:
+	// see AfterAnswer.
+	answered atomic.Pointer[func(delivered bool)]
+	// writeFailed says a write failed: an answer did not reach the caller.
+	writeFailed atomic.Bool
+}
+
+// AfterAnswer has f told, once, whether the answer of the request being
+// served was delivered: written whole, and the connection not reset by
+// the caller (Reset) when the server is done with it (Settle, or Close if
+// the connection ends first). Only a request whose caller had half-closed
+// needs to wait for this.
+func (c *Lazy) AfterAnswer(f func(delivered bool)) { c.answered.Store(&f) }
+
+// Settle tells the waiting AfterAnswer function, if any: the server is
+// done with the answer (the connection is idle again).
+func (c *Lazy) Settle() {
+	if c.answered.Load() == nil {
+		return
+	}
+	if f := c.answered.Swap(nil); f != nil {
+		(*f)(!c.writeFailed.Load() && !Reset(c.Conn))
+	}
+}
+
+// Close settles a waiting AfterAnswer first: after the close the socket
+// can no longer tell whether it was reset.
+func (c *Lazy) Close() error {
+	c.Settle()
+	return c.Conn.Close()
 }
 
 // lazyDeadline is one direction's deadline: asked is what was asked for,
@@ -127,7 +159,11 @@ func (c *Lazy) Write(b []byte) (int, error) {
 	for {
 		n, err := c.Conn.Write(b[written:])
 		written += n
-		if err == nil || !c.rearm(&c.write, err, c.Conn.SetWriteDeadline) {
+		if err == nil {
+			return written, nil
+		}
+		if !c.rearm(&c.write, err, c.Conn.SetWriteDeadline) {
+			c.writeFailed.Store(true)
 			return written, err
 		}
 	}
