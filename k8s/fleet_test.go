@@ -27,7 +27,7 @@ import (
 func TestFleetOverlay(t *testing.T) {
 	t.Parallel()
 	b := render(t, fleetDir)
-	runChecks(t, b, append(sidecarChecks(),
+	runChecks(t, b, append(exampleAppChecks(),
 		check{"the fleet tier is on, pointed at a Service", checkFleetOn},
 		check{"fleet.redis.passwordFile is a key of a Secret, mounted as a directory in the sidecar only, readable, rotatable live", checkPasswordFile},
 		check{"the config is the component's plus the fleet keys", checkConfigMatchesComponent},
@@ -225,7 +225,7 @@ func TestFleetChecksCatchMistakes(t *testing.T) {
 			p.InitContainers = append([]corev1.Container{{Name: "migrate"}}, p.InitContainers...)
 		}, checkSidecarFirst, "must come first"},
 		{"snapshot limit still checked in the overlay", func(t *testing.T, b *base) {
-			b.volume("snapshot").EmptyDir.SizeLimit = ptr(resource.MustParse("1Mi"))
+			b.volume("chittyid-snapshot").EmptyDir.SizeLimit = ptr(resource.MustParse("1Mi"))
 		}, checkSnapshotVolume, "sizeLimit 1Mi"},
 	})
 }

@@ -20,6 +20,9 @@ type check struct {
 
 // sidecarChecks are the checks every kustomization that runs the sidecar
 // must pass: the base, the fleet overlay and the component on another app.
+// The Prometheus annotations are the app's (the component leaves them
+// alone), so only the example app, which has no metrics of its own, is held
+// to checkPrometheusAnnotations (exampleAppChecks).
 func sidecarChecks() []check {
 	return []check{
 		{"the sidecar is a native sidecar: an init container with restartPolicy Always", checkNativeSidecar},
@@ -32,7 +35,6 @@ func sidecarChecks() []check {
 		{"the API listens on the pod's loopback only", checkAPIOnLoopback},
 		{"metrics.listen is on the pod IP at a declared port of its own", checkOpsListener},
 		{"probes reach the operations listener: its port, on the pod IP", checkProbesReachOps},
-		{"the Prometheus annotations scrape the operations listener", checkPrometheusAnnotations},
 		{"probe timings give the sidecar time and leave Services promptly", checkProbeTimings},
 		{"no other pod can reach the API's port, only the monitoring namespace the metrics port", checkPortIsolated},
 		{"the app calls the sidecar over loopback at the listen address", checkAppURL},
@@ -47,6 +49,14 @@ func sidecarChecks() []check {
 		{"the sidecar mounts the snapshot's volume read-write", checkSnapshotWritable},
 		{"the sidecar starts before the app's own init containers", checkSidecarFirst},
 	}
+}
+
+// exampleAppChecks are sidecarChecks plus the example app's own settings
+// for the sidecar (base/deployment.yaml), which the fleet overlay keeps.
+func exampleAppChecks() []check {
+	return append(sidecarChecks(),
+		check{"the Prometheus annotations scrape the operations listener", checkPrometheusAnnotations},
+	)
 }
 
 // runChecks runs every check on b, each as a subtest.
@@ -67,7 +77,7 @@ func runChecks(t *testing.T, b *base, checks []check) {
 func TestBase(t *testing.T) {
 	t.Parallel()
 	b := render(t, baseDir)
-	runChecks(t, b, append(sidecarChecks(), check{"the fleet tier is off", checkFleetOff}))
+	runChecks(t, b, append(exampleAppChecks(), check{"the fleet tier is off", checkFleetOff}))
 }
 
 // TestChecksCatchMistakes breaks a copy of the base in one way at a time
@@ -285,7 +295,9 @@ func TestChecksCatchMistakes(t *testing.T) {
 			b.pod().SecurityContext.SeccompProfile = nil
 		}, checkSecurityContext, "seccompProfile"},
 		{"image USER by name", func(t *testing.T, b *base) {
-			b.dockerfile = strings.Replace(b.dockerfile, "USER 65532:65532", "USER nonroot", 1)
+			// The last stage's (the sidecar's; the injector's stage comes before).
+			i := strings.LastIndex(b.dockerfile, "USER 65532:65532")
+			b.dockerfile = b.dockerfile[:i] + "USER nonroot" + b.dockerfile[i+len("USER 65532:65532"):]
 		}, checkImageUser, `last USER is "nonroot"`},
 		{"grace period equal to the drain", func(t *testing.T, b *base) {
 			b.pod().TerminationGracePeriodSeconds = ptr(int64(20))
@@ -345,16 +357,16 @@ func TestChecksCatchMistakes(t *testing.T) {
 			editConfig(t, b, snapshotPathLine, "path: /etc/chittyid-sidecar/snapshot/snapshot.bin")
 		}, checkSnapshotVolume, "volume chittyid-config, which is not an emptyDir"},
 		{"snapshot volume a hostPath", func(t *testing.T, b *base) {
-			b.volume("snapshot").VolumeSource = corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/chittyid-sidecar"}}
+			b.volume("chittyid-snapshot").VolumeSource = corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/chittyid-sidecar"}}
 		}, checkSnapshotVolume, "not an emptyDir"},
 		{"snapshot emptyDir in memory", func(t *testing.T, b *base) {
-			b.volume("snapshot").EmptyDir.Medium = corev1.StorageMediumMemory
+			b.volume("chittyid-snapshot").EmptyDir.Medium = corev1.StorageMediumMemory
 		}, checkSnapshotVolume, "in memory (medium: Memory)"},
 		{"snapshot emptyDir without sizeLimit", func(t *testing.T, b *base) {
-			b.volume("snapshot").EmptyDir.SizeLimit = nil
+			b.volume("chittyid-snapshot").EmptyDir.SizeLimit = nil
 		}, checkSnapshotVolume, "has no sizeLimit"},
 		{"snapshot emptyDir sizeLimit under two snapshots", func(t *testing.T, b *base) {
-			b.volume("snapshot").EmptyDir.SizeLimit = ptr(resource.MustParse("48Mi"))
+			b.volume("chittyid-snapshot").EmptyDir.SizeLimit = ptr(resource.MustParse("48Mi"))
 		}, checkSnapshotVolume, "sizeLimit 48Mi, under twice cache.maxSizeMB (64Mi)"},
 		{"cache raised, snapshot sizeLimit not", func(t *testing.T, b *base) {
 			editConfig(t, b, "maxSizeMB: 32", "maxSizeMB: 80")

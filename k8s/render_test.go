@@ -32,6 +32,8 @@ const (
 	fleetDir = "overlays/fleet"
 	// otherAppDir is a test fixture: the component on an app of another shape.
 	otherAppDir = "testdata/component"
+	// prefixedAppDir is a test fixture: the other app with a namePrefix.
+	prefixedAppDir = "testdata/prefixed"
 	// sidecarName is the sidecar's container name in the Deployment.
 	sidecarName = "chittyid-sidecar"
 	// dockerfilePath is the sidecar's image, whose defaults the manifests use.

@@ -14,8 +14,9 @@ import (
 )
 
 // accessLog writes one line per request (log.access): request ID, method,
-// route, path, status, duration, X-Cache kind, caller and, for anything but
-// plain success, a reason flag, all from the handler's result. With
+// route, path, status, duration, X-Cache kind, the cache tier that
+// answered (X-Cache-Tier, with the fleet tier on), caller and, for anything
+// but plain success, a reason flag, all from the handler's result. With
 // Options.LogOutput set and JSON logs, lines are encoded by hand and
 // batched (no allocation on a cache hit); otherwise they go through the
 // logger.
@@ -37,7 +38,7 @@ func (a *api) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, res result
 		slog.String("path", string(rec.path)), slog.Int("status", rec.status),
 		slog.Float64("durationMs", float64(d.Microseconds())/1000),
 	}
-	for _, kv := range [...][2]string{{"cache", rec.cache}, {"reason", rec.reason}, {"caller", string(rec.caller)}} {
+	for _, kv := range [...][2]string{{"cache", rec.cache}, {"tier", string(rec.tier)}, {"reason", rec.reason}, {"caller", string(rec.caller)}} {
 		if kv[1] != "" {
 			attrs = append(attrs, slog.String(kv[0], kv[1]))
 		}
@@ -52,7 +53,7 @@ func newAccessRecord(ctx *fasthttp.RequestCtx, res result, d time.Duration) acce
 	rec := accessRecord{
 		time: ctx.Time().Add(d), requestID: ctx.Response.Header.PeekCanonical(keyRequestID), method: ctx.Method(),
 		route: routeNames[res.route], family: familyNames[res.family], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
-		cache: xcNames[res.xc], reason: res.flag(),
+		cache: xcNames[res.xc], tier: ctx.Response.Header.PeekCanonical(keyXCacheTier), reason: res.flag(),
 	}
 	if c := ctx.Request.Header.PeekCanonical(keyClientID); len(c) > 0 {
 		rec.caller = callerOf(c)
@@ -135,6 +136,7 @@ type accessRecord struct {
 	status                  int
 	duration                time.Duration
 	cache, reason           string
+	tier                    []byte // X-Cache-Tier, in the response's buffer
 	caller                  []byte // in the request's buffer
 }
 
@@ -161,6 +163,10 @@ func appendAccessJSON(b []byte, r *accessRecord) []byte {
 		b = append(b, `,"cache":"`...)
 		b = append(b, r.cache...)
 		b = append(b, '"')
+	}
+	if len(r.tier) > 0 {
+		b = append(b, `,"tier":`...)
+		b = appendJSONString(b, r.tier)
 	}
 	if r.reason != "" {
 		b = append(b, `,"reason":"`...)

@@ -75,6 +75,7 @@ var _ upstreamClient = (*upstream.Client)(nil)
 // rateLimits are the local rate limits (docs/rate-limits.md).
 type rateLimits interface {
 	AllowMint(caller string, n int) (ok bool, retryAfter time.Duration)
+	CanMint(caller string, n int) (ok bool, retryAfter time.Duration)
 	AllowValidate() (ok bool, retryAfter time.Duration)
 }
 

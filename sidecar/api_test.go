@@ -125,6 +125,7 @@ func (l fakeLink) Snapshot() fsm.Snapshot { return fsm.Snapshot{State: fsm.State
 type fakeLimits struct{ mintOK, validateOK bool }
 
 func (l fakeLimits) AllowMint(string, int) (bool, time.Duration) { return l.mintOK, 3 * time.Second }
+func (l fakeLimits) CanMint(string, int) (bool, time.Duration)   { return l.mintOK, 3 * time.Second }
 func (l fakeLimits) AllowValidate() (bool, time.Duration)        { return l.validateOK, 2 * time.Second }
 
 // fakeRecorder keeps the results the handler reported.

@@ -36,6 +36,13 @@ type audit struct {
 	// upstreamErr is why upstream failed, for the log only (the caller
 	// gets a fixed message); upstream redacts credentials from it.
 	upstreamErr string
+	// mayHaveMinted says an attempt's answer was lost after the request
+	// may have reached upstream (upstream.MayHaveProcessed): upstream may
+	// hold IDs nobody received, under the idempotency key.
+	mayHaveMinted bool
+	// fleetFailed says Redis failed the fleet mint limit's call for this
+	// request: the minted IDs are not written to the fleet tier either.
+	fleetFailed bool
 	// halfClosed says the caller had sent FIN when the IDs came: whether
 	// they were delivered is known once the answer is written.
 	halfClosed bool
@@ -91,6 +98,7 @@ func (a *audit) failUpstream(ctx *fasthttp.RequestCtx, err error, ids []*string)
 	a.attempts = max(a.attempts, upstream.AttemptsOf(err))
 	a.refused = upstream.RefusedIDs(err)
 	a.placeholders = upstream.PlaceholdersOf(err)
+	a.mayHaveMinted = upstream.MayHaveProcessed(err)
 	a.upstreamErr = err.Error()
 	return a.fail(ctx, fromUpstream(err), ids)
 }
@@ -144,6 +152,9 @@ func (a *api) emitAudit(au *audit) {
 	)
 	if au.metaSum != nil {
 		rec.AddAttrs(slog.String("metadataSha256", hex.EncodeToString(au.metaSum)))
+	}
+	if au.mayHaveMinted {
+		rec.AddAttrs(slog.Bool("mayHaveMinted", true))
 	}
 	if au.upstreamErr != "" {
 		rec.AddAttrs(slog.String("error", au.upstreamErr))

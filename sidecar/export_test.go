@@ -38,6 +38,14 @@ func (s *Sidecar) WaitFleet(ctx context.Context, cond func(fleet.Status) bool) e
 // FleetStats returns the fleet tier's counters.
 func (s *Sidecar) FleetStats() fleet.Stats { return s.fleet.Stats() }
 
+// WaitLateAnswers blocks until every mint awaited after its caller gave
+// up has its answer or has run out of time (upstream.lateAnswerWindow),
+// and its audit line is written. No new mint may begin meanwhile.
+func (s *Sidecar) WaitLateAnswers() { s.late.Wait() }
+
+// FleetStatus returns the fleet tier's state.
+func (s *Sidecar) FleetStatus() fleet.Status { return s.fleet.Status() }
+
 // ErrorStatuses returns every error code of the local API with its HTTP
 // status, for the test that holds openapi.json to them.
 func ErrorStatuses() map[string]int { return maps.Clone(codeStatus) }

@@ -10,8 +10,9 @@ import (
 )
 
 // The fleet mint limit (rateLimit.mint.fleetPerMinute, docs/fleet.md): one
-// GCRA bucket in Redis for every sidecar of the fleet, asked after the
-// local limits. The fleet tier's verdicts are cache/resolve's business; the
+// GCRA bucket in Redis for every sidecar of the fleet, asked once the local
+// limits would let a mint through, before their tokens are taken. The
+// fleet tier's verdicts are cache/resolve's business; the
 // process side of the tier (building, closing, reload, /health, metrics)
 // is in fleettier.go.
 
@@ -22,19 +23,25 @@ type fleetLimit interface {
 
 var _ fleetLimit = (*fleet.Tier)(nil)
 
+// fleetMintLimited reports whether the fleet mint limit applies: the tier
+// is on and rateLimit.mint.fleetPerMinute is set.
+func (a *api) fleetMintLimited(cfg *config.Config) bool {
+	return a.fleetLimit != nil && cfg.RateLimit.Mint.FleetPerMinute > 0
+}
+
 // allowFleetMint applies the fleet mint limit (rateLimit.mint.fleetPerMinute)
-// to n IDs, after the local limits let them through: 429 RATE_LIMITED with
-// Retry-After when the fleet has used its tokens. It fails open: without
-// the tier, or while Redis fails, the local limits alone decide.
+// to n IDs, once the local limits would let them through: 429 RATE_LIMITED
+// with Retry-After when the fleet has used its tokens. It fails open:
+// while Redis fails, the local limits alone decide, and the mint's IDs are
+// not written to the fleet tier (au.fleetFailed), so that a mint waits on
+// a failing Redis once, at most fleet.timeout, not once more for the
+// writes.
 func (a *api) allowFleetMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, n int) (result, bool) {
-	if a.fleetLimit == nil {
-		return result{}, true
-	}
 	m := cfg.RateLimit.Mint
-	if m.FleetPerMinute <= 0 {
-		return result{}, true
+	ok, d, err := a.fleetLimit.AllowMint(context.Background(), n, m.FleetPerMinute, m.FleetBurst)
+	if err != nil {
+		au.fleetFailed = true
 	}
-	ok, d, _ := a.fleetLimit.AllowMint(context.Background(), n, m.FleetPerMinute, m.FleetBurst)
 	if ok {
 		return result{}, true
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/sidecar/ratelimit"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
@@ -36,6 +37,7 @@ type fakeFleet struct {
 	puts     map[string]fleet.Verdict
 	lives    map[string]time.Duration
 	gets     int
+	putCalls int
 	down     bool
 	// mintOK and retryAfter are AllowMint's answer; mints counts the tokens
 	// asked for.
@@ -64,6 +66,7 @@ func (f *fakeFleet) Get(_ context.Context, id string) (fleet.Verdict, bool, erro
 func (f *fakeFleet) Put(_ context.Context, id string, v fleet.Verdict, life time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.putCalls++
 	if f.down {
 		return errFakeRedis
 	}
@@ -342,6 +345,37 @@ func TestFleetMint(t *testing.T) {
 		f.client.mint = minted
 		if ctx, _, _ := f.do("POST", "/v1/mint", `{"entity":"PEO"}`); ctx.Response.StatusCode() != 200 {
 			t.Fatalf("mint with Redis down: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+		// The fleet limit's call failed: the ID is not written to the
+		// fleet tier, so the mint waits on Redis once, not twice.
+		if ff.putCalls != 0 {
+			t.Errorf("%d writes to the fleet tier after Redis failed the mint limit's call, want none", ff.putCalls)
+		}
+		if _, ok := f.cache.fresh[unitID]; !ok {
+			t.Error("the minted ID is not in the local cache")
+		}
+	})
+	t.Run("a fleet refusal spends no local token", func(t *testing.T) {
+		t.Parallel()
+		f, ff := newFleetFixture(t, "rateLimit: {mint: {perCallerPerMinute: 1, burst: 1, fleetPerMinute: 60, fleetBurst: 1}}\nlimits: {maxBatch: 1}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected)
+		f.api.limits = ratelimit.New(f.cfg.Load().RateLimit, nil)
+		f.client.mint = minted
+		for i, step := range []struct {
+			fleetOK bool
+			status  int
+			fleet   int // fleet limit calls so far
+		}{
+			{false, 429, 1}, // refused by the fleet: the caller's one token is kept
+			{true, 200, 2},  // so the next mint goes through
+			{true, 429, 2},  // and the one after is refused locally, without asking the fleet
+		} {
+			ff.mu.Lock()
+			ff.mintOK = step.fleetOK
+			ff.mu.Unlock()
+			ctx, body, _ := f.do("POST", "/v1/mint", `{"entity":"PEO"}`)
+			if ctx.Response.StatusCode() != step.status || len(ff.mints) != step.fleet {
+				t.Errorf("mint %d: HTTP %d %v, %d fleet limit calls; want %d, %d", i+1, ctx.Response.StatusCode(), body, len(ff.mints), step.status, step.fleet)
+			}
 		}
 	})
 	t.Run("the fleet limit refuses after the local ones", func(t *testing.T) {

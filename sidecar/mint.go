@@ -57,14 +57,31 @@ func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *aud
 
 // allowMint applies the mint rate limits to n IDs; when they refuse, it
 // answers 429 and reports false. Checked after parsing, so malformed
-// requests use no tokens.
+// requests use no tokens. With the fleet mint limit on, the local limits
+// are checked first, the fleet limit asked next, and the local tokens taken
+// last: a fleet refusal spends none of the caller's. (Another mint of the
+// same caller may take them meanwhile: this one is then refused locally,
+// its fleet tokens spent, which errs on the side of fewer mints.)
 func (a *api) allowMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, n int) (result, bool) {
-	ok, d := a.limits.AllowMint(callerID(ctx), n)
-	if ok {
-		return a.allowFleetMint(ctx, cfg, au, n)
+	caller := callerID(ctx)
+	if a.fleetMintLimited(cfg) {
+		if ok, d := a.limits.CanMint(caller, n); !ok {
+			return localMintRefusal(ctx, au, d), false
+		}
+		if res, ok := a.allowFleetMint(ctx, cfg, au, n); !ok {
+			return res, false
+		}
 	}
+	if ok, d := a.limits.AllowMint(caller, n); !ok {
+		return localMintRefusal(ctx, au, d), false
+	}
+	return result{}, true
+}
+
+// localMintRefusal answers a mint the local limits refuse.
+func localMintRefusal(ctx *fasthttp.RequestCtx, au *audit, d time.Duration) result {
 	au.outcome = codeRateLimited
-	return rateLimited(ctx, au.sh, "local mint", d), false
+	return rateLimited(ctx, au.sh, "local mint", d)
 }
 
 // mint answers POST /v1/mint and its aliases (docs/api.md, and docs/upstream.md,
@@ -118,7 +135,7 @@ func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, r
 	au.attempts = got.Attempts
 	au.minted(ctx, got.ID)
 	now := a.now()
-	a.storeMinted(cfg, now, []string{got.ID}, func(int) chittyid.Entity { return got.Entity })
+	a.storeMinted(cfg, au, now, []string{got.ID}, func(int) chittyid.Entity { return got.Entity })
 	// Upstream's timestamp is passed on only if it is one, its version only
 	// if upstream.Minted kept it (the shape of a version, without the
 	// credential): free text from upstream never reaches the caller.
@@ -161,7 +178,7 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	}
 	au.attempts = max(upstream.AttemptsOf(err), 1)
 	now := a.now()
-	a.storeMinted(cfg, now, ids, func(i int) chittyid.Entity { return reqs[i].Entity })
+	a.storeMinted(cfg, au, now, ids, func(i int) chittyid.Entity { return reqs[i].Entity })
 	out := make([]*string, len(ids))
 	for i, id := range ids {
 		if id != "" {
@@ -180,9 +197,11 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 
 // storeMinted stores freshly minted IDs as valid before they are returned,
 // in the local cache and in the fleet tier (resolve.Resolver.StoreMinted):
-// every sidecar of the fleet then validates them without upstream.
-func (a *api) storeMinted(cfg *config.Config, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
-	a.verdicts.StoreMinted(context.Background(), cfg.Validation.Policy(), now, ids, entity)
+// every sidecar of the fleet then validates them without upstream. When
+// Redis failed this mint's fleet limit call (au.fleetFailed), they are
+// stored locally only: the mint waits on a failing Redis once.
+func (a *api) storeMinted(cfg *config.Config, au *audit, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
+	a.verdicts.StoreMinted(context.Background(), cfg.Validation.Policy(), now, ids, entity, !au.fleetFailed)
 }
 
 // idempotencyKey is the caller's Idempotency-Key, or a new one.

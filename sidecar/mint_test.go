@@ -29,6 +29,8 @@ func TestMintFaults(t *testing.T) {
 		{"status 503 is retried", sim.Fault{Mode: "status", Status: 503}, 503, "UPSTREAM_UNAVAILABLE", 3, true},
 		{"429 with Retry-After then ok is retried", sim.Fault{Mode: "status", Status: 429, RetryAfter: 1, Count: 1, Routes: []string{"mint"}}, 200, "", 2, false},
 		{"429 beyond the deadline", sim.Fault{Mode: "status", Status: 429, RetryAfter: 30}, 429, "RATE_LIMITED", 1, true},
+		{"429 without Retry-After is not retried", sim.Fault{Mode: "status", Status: 429}, 429, "RATE_LIMITED", 1, true},
+		{"429 with Retry-After is retried once", sim.Fault{Mode: "status", Status: 429, RetryAfter: 1}, 429, "RATE_LIMITED", 2, true},
 		{"400 from upstream", sim.Fault{Mode: "status", Status: 400}, 400, "BAD_REQUEST", 1, false},
 		{"401 from upstream", sim.Fault{Mode: "status", Status: 401}, 401, "UNAUTHORIZED", 1, false},
 		{"refuse is retried then 503", sim.Fault{Mode: "refuse"}, 503, "UPSTREAM_UNAVAILABLE", 0, true},
@@ -62,6 +64,41 @@ func TestMintFaults(t *testing.T) {
 			}
 			if tc.status != 200 && r.body["requestId"] == "" {
 				t.Errorf("error answer without requestId: %s", r.raw)
+			}
+		})
+	}
+}
+
+// TestUpstreamRateLimitAnsweredAtOnce: a rate-limited answer that names no
+// Retry-After, a plain 429 (client-v1) or the worker's RATE_LIMITED
+// fallback 0007, reaches upstream once for one app call and is answered
+// 429 RATE_LIMITED with Retry-After 1, whatever retries upstream.retry
+// allows: the sidecar does not add load to a backend that asks for less.
+func TestUpstreamRateLimitAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		dialect upstream.Dialect
+		fault   sim.Fault
+	}{
+		{upstream.DialectClientV1, sim.Fault{Mode: sim.ModeStatus, Status: 429}},
+		{upstream.DialectWorker, sim.Fault{Mode: sim.ModeFallback, ErrorCode: "0007"}},
+	} {
+		t.Run(string(tc.dialect), func(t *testing.T) {
+			t.Parallel()
+			h := start(t, sim.Config{Dialect: tc.dialect, Format: chittyid.FormatNumeric},
+				"upstream:\n  retry: {maxAttempts: 5, baseDelay: 5ms, maxDelay: 20ms}\n")
+			h.fault(tc.fault)
+			r := h.do("POST", "/v1/mint", `{"entity":"PEO"}`, "X-Request-ID", "req-limited")
+			r.expect(t, "a rate-limited mint", 429, "RATE_LIMITED")
+			if got := r.header.Get("Retry-After"); got != "1" || r.body["retryAfter"] != float64(1) {
+				t.Errorf("Retry-After %q, body retryAfter %v; want 1 and 1", got, r.body["retryAfter"])
+			}
+			if n := h.sim.Stats().Mint; n != 1 {
+				t.Errorf("%d upstream mints for one app call, want 1", n)
+			}
+			a := h.logs.waitFor(t, "audit", func(m map[string]any) bool { return m["requestId"] == "req-limited" })
+			if a["upstreamAttempts"] != float64(1) || a["outcome"] != "RATE_LIMITED" {
+				t.Errorf("audit line %v, want 1 upstream attempt, outcome RATE_LIMITED", a)
 			}
 		})
 	}

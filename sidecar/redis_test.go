@@ -1,13 +1,8 @@
 package sidecar_test
 
 import (
-	"bufio"
-	"io"
-	"net"
 	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
 )
@@ -27,26 +22,32 @@ func startRedis(t *testing.T) *redisServer {
 	return &redisServer{Server: redistest.Start(t), t: t}
 }
 
-// dbsize asks the server how many keys it holds, speaking RESP on a
-// connection of its own.
+// dbsize asks the server how many keys it holds.
 func (r *redisServer) dbsize() int {
 	r.t.Helper()
-	c, err := net.DialTimeout("tcp", r.Addr, 5*time.Second)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, "*1\r\n$6\r\nDBSIZE\r\n"); err != nil {
-		r.t.Fatal(err)
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, ":") {
-		r.t.Fatalf("DBSIZE answered %q, %v", line, err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+	n, err := strconv.Atoi(r.command("DBSIZE"))
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	return n
+}
+
+// connectedClients is INFO's connected_clients, this connection included.
+func (r *redisServer) connectedClients() int {
+	r.t.Helper()
+	n, err := strconv.Atoi(redistest.Field(r.command("INFO", "clients"), "connected_clients"))
+	if err != nil {
+		r.t.Fatalf("INFO clients: %v", err)
+	}
+	return n
+}
+
+// command sends one command on a connection of its own (redistest.Do).
+func (r *redisServer) command(args ...string) string {
+	r.t.Helper()
+	reply, err := redistest.Do(r.Addr, args...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return reply
 }

@@ -171,8 +171,8 @@ func TestHalfOpenAdmitsOneTrial(t *testing.T) {
 }
 
 // TestWorkerFallbacks: the worker's HTTP 200 fallbacks, by code: 0007 is
-// ErrRateLimited with a Retry-After, retried within the deadline and not a
-// breaker failure; 0008 is ErrRejected, neither retried nor counted; the
+// ErrRateLimited with a Retry-After, not retried (it names no wait) and not
+// a breaker failure; 0008 is ErrRejected, neither retried nor counted; the
 // others are ErrFallback, counted. The placeholder is in PlaceholdersOf,
 // never in the error's text.
 func TestWorkerFallbacks(t *testing.T) {
@@ -187,7 +187,8 @@ func TestWorkerFallbacks(t *testing.T) {
 	}{
 		{"backend 401", sim.Fault{Mode: "status", Status: 401}, upstream.ErrFallback, 1, true, 0},
 		{"backend 503", sim.Fault{Mode: "status", Status: 503, RetryAfter: 9}, upstream.ErrFallback, 1, true, 0},
-		{"backend 429", sim.Fault{Mode: "status", Status: 429, RetryAfter: 9}, upstream.ErrRateLimited, 3, false, time.Second},
+		{"backend 429", sim.Fault{Mode: "status", Status: 429, RetryAfter: 9}, upstream.ErrRateLimited, 1, false, time.Second},
+		{"rate limited", sim.Fault{Mode: "fallback", ErrorCode: "0007"}, upstream.ErrRateLimited, 1, false, time.Second},
 		{"backend 400", sim.Fault{Mode: "status", Status: 400}, upstream.ErrRejected, 1, false, 0},
 		{"unavailable", sim.Fault{Mode: "fallback"}, upstream.ErrFallback, 1, true, 0},
 		{"timeout", sim.Fault{Mode: "fallback", ErrorCode: "0002"}, upstream.ErrFallback, 1, true, 0},
@@ -218,6 +219,43 @@ func TestWorkerFallbacks(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "-ERR-") {
 				t.Errorf("the error's text quotes the placeholder: %q", err)
+			}
+		})
+	}
+}
+
+// TestRateLimitedRetries: a 429 is retried only after a Retry-After that
+// upstream named and that fits the deadline, and at most once; without
+// one, the error comes at once with upstream.BriefRetryAfter. The mint is
+// answered 429 on every attempt.
+func TestRateLimitedRetries(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		retryAfter int // upstream's Retry-After, seconds; 0: none
+		deadline   time.Duration
+		attempts   int64
+		want       time.Duration // the error's Retry-After
+	}{
+		{"no Retry-After", 0, 5 * time.Second, 1, upstream.BriefRetryAfter},
+		{"Retry-After that fits", 1, 5 * time.Second, 2, time.Second},
+		{"Retry-After beyond the deadline", 30, 5 * time.Second, 1, 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, c := setup(t, sim.Config{}, func(cfg *upstream.Config) { cfg.Retry.MaxAttempts = 5 })
+			if err := s.SetFault(sim.Fault{Mode: "status", Status: 429, RetryAfter: tc.retryAfter, Routes: []string{"mint"}}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.Mint(ctxFor(t, tc.deadline), upstream.MintRequest{Entity: chittyid.EntityPEO}, "", upstream.CallInfo{})
+			if !errors.Is(err, upstream.ErrRateLimited) {
+				t.Fatalf("Mint: %v, want rate limited", err)
+			}
+			if n := s.Stats().Mint; n != tc.attempts || upstream.AttemptsOf(err) != int(tc.attempts) {
+				t.Errorf("upstream mints %d (error says %d), want %d", n, upstream.AttemptsOf(err), tc.attempts)
+			}
+			if d, _ := upstream.RetryAfterOf(err); d != tc.want {
+				t.Errorf("Retry-After %v, want %v", d, tc.want)
 			}
 		})
 	}

@@ -292,10 +292,12 @@ func (c *Client) fanOut(ctx context.Context, ms []MintRequest, key string, info 
 
 // joinItemErrors returns the first of a fanned-out batch's errors, carrying
 // the refused and placeholder IDs of all of them, so the audit log misses
-// none; nil if every item succeeded.
+// none, and whether any may have been processed; nil if every item
+// succeeded.
 func joinItemErrors(errs []error) error {
 	var first error
 	var refused, placeholders []string
+	lost := false
 	for _, err := range errs {
 		if err == nil {
 			continue
@@ -305,13 +307,14 @@ func joinItemErrors(errs []error) error {
 		}
 		refused = append(refused, RefusedIDs(err)...)
 		placeholders = append(placeholders, PlaceholdersOf(err)...)
+		lost = lost || MayHaveProcessed(err)
 	}
 	var ce *CallError
 	if !errors.As(first, &ce) {
 		return first
 	}
 	joined := *ce
-	joined.Refused, joined.Placeholders = refused, placeholders
+	joined.Refused, joined.Placeholders, joined.MayHaveProcessed = refused, placeholders, lost
 	return &joined
 }
 

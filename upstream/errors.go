@@ -27,7 +27,10 @@ var (
 	// ErrUnauthorized means there was no token to send, or upstream answered
 	// 401 or 403.
 	ErrUnauthorized = errors.New("upstream: unauthorized")
-	// ErrRateLimited means upstream answered 429 and no retry fitted.
+	// ErrRateLimited means upstream answered 429 (or the worker's fallback
+	// 0007) and no retry was allowed: it named no Retry-After, its
+	// Retry-After did not fit the deadline, or the one retry after it was
+	// rate limited too.
 	ErrRateLimited = errors.New("upstream: rate limited")
 	// ErrRejected means upstream refused the request with another 4xx.
 	ErrRejected = errors.New("upstream: request rejected")
@@ -50,6 +53,12 @@ type CallError struct {
 	// with, for the audit log only: they are never shown to a caller, and
 	// Detail never quotes them.
 	Placeholders []string
+	// MayHaveProcessed says an attempt may have reached upstream and its
+	// answer was lost: a timeout, a connection broken or an answer cut
+	// short once the request was on its way, or a 5xx other than 503.
+	// Upstream may have done what was asked: for a mint, minted IDs that
+	// nobody received, which the idempotency key reconciles.
+	MayHaveProcessed bool
 	// minted says the answer also carried IDs that were handed out (a
 	// batch), so repeating the request is never safe.
 	minted bool
@@ -98,6 +107,13 @@ func AttemptsOf(err error) int {
 
 func callErr(op string, kind error, status int, format string, a ...any) *CallError {
 	return &CallError{Kind: kind, Op: op, Status: status, Detail: fmt.Sprintf(format, a...)}
+}
+
+// MayHaveProcessed reports whether upstream may have processed the call
+// behind err although its answer was lost (CallError.MayHaveProcessed).
+func MayHaveProcessed(err error) bool {
+	var ce *CallError
+	return errors.As(err, &ce) && ce.MayHaveProcessed
 }
 
 // PlaceholdersOf returns the fallback (placeholder) IDs behind err, for the

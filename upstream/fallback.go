@@ -22,8 +22,9 @@ const (
 )
 
 // BriefRetryAfter is the Retry-After suggested after a brief failure that
-// named none: a rate-limited fallback (0007, whose backend's Retry-After the
-// worker drops) and the sidecar's answers for an unavailable upstream.
+// named none: a rate-limited answer (a 429 without Retry-After, or the
+// fallback 0007, whose backend's Retry-After the worker drops), which is
+// not retried, and the sidecar's answers for an unavailable upstream.
 const BriefRetryAfter = time.Second
 
 // errorCode is the worker's "errorCode" field as sent: a string of digits

@@ -22,12 +22,28 @@ type attemptResult struct {
 	// unknown means upstream may have processed the request (a timeout or a
 	// broken connection after sending, a 5xx): retry only idempotent calls.
 	unknown bool
+	// lost means the request may have reached upstream and its answer was
+	// lost or unusable (unknown, and a timeout past the caller's deadline):
+	// the call's error says so (CallError.MayHaveProcessed).
+	lost bool
 }
 
 // call sends r through the breaker until it succeeds, fails for good, runs
 // out of attempts, or ctx ends. accept vets a 2xx answer. idempotent says a
 // repeat is harmless even when an earlier attempt may have been processed.
+//
+// A rate-limited answer (429, or the worker's fallback 0007) is retried
+// only after a Retry-After that upstream named and that fits ctx's
+// deadline, and only once per call: a backend that asks for less load must
+// not get more from the sidecar. Without one, the caller gets the error at
+// once, with BriefRetryAfter.
 func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept func(response) *CallError) (response, error) {
+	rateRetried := false // a retry after a rate-limited answer was made
+	lost := false        // an attempt's answer was lost
+	fail := func(e *CallError) (response, error) {
+		e.MayHaveProcessed = e.MayHaveProcessed || lost
+		return response{}, e
+	}
 	for attempt := 1; ; attempt++ {
 		var ar attemptResult
 		err := c.breaker.do(ctx, func() (outcome, error) {
@@ -49,14 +65,21 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 			e := callErr(r.op, ErrCircuitOpen, 0, "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in %ds", int(wait/time.Second))
 			e.RetryAfter = wait
 			e.Attempts = attempt - 1
-			return response{}, e
+			return fail(e)
 		}
 		ce := ar.err
 		ce.Attempts = attempt
+		lost = lost || ar.lost
 		if attempt >= c.cfg.Retry.MaxAttempts || !(ar.safe || (ar.unknown && idempotent)) {
-			return response{}, ce
+			return fail(ce)
 		}
 		wait := ar.res.retryAfter
+		if errors.Is(ce, ErrRateLimited) {
+			if wait == 0 || rateRetried {
+				return fail(ce) // no wait named, or the one retry made
+			}
+			rateRetried = true
+		}
 		if wait == 0 {
 			wait = c.backoff(attempt)
 		}
@@ -64,13 +87,13 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 			if ce.RetryAfter == 0 {
 				ce.RetryAfter = ar.res.retryAfter
 			}
-			return response{}, ce // the next try would not fit the caller's deadline
+			return fail(ce) // the next try would not fit the caller's deadline
 		}
 		c.obs.Retry(r.op)
 		if !sleep(ctx, wait) {
 			e := callErr(r.op, ErrTimeout, ce.Status, "deadline ran out while waiting to retry")
 			e.Attempts, e.Cause = attempt, ctx.Err()
-			return response{}, e
+			return fail(e)
 		}
 	}
 }
@@ -112,11 +135,14 @@ func (c *Client) attempt(ctx context.Context, r *request, accept func(response) 
 	case s == 429:
 		ar.err, ar.count, ar.safe = callErr(r.op, ErrRateLimited, s, "upstream is rate limiting"), countFailure, true
 		ar.err.RetryAfter = res.retryAfter
+		if ar.err.RetryAfter == 0 {
+			ar.err.RetryAfter = BriefRetryAfter
+		}
 	case s == 503:
 		ar.err, ar.count, ar.safe = callErr(r.op, ErrUnavailable, s, "upstream is unavailable"), countFailure, true
 		ar.err.RetryAfter = res.retryAfter
 	case s >= 500:
-		ar.err, ar.count, ar.unknown = callErr(r.op, ErrUnavailable, s, "upstream failed"), countFailure, true
+		ar.err, ar.count, ar.unknown, ar.lost = callErr(r.op, ErrUnavailable, s, "upstream failed"), countFailure, true, true
 	default:
 		ar.err, ar.count = callErr(r.op, ErrRejected, s, "%s", upstreamMessage(res.body, r.auth)), countIgnore
 	}
@@ -133,15 +159,15 @@ func classifyTransport(ctx context.Context, op string, err error) attemptResult 
 		e := callErr(op, ErrTimeout, 0, "no answer in time")
 		e.Cause = err
 		// Past the caller's own deadline there is no point in retrying.
-		return attemptResult{err: e, count: countFailure, unknown: ctx.Err() == nil && !pastDeadline(ctx)}
+		return attemptResult{err: e, count: countFailure, unknown: ctx.Err() == nil && !pastDeadline(ctx), lost: true}
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e := callErr(op, ErrBadResponse, 0, "response body too large")
 		e.Cause = err
-		return attemptResult{err: e, count: countFailure}
+		return attemptResult{err: e, count: countFailure, lost: true}
 	}
 	e := callErr(op, ErrUnavailable, 0, "connection failed")
 	e.Cause = err
-	return attemptResult{err: e, count: countFailure, unknown: true}
+	return attemptResult{err: e, count: countFailure, unknown: true, lost: true}
 }
 
 func pastDeadline(ctx context.Context) bool {

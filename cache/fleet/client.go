@@ -58,6 +58,22 @@ func (t *Tier) clientOption() rueidis.ClientOption {
 	return o
 }
 
+// pinned is the tier's rueidis client with every command pinned, so that
+// rueidis never puts it back in its pool. rueidis v1.0.80 recycles a
+// command once the call that sent it returns, and a retryable command
+// (GET, the lock scripts) that met a broken connection and was sent again
+// on a new one may then still be read by the broken connection's writer,
+// draining its queue: a data race, and the pooled command rebuilt for
+// another call meanwhile (the race detector found it in the network drill,
+// sidecar/netdrill_test.go). The tier sends few commands, none on the
+// cached validate's path: each becomes garbage instead.
+type pinned struct{ rueidis.Client }
+
+// Do sends cmd pinned.
+func (p pinned) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	return p.Client.Do(ctx, cmd.Pin())
+}
+
 // dialConn dials as rueidis would (TCP, then TLS with tlsConfig if set),
 // then checks that the server answers (checkAlive).
 func (t *Tier) dialConn(ctx context.Context, addr string, d *net.Dialer, tlsConfig *tls.Config) (net.Conn, error) {

@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,39 +12,13 @@ import (
 )
 
 // startCluster starts a Redis Cluster of three masters, the slots split
-// between them, and waits until every node sees it whole.
+// between them (redistest.StartCluster), and waits until every node sees
+// it whole.
 func startCluster(t *testing.T) []*redisServer {
 	t.Helper()
 	var nodes []*redisServer
-	for range 3 {
-		n := &redisServer{t: t, Server: redistest.StartWith(t, redistest.Options{AlsoFree: 10000, // the cluster bus is at port+10000
-			Args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}})}
-		nodes = append(nodes, n)
-	}
-	for i, n := range nodes {
-		lo, hi := i*16384/3, (i+1)*16384/3-1
-		if err := n.do("", "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(lo), strconv.Itoa(hi)).Error(); err != nil {
-			t.Fatal(err)
-		}
-		if i > 0 {
-			if err := nodes[0].do("", "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(n.Port)).Error(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	// Gossip has no event to wait for: poll every node's view.
-	deadline := time.Now().Add(20 * time.Second)
-	for _, n := range nodes {
-		for {
-			info, err := n.do("", "CLUSTER", "INFO").ToString()
-			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:3") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the cluster did not form: %s %v", info, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	for _, n := range redistest.StartCluster(t, 3, 0, 2*time.Second).Nodes {
+		nodes = append(nodes, &redisServer{t: t, Server: n})
 	}
 	return nodes
 }
@@ -89,5 +62,20 @@ func TestCluster(t *testing.T) {
 	}
 	if st := a.Stats(); st.Errors != 0 {
 		t.Errorf("errors on the cluster: %+v, last %q", st, a.Status().LastError)
+	}
+}
+
+// TestClusterOneAddress: one address is a standalone server; when it is a
+// node of a Redis Cluster, the error the tier keeps says to list the
+// Cluster's nodes, instead of only MOVED.
+func TestClusterOneAddress(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t)
+	tr := newTier(t, testConfig(t, nodes[0].Addr), testOptions(), true)
+	for i := range 30 { // some land on the other nodes' slots
+		_ = tr.Put(context.Background(), fmt.Sprintf("CT-A-CHI-%04d-I-24-A-0", i), Verdict{Valid: true}, time.Hour)
+	}
+	if st := tr.Status(); !strings.Contains(st.LastError, "MOVED") || !strings.Contains(st.LastError, "list two or more of its nodes in fleet.redis.addrs") {
+		t.Errorf("last error %q: want MOVED and what to do", st.LastError)
 	}
 }

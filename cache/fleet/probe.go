@@ -109,13 +109,14 @@ func (t *Tier) probe(c rueidis.Client) error {
 
 // dial builds the client and probes it.
 func (t *Tier) dial() error {
-	c, err := rueidis.NewClient(t.clientOption())
+	rc, err := rueidis.NewClient(t.clientOption())
 	if err != nil {
-		if c != nil { // a single client comes back with its dial error
-			c.Close()
+		if rc != nil { // a single client comes back with its dial error
+			rc.Close()
 		}
 		return fmt.Errorf("connecting to Redis %v: %w", t.cfg.Redis.Addrs, err)
 	}
+	c := pinned{rc}
 	if err := t.probe(c); err != nil {
 		c.Close()
 		return err

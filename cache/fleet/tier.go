@@ -378,6 +378,11 @@ func (t *Tier) call(ctx context.Context, s *settings, op, key string, do func(co
 		outcome, err = "timeout", ErrTimeout
 	}
 	err = fmt.Errorf("%s %q in Redis: %w", opVerb(op), key, err)
+	if re, ok := rueidis.IsRedisErr(r.Error()); ok && !t.cfg.cluster() {
+		if _, moved := re.IsMoved(); moved {
+			err = fmt.Errorf("%w (the server is a node of a Redis Cluster: list two or more of its nodes in fleet.redis.addrs)", err)
+		}
+	}
 	t.n.errors.Add(1)
 	t.opts.Observer.Call(op, outcome, d)
 	t.failed(err)

@@ -109,18 +109,20 @@ func verdictOf(e cache.Entry) fleet.Verdict {
 
 // StoreMinted stores IDs the sidecar has just minted as valid, fetched at
 // now, before they are handed out: in the local cache and, with the fleet
-// tier on, in the fleet tier for the life p gives them there, so that
-// every sidecar of the fleet validates them without upstream. entity
-// gives the i-th ID's entity; empty IDs (not minted) are skipped. The
-// fleet writes run at once, each within fleet.timeout; a full cache or a
-// failed write only costs a later upstream validate.
-func (r *Resolver) StoreMinted(ctx context.Context, p cache.Policy, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
+// tier on and share set, in the fleet tier for the life p gives them
+// there, so that every sidecar of the fleet validates them without
+// upstream. entity gives the i-th ID's entity; empty IDs (not minted) are
+// skipped. The fleet writes run at once, each within fleet.timeout; a full
+// cache or a failed write only costs a later upstream validate, which is
+// why a mint that Redis has just failed shares nothing: it would wait on
+// a failing Redis again.
+func (r *Resolver) StoreMinted(ctx context.Context, p cache.Policy, now time.Time, ids []string, entity func(i int) chittyid.Entity, share bool) {
 	for i, id := range ids {
 		if id != "" {
 			_ = r.cache.Store(id, Minted(entity(i), now))
 		}
 	}
-	if r.fleet == nil {
+	if r.fleet == nil || !share {
 		return
 	}
 	life := Settings{Policy: p}.fleetPolicy().Life(fleet.Verdict{Valid: true})

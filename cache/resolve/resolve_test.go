@@ -475,13 +475,14 @@ func TestStoreMinted(t *testing.T) {
 	entity := func(i int) chittyid.Entity {
 		return []chittyid.Entity{chittyid.EntityPEO, chittyid.EntityEVNT, chittyid.EntityINFO}[i]
 	}
-	for _, withFleet := range []bool{false, true} {
-		t.Run(fmt.Sprintf("fleet %v", withFleet), func(t *testing.T) {
+	for _, tc := range []struct{ withFleet, share bool }{{false, true}, {true, true}, {true, false}} {
+		withFleet := tc.withFleet && tc.share
+		t.Run(fmt.Sprintf("fleet %v, share %v", tc.withFleet, tc.share), func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				g := newRig(t, fsm.Connected, withFleet)
+				g := newRig(t, fsm.Connected, tc.withFleet)
 				now := time.Now()
-				g.r.StoreMinted(context.Background(), settings.Policy, now, ids, entity)
+				g.r.StoreMinted(context.Background(), settings.Policy, now, ids, entity, tc.share)
 				for i, want := range []string{"PEO", "", "INFO"} {
 					if ids[i] == "" {
 						continue
@@ -497,8 +498,8 @@ func TestStoreMinted(t *testing.T) {
 						t.Errorf("fleet %s: %+v for %v, want valid %s fetched now, for ttl + staleIfError", ids[i], v, g.fleet.lives[ids[i]], want)
 					}
 				}
-				if withFleet && g.fleet.puts != 2 {
-					t.Errorf("%d fleet writes, want 2 (the empty ID skipped)", g.fleet.puts)
+				if want := map[bool]int{true: 2}[withFleet]; tc.withFleet && g.fleet.puts != want {
+					t.Errorf("%d fleet writes, want %d (the empty ID skipped; none unless shared)", g.fleet.puts, want)
 				}
 			})
 		})

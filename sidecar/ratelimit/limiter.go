@@ -110,6 +110,19 @@ func perMinute(n int) rate.Limit { return rate.Limit(float64(n) / 60) }
 // must both hold n tokens. If so both are charged; if not, neither is, and
 // retryAfter says when both will hold n (whole seconds, at least 1s).
 func (l *Limiter) AllowMint(caller string, n int) (ok bool, retryAfter time.Duration) {
+	return l.mintTokens(caller, n, true)
+}
+
+// CanMint is AllowMint without charging: whether the buckets hold n tokens
+// now. Nothing is taken, so a request that another limit (the fleet's)
+// refuses after this check costs its caller no tokens.
+func (l *Limiter) CanMint(caller string, n int) (ok bool, retryAfter time.Duration) {
+	return l.mintTokens(caller, n, false)
+}
+
+// mintTokens checks that caller's bucket and the global one hold n tokens
+// and, if take, charges both.
+func (l *Limiter) mintTokens(caller string, n int, take bool) (ok bool, retryAfter time.Duration) {
 	if !l.mintLimited.Load() || n <= 0 {
 		return true, 0
 	}
@@ -127,6 +140,9 @@ func (l *Limiter) AllowMint(caller string, n int) (ok bool, retryAfter time.Dura
 	// between, so the charges cannot fail.
 	if !hasTokens(mine, now, n) || !hasTokens(l.global, now, n) {
 		return false, waitFor(now, n, mine, l.global)
+	}
+	if !take {
+		return true, 0
 	}
 	charge(mine, now, n)
 	charge(l.global, now, n)

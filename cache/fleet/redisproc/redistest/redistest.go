@@ -25,12 +25,19 @@ const RequireEnv = "CHITTYID_TEST_REQUIRE_SERVERS"
 // without it.
 func Binary(t testing.TB) string {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
+	return lookPath(t, "redis-server", "redis-server")
+}
+
+// lookPath returns the path of the program name, or skips (fails with
+// RequireEnv=1) without it; pkg is the Debian package that brings it.
+func lookPath(t testing.TB, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv(RequireEnv) == "1" {
-			t.Fatalf("redis-server is not on PATH and %s=1: install Debian's redis-server (.ci/run does)", RequireEnv)
+			t.Fatalf("%s is not on PATH and %s=1: install Debian's %s (.ci/run does)", name, RequireEnv, pkg)
 		}
-		t.Skipf("redis-server is not on PATH (Debian package redis-server); %s=1 makes this a failure", RequireEnv)
+		t.Skipf("%s is not on PATH (Debian package %s); %s=1 makes this a failure", name, pkg, RequireEnv)
 	}
 	return path
 }
@@ -121,6 +128,39 @@ func (s *Server) Stop() {
 	if p != nil {
 		p.Stop()
 	}
+}
+
+// Running reports whether the server's process runs: started, and not
+// stopped or exited (after SIGKILL) since.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return false
+	}
+	select {
+	case <-s.proc.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill ends the process with SIGKILL, as a crash would, and waits until it
+// is reaped; Start brings it back on the same port, in the same directory.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.mu.Lock()
+	p := s.proc
+	s.proc = nil
+	s.mu.Unlock()
+	if p == nil {
+		s.t.Fatal("killing a redis-server that is not running")
+	}
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		s.t.Fatal(err)
+	}
+	<-p.Done()
 }
 
 // Restart stops the server and starts an empty one on the same port.
