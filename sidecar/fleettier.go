@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -21,9 +20,9 @@ import (
 // The request side is in cache/resolve (verdicts) and fleet.go (the fleet
 // mint limit).
 
-// startFleet builds the fleet tier for cfg.Fleet and registers its metrics
-// on reg. The tier connects in the background: New does not wait for
-// Redis, and requests skip the tier until it is up.
+// startFleet builds the fleet tier for cfg.Fleet and, if it is on,
+// registers its metrics on reg. The tier connects in the background: New
+// does not wait for Redis, and requests skip the tier until it is up.
 func (s *Sidecar) startFleet(cfg *config.Config, reg prometheus.Registerer) error {
 	obs := newFleetObserver(s.log)
 	t, err := fleet.New(cfg.Fleet, fleet.Options{Observer: obs, Now: s.now})
@@ -31,10 +30,12 @@ func (s *Sidecar) startFleet(cfg *config.Config, reg prometheus.Registerer) erro
 		return err // "building the fleet tier: …"
 	}
 	obs.tier.Store(t)
-	for _, c := range obs.collectors(t) {
-		if err := reg.Register(c); err != nil {
-			_ = t.Close()
-			return fmt.Errorf("registering the fleet tier's metrics: %w", err)
+	if t.Enabled() {
+		for _, c := range obs.collectors(t) {
+			if err := reg.Register(c); err != nil {
+				_ = t.Close()
+				return fmt.Errorf("registering the fleet tier's metrics: %w", err)
+			}
 		}
 	}
 	s.fleet = t
@@ -83,7 +84,7 @@ var fleetStates = [...]fleet.State{fleet.StateOff, fleet.StateConnecting, fleet.
 // its calls and lock waits, and a log line for each change of its state.
 type fleetObserver struct {
 	calls       *prometheus.CounterVec
-	callDur     *prometheus.HistogramVec
+	callDur     prometheus.Histogram
 	lockWaits   *prometheus.CounterVec
 	lockWaitDur prometheus.Histogram
 	log         *slog.Logger
@@ -100,10 +101,12 @@ func newFleetObserver(log *slog.Logger) *fleetObserver {
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "fleet_calls_total",
 			Help: "Fleet tier operations by op (get, put, lock, commit, release, mint, probe) and outcome: hit, miss or stale (get); acquired, held, failed or verdict (lock); allowed or refused (mint); ok; error, timeout, or skipped (not sent while Redis is unavailable)."},
 			[]string{"op", "outcome"}),
-		callDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "fleet_call_duration_seconds",
-			Help:    "Time the fleet tier's calls to Redis took, by op (calls not sent are not observed).",
-			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}},
-			[]string{"op"}),
+		// One histogram for every op: each call is one round trip to Redis
+		// (fleet_calls_total has them by op). fleet.timeout is 25ms by
+		// default, 1s at most.
+		callDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fleet_call_duration_seconds",
+			Help:    "Time the fleet tier's calls to Redis took, every op (calls not sent are not observed).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, 1}}),
 		lockWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "fleet_lock_waits_total",
 			Help: "Validates that waited for another sidecar's upstream fetch of the same ID, by how the wait ended: verdict, takeover (its lock expired), failed (its fetch failed), gave_up (deadline), fallback (Redis failed)."},
 			[]string{"outcome"}),
@@ -113,38 +116,10 @@ func newFleetObserver(log *slog.Logger) *fleetObserver {
 	}
 }
 
-// fleetOutcomes are the outcomes fleet.Observer documents for each op;
-// every pair is served from the start, at 0, so that dashboards and
-// alerts find the series before the first call.
-var fleetOutcomes = map[string][]string{
-	"get":     {"hit", "miss", "stale"},
-	"put":     {"ok"},
-	"lock":    {"acquired", "held", "failed", "verdict"},
-	"commit":  {"ok"},
-	"release": {"ok"},
-	"mint":    {"allowed", "refused"},
-	"probe":   {"ok"},
-}
-
-// fleetWaitOutcomes are how fleet.Observer says a lock wait ended.
-var fleetWaitOutcomes = [...]string{"verdict", "takeover", "failed", "gave_up", "fallback"}
-
-// collectors are the observer's collectors, every series created, and the
-// tier's state gauge.
+// collectors are the observer's collectors and the tier's state gauge,
+// one series per state (the dashboard draws the state from all five).
+// Calls and lock waits are served by op and outcome from their first.
 func (o *fleetObserver) collectors(t *fleet.Tier) []prometheus.Collector {
-	for op, outcomes := range fleetOutcomes {
-		failures := []string{"error", "timeout", "skipped"}
-		if op == "probe" {
-			failures = failures[:1]
-		}
-		for _, out := range slices.Concat(outcomes, failures) {
-			o.calls.WithLabelValues(op, out)
-		}
-		o.callDur.WithLabelValues(op)
-	}
-	for _, out := range fleetWaitOutcomes {
-		o.lockWaits.WithLabelValues(out)
-	}
 	cols := []prometheus.Collector{o.calls, o.callDur, o.lockWaits, o.lockWaitDur}
 	for _, st := range fleetStates {
 		cols = append(cols, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "fleet_state",
@@ -159,7 +134,7 @@ func (o *fleetObserver) collectors(t *fleet.Tier) []prometheus.Collector {
 func (o *fleetObserver) Call(op, outcome string, d time.Duration) {
 	o.calls.WithLabelValues(op, outcome).Inc()
 	if d > 0 {
-		o.callDur.WithLabelValues(op).Observe(d.Seconds())
+		o.callDur.Observe(d.Seconds())
 	}
 }
 

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
+	"github.com/chittyos/chittyid-sidecar/sidecar/testout"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -83,6 +85,7 @@ func TestBrowserRequestsRefused(t *testing.T) {
 func TestHostCheck(t *testing.T) {
 	t.Parallel()
 	h := start(t, sim.Config{}, "security: {allowedHosts: [sidecar.internal, \"fd00::7\"]}\n")
+	h.waitState(fsm.Connected) // /readyz says 200 from then on
 	id := h.mustMint("PEO")
 	for _, tc := range []struct {
 		host, path string
@@ -159,7 +162,7 @@ func TestUpstreamErrorTextNeverReachesCaller(t *testing.T) {
 	logs := h.logs.String()
 	for what, text := range map[string]string{"mint answer": r.raw, "validate answer": v.raw, "/health": health.raw, "logs": logs} {
 		if strings.Contains(text, testToken) {
-			t.Errorf("%s carries the token:\n%s", what, text)
+			t.Errorf("%s carries the token:\n%s", what, testout.Cut(t, "text.txt", text, func(l string) bool { return strings.Contains(l, testToken) }))
 		}
 	}
 	for what, text := range map[string]string{"mint answer": r.raw, "validate answer": v.raw} {
@@ -169,6 +172,7 @@ func TestUpstreamErrorTextNeverReachesCaller(t *testing.T) {
 	}
 	// The operator still sees what upstream said, redacted.
 	if !strings.Contains(logs, "we do not accept token [redacted] here") {
-		t.Errorf("the log lacks upstream's redacted text:\n%s", logs)
+		t.Errorf("the log lacks upstream's redacted text; its lines about upstream:\n%s",
+			testout.Cut(t, "log.jsonl", logs, func(l string) bool { return strings.Contains(l, "upstream") }))
 	}
 }

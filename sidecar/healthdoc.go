@@ -51,9 +51,21 @@ type healthConn struct {
 }
 
 type healthPoll struct {
-	PollsOK     int64    `json:"pollsOk"`
-	PollsFailed int64    `json:"pollsFailed"`
-	LastPoll    fsm.Poll `json:"lastPoll"`
+	PollsOK     int64          `json:"pollsOk"`
+	PollsFailed int64          `json:"pollsFailed"`
+	LastPoll    healthLastPoll `json:"lastPoll"`
+}
+
+// healthLastPoll is the last completed health poll (fsm.Poll), its
+// duration in milliseconds like the document's other durations.
+type healthLastPoll struct {
+	Time      time.Time `json:"time"`
+	OK        bool      `json:"ok"`
+	Error     string    `json:"error,omitempty"`
+	LatencyMs float64   `json:"latencyMs"`
+	// Latency is the same duration in nanoseconds, the only one before
+	// latencyMs. Deprecated: kept for one release; read latencyMs.
+	Latency time.Duration `json:"latency"`
 }
 
 type healthResil struct {
@@ -146,7 +158,7 @@ type healthSnapshot struct {
 	Enabled  bool   `json:"enabled"`
 	Path     string `json:"path"`
 	Interval string `json:"interval"`
-	// LoadOutcome is one of the snapLoadOutcomes; "" when disabled.
+	// LoadOutcome is one of the snap* outcomes (snapshot.go); "" when disabled.
 	LoadOutcome   string           `json:"loadOutcome"`
 	LoadError     string           `json:"loadError"`
 	Loaded        int              `json:"loaded"`
@@ -180,13 +192,18 @@ func connection(snap fsm.Snapshot) healthConn {
 		ReconnectAttempts: snap.Attempts,
 		FailedPolls:       snap.Failures,
 		EverConnected:     snap.EverConnected,
-		Stats:             healthPoll{PollsOK: snap.Polls.OK, PollsFailed: snap.Polls.Failed, LastPoll: snap.LastPoll},
+		Stats:             healthPoll{PollsOK: snap.Polls.OK, PollsFailed: snap.Polls.Failed, LastPoll: lastPoll(snap.LastPoll)},
 	}
 	if !snap.LastPoll.Time.IsZero() {
 		t := snap.LastPoll.Time
 		c.LastHealthCheck = &t
 	}
 	return c
+}
+
+// lastPoll is the document's view of the last poll.
+func lastPoll(p fsm.Poll) healthLastPoll {
+	return healthLastPoll{Time: p.Time, OK: p.OK, Error: p.Error, LatencyMs: millis(p.Latency), Latency: p.Latency}
 }
 
 // resilience is the document's resilience section: the breaker and the

@@ -12,23 +12,50 @@ import (
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
-// normalClientStaysFast validates a cached ID n times while an attack runs
-// and fails if the answers get slow. "Fast" allows for -race and a busy
-// 2-core machine: the median under 20ms, none over 250ms.
-func normalClientStaysFast(t *testing.T, h *harness, id string) {
+// normalClient is a well-behaved app beside a sidecar under attack, and
+// the same app beside a control sidecar of the same process that nobody
+// attacks.
+type normalClient struct {
+	h, control   *harness
+	id, idAtCtrl string // a cached ID on each
+}
+
+func newNormalClient(t *testing.T, h *harness) normalClient {
 	t.Helper()
-	var lat []time.Duration
-	for i := 0; i < 50; i++ {
-		began := time.Now()
-		v := h.validate(id)
-		lat = append(lat, time.Since(began))
-		if v.status != 200 || v.header.Get("X-Cache") != "HIT" {
-			t.Fatalf("cached validate during the attack: %d %s", v.status, v.raw)
+	c := normalClient{h: h, control: start(t, sim.Config{}, ""), id: h.mustMint("PEO")}
+	c.idAtCtrl = c.control.mustMint("PEO")
+	return c
+}
+
+// staysFast validates a cached ID 50 times on each sidecar, alternately,
+// while an attack runs, and fails if an answer is not a HIT or the
+// attacked sidecar's median is over 10 times the control's: an attack
+// that held up the request path (the server's workers, a lock) makes
+// its answers wait for the attackers' timeouts, seconds. Both medians come
+// from the same moments, so a busy machine slows both alike.
+func (c normalClient) staysFast(t *testing.T) {
+	t.Helper()
+	var lat, ctl []time.Duration
+	for range 50 {
+		for _, side := range []struct {
+			h   *harness
+			id  string
+			out *[]time.Duration
+		}{{c.h, c.id, &lat}, {c.control, c.idAtCtrl, &ctl}} {
+			began := time.Now()
+			v := side.h.validate(side.id)
+			*side.out = append(*side.out, time.Since(began))
+			if v.status != 200 || v.header.Get("X-Cache") != "HIT" {
+				t.Fatalf("cached validate during the attack: %d %s", v.status, v.raw)
+			}
 		}
 	}
 	slices.Sort(lat)
-	if med, worst := lat[len(lat)/2], lat[len(lat)-1]; med > 20*time.Millisecond || worst > 250*time.Millisecond {
-		t.Errorf("cached validate during the attack: median %v, worst %v", med, worst)
+	slices.Sort(ctl)
+	med, ctlMed := lat[len(lat)/2], ctl[len(ctl)/2]
+	t.Logf("cached validates during the attack: median %v, worst %v; on the control sidecar: median %v, worst %v", med, lat[len(lat)-1], ctlMed, ctl[len(ctl)-1])
+	if med > 10*ctlMed {
+		t.Errorf("cached validates during the attack: median %v, over 10 times the control sidecar's %v", med, ctlMed)
 	}
 }
 
@@ -45,14 +72,14 @@ func dial(t *testing.T, h *harness) net.Conn {
 func TestHostileClients(t *testing.T) {
 	t.Parallel()
 	h := start(t, sim.Config{}, "")
-	id := h.mustMint("PEO")
-	h.validate(id)
+	app := newNormalClient(t, h)
+	id := app.id
 
 	t.Run("thousands of idle keep-alive connections", func(t *testing.T) {
 		for i := 0; i < 2000; i++ {
 			dial(t, h)
 		}
-		normalClientStaysFast(t, h, id)
+		app.staysFast(t)
 	})
 	t.Run("slow-header clients", func(t *testing.T) {
 		conns := make([]net.Conn, 200)
@@ -70,7 +97,7 @@ func TestHostileClients(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 		}()
-		normalClientStaysFast(t, h, id)
+		app.staysFast(t)
 		<-done
 	})
 	t.Run("huge headers get 431", func(t *testing.T) {
@@ -81,7 +108,7 @@ func TestHostileClients(t *testing.T) {
 		if err != nil || !strings.Contains(line, " 431 ") {
 			t.Errorf("answer to a 64 KiB header: %q, %v", line, err)
 		}
-		normalClientStaysFast(t, h, id)
+		app.staysFast(t)
 	})
 	t.Run("a client that never reads its answers", func(t *testing.T) {
 		c := dial(t, h)
@@ -93,7 +120,7 @@ func TestHostileClients(t *testing.T) {
 				}
 			}
 		}()
-		normalClientStaysFast(t, h, id)
+		app.staysFast(t)
 	})
 	t.Run("pipelined garbage", func(t *testing.T) {
 		c := dial(t, h)
@@ -103,6 +130,6 @@ func TestHostileClients(t *testing.T) {
 		if err != nil || !strings.Contains(line, " 400 ") {
 			t.Errorf("answer to garbage: %q, %v", line, err)
 		}
-		normalClientStaysFast(t, h, id)
+		app.staysFast(t)
 	})
 }

@@ -159,7 +159,7 @@ func TestBreakerOpenPeriodHoldsWhileHealthIsGood(t *testing.T) {
 			h.mint("PEO").expect(t, "second failing mint", 503, tc.failCode)
 			h.waitState(fsm.Reconnecting)
 			tripped := h.transitions()
-			if got := tripped[len(tripped)-1]; got != "CONNECTED>RECONNECTING (breaker opened)" {
+			if got := tripped[len(tripped)-1]; !byOpenBreaker(got) {
 				t.Fatalf("last transition %q, want the breaker's", got)
 			}
 			mints := h.sim.Stats().Mint
@@ -238,6 +238,14 @@ func (h *harness) expectOpen(when string, secs int) {
 // checkPeriodEnd checks the transitions from the end of an open period to
 // the failed trial: none, or a good poll's CONNECTED followed by the
 // breaker opening again (a poll may see the period over before the trial).
+// byOpenBreaker says a transition is CONNECTED to RECONNECTING because the
+// breaker opened: its trip's own signal ("breaker opened"), or a poll
+// that saw it open first ("breaker open"), which a busy machine may run
+// before the signal is delivered.
+func byOpenBreaker(transition string) bool {
+	return transition == "CONNECTED>RECONNECTING (breaker opened)" || transition == "CONNECTED>RECONNECTING (breaker open)"
+}
+
 func checkPeriodEnd(t *testing.T, before, after []string) {
 	t.Helper()
 	added := after[len(before):]
@@ -247,7 +255,7 @@ func checkPeriodEnd(t *testing.T, before, after []string) {
 	switch {
 	case len(added) == 0:
 		// No poll saw the period end before the trial failed.
-	case len(added) == 2 && added[0] == "RECONNECTING>CONNECTED (poll ok)" && added[1] == "CONNECTED>RECONNECTING (breaker opened)":
+	case len(added) == 2 && added[0] == "RECONNECTING>CONNECTED (poll ok)" && byOpenBreaker(added[1]):
 	default:
 		t.Fatalf("transitions at the end of the period: %q, want none or CONNECTED then RECONNECTING", added)
 	}
@@ -281,13 +289,7 @@ func TestFailedStateFailsFastAndServesStale(t *testing.T) {
 	h.fault(sim.Fault{Mode: "refuse"})
 	h.waitState(fsm.Failed)
 	before := h.sim.Stats()
-	began := time.Now()
-	r := h.mint("PEO")
-	took := time.Since(began)
-	r.expect(t, "mint in FAILED", 503, "UPSTREAM_UNAVAILABLE")
-	if took > 100*time.Millisecond {
-		t.Errorf("fail-fast mint took %v", took)
-	}
+	h.mint("PEO").expect(t, "mint in FAILED", 503, "UPSTREAM_UNAVAILABLE") // fails fast: no upstream call (checked below)
 	h.clock.advance(5 * time.Minute)
 	v := h.validate(id)
 	if v.status != 200 || v.header.Get("X-Cache") != "STALE" || v.body["stale"] != true {
@@ -354,4 +356,27 @@ func newClientHarness(h *harness) *harness {
 	c := *h
 	c.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	return &c
+}
+
+// TestHealthLastPollLatency: /health's connection.stats.lastPoll gives the
+// poll's duration as latencyMs, in milliseconds like the document's other
+// durations, and still as latency, in nanoseconds (deprecated, kept one
+// release), the same duration.
+func TestHealthLastPollLatency(t *testing.T) {
+	t.Parallel()
+	h := start(t, sim.Config{}, "health: {interval: 300ms, timeout: 300ms}\n")
+	h.fault(sim.Fault{Mode: sim.ModeSlow, Latency: "30ms", Routes: []string{"health"}})
+	h.waitState(fsm.Connected)
+	var poll map[string]any
+	waitUntil(t, "a good poll of the slow health route", func() bool {
+		conn, _ := h.do("GET", "/health", "").body["connection"].(map[string]any)
+		stats, _ := conn["stats"].(map[string]any)
+		poll, _ = stats["lastPoll"].(map[string]any)
+		ms, _ := poll["latencyMs"].(float64)
+		return ms >= 30 && poll["ok"] == true
+	})
+	ns, ok := poll["latency"].(float64)
+	if !ok || poll["latencyMs"] != float64(int64(ns)/1000)/1000 {
+		t.Errorf("/health lastPoll = %v, want latencyMs the milliseconds of latency's nanoseconds", poll)
+	}
 }

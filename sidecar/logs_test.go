@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/sidecar/testout"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -105,7 +106,8 @@ func (b *logBuffer) waitFor(t *testing.T, typ string, ok func(map[string]any) bo
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("no matching %s line in:\n%s", typ, b.String())
+			t.Fatalf("no matching %s line within 10s; the last %s lines:\n%s", typ, typ,
+				testout.Last(t, "log.jsonl", b.String(), func(l string) bool { return strings.Contains(l, `"type":"`+typ+`"`) }))
 		}
 	}
 }

@@ -1,15 +1,19 @@
 package sidecar
 
 import (
+	"fmt"
+	"regexp"
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -21,6 +25,15 @@ const ns = "chittyid_sidecar"
 // as "other".
 var statuses = [...]int{200, 400, 401, 403, 404, 405, 408, 413, 415, 429, 431, 500, 502, 503, 504}
 
+// statusLabels are the code label's values, by statusIndex.
+var statusLabels = func() (l [len(statuses) + 1]string) {
+	for i, s := range statuses {
+		l[i] = strconv.Itoa(s)
+	}
+	l[len(statuses)] = "other"
+	return l
+}()
+
 func statusIndex(code int) int {
 	for i, s := range statuses {
 		if s == code {
@@ -31,14 +44,26 @@ func statusIndex(code int) int {
 }
 
 // metrics holds the sidecar's Prometheus collectors. Everything the
-// hot path touches is resolved at start (no label lookups per request) and
+// hot path touches is resolved once (no label lookup per request) and
 // lock-free; figures other components already count are read at scrape
 // time instead of being counted twice.
+//
+// The series budget (docs/observability.md): a label value is served from its
+// first use on, never as a zero before it (each first use creates its
+// series), except where a shipped alert or the dashboard needs the zero
+// (the breaker, lifecycle and fleet states, the health poll, reload and
+// snapshot write outcomes, TLS handshake outcomes); the families of a
+// feature that is off (the fleet tier, snapshots, an https upstream) are
+// absent.
 type metrics struct {
-	requests    [routeCount][familyCount][len(statuses) + 1]prometheus.Counter
-	duration    [routeCount]prometheus.Observer
-	validate    [xcKinds]prometheus.Counter // by X-Cache kind; xcNone unused
-	rateLimited [routeCount]prometheus.Counter
+	requestsVec *prometheus.CounterVec
+	requests    [routeCount][familyCount][len(statuses) + 1]firstUse[prometheus.Counter]
+	durationVec *prometheus.HistogramVec
+	duration    [routeCount]firstUse[prometheus.Observer] // timed routes only
+	validateVec *prometheus.CounterVec
+	validate    [xcKinds]firstUse[prometheus.Counter] // by X-Cache kind; xcNone unused
+	limitedVec  *prometheus.CounterVec
+	rateLimited [routeCount]firstUse[prometheus.Counter]
 	attempts    *prometheus.CounterVec
 	attemptDur  *prometheus.HistogramVec
 	retries     *prometheus.CounterVec
@@ -47,18 +72,47 @@ type metrics struct {
 	handler     fasthttp.RequestHandler
 }
 
-// newMetrics registers the sidecar's metrics on reg.
+// firstUse is a series of a vec, created at its first use and kept: later
+// uses cost one atomic load and allocate nothing.
+type firstUse[T any] struct{ p atomic.Pointer[T] }
+
+// get returns the series, creating it with create at its first use (two
+// first uses at once create it twice: a vec returns the same series).
+func (f *firstUse[T]) get(create func() T) T {
+	if p := f.p.Load(); p != nil {
+		return *p
+	}
+	v := create()
+	f.p.Store(&v)
+	return v
+}
+
+// requestBuckets are request_duration_seconds's: a cached validate takes
+// tens of microseconds, an upstream call milliseconds to seconds; 500ms is
+// the latency alert's threshold.
+var requestBuckets = []float64{.000025, .00005, .0001, .00025, .001, .005, .025, .1, .25, .5, 1, 5}
+
+// goRuntimeMetrics are the runtime/metrics served besides client_golang's
+// base Go metrics (goroutines, threads, GC pauses, go_info): heap and
+// memory use against GOMEMLIMIT, GC settings and the allocation rate.
+var goRuntimeMetrics = regexp.MustCompile(`^/(gc/heap/(live|goal|allocs):bytes|gc/gogc:percent|gc/gomemlimit:bytes|memory/classes/total:bytes|sched/gomaxprocs:threads)$`)
+
+// newMetrics registers the sidecar's metrics on reg, with the process's
+// and the Go runtime's.
 func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
+	if err := registerRuntime(reg); err != nil {
+		return nil, err
+	}
 	m := &metrics{}
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
+	m.requestsVec = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
 		Help: "Requests answered, by route, the family of routes it came by (v1, api_v1, root, worker) and HTTP status code."}, []string{"route", "family", "code"})
-	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "request_duration_seconds",
-		Help:    "Time from reading a request to handing its answer to the server, by route.",
-		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
+	m.durationVec = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "request_duration_seconds",
+		Help:    "Time from reading a request to handing its answer to the server, by route (the routes that mint or validate).",
+		Buckets: requestBuckets},
 		[]string{"route"})
-	validate := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "validate_answers_total",
+	m.validateVec = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "validate_answers_total",
 		Help: "Validate answers by X-Cache kind (HIT, MISS, STALE, LOCAL)."}, []string{"cache"})
-	limited := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rate_limited_total",
+	m.limitedVec = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rate_limited_total",
 		Help: "Requests refused by a local rate limit, by route."}, []string{"route"})
 	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_attempts_total",
 		Help: "Requests sent upstream, by operation and outcome."}, []string{"op", "outcome"})
@@ -66,32 +120,22 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 		Help: "Duration of upstream attempts, by operation.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12)}, []string{"op"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_retries_total",
 		Help: "Failed upstream attempts that were tried again, by operation."}, []string{"op"})
-	for r := route(0); r < routeCount; r++ {
-		for f := family(0); f < familyCount; f++ {
-			for i := range statuses {
-				m.requests[r][f][i] = requests.WithLabelValues(r.String(), familyNames[f], strconv.Itoa(statuses[i]))
-			}
-			m.requests[r][f][len(statuses)] = requests.WithLabelValues(r.String(), familyNames[f], "other")
-		}
-		m.duration[r] = duration.WithLabelValues(r.String())
-		m.rateLimited[r] = limited.WithLabelValues(r.String())
-	}
-	for k := xcHit; k < xcKinds; k++ {
-		m.validate[k] = validate.WithLabelValues(xcNames[k])
-	}
 	m.handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upstream_tls_handshakes_total",
 		Help: "TLS handshakes with upstream, by outcome (ok, or why it failed)."}, []string{"outcome"})
 	for _, o := range upstream.HandshakeOutcomes() {
-		m.handshakes.WithLabelValues(o) // every outcome is served from the start, at 0
+		m.handshakes.WithLabelValues(o) // every outcome is served at 0 while upstream is https: alerts count failures from the first
 	}
 	m.resumed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "upstream_tls_resumed_total",
 		Help: "TLS handshakes with upstream that resumed an earlier session (no certificate exchange)."})
 	certExpiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "upstream_tls_client_cert_expiry_seconds",
 		Help: "Seconds until the client certificate (upstream.tls.certFile) expires, negative once it has; absent without one."}, []string{"subject"})
-	cols := []prometheus.Collector{requests, duration, validate, limited, m.attempts, m.attemptDur, m.retries,
-		m.handshakes, m.resumed, &certExpiryCollector{vec: certExpiry, client: s.client.Load}}
+	https := func() bool { c := s.client.Load(); return c != nil && c.TLS().Enabled }
+	cols := []prometheus.Collector{m.requestsVec, m.durationVec, m.validateVec, m.limitedVec, m.attempts, m.attemptDur, m.retries,
+		onlyWhen{m.handshakes, https}, onlyWhen{m.resumed, https}, &certExpiryCollector{vec: certExpiry, client: s.client.Load}}
 	cols = append(cols, s.scrapeCollectors()...)
-	cols = append(cols, s.snapshotCollectors()...)
+	if s.snaps.enabled() {
+		cols = append(cols, s.snapshotCollectors()...)
+	}
 	for _, c := range cols {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -99,6 +143,49 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 	}
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return m, nil
+}
+
+// registerRuntime registers client_golang's process collector and its Go
+// collector with goRuntimeMetrics, each unless reg (an embedding
+// program's, Options.Registry) serves its series already.
+func registerRuntime(reg *prometheus.Registry) error {
+	fams, err := reg.Gather()
+	if err != nil {
+		return fmt.Errorf("reading the registry: %w", err)
+	}
+	have := map[string]bool{}
+	for _, f := range fams {
+		have[f.GetName()] = true
+	}
+	for _, c := range []struct {
+		serves string
+		c      prometheus.Collector
+	}{
+		{"process_start_time_seconds", collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})},
+		{"go_goroutines", collectors.NewGoCollector(collectors.WithGoCollectorMemStatsMetricsDisabled(),
+			collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: goRuntimeMetrics}))},
+	} {
+		if have[c.serves] {
+			continue
+		}
+		if err := reg.Register(c.c); err != nil {
+			return fmt.Errorf("registering the runtime's metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// onlyWhen serves a collector's series only while on says so: the
+// families of a feature that a reload can switch on and off.
+type onlyWhen struct {
+	prometheus.Collector
+	on func() bool
+}
+
+func (o onlyWhen) Collect(ch chan<- prometheus.Metric) {
+	if o.on() {
+		o.Collector.Collect(ch)
+	}
 }
 
 // scrapeCollectors read figures kept elsewhere (cache, breaker, lifecycle,
@@ -155,13 +242,18 @@ func boolFloat(b bool) float64 {
 
 // record counts one answered request from its result and status.
 func (m *metrics) record(res result, status int, d time.Duration) {
-	m.requests[res.route][res.family][statusIndex(status)].Inc()
-	m.duration[res.route].Observe(d.Seconds())
-	if res.xc != xcNone {
-		m.validate[res.xc].Inc()
+	r, f, code := res.route, res.family, statusIndex(status)
+	m.requests[r][f][code].get(func() prometheus.Counter {
+		return m.requestsVec.WithLabelValues(routeNames[r], familyNames[f], statusLabels[code])
+	}).Inc()
+	if r.timed() {
+		m.duration[r].get(func() prometheus.Observer { return m.durationVec.WithLabelValues(routeNames[r]) }).Observe(d.Seconds())
+	}
+	if xc := res.xc; xc != xcNone {
+		m.validate[xc].get(func() prometheus.Counter { return m.validateVec.WithLabelValues(xcNames[xc]) }).Inc()
 	}
 	if res.limited {
-		m.rateLimited[res.route].Inc()
+		m.rateLimited[r].get(func() prometheus.Counter { return m.limitedVec.WithLabelValues(routeNames[r]) }).Inc()
 	}
 }
 

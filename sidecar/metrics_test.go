@@ -7,7 +7,10 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -67,11 +70,23 @@ func TestMetricsFamiliesAndScenario(t *testing.T) {
 	t.Parallel()
 	h := start(t, sim.Config{}, "upstream:\n  retry: {maxAttempts: 2, baseDelay: 1ms, maxDelay: 1ms}\n  breaker: {failures: 2, openTimeout: 1h}\nhealth: {interval: 1h, timeout: 1s}\n")
 	h.waitState(fsm.Connected)
+	// Before any request (but this scrape): the families served from the
+	// start, and none of those a first use creates.
+	checkTypes := func(fams map[string]*dto.MetricFamily, types map[string]dto.MetricType) {
+		t.Helper()
+		for name, typ := range types {
+			f, ok := fams[name]
+			if !ok {
+				t.Errorf("/metrics lacks %s", name)
+				continue
+			}
+			if f.GetType() != typ {
+				t.Errorf("%s is a %v, want %v", name, f.GetType(), typ)
+			}
+		}
+	}
 	fams := h.scrape()
-	for name, typ := range map[string]dto.MetricType{
-		"chittyid_sidecar_requests_total":                dto.MetricType_COUNTER,
-		"chittyid_sidecar_request_duration_seconds":      dto.MetricType_HISTOGRAM,
-		"chittyid_sidecar_validate_answers_total":        dto.MetricType_COUNTER,
+	checkTypes(fams, map[string]dto.MetricType{
 		"chittyid_sidecar_cache_hits_total":              dto.MetricType_COUNTER,
 		"chittyid_sidecar_cache_misses_total":            dto.MetricType_COUNTER,
 		"chittyid_sidecar_cache_stale_served_total":      dto.MetricType_COUNTER,
@@ -85,18 +100,35 @@ func TestMetricsFamiliesAndScenario(t *testing.T) {
 		"chittyid_sidecar_lifecycle_transitions_total":   dto.MetricType_COUNTER,
 		"chittyid_sidecar_health_polls_total":            dto.MetricType_COUNTER,
 		"chittyid_sidecar_mints_in_flight":               dto.MetricType_GAUGE,
-		"chittyid_sidecar_rate_limited_total":            dto.MetricType_COUNTER,
 		"chittyid_sidecar_config_reloads_total":          dto.MetricType_COUNTER,
 		"chittyid_sidecar_config_generation":             dto.MetricType_GAUGE,
 		"chittyid_sidecar_build_info":                    dto.MetricType_GAUGE,
-	} {
-		f, ok := fams[name]
-		if !ok {
-			t.Errorf("/metrics lacks %s", name)
-			continue
+		"process_resident_memory_bytes":                  dto.MetricType_GAUGE,
+		"process_open_fds":                               dto.MetricType_GAUGE,
+		"process_cpu_seconds_total":                      dto.MetricType_COUNTER,
+		"go_goroutines":                                  dto.MetricType_GAUGE,
+		"go_gc_duration_seconds":                         dto.MetricType_SUMMARY,
+		"go_gc_heap_live_bytes":                          dto.MetricType_GAUGE,
+		"go_gc_gomemlimit_bytes":                         dto.MetricType_GAUGE,
+	})
+	for _, name := range []string{"chittyid_sidecar_requests_total", "chittyid_sidecar_request_duration_seconds",
+		"chittyid_sidecar_validate_answers_total", "chittyid_sidecar_rate_limited_total", "chittyid_sidecar_upstream_attempts_total",
+		"chittyid_sidecar_upstream_tls_handshakes_total", "chittyid_sidecar_fleet_state", "chittyid_sidecar_snapshot_writes_total"} {
+		if fams[name] != nil {
+			t.Errorf("/metrics serves %s before any request, or with its feature off", name)
 		}
-		if f.GetType() != typ {
-			t.Errorf("%s is a %v, want %v", name, f.GetType(), typ)
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+	}{ // what the shipped alerts need from zero
+		{"chittyid_sidecar_health_polls_total", []string{"outcome=failed"}},
+		{"chittyid_sidecar_config_reloads_total", []string{"outcome=rejected"}},
+		{"chittyid_sidecar_lifecycle_state", []string{"state=FAILED"}},
+		{"chittyid_sidecar_breaker_state", []string{"state=half-open"}},
+	} {
+		if got := value(fams, c.name, c.labels...); got != 0 {
+			t.Errorf("%s%v = %v before any failure, want 0", c.name, c.labels, got)
 		}
 	}
 	if v := value(fams, "chittyid_sidecar_lifecycle_state", "state=CONNECTED"); v != 1 {
@@ -114,16 +146,25 @@ func TestMetricsFamiliesAndScenario(t *testing.T) {
 	h.waitState(fsm.Reconnecting)
 
 	fams = h.scrape()
+	checkTypes(fams, map[string]dto.MetricType{
+		"chittyid_sidecar_requests_total":           dto.MetricType_COUNTER,
+		"chittyid_sidecar_request_duration_seconds": dto.MetricType_HISTOGRAM,
+		"chittyid_sidecar_validate_answers_total":   dto.MetricType_COUNTER,
+	})
 	for _, c := range []struct {
 		name   string
 		labels []string
-		want   float64
+		want   float64 // -1: not served
 	}{
 		{"chittyid_sidecar_requests_total", []string{"route=mint", "family=v1", "code=200"}, 3},
 		{"chittyid_sidecar_requests_total", []string{"route=mint", "family=v1", "code=503"}, 2},
 		{"chittyid_sidecar_requests_total", []string{"route=validate", "family=v1", "code=200"}, 4},
-		{"chittyid_sidecar_requests_total", []string{"route=validate", "family=worker", "code=200"}, 0},
+		{"chittyid_sidecar_requests_total", []string{"route=validate", "family=worker", "code=200"}, -1},
+		{"chittyid_sidecar_requests_total", []string{"route=metrics", "family=root", "code=200"}, 1},
 		{"chittyid_sidecar_request_duration_seconds", []string{"route=mint"}, 5},
+		{"chittyid_sidecar_request_duration_seconds", []string{"route=metrics"}, -1}, // answered from memory: counted, not timed
+		{"chittyid_sidecar_validate_answers_total", []string{"cache=STALE"}, -1},
+		{"chittyid_sidecar_rate_limited_total", []string{"route=mint"}, -1},
 		{"chittyid_sidecar_validate_answers_total", []string{"cache=HIT"}, 3},
 		{"chittyid_sidecar_validate_answers_total", []string{"cache=LOCAL"}, 1},
 		{"chittyid_sidecar_cache_hits_total", nil, 3},
@@ -237,5 +278,25 @@ func TestEachAnswerCountedOnce(t *testing.T) {
 		if doc[k] != want {
 			t.Errorf("/health resilience.cache.%s = %v, want %v", k, doc[k], want)
 		}
+	}
+}
+
+// TestRegistryWithRuntimeCollectors: an embedding program's registry
+// (Options.Registry) that has client_golang's process and Go collectors
+// already, with their default options, keeps them: the sidecar starts, and
+// serves each runtime series once, the embedder's.
+func TestRegistryWithRuntimeCollectors(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	h := launch(t, sim.Config{}, "", nil, false, sidecar.Timeouts{}, func(o *sidecar.Options) { o.Registry = reg })
+	fams := h.scrape()
+	for _, name := range []string{"process_start_time_seconds", "go_goroutines", "go_memstats_alloc_bytes", "chittyid_sidecar_cache_hits_total"} {
+		if f := fams[name]; f == nil || len(f.GetMetric()) != 1 {
+			t.Errorf("%s: %v, want one series", name, f)
+		}
+	}
+	if fams["go_gc_heap_live_bytes"] != nil {
+		t.Error("the sidecar's own Go collector registered beside the embedder's")
 	}
 }

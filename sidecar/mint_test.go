@@ -56,8 +56,8 @@ func TestMintFaults(t *testing.T) {
 			if got := r.header.Get("Retry-After") != ""; got != tc.retryAfter {
 				t.Errorf("Retry-After present = %v, want %v (%q)", got, tc.retryAfter, r.header.Get("Retry-After"))
 			}
-			if tc.fault.Mode == "hang" && (took < 450*time.Millisecond || took > 1500*time.Millisecond) {
-				t.Errorf("hang answered after %v, want about the 500ms attempt timeout", took)
+			if tc.fault.Mode == "hang" && took < 450*time.Millisecond {
+				t.Errorf("hang answered after %v, before the 500ms attempt timeout", took)
 			}
 			if tc.status == 200 && chittyid.FormatOfficial.Check(r.body["chittyId"].(string)) != nil {
 				t.Errorf("minted %v", r.body["chittyId"])

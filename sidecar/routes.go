@@ -30,6 +30,18 @@ var routeNames = [routeCount]string{"other", "validate", "validate_post", "mint"
 
 func (r route) String() string { return routeNames[r] }
 
+// timed says whether the route's handling time goes into
+// request_duration_seconds: the routes that mint or validate. The probes,
+// /health, /metrics and the spec answer from memory; they are counted in
+// requests_total only.
+func (r route) timed() bool {
+	switch r {
+	case routeValidate, routeValidatePost, routeMint, routeMintGet, routeMintBatch:
+		return true
+	}
+	return false
+}
+
 // family is how a request reached its route: under /v1, under /api/v1, at
 // the root (the 1.0.0 routes for apps whose base URL is the service's
 // root), or by the worker's own routes (/api/…, /generate). It is a label

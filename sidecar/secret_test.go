@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/sidecar/testout"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -67,7 +68,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 	for name, text := range map[string]string{"answers": servedText, "/metrics": metrics.String(), "logs": logs} {
 		for _, secret := range []string{first, second} {
 			if strings.Contains(text, secret) {
-				t.Errorf("%s contain the token %q:\n%s", name, secret, text)
+				t.Errorf("%s contain the token %q:\n%s", name, secret, testout.Cut(t, "text.txt", text, func(l string) bool { return strings.Contains(l, secret) }))
 			}
 		}
 	}
@@ -75,7 +76,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 	// rotation, and a rejected body.
 	for _, want := range []string{`"outcome":"UNAUTHORIZED"`, `"entities":["AUTH"],"outcome":"ok"`, `"outcome":"BAD_REQUEST"`, `"outcome":"INVALID_METADATA"`} {
 		if !strings.Contains(logs, want) {
-			t.Errorf("logs lack %s:\n%s", want, logs)
+			t.Errorf("logs lack %s; their audit lines:\n%s", want, testout.Cut(t, "log.jsonl", logs, func(l string) bool { return strings.Contains(l, `"type":"audit"`) }))
 		}
 	}
 }

@@ -54,8 +54,9 @@ type Options struct {
 	// then encoded and batched by the sidecar itself (much cheaper than
 	// slog at request rate) when log.format is json.
 	LogOutput io.Writer
-	// Registry receives the sidecar's metrics, served on /metrics. Nil: a
-	// new registry of its own.
+	// Registry receives the sidecar's metrics, served on /metrics, and
+	// client_golang's process and Go collectors unless it serves their
+	// series already. Nil: a new registry of its own.
 	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now. Tests inject one to move TTLs.
 	Now func() time.Time

@@ -30,8 +30,6 @@ const (
 	snapError     = "error"     // could not be read (permissions, I/O)
 )
 
-var snapLoadOutcomes = [...]string{snapLoaded, snapMissing, snapEmpty, snapTruncated, snapCorrupt, snapVersion, snapForeign, snapInsecure, snapError}
-
 // Why a snapshot is written, in logs and /health.
 const (
 	writePeriodic = "periodic"
@@ -66,6 +64,8 @@ func loadOutcome(err error) string {
 type snapshots struct {
 	path string        // snapshot.path at start ("" = off); restart-only
 	kick chan struct{} // a reload changed snapshot.interval: re-arm the wait
+	// loads counts the restore at start by outcome: one series, at 1.
+	loads *prometheus.CounterVec
 
 	// mu guards the fields below. Writers are Run's snapshot goroutine and,
 	// after it has stopped, Run itself; readers are /health, /readyz and
@@ -95,7 +95,10 @@ type snapWrite struct {
 }
 
 func newSnapshots(path string) *snapshots {
-	return &snapshots{path: path, kick: make(chan struct{}, 1), changed: make(chan struct{})}
+	return &snapshots{path: path, kick: make(chan struct{}, 1), changed: make(chan struct{}),
+		loads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "snapshot_loads_total",
+			Help: "Snapshot restores at start by outcome (loaded, missing, empty, truncated, corrupt, version, foreign, insecure, error): one, at 1."},
+			[]string{"outcome"})}
 }
 
 func (sn *snapshots) enabled() bool { return sn.path != "" }
@@ -112,6 +115,7 @@ func (sn *snapshots) setLoad(l snapLoad) {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
 	sn.load = l
+	sn.loads.WithLabelValues(l.outcome).Inc()
 }
 
 func (sn *snapshots) record(w snapWrite) {
@@ -248,8 +252,8 @@ func (s *Sidecar) snapshotHealth(cfg *config.Config) healthSnapshot {
 	return h
 }
 
-// snapshotCollectors are the snapshot metrics, read at scrape time. They
-// exist (at zero) when snapshots are off, so dashboards need no special case.
+// snapshotCollectors are the snapshot metrics, read at scrape time but
+// for the restore's outcome, registered with snapshot.path set.
 func (s *Sidecar) snapshotCollectors() []prometheus.Collector {
 	sn := s.snaps
 	read := func(f func() float64) func() float64 {
@@ -259,12 +263,7 @@ func (s *Sidecar) snapshotCollectors() []prometheus.Collector {
 			return f()
 		}
 	}
-	var cols []prometheus.Collector
-	for _, o := range snapLoadOutcomes {
-		cols = append(cols, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "snapshot_loads_total",
-			Help: "Snapshot restores at start by outcome (loaded, missing, empty, truncated, corrupt, version, foreign, insecure, error).", ConstLabels: prometheus.Labels{"outcome": o}},
-			read(func() float64 { return boolFloat(sn.load.outcome == o) })))
-	}
+	cols := []prometheus.Collector{sn.loads}
 	entries := func(kind string, f func() int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "snapshot_entries",
 			Help: "Entries of the snapshot restored at start: loaded into the cache, skipped (expired, superseded or rejected), or rejected by the re-check (forged).", ConstLabels: prometheus.Labels{"kind": kind}},

@@ -34,6 +34,7 @@ func TestMemoryPerID(t *testing.T) {
 	srv := startRedis(t)
 	cfg := testConfig(t, srv.Addr)
 	cfg.KeyPrefix = "chittyid:" // the default, as deployed
+	cfg.Timeout = time.Second   // the most: it measures memory, and none of the 20,000 Puts may time out on a busy machine
 	tr := newTier(t, cfg, testOptions(), true)
 	ctx := context.Background()
 	p := Policy{TTL: 10 * time.Minute, NegativeTTL: time.Minute, StaleIfError: 24 * time.Hour}

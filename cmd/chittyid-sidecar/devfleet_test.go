@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet/redisproc/redistest"
+	"github.com/chittyos/chittyid-sidecar/sidecar/testout"
 )
 
 // TestDevFleet: dev --fleet 3 starts three sidecars and a redis-server,
@@ -32,7 +34,7 @@ func TestDevFleet(t *testing.T) {
 	}
 	redis := regexp.MustCompile(`redis:\s+(\S+)`).FindStringSubmatch(dev.out.String())
 	if len(urls) != 3 || redis == nil {
-		t.Fatalf("dev --fleet 3 printed %d sidecar URLs and redis %v:\n%s", len(urls), redis, dev.out.String())
+		t.Fatalf("dev --fleet 3 printed %d sidecar URLs and redis %v:\n%s", len(urls), redis, testout.Cut(t, "stdout.txt", dev.out.String(), nil))
 	}
 
 	// dev minted one ID through sidecar 1 and prints its validate at sidecar 3.
@@ -46,17 +48,39 @@ func TestDevFleet(t *testing.T) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if got := resp.Header.Get("X-Cache") + " " + resp.Header.Get("X-Cache-Tier"); resp.StatusCode != 200 || got != "HIT fleet" {
+	// A MISS only if a call to Redis failed (dev's fleet.timeout is the
+	// default 25ms, which a busy machine can miss): the sidecar 1 stored
+	// it, or sidecar 3 looked it up.
+	if got := resp.Header.Get("X-Cache") + " " + resp.Header.Get("X-Cache-Tier"); resp.StatusCode != 200 ||
+		(got != "HIT fleet" && (got != "MISS " || fleetFailures(t, urls[1])+fleetFailures(t, urls[3]) == 0)) {
 		t.Errorf("validate on sidecar 3 of an ID minted on sidecar 1: HTTP %d, %q, want HIT fleet", resp.StatusCode, got)
 	}
 
 	if err := dev.stop(); err != nil {
-		t.Fatalf("dev --fleet returned %v after cancel; stderr: %s", err, dev.errOut.String())
+		t.Fatalf("dev --fleet returned %v after cancel; stderr: %s", err, testout.Last(t, "stderr.txt", dev.errOut.String(), nil))
 	}
 	if c, err := net.DialTimeout("tcp", redis[1], time.Second); err == nil {
 		c.Close()
 		t.Errorf("redis-server still answers on %s after dev stopped", redis[1])
 	}
+}
+
+// fleetFailures is a sidecar's fleet calls that failed or were skipped,
+// from /health.
+func fleetFailures(t *testing.T, base string) int {
+	t.Helper()
+	resp, err := http.Get(base + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Fleet struct{ Stats struct{ Errors, Skipped int } }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatalf("%s/health: %v", base, err)
+	}
+	return doc.Fleet.Stats.Errors + doc.Fleet.Stats.Skipped
 }
 
 // TestDevFleetWithoutRedis: without a redis-server dev --fleet says what

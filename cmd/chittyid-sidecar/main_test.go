@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/chittyos/chittyid-sidecar/sidecar/testout"
 )
 
 // exitCode runs the command to its end and returns its exit code and
@@ -152,7 +154,7 @@ func startBackground(t *testing.T, args ...string) *background {
 func (b *background) await(t *testing.T, buf *syncBuffer, s string) {
 	t.Helper()
 	if err := waitFor(buf, s); err != nil {
-		t.Fatalf("%v\nstdout: %s\nstderr: %s", err, b.out.String(), b.errOut.String())
+		t.Fatalf("%v\nstdout: %s\nstderr: %s", err, testout.Cut(t, "stdout.txt", b.out.String(), nil), testout.Last(t, "stderr.txt", b.errOut.String(), nil))
 	}
 }
 
@@ -170,7 +172,7 @@ func TestDevStopsCleanlyOnCancel(t *testing.T) {
 	dev := startBackground(t, "dev", "--listen", "127.0.0.1:0")
 	dev.await(t, &dev.out, "sidecar:")
 	if err := dev.stop(); err != nil {
-		t.Fatalf("dev returned %v after cancel; stderr: %s", err, dev.errOut.String())
+		t.Fatalf("dev returned %v after cancel; stderr: %s", err, testout.Last(t, "stderr.txt", dev.errOut.String(), nil))
 	}
 }
 

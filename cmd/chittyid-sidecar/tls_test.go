@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/sidecar/testout"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
@@ -111,7 +112,7 @@ func TestDevTLS(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("mint through dev --tls: %d %s\nstderr: %s", resp.StatusCode, b, dev.errOut.String())
+		t.Fatalf("mint through dev --tls: %d %s\nstderr: %s", resp.StatusCode, b, testout.Last(t, "stderr.txt", dev.errOut.String(), nil))
 	}
 	resp, err = hc.Get(base[1] + "/health")
 	if err != nil {
@@ -132,7 +133,7 @@ func TestDevTLS(t *testing.T) {
 	}
 	hc.CloseIdleConnections()
 	if err := dev.stop(); err != nil {
-		t.Fatalf("dev --tls returned %v; stderr: %s", err, dev.errOut.String())
+		t.Fatalf("dev --tls returned %v; stderr: %s", err, testout.Last(t, "stderr.txt", dev.errOut.String(), nil))
 	}
 	if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
 		t.Errorf("the certificate directory %s is still there after exit (%v)", dir[1], err)

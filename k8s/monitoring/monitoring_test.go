@@ -54,17 +54,17 @@ type ruleFile struct {
 
 type ruleGroup struct {
 	Name     string `yaml:"name"`
-	Interval string `yaml:"interval"`
+	Interval string `yaml:"interval,omitempty"`
 	Rules    []rule `yaml:"rules"`
 }
 
 type rule struct {
-	Alert       string            `yaml:"alert"`
-	Record      string            `yaml:"record"`
+	Alert       string            `yaml:"alert,omitempty"`
+	Record      string            `yaml:"record,omitempty"`
 	Expr        string            `yaml:"expr"`
-	For         string            `yaml:"for"`
-	Labels      map[string]string `yaml:"labels"`
-	Annotations map[string]string `yaml:"annotations"`
+	For         string            `yaml:"for,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty"`
+	Annotations map[string]string `yaml:"annotations,omitempty"`
 }
 
 func decodeStrict(path string, v any) error {
@@ -478,11 +478,10 @@ func TestMetricNames(t *testing.T) {
 	t.Logf("%d selectors in %d expressions checked against %d families", n, len(exprs), len(fams))
 }
 
-// TestPromtool runs Prometheus's own checks when promtool is installed
-// (MONITORING_REQUIRE_PROMTOOL=1 makes its absence a failure): check rules
-// on rules.yaml, the unit tests, and every dashboard query, Grafana
-// variables filled in, parsed as a recording rule.
-func TestPromtool(t *testing.T) {
+// promtoolPath finds promtool, or skips the test without it
+// (MONITORING_REQUIRE_PROMTOOL=1 makes its absence a failure).
+func promtoolPath(t *testing.T) string {
+	t.Helper()
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
 		if os.Getenv("MONITORING_REQUIRE_PROMTOOL") != "" {
@@ -490,6 +489,15 @@ func TestPromtool(t *testing.T) {
 		}
 		t.Skip("promtool not installed: apt-get install prometheus, or bash .ci/monitoring")
 	}
+	return promtool
+}
+
+// TestPromtool runs Prometheus's own checks when promtool is installed
+// (MONITORING_REQUIRE_PROMTOOL=1 makes its absence a failure): check rules
+// on rules.yaml, the unit tests, and every dashboard query, Grafana
+// variables filled in, parsed as a recording rule.
+func TestPromtool(t *testing.T) {
+	promtool := promtoolPath(t)
 	run := func(args ...string) {
 		t.Helper()
 		out, err := exec.Command(promtool, args...).CombinedOutput()

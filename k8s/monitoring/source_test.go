@@ -324,7 +324,7 @@ func TestExportedFamilies(t *testing.T) {
 		"chittyid_sidecar_cache_evictions_total{}":                    "counter",
 		"chittyid_sidecar_cache_misses_total{}":                       "counter",
 		"chittyid_sidecar_fleet_calls_total{op,outcome}":              "counter",
-		"chittyid_sidecar_fleet_call_duration_seconds{op}":            "histogram",
+		"chittyid_sidecar_fleet_call_duration_seconds{}":              "histogram",
 		"chittyid_sidecar_fleet_lock_waits_total{outcome}":            "counter",
 		"chittyid_sidecar_fleet_lock_wait_duration_seconds{}":         "histogram",
 		"chittyid_sidecar_fleet_state{state}":                         "gauge",

@@ -79,7 +79,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "report file")
 	flag.StringVar(&o.work, "work", "", "work directory (default: a new one under /tmp)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, configs, wrk output)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (a,b,c,d,t,f,e,alloc); default all")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (a,b,c,d,t,f,m,e,alloc); default all")
 	flag.StringVar(&o.src, "src", "", "build the sidecar from this source tree (e.g. a patched copy) instead of the working tree")
 	flag.StringVar(&o.alt, "alt", "", "also build the sidecar from this source tree and run it in (a) as a fourth contender, sidecar-alt (A/B a patch)")
 	flag.DurationVar(&o.noiseBudget, "noise-budget", 0, "most time to spend waiting for other processes to go quiet and repeating noisy runs (default 2m30s, 90s with --quick)")
@@ -154,6 +154,7 @@ func (b *bench) runScenarios(ctx context.Context) error {
 		{"c", b.scenarioC},
 		{"t", b.scenarioT},
 		{"f", b.scenarioF},
+		{"m", b.scenarioM},
 	}
 	for _, s := range steps {
 		if !b.opt.wants(s.name) {

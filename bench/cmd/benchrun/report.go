@@ -25,6 +25,7 @@ type results struct {
 	F         scenarioFResult
 	D         []burstResult
 	E         *scenarioEResult
+	M         []scrapeCost
 	Alloc     []goBenchLine
 	Failures  []string
 }
@@ -121,6 +122,7 @@ func (b *bench) writeReport() error {
 	w.scenarioF()
 	w.scenarioD()
 	w.scenarioE()
+	w.scenarioM()
 	w.goBench()
 	w.runs()
 	if len(w.r.Failures) > 0 {

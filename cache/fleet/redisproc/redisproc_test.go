@@ -70,15 +70,12 @@ func TestStartFailureSaysWhy(t *testing.T) {
 	}
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
-	start := time.Now()
 	_, err = redisproc.Start(context.Background(), redisproc.Options{Bin: bin, Port: port, Dir: t.TempDir()})
 	if err == nil {
 		t.Fatal("Start on a port in use succeeded")
 	}
+	// Waiting for the ready line instead would end in a timeout error.
 	if !strings.Contains(err.Error(), "it exited") || !strings.Contains(strings.ToLower(err.Error()), "address already in use") {
 		t.Errorf("error %q: want the exit and redis-server's own reason", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("failure reported after %s, want as soon as it exits", d)
 	}
 }
