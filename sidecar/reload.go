@@ -29,7 +29,7 @@ func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 	// Everything is built: swap.
 	s.breaker.Reconfigure(next.Upstream.Breaker)
 	s.life.Reconfigure(next.Health)
-	s.limits.reconfigure(next.RateLimit)
+	s.limits.Reconfigure(next.RateLimit)
 	s.reconfigureFleet(next)
 	if s.level != nil {
 		s.level.Set(next.Log.SlogLevel())
