@@ -25,12 +25,18 @@ type flight struct {
 // or ctx ends, an entry younger than p.StaleIfError is returned with
 // StatusStale and a nil error; otherwise the error, wrapped, so errors.Is sees
 // fetch's error or ctx.Err(). A failure is never stored.
+//
+// A fetch that fails may return, with its error, a stand-in: an entry it
+// found elsewhere (a shared tier) past its TTL. Every caller of the flight
+// that has no stale entry of its own in the cache gets the stand-in with
+// StatusStale, while p judges it stale; it is never stored. A caller whose
+// own ctx ended before the flight did gets no stand-in.
 func (c *Cache) Fetch(ctx context.Context, id string, p Policy, fetch func(context.Context) (Entry, error)) (Entry, Status, error) {
 	if !validID(id) {
 		return Entry{}, StatusMiss, fmt.Errorf("fetching id of %d bytes: %w", len(id), ErrInvalidID)
 	}
 	if err := ctx.Err(); err != nil {
-		return c.fallback(id, p, err) // nobody waits for a fetch: don't start one
+		return c.fallback(id, p, err, Entry{}) // nobody waits for a fetch: don't start one
 	}
 	// led is written by the flight goroutine before it sends on ch, so it is
 	// read safely after receiving; a caller that gives up never reads it.
@@ -44,13 +50,13 @@ func (c *Cache) Fetch(ctx context.Context, id string, p Policy, fetch func(conte
 		if !led {
 			c.coalesced.Add(1)
 		}
+		f, _ := r.Val.(flight) // none after Close
 		if r.Err != nil {
-			return c.fallback(id, p, r.Err)
+			return c.fallback(id, p, r.Err, f.e)
 		}
-		f := r.Val.(flight)
 		return f.e, f.st, nil
 	case <-ctx.Done():
-		return c.fallback(id, p, ctx.Err())
+		return c.fallback(id, p, ctx.Err(), Entry{})
 	}
 }
 
@@ -72,7 +78,7 @@ func (c *Cache) load(ctx context.Context, id string, p Policy, fetch func(contex
 	c.fetches.Add(1)
 	e, err := fetch(ctx)
 	if err != nil {
-		return nil, err
+		return flight{e: e}, err // e: fetch's stand-in, if it gave one
 	}
 	e, err = c.store(id, e)
 	if err != nil {
@@ -94,15 +100,21 @@ func (c *Cache) beginFlight() bool {
 }
 
 // fallback answers a caller whose fetch failed or whose ctx ended: with an
-// entry stored meanwhile, a stale entry, or cause.
-func (c *Cache) fallback(id string, p Policy, cause error) (Entry, Status, error) {
-	e, st := c.lookup(id, p, c.now())
+// entry stored meanwhile, a stale entry, the fetch's stale stand-in (zero:
+// none), or cause.
+func (c *Cache) fallback(id string, p Policy, cause error, standIn Entry) (Entry, Status, error) {
+	now := c.now()
+	e, st := c.lookup(id, p, now)
 	switch st {
 	case StatusHit:
 		return e, st, nil
 	case StatusStale:
 		c.staleServed.Add(1)
 		return e, st, nil
+	}
+	if !standIn.FetchedAt.IsZero() && p.Judge(standIn, now) == StatusStale {
+		c.staleServed.Add(1)
+		return standIn, StatusStale, nil
 	}
 	return Entry{}, StatusMiss, fmt.Errorf("fetching %q: %w", id, cause)
 }

@@ -263,6 +263,71 @@ func TestFetchFailure(t *testing.T) {
 	}
 }
 
+// TestFetchServesTheStandIn: a failed fetch's stand-in (an entry another
+// tier holds past its TTL) reaches every caller of the flight as STALE when
+// the cache has no stale entry of its own, while the policy judges it
+// stale; it is never stored, and the cache's own stale entry comes first.
+func TestFetchServesTheStandIn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		storedAge  time.Duration // the cache's own entry, "own"; <0: none
+		standInAge time.Duration // <0: the fetch gives no stand-in
+		wantSt     Status
+		wantValue  string // of the answer; "" with an error
+	}{
+		{name: "stale stand-in, nothing cached", storedAge: -1, standInAge: 30 * time.Second, wantSt: StatusStale, wantValue: "theirs"},
+		{name: "the cache's own stale entry first", storedAge: 20 * time.Second, standInAge: 30 * time.Second, wantSt: StatusStale, wantValue: "own"},
+		{name: "stand-in older than StaleIfError", storedAge: -1, standInAge: 2 * time.Minute, wantSt: StatusMiss},
+		{name: "stand-in not past its TTL", storedAge: -1, standInAge: time.Second, wantSt: StatusMiss},
+		{name: "no stand-in", storedAge: -1, standInAge: -1, wantSt: StatusMiss},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				c := newTestCache(t, smallConfig, testPolicy)
+				if tc.storedAge >= 0 {
+					mustStore(t, c, "id", Entry{Valid: true, FetchedAt: time.Now().Add(-tc.storedAge), Value: []byte("own")})
+				}
+				release := make(chan struct{})
+				fetch := func(context.Context) (Entry, error) {
+					<-release
+					if tc.standInAge < 0 {
+						return Entry{}, errUpstream
+					}
+					return Entry{Valid: true, Shared: true, FetchedAt: time.Now().Add(-tc.standInAge), Value: []byte("theirs")}, errUpstream
+				}
+				const n = 3
+				results := make(chan fetchResult, n)
+				for range n {
+					go func() {
+						e, st, err := c.Fetch(t.Context(), "id", testPolicy, fetch)
+						results <- fetchResult{e: e, st: st, err: err}
+					}()
+				}
+				synctest.Wait()
+				close(release)
+				for range n {
+					r := <-results
+					if r.st != tc.wantSt || string(r.e.Value) != tc.wantValue || (tc.wantValue == "") != errors.Is(r.err, errUpstream) {
+						t.Errorf("Fetch = %q, %v, %v; want %q, %v", r.e.Value, r.st, r.err, tc.wantValue, tc.wantSt)
+					}
+				}
+				if e, _ := c.Lookup("id", testPolicy, time.Now()); string(e.Value) == "theirs" {
+					t.Error("the stand-in was stored")
+				}
+				wantServed := int64(0)
+				if tc.wantSt == StatusStale {
+					wantServed = n
+				}
+				if s := c.Stats(); s.StaleServed != wantServed || s.Fetches != 1 {
+					t.Errorf("Stats = %+v, want StaleServed %d, Fetches 1", s, wantServed)
+				}
+			})
+		})
+	}
+}
+
 func TestFetchFailureIsNotStored(t *testing.T) {
 	t.Parallel()
 	c := newTestCache(t, smallConfig, testPolicy)

@@ -162,11 +162,6 @@ func (v Validate) Policy() cache.Policy {
 	return cache.Policy{TTL: v.TTL, NegativeTTL: v.NegativeTTL, StaleIfError: v.StaleIfError}
 }
 
-// FleetPolicy returns the section's freshness policy for the fleet tier.
-func (v Validate) FleetPolicy() fleet.Policy {
-	return fleet.Policy{TTL: v.TTL, NegativeTTL: v.NegativeTTL, StaleIfError: v.StaleIfError}
-}
-
 // Shutdown is the shutdown section.
 type Shutdown struct {
 	// DrainTimeout bounds how long in-flight requests may take to finish

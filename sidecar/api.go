@@ -9,9 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/sidecar/ratelimit"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/valyala/fasthttp"
@@ -23,12 +24,12 @@ import (
 // watcher, snapshots, the lifecycle's goroutine, shutdown. docs/architecture.md
 // shows the validate and mint paths through it.
 type api struct {
-	cfg     *atomic.Pointer[config.Config] // the running config; a request reads it once
-	cache   idCache
-	link    link
-	client  func() upstreamClient // the current client: a reload may swap it
-	limits  rateLimits
-	metrics recorder
+	cfg      *atomic.Pointer[config.Config] // the running config; a request reads it once
+	verdicts *resolve.Resolver              // the cache tiers, and upstream behind them
+	link     link
+	client   func() upstreamClient // the current client: a reload may swap it
+	limits   rateLimits
+	metrics  recorder
 	// pages serve the routes that report on the process rather than on IDs
 	// (/health, /healthz, /readyz, /metrics, and the worker's /api/health),
 	// by the shape of answer their route family expects; nil: 404.
@@ -48,9 +49,8 @@ type api struct {
 	ridPrefix string        // random per process, so generated request IDs are unique
 	ridSeq    atomic.Uint64 // generated request IDs: ridPrefix + counter
 
-	// fleet and fleetLimit are the fleet tier (fleet.go); nil while it is
-	// off. Sidecar.wireFleet sets them.
-	fleet      sharedCache
+	// fleetLimit is the fleet mint limit (fleet.go); nil while the fleet
+	// tier is off.
 	fleetLimit fleetLimit
 
 	// tracer makes the requests' server spans (tracing.go); off (or nil)
@@ -70,16 +70,6 @@ type link interface {
 
 var _ link = (*fsm.Lifecycle)(nil)
 
-// idCache is what the handlers need from the cache.
-type idCache interface {
-	LookupBytes(id []byte, p cache.Policy, now time.Time) (cache.Entry, cache.Status)
-	Store(id string, e cache.Entry) error
-	Fetch(ctx context.Context, id string, p cache.Policy, fetch func(context.Context) (cache.Entry, error)) (cache.Entry, cache.Status, error)
-	ServeStale()
-}
-
-var _ idCache = (*cache.Cache)(nil)
-
 // upstreamClient is what the handlers need from the upstream client.
 type upstreamClient interface {
 	Mint(ctx context.Context, m upstream.MintRequest, key string, info upstream.CallInfo) (upstream.Minted, error)
@@ -91,12 +81,12 @@ var _ upstreamClient = (*upstream.Client)(nil)
 
 // rateLimits are the local rate limits (docs/rate-limits.md).
 type rateLimits interface {
-	allowMint(caller string, n int) (ok bool, retryAfter time.Duration)
-	canMint(caller string, n int) (ok bool, retryAfter time.Duration)
-	allowValidate() (ok bool, retryAfter time.Duration)
+	AllowMint(caller string, n int) (ok bool, retryAfter time.Duration)
+	CanMint(caller string, n int) (ok bool, retryAfter time.Duration)
+	AllowValidate() (ok bool, retryAfter time.Duration)
 }
 
-var _ rateLimits = (*limiter)(nil)
+var _ rateLimits = (*ratelimit.Limiter)(nil)
 
 // recorder counts answered requests, for the metrics.
 type recorder interface {

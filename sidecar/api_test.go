@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
@@ -24,7 +25,9 @@ import (
 // interfaces, without sockets, a simulator or a real cache. The loopback
 // integration tests (package sidecar_test) cover the same paths end to end.
 
-// fakeCache holds fresh and stale entries by ID; Fetch calls fetch at once.
+// fakeCache holds fresh and stale entries by ID; Fetch calls fetch at
+// once and, when it fails, serves the stale entry, else fetch's stand-in
+// if p judges it stale.
 type fakeCache struct {
 	mu      sync.Mutex
 	fresh   map[string]cache.Entry
@@ -56,7 +59,7 @@ func (c *fakeCache) Store(id string, e cache.Entry) error {
 	return nil
 }
 
-func (c *fakeCache) Fetch(ctx context.Context, id string, _ cache.Policy, fetch func(context.Context) (cache.Entry, error)) (cache.Entry, cache.Status, error) {
+func (c *fakeCache) Fetch(ctx context.Context, id string, p cache.Policy, fetch func(context.Context) (cache.Entry, error)) (cache.Entry, cache.Status, error) {
 	c.mu.Lock()
 	c.fetches++
 	c.mu.Unlock()
@@ -67,6 +70,10 @@ func (c *fakeCache) Fetch(ctx context.Context, id string, _ cache.Policy, fetch 
 		if s, ok := c.stale[id]; ok {
 			c.stales++
 			return s, cache.StatusStale, nil
+		}
+		if !e.FetchedAt.IsZero() && p.Judge(e, time.Now()) == cache.StatusStale {
+			c.stales++
+			return e, cache.StatusStale, nil
 		}
 		return cache.Entry{}, cache.StatusMiss, err
 	}
@@ -117,9 +124,9 @@ func (l fakeLink) Snapshot() fsm.Snapshot { return fsm.Snapshot{State: fsm.State
 
 type fakeLimits struct{ mintOK, validateOK bool }
 
-func (l fakeLimits) allowMint(string, int) (bool, time.Duration) { return l.mintOK, 3 * time.Second }
-func (l fakeLimits) canMint(string, int) (bool, time.Duration)   { return l.mintOK, 3 * time.Second }
-func (l fakeLimits) allowValidate() (bool, time.Duration)        { return l.validateOK, 2 * time.Second }
+func (l fakeLimits) AllowMint(string, int) (bool, time.Duration) { return l.mintOK, 3 * time.Second }
+func (l fakeLimits) CanMint(string, int) (bool, time.Duration)   { return l.mintOK, 3 * time.Second }
+func (l fakeLimits) AllowValidate() (bool, time.Duration)        { return l.validateOK, 2 * time.Second }
 
 // fakeRecorder keeps the results the handler reported.
 type fakeRecorder struct{ results []result }
@@ -129,6 +136,7 @@ func (r *fakeRecorder) record(res result, _ int, _ time.Duration) { r.results = 
 // fixture is an api over fakes.
 type fixture struct {
 	api    *api
+	link   fakeLink
 	cache  *fakeCache
 	client *fakeClient
 	rec    *fakeRecorder
@@ -146,12 +154,12 @@ func newFixture(t *testing.T, yaml string, state fsm.State, limits fakeLimits) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{cache: newFakeCache(), client: &fakeClient{}, rec: &fakeRecorder{}}
+	f := &fixture{link: fakeLink(state), cache: newFakeCache(), client: &fakeClient{}, rec: &fakeRecorder{}}
 	f.cfg.Store(cfg)
 	f.api = &api{
 		cfg:       &f.cfg,
-		cache:     f.cache,
-		link:      fakeLink(state),
+		verdicts:  resolve.New(f.cache, f.link, resolve.Options{}),
+		link:      f.link,
 		client:    func() upstreamClient { return f.client },
 		limits:    limits,
 		metrics:   f.rec,
@@ -210,29 +218,46 @@ func TestHandlerValidate(t *testing.T) {
 		calls     int
 		want      result
 	}{
-		{"hit", "", fsm.Connected, open, true, false, valid, "GET", "/v1/validate/" + unitID, "", 200, "HIT", "", true, 0, result{route: routeValidate, xc: xcHit}},
-		{"miss valid", "", fsm.Connected, open, false, false, valid, "GET", "/v1/validate/" + unitID, "", 200, "MISS", "", true, 1, result{route: routeValidate, xc: xcMiss}},
-		{"miss not valid", "", fsm.Connected, open, false, false, func(context.Context, string) (upstream.Verdict, error) { return upstream.Verdict{}, nil },
-			"GET", "/api/v1/validate/" + unitID, "", 200, "MISS", "", false, 1, result{route: routeValidate, family: familyAPIV1, xc: xcMiss}},
-		{"stale while upstream fails", "", fsm.Reconnecting, open, false, true, func(context.Context, string) (upstream.Verdict, error) {
-			return upstream.Verdict{}, callErr(upstream.ErrUnavailable, 503)
-		}, "GET", "/v1/validate/" + unitID, "", 200, "STALE", "", true, 1, result{route: routeValidate, xc: xcStale}},
-		{"upstream fails, nothing cached", "", fsm.Connected, open, false, false, func(context.Context, string) (upstream.Verdict, error) {
-			return upstream.Verdict{}, callErr(upstream.ErrUnavailable, 502)
-		}, "GET", "/v1/validate/" + unitID, "", 503, "", "UPSTREAM_UNAVAILABLE", nil, 1, result{route: routeValidate, code: codeUnavailable}},
-		{"bad format", "", fsm.Connected, open, false, false, valid, "GET", "/v1/validate/ct-a-chi", "", 200, "LOCAL", "", false, 0,
-			result{route: routeValidate, xc: xcLocal, reason: "BAD_FORMAT"}},
-		{"FAILED, not cached", "", fsm.Failed, open, false, false, valid, "GET", "/v1/validate/" + unitID, "", 503, "", "UPSTREAM_UNAVAILABLE", nil, 0,
-			result{route: routeValidate, code: codeUnavailable}},
-		{"FAILED, stale", "", fsm.Failed, open, false, true, valid, "GET", "/v1/validate/" + unitID, "", 200, "STALE", "", true, 0, result{route: routeValidate, xc: xcStale}},
-		{"rate limited", "", fsm.Connected, fakeLimits{mintOK: true}, true, false, valid, "GET", "/v1/validate/" + unitID, "", 429, "", "RATE_LIMITED", nil, 0,
-			result{route: routeValidate, code: codeRateLimited, limited: true}},
-		{"local mode", "validate: {mode: local}\n", fsm.Connected, open, false, false, valid, "GET", "/v1/validate/" + unitID, "", 200, "LOCAL", "", true, 0,
-			result{route: routeValidate, xc: xcLocal}},
-		{"POST body", "", fsm.Connected, open, false, false, valid, "POST", "/v1/validate", `{"id":"` + unitID + `"}`, 200, "MISS", "", true, 1,
-			result{route: routeValidatePost, xc: xcMiss}},
-		{"POST body without id", "", fsm.Connected, open, false, false, valid, "POST", "/v1/validate", `{"x":1}`, 400, "", "BAD_REQUEST", nil, 0,
-			result{route: routeValidatePost, code: codeBadRequest}},
+		{name: "hit", state: fsm.Connected, limits: open, fresh: true, validate: valid, method: "GET",
+			uri: "/v1/validate/" + unitID, status: 200, xcache: "HIT", valid: true, want: result{route: routeValidate, xc: xcHit}},
+		{name: "miss valid", state: fsm.Connected, limits: open, validate: valid, method: "GET", uri: "/v1/validate/" + unitID,
+			status: 200, xcache: "MISS", valid: true, calls: 1, want: result{route: routeValidate, xc: xcMiss}},
+		{name: "miss not valid", state: fsm.Connected, limits: open,
+			validate: func(context.Context, string) (upstream.Verdict, error) { return upstream.Verdict{}, nil }, method: "GET",
+			uri: "/api/v1/validate/" + unitID, status: 200, xcache: "MISS", valid: false, calls: 1,
+			want: result{route: routeValidate, family: familyAPIV1, xc: xcMiss}},
+		{name: "stale while upstream fails", state: fsm.Reconnecting, limits: open, stale: true,
+			validate: func(context.Context, string) (upstream.Verdict, error) {
+				return upstream.Verdict{}, callErr(upstream.ErrUnavailable, 503)
+			},
+			method: "GET", uri: "/v1/validate/" + unitID, status: 200, xcache: "STALE", valid: true, calls: 1,
+			want: result{route: routeValidate, xc: xcStale}},
+		{name: "upstream fails, nothing cached", state: fsm.Connected, limits: open,
+			validate: func(context.Context, string) (upstream.Verdict, error) {
+				return upstream.Verdict{}, callErr(upstream.ErrUnavailable, 502)
+			},
+			method: "GET", uri: "/v1/validate/" + unitID, status: 503, code: "UPSTREAM_UNAVAILABLE", calls: 1,
+			want: result{route: routeValidate, code: codeUnavailable}},
+		{name: "bad format", state: fsm.Connected, limits: open, validate: valid, method: "GET", uri: "/v1/validate/ct-a-chi",
+			status: 200, xcache: "LOCAL", valid: false, want: result{route: routeValidate, xc: xcLocal, reason: "BAD_FORMAT"}},
+		{name: "FAILED, not cached", state: fsm.Failed, limits: open, validate: valid, method: "GET",
+			uri: "/v1/validate/" + unitID, status: 503, code: "UPSTREAM_UNAVAILABLE",
+			want: result{route: routeValidate, code: codeUnavailable}},
+		{name: "FAILED, stale", state: fsm.Failed, limits: open, stale: true, validate: valid, method: "GET",
+			uri: "/v1/validate/" + unitID, status: 200, xcache: "STALE", valid: true,
+			want: result{route: routeValidate, xc: xcStale}},
+		{name: "rate limited", state: fsm.Connected, limits: fakeLimits{mintOK: true}, fresh: true, validate: valid,
+			method: "GET", uri: "/v1/validate/" + unitID, status: 429, code: "RATE_LIMITED",
+			want: result{route: routeValidate, code: codeRateLimited, limited: true}},
+		{name: "local mode", yaml: "validate: {mode: local}\n", state: fsm.Connected, limits: open, validate: valid,
+			method: "GET", uri: "/v1/validate/" + unitID, status: 200, xcache: "LOCAL", valid: true,
+			want: result{route: routeValidate, xc: xcLocal}},
+		{name: "POST body", state: fsm.Connected, limits: open, validate: valid, method: "POST", uri: "/v1/validate",
+			body: `{"id":"` + unitID + `"}`, status: 200, xcache: "MISS", valid: true, calls: 1,
+			want: result{route: routeValidatePost, xc: xcMiss}},
+		{name: "POST body without id", state: fsm.Connected, limits: open, validate: valid, method: "POST", uri: "/v1/validate",
+			body: `{"x":1}`, status: 400, code: "BAD_REQUEST",
+			want: result{route: routeValidatePost, code: codeBadRequest}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -317,26 +342,39 @@ func TestHandlerMint(t *testing.T) {
 		calls      int
 		want       result
 	}{
-		{"ok", fsm.Connected, open, false, minted, `{"entity":"peo"}`, 200, "", "", 1, result{route: routeMint, attempts: 1}},
-		{"not JSON", fsm.Connected, open, false, minted, `{"entity":`, 400, codeBadRequest, "", 0, result{route: routeMint, code: codeBadRequest}},
-		{"unsupported entity", fsm.Connected, open, false, minted, `{"entity":"NOPE"}`, 400, codeUnsupportedEntity, "", 0, result{route: routeMint, code: codeUnsupportedEntity}},
-		{"FAILED fails fast", fsm.Failed, open, false, minted, `{"entity":"PEO"}`, 503, codeUnavailable, "1", 0, result{route: routeMint, code: codeUnavailable}},
-		{"shutting down", fsm.Connected, open, true, minted, `{"entity":"PEO"}`, 503, codeShuttingDown, "1", 0, result{route: routeMint, code: codeShuttingDown}},
-		{"local rate limit", fsm.Connected, fakeLimits{validateOK: true}, false, minted, `{"entity":"PEO"}`, 429, codeRateLimited, "3", 0,
-			result{route: routeMint, code: codeRateLimited, limited: true}},
-		{"breaker open", fsm.Reconnecting, open, false, failing(&upstream.CallError{Kind: upstream.ErrCircuitOpen, Op: "mint", RetryAfter: 7 * time.Second,
-			Detail: "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in 7s"}), `{"entity":"PEO"}`, 503, codeCircuitOpen, "7", 1,
-			result{route: routeMint, code: codeCircuitOpen}},
-		{"fallback", fsm.Connected, open, false, failing(callErr(upstream.ErrFallback, 200)), `{"entity":"PEO"}`, 503, codeFallback, "1", 1,
-			result{route: routeMint, code: codeFallback, attempts: 2}},
-		{"upstream rate limited", fsm.Connected, open, false, failing(callErr(upstream.ErrRateLimited, 429)), `{"entity":"PEO"}`, 429, codeRateLimited, "", 1,
-			result{route: routeMint, code: codeRateLimited, attempts: 2}},
-		{"upstream rejected", fsm.Connected, open, false, failing(callErr(upstream.ErrRejected, 422)), `{"entity":"PEO"}`, 400, codeBadRequest, "", 1,
-			result{route: routeMint, code: codeBadRequest, attempts: 2}},
-		{"upstream refused the token", fsm.Connected, open, false, failing(callErr(upstream.ErrUnauthorized, 401)), `{"entity":"PEO"}`, 401, codeUnauthorized, "", 1,
-			result{route: routeMint, code: codeUnauthorized, attempts: 2}},
-		{"timed out", fsm.Connected, open, false, failing(callErr(upstream.ErrTimeout, 0)), `{"entity":"PEO"}`, 504, codeTimeout, "", 1,
-			result{route: routeMint, code: codeTimeout, attempts: 2}},
+		{name: "ok", state: fsm.Connected, limits: open, mint: minted, body: `{"entity":"peo"}`, status: 200, calls: 1,
+			want: result{route: routeMint, attempts: 1}},
+		{name: "not JSON", state: fsm.Connected, limits: open, mint: minted, body: `{"entity":`, status: 400,
+			code: codeBadRequest, want: result{route: routeMint, code: codeBadRequest}},
+		{name: "unsupported entity", state: fsm.Connected, limits: open, mint: minted, body: `{"entity":"NOPE"}`, status: 400,
+			code: codeUnsupportedEntity, want: result{route: routeMint, code: codeUnsupportedEntity}},
+		{name: "FAILED fails fast", state: fsm.Failed, limits: open, mint: minted, body: `{"entity":"PEO"}`, status: 503,
+			code: codeUnavailable, retryAfter: "1", want: result{route: routeMint, code: codeUnavailable}},
+		{name: "shutting down", state: fsm.Connected, limits: open, draining: true, mint: minted, body: `{"entity":"PEO"}`,
+			status: 503, code: codeShuttingDown, retryAfter: "1", want: result{route: routeMint, code: codeShuttingDown}},
+		{name: "local rate limit", state: fsm.Connected, limits: fakeLimits{validateOK: true}, mint: minted,
+			body: `{"entity":"PEO"}`, status: 429, code: codeRateLimited, retryAfter: "3",
+			want: result{route: routeMint, code: codeRateLimited, limited: true}},
+		{name: "breaker open", state: fsm.Reconnecting, limits: open,
+			mint: failing(&upstream.CallError{Kind: upstream.ErrCircuitOpen, Op: "mint", RetryAfter: 7 * time.Second,
+				Detail: "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in 7s"}),
+			body: `{"entity":"PEO"}`, status: 503, code: codeCircuitOpen, retryAfter: "7", calls: 1,
+			want: result{route: routeMint, code: codeCircuitOpen}},
+		{name: "fallback", state: fsm.Connected, limits: open, mint: failing(callErr(upstream.ErrFallback, 200)),
+			body: `{"entity":"PEO"}`, status: 503, code: codeFallback, retryAfter: "1", calls: 1,
+			want: result{route: routeMint, code: codeFallback, attempts: 2}},
+		{name: "upstream rate limited", state: fsm.Connected, limits: open, mint: failing(callErr(upstream.ErrRateLimited, 429)),
+			body: `{"entity":"PEO"}`, status: 429, code: codeRateLimited, calls: 1,
+			want: result{route: routeMint, code: codeRateLimited, attempts: 2}},
+		{name: "upstream rejected", state: fsm.Connected, limits: open, mint: failing(callErr(upstream.ErrRejected, 422)),
+			body: `{"entity":"PEO"}`, status: 400, code: codeBadRequest, calls: 1,
+			want: result{route: routeMint, code: codeBadRequest, attempts: 2}},
+		{name: "upstream refused the token", state: fsm.Connected, limits: open,
+			mint: failing(callErr(upstream.ErrUnauthorized, 401)), body: `{"entity":"PEO"}`, status: 401, code: codeUnauthorized,
+			calls: 1, want: result{route: routeMint, code: codeUnauthorized, attempts: 2}},
+		{name: "timed out", state: fsm.Connected, limits: open, mint: failing(callErr(upstream.ErrTimeout, 0)),
+			body: `{"entity":"PEO"}`, status: 504, code: codeTimeout, calls: 1,
+			want: result{route: routeMint, code: codeTimeout, attempts: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -70,8 +70,9 @@ func newAPIError(code, message string) *apiError { return &apiError{code: code, 
 // fromUpstream maps an upstream failure to the local API's error: the one
 // place where upstream error kinds become HTTP statuses. The message is
 // fixed per kind (with upstream's HTTP status, if any): upstream's own text
-// never reaches the caller, since it may echo what it was sent. The caller
-// logs err itself (see logUpstream).
+// never reaches the caller, since it may echo what it was sent. It logs
+// nothing: err is logged once, where upstream was called
+// (logUpstreamFailure, or the mint's audit line).
 func fromUpstream(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {

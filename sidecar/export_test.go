@@ -49,3 +49,21 @@ func (s *Sidecar) FleetStatus() fleet.Status { return s.fleet.Status() }
 // ErrorStatuses returns every error code of the local API with its HTTP
 // status, for the test that holds openapi.json to them.
 func ErrorStatuses() map[string]int { return maps.Clone(codeStatus) }
+
+// WaitSnapshotWrites blocks until at least n snapshot writes (periodic or at
+// shutdown, successful or failed) have finished since start, or ctx ends.
+func (s *Sidecar) WaitSnapshotWrites(ctx context.Context, n int64) error {
+	for {
+		s.snaps.mu.Lock()
+		done, ch := s.snaps.ok+s.snaps.fail, s.snaps.changed
+		s.snaps.mu.Unlock()
+		if done >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

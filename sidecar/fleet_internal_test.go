@@ -11,16 +11,21 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/sidecar/ratelimit"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
 
-// The fleet hooks' unit tests: the api over the fakes of api_test.go and a
-// fake fleet tier. The tests on real redis-server processes
-// (fleet_test.go) cover the same paths across sidecars.
+// The fleet tier through the handlers, over the fakes of api_test.go and
+// a fake fleet tier: what each tier's answer looks like (X-Cache,
+// X-Cache-Tier, Age), minted IDs shared, the fleet mint limit. The
+// resolution itself is cache/resolve's, tested there; the tests on real
+// redis-server processes (fleet_test.go) cover the same paths across
+// sidecars.
 
 // fakeFleet is a fleet tier in a map. Fetch follows fleet.Tier's contract
 // for one sidecar: a fresh verdict is a fleet hit; otherwise fetch runs and
@@ -114,8 +119,14 @@ func newFleetFixture(t *testing.T, yaml string, state fsm.State) (*fixture, *fak
 	t.Helper()
 	f := newFixture(t, yaml, state, open)
 	ff := newFakeFleet()
-	f.api.fleet, f.api.fleetLimit = ff, ff
+	f.withFleet(ff)
 	return f, ff
+}
+
+// withFleet wires ff in as the fleet tier, for verdicts and the mint limit.
+func (f *fixture) withFleet(ff *fakeFleet) {
+	f.api.verdicts = resolve.New(f.cache, f.link, resolve.Options{Fleet: ff})
+	f.api.fleetLimit = ff
 }
 
 func TestFleetValidate(t *testing.T) {
@@ -142,20 +153,28 @@ func TestFleetValidate(t *testing.T) {
 		calls     int
 		storedAge time.Duration // the local entry's age after the answer, for a fleet hit
 	}{
-		{"local hit", fsm.Connected, "fresh", 0, "", false, valid, 200, "HIT", "local", 0, 0},
-		{"fleet hit keeps its age", fsm.Connected, "", 3 * time.Minute, "", false, valid, 200, "HIT", "fleet", 0, 3 * time.Minute},
-		{"fleet miss asks upstream", fsm.Connected, "", 0, "", false, valid, 200, "MISS", "", 1, 0},
-		{"fleet entry past its TTL refreshed", fsm.Connected, "", time.Hour, "", false, valid, 200, "MISS", "", 1, 0},
-		{"fleet stale while upstream fails", fsm.Reconnecting, "", time.Hour, "", false, failing, 200, "STALE", "fleet", 1, 0},
-		{"fleet entry older than staleIfError", fsm.Reconnecting, "", 25 * time.Hour, "", false, failing, 503, "", "", 1, 0},
-		{"local stale beats the fleet's", fsm.Reconnecting, "stale", time.Hour, "", false, failing, 200, "STALE", "local", 1, 0},
-		{"forged fleet entry is not served", fsm.Connected, "", time.Minute, `PEO","x":"`, false, valid, 200, "MISS", "", 1, 0},
-		{"Redis down: local, then upstream", fsm.Connected, "", time.Minute, "", true, valid, 200, "MISS", "", 1, 0},
-		{"FAILED: fleet hit", fsm.Failed, "", time.Minute, "", false, valid, 200, "HIT", "fleet", 0, time.Minute},
-		{"FAILED: fleet stale", fsm.Failed, "", time.Hour, "", false, valid, 200, "STALE", "fleet", 0, 0},
-		{"FAILED: local stale first", fsm.Failed, "stale", time.Hour, "", false, valid, 200, "STALE", "local", 0, 0},
-		{"FAILED: nothing anywhere", fsm.Failed, "", 0, "", false, valid, 503, "", "", 0, 0},
-		{"FAILED: Redis down", fsm.Failed, "", time.Minute, "", true, valid, 503, "", "", 0, 0},
+		{name: "local hit", state: fsm.Connected, local: "fresh", validate: valid, status: 200, xcache: "HIT", tier: "local"},
+		{name: "fleet hit keeps its age", state: fsm.Connected, fleetAge: 3 * time.Minute, validate: valid, status: 200,
+			xcache: "HIT", tier: "fleet", storedAge: 3 * time.Minute},
+		{name: "fleet miss asks upstream", state: fsm.Connected, validate: valid, status: 200, xcache: "MISS", calls: 1},
+		{name: "fleet entry past its TTL refreshed", state: fsm.Connected, fleetAge: time.Hour, validate: valid, status: 200,
+			xcache: "MISS", calls: 1},
+		{name: "fleet stale while upstream fails", state: fsm.Reconnecting, fleetAge: time.Hour, validate: failing, status: 200,
+			xcache: "STALE", tier: "fleet", calls: 1},
+		{name: "fleet entry older than staleIfError", state: fsm.Reconnecting, fleetAge: 25 * time.Hour, validate: failing, status: 503, calls: 1},
+		{name: "local stale beats the fleet's", state: fsm.Reconnecting, local: "stale", fleetAge: time.Hour, validate: failing,
+			status: 200, xcache: "STALE", tier: "local", calls: 1},
+		{name: "forged fleet entry is not served", state: fsm.Connected, fleetAge: time.Minute, fleetVal: `PEO","x":"`,
+			validate: valid, status: 200, xcache: "MISS", calls: 1},
+		{name: "Redis down: local, then upstream", state: fsm.Connected, fleetAge: time.Minute, down: true, validate: valid,
+			status: 200, xcache: "MISS", calls: 1},
+		{name: "FAILED: fleet hit", state: fsm.Failed, fleetAge: time.Minute, validate: valid, status: 200, xcache: "HIT",
+			tier: "fleet", storedAge: time.Minute},
+		{name: "FAILED: fleet stale", state: fsm.Failed, fleetAge: time.Hour, validate: valid, status: 200, xcache: "STALE", tier: "fleet"},
+		{name: "FAILED: local stale first", state: fsm.Failed, local: "stale", fleetAge: time.Hour, validate: valid, status: 200,
+			xcache: "STALE", tier: "local"},
+		{name: "FAILED: nothing anywhere", state: fsm.Failed, validate: valid, status: 503},
+		{name: "FAILED: Redis down", state: fsm.Failed, fleetAge: time.Minute, down: true, validate: valid, status: 503},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -253,7 +272,7 @@ func TestFleetLocalHitAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.cache.Store(unitID, mintedEntry(chittyid.EntityPEO, s.now())); err != nil {
+	if err := s.cache.Store(unitID, resolve.Minted(chittyid.EntityPEO, s.now())); err != nil {
 		t.Fatal(err)
 	}
 	var req fasthttp.Request
@@ -341,7 +360,7 @@ func TestFleetMint(t *testing.T) {
 	t.Run("a fleet refusal spends no local token", func(t *testing.T) {
 		t.Parallel()
 		f, ff := newFleetFixture(t, "rateLimit: {mint: {perCallerPerMinute: 1, burst: 1, fleetPerMinute: 60, fleetBurst: 1}}\nlimits: {maxBatch: 1}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected)
-		f.api.limits = newLimiter(f.cfg.Load().RateLimit, nil)
+		f.api.limits = ratelimit.New(f.cfg.Load().RateLimit, nil)
 		f.client.mint = minted
 		for i, step := range []struct {
 			fleetOK bool
@@ -381,7 +400,7 @@ func TestFleetMint(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, "rateLimit: {mint: {fleetPerMinute: 60, fleetBurst: 10}}\nlimits: {maxBatch: 10}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected, fakeLimits{validateOK: true})
 		ff := newFakeFleet()
-		f.api.fleet, f.api.fleetLimit = ff, ff
+		f.withFleet(ff)
 		if ctx, _, _ := f.do("POST", "/v1/mint", `{"entity":"PEO"}`); ctx.Response.StatusCode() != 429 {
 			t.Fatalf("locally refused mint: %d", ctx.Response.StatusCode())
 		}

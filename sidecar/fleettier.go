@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,7 +17,8 @@ import (
 // it in New (off, with no goroutine and no connection, without
 // fleet.redis.addrs), closes it after the cache, reconfigures it on reload,
 // reports it in /health and in the metrics, and logs its state changes.
-// The request side is in fleet.go.
+// The request side is in cache/resolve (verdicts) and fleet.go (the fleet
+// mint limit).
 
 // startFleet builds the fleet tier for cfg.Fleet and, if it is on,
 // registers its metrics on reg. The tier connects in the background: New
@@ -45,11 +47,13 @@ func (s *Sidecar) startFleet(cfg *config.Config, reg prometheus.Registerer) erro
 	return nil
 }
 
-// wireFleet gives the handlers the tier, if it is on.
-func (s *Sidecar) wireFleet(a *api) {
-	if s.fleet.Enabled() {
-		a.fleet, a.fleetLimit = s.fleet, s.fleet
+// fleetParts are the tier as the handlers use it, for verdicts and for
+// the fleet mint limit: nil while it is off.
+func (s *Sidecar) fleetParts() (resolve.Fleet, fleetLimit) {
+	if !s.fleet.Enabled() {
+		return nil, nil
 	}
+	return s.fleet, s.fleet
 }
 
 // reconfigureFleet applies a reload to the tier (credentials, timeouts,
@@ -57,32 +61,6 @@ func (s *Sidecar) wireFleet(a *api) {
 // sentinel, db, TLS) config.KeepRestartOnly has already kept at the
 // running values and named.
 func (s *Sidecar) reconfigureFleet(next *config.Config) { s.fleet.Reconfigure(next.Fleet) }
-
-// healthFleet is /health's fleet section: the tier's state (off without
-// fleet.redis.addrs), its addresses and last error, its settings and
-// counters. It never holds the password.
-type healthFleet struct {
-	Enabled bool `json:"enabled"`
-	fleet.Status
-	KeyPrefix string            `json:"keyPrefix,omitempty"`
-	Timeout   string            `json:"timeout,omitempty"`
-	LockTTL   string            `json:"lockTtl,omitempty"`
-	Stats     *healthFleetStats `json:"stats,omitempty"`
-}
-
-// healthFleetStats are the tier's counters since start (fleet.Stats).
-type healthFleetStats struct {
-	Hits         int64 `json:"hits"`
-	Misses       int64 `json:"misses"`
-	Errors       int64 `json:"errors"`
-	Skipped      int64 `json:"skipped"`
-	Fetches      int64 `json:"fetches"`
-	LockWaits    int64 `json:"lockWaits"`
-	Takeovers    int64 `json:"takeovers"`
-	PeerFailures int64 `json:"peerFailures"`
-	MintAllowed  int64 `json:"mintAllowed"`
-	MintRefused  int64 `json:"mintRefused"`
-}
 
 func (s *Sidecar) fleetHealth(cfg *config.Config) healthFleet {
 	h := healthFleet{Enabled: s.fleet.Enabled(), Status: s.fleet.Status()}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
-	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
@@ -89,109 +88,6 @@ func (s *Sidecar) readyz(ctx *fasthttp.RequestCtx) {
 	}{ready, snap.State, cfg.Readiness.Policy, reason})
 }
 
-// healthDoc is the /health status document (docs/lifecycle.md, "The /health document"): the fields of the JS
-// layer's getServiceHealth() where the meaning carries over, and more.
-type healthDoc struct {
-	Service     string           `json:"service"`
-	Status      string           `json:"status"`
-	Ready       bool             `json:"ready"`
-	Version     string           `json:"version"`
-	Uptime      string           `json:"uptime"`
-	UptimeSecs  int64            `json:"uptimeSeconds"`
-	Connection  healthConn       `json:"connection"`
-	Resilience  healthResil      `json:"resilience"`
-	Upstream    healthUpstream   `json:"upstream"`
-	Readiness   healthReadiness  `json:"readiness"`
-	Config      config.Status    `json:"config"`
-	Snapshot    healthSnapshot   `json:"snapshot"`
-	Fleet       healthFleet      `json:"fleet"`
-	Transitions []fsm.Transition `json:"transitions"`
-	Format      string           `json:"format"`
-	Entity      []string         `json:"entityTypes"`
-	Mode        string           `json:"mode"`
-}
-
-type healthConn struct {
-	Initialized       bool       `json:"initialized"`
-	State             fsm.State  `json:"state"`
-	StateSince        time.Time  `json:"stateSince"`
-	IsHealthy         bool       `json:"isHealthy"`
-	LastHealthCheck   *time.Time `json:"lastHealthCheck"`
-	ReconnectAttempts int        `json:"reconnectAttempts"`
-	FailedPolls       int        `json:"consecutiveFailedPolls"`
-	EverConnected     bool       `json:"everConnected"`
-	Stats             healthPoll `json:"stats"`
-}
-
-type healthPoll struct {
-	PollsOK     int64          `json:"pollsOk"`
-	PollsFailed int64          `json:"pollsFailed"`
-	LastPoll    healthLastPoll `json:"lastPoll"`
-}
-
-// healthLastPoll is the last completed health poll (fsm.Poll), its
-// duration in milliseconds like the document's other durations.
-type healthLastPoll struct {
-	Time      time.Time `json:"time"`
-	OK        bool      `json:"ok"`
-	Error     string    `json:"error,omitempty"`
-	LatencyMs float64   `json:"latencyMs"`
-	// Latency is the same duration in nanoseconds, the only one before
-	// latencyMs. Deprecated: kept for one release; read latencyMs.
-	Latency time.Duration `json:"latency"`
-}
-
-func lastPoll(p fsm.Poll) healthLastPoll {
-	return healthLastPoll{Time: p.Time, OK: p.OK, Error: p.Error, LatencyMs: millis(p.Latency), Latency: p.Latency}
-}
-
-type healthResil struct {
-	Enabled        bool          `json:"enabled"`
-	CircuitBreaker healthBreaker `json:"circuitBreaker"`
-	Cache          healthCache   `json:"cache"`
-}
-
-type healthBreaker struct {
-	State    upstream.BreakerState `json:"state"`
-	Failures int64                 `json:"failures"`
-	Trips    int64                 `json:"trips"`
-}
-
-type healthCache struct {
-	Hits        int64  `json:"hits"`
-	Misses      int64  `json:"misses"`
-	StaleServed int64  `json:"staleServed"`
-	Evictions   int64  `json:"evictions"`
-	Coalesced   int64  `json:"coalesced"`
-	Size        int64  `json:"size"`
-	Bytes       int64  `json:"bytes"`
-	MaxSizeMB   int    `json:"maxSizeMB"`
-	TTLMs       int64  `json:"ttlMs"`
-	HitRate     string `json:"hitRate"`
-}
-
-type healthUpstream struct {
-	URL       string           `json:"url"`
-	Dialect   upstream.Dialect `json:"dialect"`
-	Token     bool             `json:"tokenConfigured"`
-	InFlight  int              `json:"mintsInFlight"`
-	PollEvery string           `json:"pollInterval"`
-	TLS       healthTLS        `json:"tls"`
-	// Proxy is the egress proxy in use, credentials redacted; "" direct.
-	Proxy       string `json:"proxy"`
-	ProxySource string `json:"proxySource,omitempty"`
-	// Warning is set while requests cross the network unencrypted.
-	Warning string `json:"warning,omitempty"`
-}
-
-type healthReadiness struct {
-	Policy config.ReadinessPolicy `json:"policy"`
-	Ready  bool                   `json:"ready"`
-	// Reason says why ready is what it is (the state, the policy, a
-	// restored snapshot).
-	Reason string `json:"reason"`
-}
-
 // health answers /health and /v1/health: the document, 200 while ready and
 // 503 otherwise. It never contains the token.
 func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
@@ -226,41 +122,6 @@ func (s *Sidecar) health(ctx *fasthttp.RequestCtx) {
 		status, doc.Status = 503, "not ready"
 	}
 	writeJSON(ctx, status, doc)
-}
-
-func connection(snap fsm.Snapshot) healthConn {
-	c := healthConn{
-		Initialized:       snap.Polls.OK+snap.Polls.Failed > 0,
-		State:             snap.State,
-		StateSince:        snap.StateSince,
-		IsHealthy:         snap.State == fsm.Connected,
-		ReconnectAttempts: snap.Attempts,
-		FailedPolls:       snap.Failures,
-		EverConnected:     snap.EverConnected,
-		Stats:             healthPoll{PollsOK: snap.Polls.OK, PollsFailed: snap.Polls.Failed, LastPoll: lastPoll(snap.LastPoll)},
-	}
-	if !snap.LastPoll.Time.IsZero() {
-		t := snap.LastPoll.Time
-		c.LastHealthCheck = &t
-	}
-	return c
-}
-
-func (s *Sidecar) resilience(cfg *config.Config) healthResil {
-	st := s.cache.Stats()
-	rate := 0.0
-	if n := st.Hits + st.Misses; n > 0 {
-		rate = 100 * float64(st.Hits) / float64(n)
-	}
-	return healthResil{
-		Enabled:        true,
-		CircuitBreaker: healthBreaker{State: s.breaker.State(), Failures: s.breaker.Failures(), Trips: s.breaker.Trips()},
-		Cache: healthCache{
-			Hits: st.Hits, Misses: st.Misses, StaleServed: st.StaleServed, Evictions: st.Evictions,
-			Coalesced: st.Coalesced, Size: st.Entries, Bytes: st.Bytes, MaxSizeMB: cfg.Cache.MaxSizeMB,
-			TTLMs: cfg.Validation.TTL.Milliseconds(), HitRate: fmt.Sprintf("%.2f%%", rate),
-		},
-	}
 }
 
 // configStatus is the reload state; without a watcher (dev mode, serve

@@ -22,56 +22,6 @@ import (
 
 const ns = "chittyid_sidecar"
 
-// route identifies a route in metrics and logs.
-type route uint8
-
-const (
-	routeOther route = iota
-	routeValidate
-	routeValidatePost
-	routeMint
-	routeMintGet // a mint from the query (GET /api/get-chittyid, GET /generate)
-	routeMintBatch
-	routeHealth
-	routeHealthz
-	routeReadyz
-	routeMetrics
-	routeSpec
-	routeCount
-)
-
-var routeNames = [routeCount]string{"other", "validate", "validate_post", "mint", "mint_get", "mint_batch", "health", "healthz", "readyz", "metrics", "spec"}
-
-func (r route) String() string { return routeNames[r] }
-
-// timed says whether the route's handling time goes into
-// request_duration_seconds: the routes that mint or validate. The probes,
-// /health, /metrics and the spec answer from memory; they are counted in
-// requests_total only.
-func (r route) timed() bool {
-	switch r {
-	case routeValidate, routeValidatePost, routeMint, routeMintGet, routeMintBatch:
-		return true
-	}
-	return false
-}
-
-// family is how a request reached its route: under /v1, under /api/v1, at
-// the root (the 1.0.0 routes for apps whose base URL is the service's
-// root), or by the worker's own routes (/api/…, /generate). It is a label
-// in the metrics and a field of the access log.
-type family uint8
-
-const (
-	familyV1 family = iota
-	familyAPIV1
-	familyRoot
-	familyWorker
-	familyCount
-)
-
-var familyNames = [familyCount]string{"v1", "api_v1", "root", "worker"}
-
 // statuses are the status codes the API answers with; anything else counts
 // as "other".
 var statuses = [...]int{200, 400, 401, 403, 404, 405, 408, 413, 415, 429, 431, 500, 502, 503, 504}

@@ -68,14 +68,14 @@ func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *aud
 func (a *api) allowMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, n int) (result, bool) {
 	caller := callerID(ctx)
 	if a.fleetMintLimited(cfg) {
-		if ok, d := a.limits.canMint(caller, n); !ok {
+		if ok, d := a.limits.CanMint(caller, n); !ok {
 			return localMintRefusal(ctx, au, d), false
 		}
 		if res, ok := a.allowFleetMint(ctx, cfg, au, n); !ok {
 			return res, false
 		}
 	}
-	if ok, d := a.limits.allowMint(caller, n); !ok {
+	if ok, d := a.limits.AllowMint(caller, n); !ok {
 		return localMintRefusal(ctx, au, d), false
 	}
 	return result{}, true
@@ -206,21 +206,13 @@ func withSpan(res result, span tracing.Span) result {
 	return res
 }
 
-// storeMinted stores freshly minted IDs as valid before they are returned:
-// in the local cache and, with the fleet tier on, in the fleet tier
-// (shareMinted), unless Redis failed this mint's fleet limit call
-// (au.fleetFailed). entity gives the i-th ID's entity; empty IDs (not
-// minted) are skipped. A full cache, or an ID not shared, only costs a
-// later upstream validate.
+// storeMinted stores freshly minted IDs as valid before they are returned,
+// in the local cache and in the fleet tier (resolve.Resolver.StoreMinted):
+// every sidecar of the fleet then validates them without upstream. When
+// Redis failed this mint's fleet limit call (au.fleetFailed), they are
+// stored locally only: the mint waits on a failing Redis once.
 func (a *api) storeMinted(cfg *config.Config, au *audit, now time.Time, ids []string, entity func(i int) chittyid.Entity) {
-	for i, id := range ids {
-		if id != "" {
-			_ = a.cache.Store(id, mintedEntry(entity(i), now))
-		}
-	}
-	if !au.fleetFailed {
-		a.shareMinted(cfg, now, ids, entity)
-	}
+	a.verdicts.StoreMinted(context.Background(), cfg.Validation.Policy(), now, ids, entity, !au.fleetFailed)
 }
 
 // idempotencyKey is the caller's Idempotency-Key, or a new one.

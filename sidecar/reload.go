@@ -29,7 +29,7 @@ func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 	// Everything is built: swap.
 	s.breaker.Reconfigure(next.Upstream.Breaker)
 	s.life.Reconfigure(next.Health)
-	s.limits.reconfigure(next.RateLimit)
+	s.limits.Reconfigure(next.RateLimit)
 	s.reconfigureFleet(next)
 	s.tracer.Apply(next.Tracing)
 	if s.level != nil {

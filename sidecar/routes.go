@@ -8,6 +8,75 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// route identifies a route in metrics and logs.
+type route uint8
+
+const (
+	routeOther route = iota
+	routeValidate
+	routeValidatePost
+	routeMint
+	routeMintGet // a mint from the query (GET /api/get-chittyid, GET /generate)
+	routeMintBatch
+	routeHealth
+	routeHealthz
+	routeReadyz
+	routeMetrics
+	routeSpec
+	routeCount
+)
+
+var routeNames = [routeCount]string{"other", "validate", "validate_post", "mint", "mint_get", "mint_batch", "health", "healthz", "readyz", "metrics", "spec"}
+
+func (r route) String() string { return routeNames[r] }
+
+// timed says whether the route's handling time goes into
+// request_duration_seconds: the routes that mint or validate. The probes,
+// /health, /metrics and the spec answer from memory; they are counted in
+// requests_total only.
+func (r route) timed() bool {
+	switch r {
+	case routeValidate, routeValidatePost, routeMint, routeMintGet, routeMintBatch:
+		return true
+	}
+	return false
+}
+
+// family is how a request reached its route: under /v1, under /api/v1, at
+// the root (the 1.0.0 routes for apps whose base URL is the service's
+// root), or by the worker's own routes (/api/…, /generate). It is a label
+// in the metrics and a field of the access log.
+type family uint8
+
+const (
+	familyV1 family = iota
+	familyAPIV1
+	familyRoot
+	familyWorker
+	familyCount
+)
+
+var familyNames = [familyCount]string{"v1", "api_v1", "root", "worker"}
+
+// shape is the style of an answer: the 1.0.0 client's, or on the worker's
+// routes the worker's, where every answer says "success" and carries a
+// timestamp, and errors are {"success":false,"error":CODE,"message",…}.
+type shape uint8
+
+const (
+	shapeClient shape = iota
+	shapeWorker
+	shapeCount
+)
+
+// shape is the answer style of the family's routes.
+func (f family) shape() shape {
+	if f == familyWorker {
+		return shapeWorker
+	}
+	return shapeClient
+}
+
 var (
 	prefixV1    = []byte("/v1")
 	prefixAPIV1 = []byte("/api/v1")
@@ -19,7 +88,7 @@ var (
 // that mint or validate then refuse cross-site browser requests, and POST
 // routes non-JSON bodies (docs/security.md).
 func (a *api) dispatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
-	r, fam, id := resolve(ctx.Path())
+	r, fam, id := routeOf(ctx.Path())
 	res := a.serve(ctx, cfg, r, fam.shape(), id)
 	res.route, res.family = r, fam
 	return res
@@ -75,12 +144,12 @@ func (a *api) serve(ctx *fasthttp.RequestCtx, cfg *config.Config, r route, sh sh
 	return sh.fail(ctx, newAPIError(codeNotFound, "no route "+clipQuote(ctx.Path())), nil)
 }
 
-// resolve names the route of path and the family it came by, and for
+// routeOf names the route of path and the family it came by, and for
 // GET …/validate/{id} returns the ID (still in the request's buffer). The
 // client 1.0.0 routes are served under /v1, /api/v1 and at the root; the
 // worker's own routes (docs/api.md, "Which client, which base URL") beside
 // them.
-func resolve(path []byte) (route, family, []byte) {
+func routeOf(path []byte) (route, family, []byte) {
 	rest, fam := cutAPIPrefix(path)
 	if fam == familyRoot {
 		switch string(path) {

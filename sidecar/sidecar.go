@@ -21,8 +21,11 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
+	"github.com/chittyos/chittyid-sidecar/sidecar/conn"
+	"github.com/chittyos/chittyid-sidecar/sidecar/ratelimit"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,29 +76,28 @@ type Options struct {
 // reload watcher, the snapshots, the log sink, the connections' clock and
 // the order of a shutdown. Build it with New, run it with Run.
 type Sidecar struct {
-	cfg      atomic.Pointer[config.Config]
-	api      *api
-	timeouts Timeouts     // the API listener's (connState)
-	clock    *coarseClock // connState's; Run ticks it
-	cache    *cache.Cache
-	fleet    *fleet.Tier // the fleet tier (fleettier.go); off without fleet.redis.addrs
-	breaker  *upstream.Breaker
-	client   atomic.Pointer[upstream.Client]
-	life     *fsm.Lifecycle // Run drives it; handlers read it through link
-	watcher  *config.Watcher
-	reload   <-chan os.Signal
-	level    *slog.LevelVar
-	metrics  *metrics
-	sink     *lineSink // access lines, when Options.LogOutput is set
-	limits   *limiter
-	snaps    *snapshots            // snapshot.path: restored in New, written by Run
-	late     *upstream.LateAnswers // mints awaited after their callers gave up, for every client
-	tracer   *tracing.Tracer       // spans (tracing.*); Run exports them
-	opsAddr  atomic.Value          // string: the operations listener's address
-	log      *slog.Logger
-	version  string
-	now      func() time.Time
-	started  time.Time
+	cfg     atomic.Pointer[config.Config]
+	api     *api
+	conns   *conn.Deadlines // the API connections' deadlines (connState); Run ticks their clock
+	cache   *cache.Cache
+	fleet   *fleet.Tier // the fleet tier (fleettier.go); off without fleet.redis.addrs
+	breaker *upstream.Breaker
+	client  atomic.Pointer[upstream.Client]
+	life    *fsm.Lifecycle // Run drives it; handlers read it through link
+	watcher *config.Watcher
+	reload  <-chan os.Signal
+	level   *slog.LevelVar
+	metrics *metrics
+	sink    *lineSink // access lines, when Options.LogOutput is set
+	limits  *ratelimit.Limiter
+	snaps   *snapshots            // snapshot.path: restored in New, written by Run
+	late    *upstream.LateAnswers // mints awaited after their callers gave up, for every client
+	tracer  *tracing.Tracer       // spans (tracing.*); Run exports them
+	opsAddr atomic.Value          // string: the operations listener's address
+	log     *slog.Logger
+	version string
+	now     func() time.Time
+	started time.Time
 
 	// How upstream is reached (transport.go).
 	sessions *upstream.Sessions          // TLS sessions, kept across client rebuilds
@@ -126,8 +128,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		version:  opts.Version,
 		now:      opts.Now,
 		started:  opts.Now(),
-		timeouts: opts.Timeouts.withDefaults(),
-		clock:    newCoarseClock(),
+		conns:    conn.NewDeadlines(opts.Timeouts),
 		watcher:  opts.Watcher,
 		reload:   opts.Reload,
 		level:    opts.LogLevel,
@@ -146,7 +147,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 	if injected {
 		limiterClock = opts.Now
 	}
-	s.limits = newLimiter(cfg.RateLimit, limiterClock)
+	s.limits = ratelimit.New(cfg.RateLimit, limiterClock)
 	s.life = fsm.New(cfg.Health, s.probe, fsm.Options{Logger: opts.Logger, BreakerOpen: s.breakerOpen, Now: opts.Now})
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -167,7 +168,6 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		return nil, err
 	}
 	s.api = s.newAPI(injected)
-	s.wireFleet(s.api)
 	if s.snaps.enabled() {
 		s.restoreSnapshot(cfg) // before Run serves, so before readiness
 	}
@@ -218,10 +218,10 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 	bg.Add(3)
 	// Set the clock before the first connection: a Run long after New would
 	// otherwise give it deadlines already past.
-	s.clock.set(time.Now())
-	go func() { defer bg.Done(); s.clock.run(lctx) }()
-	go func() { errc <- srv.Serve(lazyListener{ln}) }()   // deadlines move lazily: see lazyConn
-	go func() { defer bg.Done(); _ = s.life.Run(lctx) }() // ErrRunning only if Run is called twice
+	s.conns.SetClock(time.Now())
+	go func() { defer bg.Done(); s.conns.Run(lctx) }()
+	go func() { errc <- srv.Serve(conn.Listener{Listener: ln}) }() // deadlines move lazily: see conn.Lazy
+	go func() { defer bg.Done(); _ = s.life.Run(lctx) }()          // ErrRunning only if Run is called twice
 	go func() { defer bg.Done(); s.watchBreaker(lctx) }()
 	if s.sink != nil {
 		bg.Add(1)
@@ -301,8 +301,9 @@ func (s *Sidecar) watchBreaker(ctx context.Context) {
 func (s *Sidecar) breakerOpen() bool { return s.breaker.State() == upstream.BreakerOpen }
 
 // Close releases what New allocated (the cache, idle upstream connections,
-// the fleet tier's connections and prober). Run calls it; call it yourself
-// only for a Sidecar that never ran. It is safe to call more than once.
+// the fleet tier's connections and prober), after the late mint answers
+// still awaited. A Sidecar that ran is closed when Run returns; one that
+// never ran must be closed. It is safe to call more than once.
 func (s *Sidecar) Close() error {
 	s.late.Wait() // bounded: each waits at most its mint deadline plus upstream.lateAnswerWindow
 	s.client.Load().Close()
@@ -343,7 +344,7 @@ func (s *Sidecar) server(cfg *config.Config) *fasthttp.Server {
 		NoDefaultServerHeader: true,
 		NoDefaultDate:         true, // its clock goroutine never stops; local callers need no Date
 		// No ReadTimeout, WriteTimeout or IdleTimeout: connState enforces
-		// them (see conntimeouts.go).
+		// them (see conn.Deadlines).
 		ConnState:          s.connState,
 		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
 		ReadBufferSize:     16 << 10, // caps the request header size
@@ -354,6 +355,26 @@ func (s *Sidecar) server(cfg *config.Config) *fasthttp.Server {
 		Logger:                slogPrinter{s.log},
 	}
 }
+
+// connState is the API server's connection-state hook: it sets the
+// deadlines of the phase a connection enters.
+func (s *Sidecar) connState(c net.Conn, st fasthttp.ConnState) {
+	switch st {
+	case fasthttp.StateNew:
+		s.conns.Opened(c)
+	case fasthttp.StateActive:
+		s.conns.Active(c, s.cfg.Load().Upstream.MintTimeout)
+	case fasthttp.StateIdle:
+		if lc, ok := c.(*conn.Lazy); ok {
+			lc.Settle() // the answer has been written
+		}
+		s.conns.Idle(c)
+	}
+}
+
+// Timeouts are the API listener's timeouts (conn.Timeouts); zero fields
+// take the defaults (10s, 90s, 10s).
+type Timeouts = conn.Timeouts
 
 // transportError answers requests fasthttp could not parse.
 func (s *Sidecar) transportError(ctx *fasthttp.RequestCtx, err error) {
@@ -386,20 +407,22 @@ func (p slogPrinter) Printf(format string, args ...any) {
 func (s *Sidecar) newAPI(injected bool) *api {
 	var p [4]byte
 	_, _ = rand.Read(p[:])
+	shared, limit := s.fleetParts()
 	a := &api{
-		cfg:       &s.cfg,
-		cache:     s.cache,
-		link:      s.life,
-		client:    func() upstreamClient { return s.client.Load() },
-		limits:    s.limits,
-		metrics:   s.metrics,
-		log:       s.log,
-		sink:      s.sink,
-		version:   s.version,
-		now:       s.now,
-		injected:  injected,
-		ridPrefix: hex.EncodeToString(p[:]) + "-",
-		tracer:    s.tracer,
+		cfg:        &s.cfg,
+		verdicts:   resolve.New(s.cache, s.life, resolve.Options{Fleet: shared, Now: s.now}),
+		fleetLimit: limit,
+		link:       s.life,
+		client:     func() upstreamClient { return s.client.Load() },
+		limits:     s.limits,
+		metrics:    s.metrics,
+		log:        s.log,
+		sink:       s.sink,
+		version:    s.version,
+		now:        s.now,
+		injected:   injected,
+		ridPrefix:  hex.EncodeToString(p[:]) + "-",
+		tracer:     s.tracer,
 	}
 	a.pages[shapeClient] = [routeCount]fasthttp.RequestHandler{
 		routeHealth: s.health, routeHealthz: s.healthz, routeReadyz: s.readyz, routeMetrics: s.metrics.handler,

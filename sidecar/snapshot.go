@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
-	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -141,10 +140,11 @@ func (sn *snapshots) restored() (int, time.Time) {
 	return sn.load.r.Loaded, sn.load.r.Newest
 }
 
-// restoreSnapshot loads snapshot.path into the cache; New calls it, so it
-// happens before the listener serves. Temporary files of a write that a
-// crash interrupted are removed first. A missing, unreadable or bad file is
-// logged and counted, and the cache starts empty.
+// restoreSnapshot loads snapshot.path into the cache, serving only the
+// entries resolve.Admit lets in. Temporary files of a write that a crash
+// interrupted are removed first. A missing, unreadable or bad file is
+// logged and counted, and the cache starts empty. It runs in New, before
+// the listener serves and so before readiness.
 func (s *Sidecar) restoreSnapshot(cfg *config.Config) {
 	path := s.snaps.path
 	// The directory is made private if the sidecar makes it: a directory
@@ -158,7 +158,9 @@ func (s *Sidecar) restoreSnapshot(cfg *config.Config) {
 		s.log.Info("snapshot: removed the temporary files of interrupted writes", "path", path, "files", removed)
 	}
 	began := time.Now()
-	r, err := s.cache.RestoreSnapshot(path, cfg.Validation.Policy(), s.now(), snapshotEntryCheck(cfg.Format))
+	r, err := s.cache.RestoreSnapshot(path, cfg.Validation.Policy(), s.now(), func(id string, e cache.Entry) error {
+		return resolve.Admit(cfg.Format, id, e) // only what a write of this sidecar could have produced
+	})
 	l := snapLoad{outcome: loadOutcome(err), at: s.now(), took: time.Since(began), r: r}
 	if err != nil {
 		l.err = err.Error()
@@ -228,53 +230,6 @@ func (s *Sidecar) writeSnapshot(ctx context.Context, reason string) {
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// WaitSnapshotWrites blocks until at least n snapshot writes (periodic or at
-// shutdown, successful or failed) have finished since start, or ctx ends.
-// It is for tests and tools that embed the sidecar.
-func (s *Sidecar) WaitSnapshotWrites(ctx context.Context, n int64) error {
-	for {
-		s.snaps.mu.Lock()
-		done, ch := s.snaps.ok+s.snaps.fail, s.snaps.changed
-		s.snaps.mu.Unlock()
-		if done >= n {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// healthSnapshot is the /health snapshot section.
-type healthSnapshot struct {
-	Enabled  bool   `json:"enabled"`
-	Path     string `json:"path"`
-	Interval string `json:"interval"`
-	// LoadOutcome is one of the snap* outcomes above; "" when disabled.
-	LoadOutcome   string           `json:"loadOutcome"`
-	LoadError     string           `json:"loadError"`
-	Loaded        int              `json:"loaded"`
-	Skipped       int              `json:"skipped"`
-	Rejected      int              `json:"rejected"`
-	LoadedAt      *time.Time       `json:"loadedAt"`
-	LoadMs        float64          `json:"loadDurationMs"`
-	FileWrittenAt *time.Time       `json:"fileWrittenAt"` // of the restored file
-	LastWrite     *healthSnapWrite `json:"lastWrite"`
-	WritesOK      int64            `json:"writesOk"`
-	WritesFailed  int64            `json:"writesFailed"`
-}
-
-type healthSnapWrite struct {
-	Time       time.Time `json:"time"`
-	Reason     string    `json:"reason"`
-	DurationMs float64   `json:"durationMs"`
-	Entries    int       `json:"entries"`
-	Bytes      int64     `json:"bytes"`
-	Error      string    `json:"error"`
-}
-
 func (s *Sidecar) snapshotHealth(cfg *config.Config) healthSnapshot {
 	sn := s.snaps
 	h := healthSnapshot{Enabled: sn.enabled(), Path: sn.path, Interval: cfg.Snapshot.Interval.String()}
@@ -338,29 +293,4 @@ func (s *Sidecar) snapshotCollectors() []prometheus.Collector {
 			return float64(sn.lastOK.at.UnixNano()) / 1e9
 		}),
 	)
-}
-
-// snapshotEntryCheck is the re-check of a restored entry: only what a
-// write of this sidecar could have produced is served. The ID passes the
-// configured format (placeholders never reach the cache); a "valid"
-// verdict names one of the entity codes, or none; a "not valid" one gives
-// a reason the sidecar caches. Anything else would let a forged file make
-// an ID validate in the wrong format or inject text into answers (the
-// cached value is written into them as it is).
-func snapshotEntryCheck(f chittyid.Format) func(id string, e cache.Entry) error {
-	return func(id string, e cache.Entry) error {
-		if err := f.Check(id); err != nil {
-			return fmt.Errorf("id %.40q is not a %s ID: %w", id, f, err)
-		}
-		v := string(e.Value)
-		switch {
-		case e.Valid && v != "":
-			if ent, err := chittyid.ParseEntity(v); err != nil || ent.String() != v {
-				return fmt.Errorf("entity %.40q of %s is not one of %s", v, id, chittyid.EntityCodes)
-			}
-		case !e.Valid && v != reasonUpstream:
-			return fmt.Errorf("reason %.40q of %s is not one the sidecar caches", v, id)
-		}
-		return nil
-	}
 }

@@ -8,32 +8,6 @@ import (
 	"github.com/chittyos/chittyid-sidecar/upstream"
 )
 
-// healthTLS is /health's upstream.tls (docs/upstream.md, "Production upstream").
-type healthTLS struct {
-	Enabled    bool   `json:"enabled"`
-	ServerName string `json:"serverName,omitempty"`
-	MinVersion string `json:"minVersion,omitempty"`
-	// CAFile is upstream.tls.caFile; "" means the system trust store.
-	CAFile string `json:"caFile"`
-	// ClientCertNotAfter is when the client certificate expires; null
-	// without one.
-	ClientCertNotAfter *time.Time `json:"clientCertNotAfter"`
-}
-
-// upstreamHealth is /health's upstream section. It never holds the token
-// or the proxy's credentials.
-func upstreamHealth(cfg *config.Config, client *upstream.Client) healthUpstream {
-	h := healthUpstream{URL: cfg.Upstream.RedactedURL(), Dialect: cfg.Upstream.Dialect, Token: client.HasToken(),
-		InFlight: client.InFlight(), PollEvery: cfg.Health.Interval.String(), Warning: cfg.Upstream.InsecureWarning()}
-	h.Proxy, h.ProxySource = client.Proxy()
-	info := client.TLS()
-	h.TLS = healthTLS{Enabled: info.Enabled, ServerName: info.ServerName, MinVersion: info.MinVersion, CAFile: info.CAFile}
-	if t := info.ClientCertNotAfter(); !t.IsZero() {
-		h.TLS.ClientCertNotAfter = &t
-	}
-	return h
-}
-
 // logTransport logs how upstream is reached, at start and on every
 // reload: a warning while requests cross the network unencrypted
 // (upstream.allowInsecure), and the proxy and TLS settings in use.

@@ -7,20 +7,19 @@ import (
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
-	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
-	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/valyala/fasthttp"
 )
 
-// Reasons given with "valid": false.
+// Reasons given with "valid": false, besides resolve.ReasonUpstream
+// (upstream says it is not a real ID), the one a tier stores.
 const (
 	reasonFormat   = "format"   // failed the local format check
 	reasonChecksum = "checksum" // numeric ID with a wrong checksum
 	reasonFallback = "fallback" // a placeholder ID, never real
-	reasonUpstream = "upstream" // upstream says it is not a real ID
 )
 
 // Cached values are tiny: for a valid verdict the entity code (may be empty),
@@ -75,11 +74,20 @@ var (
 	keyRequestID = []byte("X-Request-Id") // headerRequestID, normalised
 )
 
+// X-Cache-Tier says which cache tier answered a HIT or STALE while the
+// fleet tier is on: the local cache or the fleet tier. A MISS (upstream's
+// answer) and every answer of a sidecar without the fleet tier have none.
+var (
+	keyXCacheTier = []byte("X-Cache-Tier")
+	tierLocal     = []byte("local")
+	tierFleet     = []byte("fleet")
+)
+
 // validate answers one validate request for idb (docs/api.md),
 // which may be in the request's buffer: a cache hit answers without
 // copying it.
 func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape, idb []byte) result {
-	if ok, d := a.limits.allowValidate(); !ok {
+	if ok, d := a.limits.AllowValidate(); !ok {
 		return rateLimited(ctx, sh, "local validate", d)
 	}
 	w := a.workerPartsFor(ctx, cfg, sh)
@@ -90,108 +98,58 @@ func (a *api) validate(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shape, i
 		writeVerdict(ctx, idb, cache.Entry{Valid: true}, false, w)
 		return result{xc: setXCache(ctx, xcLocal)}
 	}
-	p := cfg.Validation.Policy()
 	now := a.requestTime(ctx)
-	e, st := a.cache.LookupBytes(idb, p, now)
-	if st == cache.StatusHit {
-		return a.writeCached(ctx, idb, e, st, now, w)
+	local := a.verdicts.Lookup(cfg.Validation.Policy(), idb, now)
+	if local.Fresh() {
+		return a.writeAnswer(ctx, idb, local, now, w)
 	}
-	if a.link.State() == fsm.Failed { // upstream known down: no upstream call
-		if fe, fst, ok := a.fromFleet(cfg, idb, p, st); ok {
-			return a.writeCached(ctx, idb, fe, fst, now, w)
-		}
-		if st == cache.StatusStale {
-			a.cache.ServeStale()
-			return a.writeCached(ctx, idb, e, st, now, w)
-		}
-		return sh.fail(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
-	}
-	return a.validateUpstream(ctx, cfg, p, idb, sh, w)
+	return a.validateMiss(ctx, cfg, idb, local, sh, w)
 }
 
-// validateUpstream asks upstream about an ID the cache could not answer
-// fresh: one call however many callers miss it at once (the cache's
-// flight), each caller waiting at most upstream.validateTimeout. The
-// verdict is cached; an upstream failure never is, and an entry younger
-// than validate.staleIfError is served stale instead.
-func (a *api) validateUpstream(ctx *fasthttp.RequestCtx, cfg *config.Config, p cache.Policy, idb []byte, sh shape, w workerParts) (res result) {
+// validateMiss answers an ID the local cache could not answer fresh
+// (local: what it holds) through the other tiers (resolve.Resolver),
+// counted as in flight meanwhile: shutdown waits for it.
+func (a *api) validateMiss(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte, local resolve.Answer, sh shape, w workerParts) result {
 	a.busy.add()
 	defer a.busy.done()
-	id := string(idb)
+	s := resolve.Settings{Policy: cfg.Validation.Policy(), Timeout: cfg.Upstream.ValidateTimeout, Format: cfg.Format}
 	info := callInfo(ctx)
-	client := a.client()
-	wait, cancel := context.WithTimeout(context.Background(), cfg.Upstream.ValidateTimeout)
-	defer cancel()
-	// Traced: the request's server span, its wait for the flight (linked
-	// to a flight already under way), and, when this caller leads the
-	// flight, the flight's own span: the upstream call carries the
-	// leader's trace context (tracing.Flights).
-	wait, span := a.startServer(ctx, wait, info.Trace)
-	defer func() { res.span = span }()
-	wait, waitSpan := a.flights.StartWait(wait, "validate flight wait", id)
-	fetch := a.throughFleet(cfg, id, func(fctx context.Context) (cache.Entry, error) {
-		v, err := client.Validate(fctx, id, info)
-		if err != nil {
-			a.logUpstreamFailure("validate", info.RequestID, err)
-			return cache.Entry{}, err
-		}
-		if v.Valid {
-			return cache.Entry{Valid: true, FetchedAt: a.now(), Value: []byte(entityOf(cfg.Format, id, v.Entity))}, nil
-		}
-		return cache.Entry{Valid: false, FetchedAt: a.now(), Value: []byte(reasonUpstream)}, nil
-	})
-	e, st, err := a.cache.Fetch(wait, id, p, func(fctx context.Context) (cache.Entry, error) {
-		// Runs once for every caller waiting on id, detached from all of
-		// them: the flight's own deadline, the fleet tier's part included.
-		fctx, cancel := context.WithTimeout(fctx, cfg.Upstream.ValidateTimeout)
-		defer cancel()
-		fctx, flight := tracing.Start(fctx, "validate flight", tracing.KindInternal)
-		defer flight.End()
-		defer a.flights.Lead(fctx, id)()
-		e, err := fetch(fctx)
-		if err != nil {
-			flight.Fail(upstream.Outcome(err))
-		}
-		return e, err
-	})
-	endWait(waitSpan, st, err)
-	if err != nil {
-		if fe, fst, ok := a.fleetStale(cfg, idb, p, err); ok {
-			return a.writeCached(ctx, idb, fe, fst, a.now(), w)
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}
-		}
+	// Traced: the request's server span; the resolution hangs its flight
+	// wait, the flight and the fleet tier call off it (cache/resolve).
+	c, span := a.startServer(ctx, context.Background(), info.Trace)
+	ans, err := a.verdicts.Resolve(c, s, string(idb), local, a.askUpstream(info))
+	res := a.answerMiss(ctx, cfg, idb, sh, w, ans, err)
+	res.span = span
+	return res
+}
+
+// answerMiss answers a validate miss with what the resolution gave.
+func (a *api) answerMiss(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte, sh shape, w workerParts, ans resolve.Answer, err error) result {
+	switch {
+	case errors.Is(err, resolve.ErrDown):
+		return sh.fail(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
+	case errors.Is(err, context.DeadlineExceeded):
+		return sh.fail(ctx, &apiError{code: codeTimeout, message: "upstream did not answer the validate within " + cfg.Upstream.ValidateTimeout.String()}, nil)
+	case err != nil:
 		return sh.fail(ctx, fromUpstream(err), nil)
 	}
-	return a.writeCached(ctx, idb, e, st, a.now(), w)
+	return a.writeAnswer(ctx, idb, ans, a.now(), w)
 }
 
-// endWait ends a caller's flight wait span with what the flight gave it.
-func endWait(s tracing.Span, st cache.Status, err error) {
-	if s.Recording() {
-		switch {
-		case errors.Is(err, context.DeadlineExceeded):
-			s.Fail("timeout")
-		case err != nil:
-			s.Fail(upstream.Outcome(err))
-		default:
-			s.SetString("chittyid.cache.status", st.String())
+// askUpstream is this request's upstream validate: the current client,
+// and the request's own details, copied, since the flight may outlive the
+// request. A failure is logged once, by the one call its flight's callers
+// share; they answer with a fixed message.
+func (a *api) askUpstream(info upstream.CallInfo) resolve.Ask {
+	client := a.client()
+	return func(c context.Context, id string) (resolve.Verdict, error) {
+		v, err := client.Validate(c, id, info)
+		if err != nil {
+			a.logUpstreamFailure("validate", info.RequestID, err)
+			return resolve.Verdict{}, err
 		}
+		return resolve.Verdict{Valid: v.Valid, Entity: v.Entity}, nil
 	}
-	s.End()
-}
-
-// entityOf picks the entity code to report for a valid ID: upstream's if it
-// gave one, else the one the ID's type letter stands for.
-func entityOf(f chittyid.Format, id, fromUpstream string) string {
-	if e, err := chittyid.ParseEntity(fromUpstream); err == nil {
-		return e.String()
-	}
-	if e, ok := chittyid.EntityForLetter(f, f.TypeLetter(id)); ok {
-		return e.String()
-	}
-	return ""
 }
 
 // validateLocalFailure answers an ID that failed the local check: never
@@ -240,23 +198,31 @@ func (a *api) workerPartsFor(ctx *fasthttp.RequestCtx, cfg *config.Config, sh sh
 	return workerParts{on: true, components: cfg.Format == chittyid.FormatNumeric, ts: a.stamps.at(ctx.Time())}
 }
 
-// writeCached answers from a cache entry found with status st, with
-// X-Cache, Age and, while the fleet tier is on, X-Cache-Tier (tierOf).
-func (a *api) writeCached(ctx *fasthttp.RequestCtx, id []byte, e cache.Entry, st cache.Status, now time.Time, w workerParts) result {
-	st = a.tierOf(ctx, e, st)
-	k := xcMiss
-	switch st {
-	case cache.StatusHit:
-		k = xcHit
-	case cache.StatusStale:
+// writeAnswer answers with ans: its verdict; X-Cache, MISS for upstream's
+// verdict, else HIT or STALE; for a cached one Age, measured at now, and,
+// while the fleet tier is on, X-Cache-Tier. A local hit costs one nil
+// check more than without the tier.
+func (a *api) writeAnswer(ctx *fasthttp.RequestCtx, id []byte, ans resolve.Answer, now time.Time, w workerParts) result {
+	k := xcHit
+	switch {
+	case ans.Tier == resolve.TierUpstream:
+		k = xcMiss
+	case ans.Stale:
 		k = xcStale
 	}
-	if st != cache.StatusMiss {
+	if k != xcMiss {
+		if a.verdicts.FleetOn() {
+			tier := tierLocal
+			if ans.Tier == resolve.TierFleet {
+				tier = tierFleet
+			}
+			ctx.Response.Header.SetCanonical(keyXCacheTier, tier)
+		}
 		var buf [20]byte
-		age := max(now.Sub(e.FetchedAt), 0) / time.Second
+		age := max(now.Sub(ans.Entry.FetchedAt), 0) / time.Second
 		ctx.Response.Header.SetCanonical(keyAge, strconv.AppendInt(buf[:0], int64(age), 10))
 	}
-	writeVerdict(ctx, id, e, st == cache.StatusStale, w)
+	writeVerdict(ctx, id, ans.Entry, ans.Stale, w)
 	return result{xc: setXCache(ctx, k)}
 }
 
@@ -325,9 +291,4 @@ func (a *api) validateBody(ctx *fasthttp.RequestCtx, cfg *config.Config, sh shap
 		return sh.fail(ctx, e, nil)
 	}
 	return a.validate(ctx, cfg, sh, []byte(id))
-}
-
-// mintedEntry is the cache entry for a freshly minted ID.
-func mintedEntry(entity chittyid.Entity, now time.Time) cache.Entry {
-	return cache.Entry{Valid: true, FetchedAt: now, Value: []byte(entity.String())}
 }

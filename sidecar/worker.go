@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
@@ -15,25 +16,6 @@ import (
 // (docs/api.md, "Which client, which base URL"). They go through the same
 // handlers, cache, breaker, limits, audit and metrics; only the shape of
 // their answers differs.
-
-// shape is the style of an answer: the 1.0.0 client's, or on the worker's
-// routes the worker's, where every answer says "success" and carries a
-// timestamp, and errors are {"success":false,"error":CODE,"message",…}.
-type shape uint8
-
-const (
-	shapeClient shape = iota
-	shapeWorker
-	shapeCount
-)
-
-// shape is the answer style of the family's routes.
-func (f family) shape() shape {
-	if f == familyWorker {
-		return shapeWorker
-	}
-	return shapeClient
-}
 
 // stamps formats request times for worker answers, RFC 3339 in whole
 // seconds, once a second: a cached validate's answer then costs no time
@@ -95,10 +77,10 @@ func appendComponents(ctx *fasthttp.RequestCtx, id []byte) {
 
 // reasonText is the worker's "error" text of a "not valid" answer.
 var reasonText = map[string]string{
-	reasonFormat:   "invalid ChittyID format",
-	reasonChecksum: "invalid checksum",
-	reasonFallback: "an error (fallback) ID, never a real one",
-	reasonUpstream: "not an ID the ChittyID service issued",
+	reasonFormat:           "invalid ChittyID format",
+	reasonChecksum:         "invalid checksum",
+	reasonFallback:         "an error (fallback) ID, never a real one",
+	resolve.ReasonUpstream: "not an ID the ChittyID service issued",
 }
 
 // specDoc is the answer of GET /api/spec: the configured format.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/sidecar/conn"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
@@ -119,7 +120,7 @@ func (s *Sim) serveAPI(ctx *fasthttp.RequestCtx) {
 		rec.closed = f.Mode == ModeRefuse
 		return
 	}
-	if (s.cfg.Latency > 0 || f.Mode == ModeSlow || f.Mode == ModeHang) && clientGone(ctx) {
+	if (s.cfg.Latency > 0 || f.Mode == ModeSlow || f.Mode == ModeHang) && conn.Peer(ctx.Conn()) != conn.PeerThere {
 		// The client gave up while the request was delayed: like a server
 		// that cancels work on disconnect, do nothing (a mint mints nothing).
 		s.stats.abandoned.Add(1)

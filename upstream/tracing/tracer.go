@@ -343,10 +343,10 @@ func (s Span) SetBool(key string, v bool) {
 
 // Fail marks the span failed with errorType, the kind of failure as the
 // semantic conventions' error.type has it (such as "timeout" or "503").
-// The kind only, never an error's text: the span stays free of anything
-// upstream said, which could echo a credential.
+// "" leaves the span as it is. The kind only, never an error's text: the
+// span stays free of anything upstream said, which could echo a credential.
 func (s Span) Fail(errorType string) {
-	if s.Recording() {
+	if errorType != "" && s.Recording() {
 		s.s.SetAttributes(attribute.String("error.type", errorType))
 		s.s.SetStatus(codes.Error, errorType)
 	}

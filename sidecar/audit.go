@@ -8,61 +8,15 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/sidecar/conn"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/valyala/fasthttp"
 )
 
-// accessLog writes one line per request (log.access): request ID, method,
-// route, path, status, duration, X-Cache kind, the cache tier that
-// answered (X-Cache-Tier, with the fleet tier on), caller and, for anything
-// but plain success, a reason flag, all from the handler's result. With
-// Options.LogOutput set and JSON logs, lines are encoded by hand and
-// batched (no allocation on a cache hit); otherwise they go through the
-// logger.
-func (a *api) accessLog(ctx *fasthttp.RequestCtx, cfg *config.Config, res result, d time.Duration) {
-	if !cfg.Log.Access || !a.log.Enabled(context.Background(), slog.LevelInfo) {
-		return
-	}
-	rec := newAccessRecord(ctx, res, d)
-	if a.sink != nil && cfg.Log.Format == "json" {
-		bp := linePool.Get().(*[]byte)
-		*bp = appendAccessJSON((*bp)[:0], &rec)
-		a.sink.add(*bp)
-		linePool.Put(bp)
-		return
-	}
-	attrs := []slog.Attr{
-		slog.String("type", "access"), slog.String("requestId", string(rec.requestID)),
-		slog.String("method", string(rec.method)), slog.String("route", rec.route), slog.String("family", rec.family),
-		slog.String("path", string(rec.path)), slog.Int("status", rec.status),
-		slog.Float64("durationMs", float64(d.Microseconds())/1000),
-	}
-	for _, kv := range [...][2]string{{"cache", rec.cache}, {"tier", string(rec.tier)}, {"reason", rec.reason}, {"caller", string(rec.caller)}} {
-		if kv[1] != "" {
-			attrs = append(attrs, slog.String(kv[0], kv[1]))
-		}
-	}
-	a.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
-}
-
-// newAccessRecord is what the access line of a request says. Its byte
-// slices are the request's and the response's own: no copy, so a cached
-// validate's line allocates nothing.
-func newAccessRecord(ctx *fasthttp.RequestCtx, res result, d time.Duration) accessRecord {
-	rec := accessRecord{
-		time: ctx.Time().Add(d), requestID: ctx.Response.Header.PeekCanonical(keyRequestID), method: ctx.Method(),
-		route: routeNames[res.route], family: familyNames[res.family], path: ctx.Path(), status: ctx.Response.StatusCode(), duration: d,
-		cache: xcNames[res.xc], tier: ctx.Response.Header.PeekCanonical(keyXCacheTier), reason: res.flag(),
-	}
-	if c := ctx.Request.Header.PeekCanonical(keyClientID); len(c) > 0 {
-		rec.caller = callerOf(c)
-	}
-	if len(rec.path) > 128 {
-		rec.path = rec.path[:128]
-	}
-	return rec
-}
+// The audit log: one line for every mint and batch that reaches the
+// sidecar, whatever its outcome, and one for every mint answered (or never
+// answered) after its caller gave up; also the one line of an upstream
+// failure. The access log is in accesslog.go.
 
 // audit is the record of one mint or batch request.
 type audit struct {
@@ -96,15 +50,6 @@ type audit struct {
 	requestID, caller string
 	latency           time.Duration
 }
-
-// peerState is what the caller has done to its connection (peerOf).
-type peerState int
-
-const (
-	peerThere      peerState = iota // nothing seen, or unknown
-	peerHalfClosed                  // sent FIN: may still read the answer
-	peerReset                       // reset the connection: gone
-)
 
 func (a *api) newAudit(ctx *fasthttp.RequestCtx, sh shape) *audit {
 	return &audit{began: time.Now(), key: idempotencyKey(ctx), outcome: "ok", sh: sh}
@@ -140,10 +85,10 @@ func (a *audit) minted(ctx *fasthttp.RequestCtx, ids ...string) {
 	if len(a.ids) == 0 {
 		return
 	}
-	switch peerOf(ctx) {
-	case peerReset:
+	switch conn.Peer(ctx.Conn()) {
+	case conn.PeerReset:
 		a.outcome = "orphaned"
-	case peerHalfClosed:
+	case conn.PeerFIN:
 		a.halfClosed = true
 	}
 }
@@ -171,13 +116,13 @@ func (a *audit) fail(ctx *fasthttp.RequestCtx, e *apiError, ids []*string) resul
 // writeAudit writes the audit line, whatever the log level: audit lines go
 // to the log stream with "type":"audit". For IDs minted after the caller
 // sent FIN, the line waits until the answer has been written (see
-// lazyConn.afterAnswer): "ok" if it was, "orphaned" if the write failed or
-// the caller reset the connection.
+// conn.Lazy.AfterAnswer): "ok" if it was, "orphaned" if the write failed
+// or the caller reset the connection.
 func (a *api) writeAudit(ctx *fasthttp.RequestCtx, au *audit) {
 	au.requestID, au.caller = string(ctx.Response.Header.Peek(headerRequestID)), callerID(ctx)
 	au.latency = time.Since(au.began)
-	if lc, ok := ctx.Conn().(*lazyConn); ok && au.halfClosed {
-		lc.afterAnswer(func(delivered bool) {
+	if lc, ok := ctx.Conn().(*conn.Lazy); ok && au.halfClosed {
+		lc.AfterAnswer(func(delivered bool) {
 			if !delivered {
 				au.outcome = "orphaned"
 			}

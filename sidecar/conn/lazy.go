@@ -1,4 +1,10 @@
-package sidecar
+// Package conn is the API listener's connection plumbing: connections
+// whose deadlines move lazily (Lazy, handed out by Listener), the
+// deadlines of each phase of a connection set from a coarse clock
+// (Deadlines), and what the caller has done to its end of a connection
+// (Peer). It knows no HTTP: the sidecar's server hook says which phase a
+// connection enters.
+package conn
 
 import (
 	"errors"
@@ -9,18 +15,19 @@ import (
 	"time"
 )
 
-// lazyListener hands out connections whose deadlines move lazily.
-type lazyListener struct{ net.Listener }
+// Listener hands out connections whose deadlines move lazily (*Lazy).
+type Listener struct{ net.Listener }
 
-func (l lazyListener) Accept() (net.Conn, error) {
+// Accept returns the next connection as a *Lazy.
+func (l Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &lazyConn{Conn: c}, nil
+	return &Lazy{Conn: c}, nil
 }
 
-// lazyConn is a net.Conn whose deadlines move the way nginx moves its
+// Lazy is a net.Conn whose deadlines move the way nginx moves its
 // timers: lazily. fasthttp sets a read deadline twice and a write deadline
 // once per request, and each is a timer update in the runtime, the largest
 // cost of a cached validate after parsing the request. A deadline that only
@@ -30,39 +37,40 @@ func (l lazyListener) Accept() (net.Conn, error) {
 // cleared, is applied at once. So I/O never times out before the deadline
 // asked for, nor after it; the runtime's timer moves about once per timeout
 // period instead of three times per request.
-type lazyConn struct {
+type Lazy struct {
 	net.Conn
 	mu          sync.Mutex // guards the deadlines below
 	read, write lazyDeadline
 
 	// answered, if set, is told once the answer being written is out:
-	// see afterAnswer.
+	// see AfterAnswer.
 	answered atomic.Pointer[func(delivered bool)]
 	// writeFailed says a write failed: an answer did not reach the caller.
 	writeFailed atomic.Bool
 }
 
-// afterAnswer has f told, once, whether the answer of the request being
+// AfterAnswer has f told, once, whether the answer of the request being
 // served was delivered: written whole, and the connection not reset by
-// the caller (connReset) when the server is done with it (the
-// connection-state hook's StateIdle, or Close if the connection ends
-// first). Only a request whose caller had half-closed waits for this.
-func (c *lazyConn) afterAnswer(f func(delivered bool)) { c.answered.Store(&f) }
+// the caller (Reset) when the server is done with it (Settle, or Close if
+// the connection ends first). Only a request whose caller had half-closed
+// needs to wait for this.
+func (c *Lazy) AfterAnswer(f func(delivered bool)) { c.answered.Store(&f) }
 
-// settle tells the waiting afterAnswer function, if any.
-func (c *lazyConn) settle() {
+// Settle tells the waiting AfterAnswer function, if any: the server is
+// done with the answer (the connection is idle again).
+func (c *Lazy) Settle() {
 	if c.answered.Load() == nil {
 		return
 	}
 	if f := c.answered.Swap(nil); f != nil {
-		(*f)(!c.writeFailed.Load() && !connReset(c.Conn))
+		(*f)(!c.writeFailed.Load() && !Reset(c.Conn))
 	}
 }
 
-// Close settles a waiting afterAnswer first: after the close the socket
+// Close settles a waiting AfterAnswer first: after the close the socket
 // can no longer tell whether it was reset.
-func (c *lazyConn) Close() error {
-	c.settle()
+func (c *Lazy) Close() error {
+	c.Settle()
 	return c.Conn.Close()
 }
 
@@ -72,23 +80,28 @@ func (c *lazyConn) Close() error {
 type lazyDeadline struct{ asked, applied time.Time }
 
 // NetConn returns the connection underneath (as tls.Conn does), for
-// peerOf's socket peek.
-func (c *lazyConn) NetConn() net.Conn { return c.Conn }
+// Peer's socket peek.
+func (c *Lazy) NetConn() net.Conn { return c.Conn }
 
-func (c *lazyConn) SetDeadline(t time.Time) error {
+// SetDeadline sets both deadlines, lazily.
+func (c *Lazy) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)
 }
 
-func (c *lazyConn) SetReadDeadline(t time.Time) error {
+// SetReadDeadline records t, and applies it unless it is later than the
+// one the connection has.
+func (c *Lazy) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.read.set(t, c.Conn.SetReadDeadline)
 }
 
-func (c *lazyConn) SetWriteDeadline(t time.Time) error {
+// SetWriteDeadline records t, and applies it unless it is later than the
+// one the connection has.
+func (c *Lazy) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.write.set(t, c.Conn.SetWriteDeadline)
@@ -110,7 +123,7 @@ func (d *lazyDeadline) set(t time.Time, apply func(time.Time) error) error {
 // rearm is called after an I/O call failed with a deadline error: if the
 // deadline asked for is still ahead, it is applied and the call may be
 // repeated.
-func (c *lazyConn) rearm(d *lazyDeadline, err error, apply func(time.Time) error) bool {
+func (c *Lazy) rearm(d *lazyDeadline, err error, apply func(time.Time) error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
@@ -126,7 +139,8 @@ func (c *lazyConn) rearm(d *lazyDeadline, err error, apply func(time.Time) error
 	return true
 }
 
-func (c *lazyConn) Read(b []byte) (int, error) {
+// Read reads, applying the deadline asked for when an earlier one fires.
+func (c *Lazy) Read(b []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(b)
 		if err == nil || !c.rearm(&c.read, err, c.Conn.SetReadDeadline) {
@@ -138,7 +152,9 @@ func (c *lazyConn) Read(b []byte) (int, error) {
 	}
 }
 
-func (c *lazyConn) Write(b []byte) (int, error) {
+// Write writes all of b, applying the deadline asked for when an earlier
+// one fires.
+func (c *Lazy) Write(b []byte) (int, error) {
 	written := 0
 	for {
 		n, err := c.Conn.Write(b[written:])

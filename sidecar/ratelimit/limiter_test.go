@@ -1,4 +1,4 @@
-package sidecar
+package ratelimit
 
 import (
 	"fmt"
@@ -29,12 +29,12 @@ func rateConfig(mutate func(r *config.RateLimit)) config.RateLimit {
 	return r
 }
 
-func newTestLimiter(r config.RateLimit) (*limiter, *limitClock) {
+func newTestLimiter(r config.RateLimit) (*Limiter, *limitClock) {
 	c := &limitClock{start: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	return newLimiter(r, c.now), c
+	return New(r, c.now), c
 }
 
-// mintStep is one allowMint call, after moving the clock by advance.
+// mintStep is one AllowMint call, after moving the clock by advance.
 type mintStep struct {
 	advance time.Duration
 	caller  string
@@ -108,9 +108,9 @@ func TestLimitMint(t *testing.T) {
 			l, clk := newTestLimiter(rateConfig(tc.cfg))
 			for i, s := range tc.steps {
 				clk.advance(s.advance)
-				ok, retry := l.allowMint(s.caller, s.n)
+				ok, retry := l.AllowMint(s.caller, s.n)
 				if ok != s.ok || retry != s.retry {
-					t.Errorf("step %d: allowMint(%q, %d) = %v, %v; want %v, %v", i, s.caller, s.n, ok, retry, s.ok, s.retry)
+					t.Errorf("step %d: AllowMint(%q, %d) = %v, %v; want %v, %v", i, s.caller, s.n, ok, retry, s.ok, s.retry)
 				}
 			}
 		})
@@ -119,7 +119,7 @@ func TestLimitMint(t *testing.T) {
 
 // bucketTokens returns what caller's bucket and the global mint bucket hold
 // now (-1 for no bucket).
-func bucketTokens(l *limiter, caller string) (mine, global float64) {
+func bucketTokens(l *Limiter, caller string) (mine, global float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -150,10 +150,10 @@ func TestLimitRefusedBatchConsumesNothing(t *testing.T) {
 		{"b", 4, true, 6, 0},
 		{"a", 1, false, 4, 0},
 	} {
-		ok, _ := l.allowMint(s.caller, s.n)
+		ok, _ := l.AllowMint(s.caller, s.n)
 		mine, gl := bucketTokens(l, s.caller)
 		if ok != s.ok || mine != s.wantMine || gl != s.wantGl {
-			t.Errorf("step %d: allowMint(%q, %d) = %v, tokens %v/%v; want %v, %v/%v", i, s.caller, s.n, ok, mine, gl, s.ok, s.wantMine, s.wantGl)
+			t.Errorf("step %d: AllowMint(%q, %d) = %v, tokens %v/%v; want %v, %v/%v", i, s.caller, s.n, ok, mine, gl, s.ok, s.wantMine, s.wantGl)
 		}
 	}
 }
@@ -192,8 +192,8 @@ func TestLimitValidate(t *testing.T) {
 			}))
 			for i, s := range tc.steps {
 				clk.advance(s.advance)
-				if ok, retry := l.allowValidate(); ok != s.ok || retry != s.retry {
-					t.Errorf("step %d: allowValidate() = %v, %v; want %v, %v", i, ok, retry, s.ok, s.retry)
+				if ok, retry := l.AllowValidate(); ok != s.ok || retry != s.retry {
+					t.Errorf("step %d: AllowValidate() = %v, %v; want %v, %v", i, ok, retry, s.ok, s.retry)
 				}
 			}
 		})
@@ -206,13 +206,13 @@ func TestLimitValidate(t *testing.T) {
 func TestRateLimitChecksAllocateNothing(t *testing.T) {
 	// The clock stands still: a burst of 1000 covers every call that
 	// AllocsPerRun makes; a burst of 1, charged once, refuses them all.
-	limitedTo := func(burst int) *limiter {
+	limitedTo := func(burst int) *Limiter {
 		l, _ := newTestLimiter(rateConfig(func(r *config.RateLimit) {
 			r.Validate = config.ValidateRate{GlobalPerSecond: 1, Burst: burst}
 			r.Mint = config.MintRate{PerCallerPerMinute: 1, GlobalPerMinute: 1, Burst: burst}
 		}))
-		l.allowMint("a", 1) // a is known
-		l.allowValidate()
+		l.AllowMint("a", 1) // a is known
+		l.AllowValidate()
 		return l
 	}
 	unlimited, _ := newTestLimiter(rateConfig(nil))
@@ -221,12 +221,12 @@ func TestRateLimitChecksAllocateNothing(t *testing.T) {
 		name string
 		f    func()
 	}{
-		{"allowValidate unlimited", func() { unlimited.allowValidate() }},
-		{"allowMint unlimited", func() { unlimited.allowMint("a", 1) }},
-		{"allowValidate refused", func() { refusing.allowValidate() }},
-		{"allowMint refused, known caller", func() { refusing.allowMint("a", 1) }},
-		{"allowValidate allowed", func() { allowing.allowValidate() }},
-		{"allowMint allowed, known caller", func() { allowing.allowMint("a", 1) }},
+		{"AllowValidate unlimited", func() { unlimited.AllowValidate() }},
+		{"AllowMint unlimited", func() { unlimited.AllowMint("a", 1) }},
+		{"AllowValidate refused", func() { refusing.AllowValidate() }},
+		{"AllowMint refused, known caller", func() { refusing.AllowMint("a", 1) }},
+		{"AllowValidate allowed", func() { allowing.AllowValidate() }},
+		{"AllowMint allowed, known caller", func() { allowing.AllowMint("a", 1) }},
 	} {
 		if n := testing.AllocsPerRun(100, tc.f); n != 0 {
 			t.Errorf("%s: %v allocations, want 0", tc.name, n)
@@ -242,8 +242,8 @@ func TestRateLimitUnlimitedTakesNoLock(t *testing.T) {
 	unlimited.mu.Lock()
 	done := make(chan bool)
 	go func() {
-		ok1, _ := unlimited.allowValidate()
-		ok2, _ := unlimited.allowMint("a", 5)
+		ok1, _ := unlimited.AllowValidate()
+		ok2, _ := unlimited.AllowMint("a", 5)
 		done <- ok1 && ok2
 	}()
 	select {
@@ -265,78 +265,78 @@ func TestLimitReconfigure(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		start config.RateLimit
-		run   func(t *testing.T, l *limiter, clk *limitClock)
+		run   func(t *testing.T, l *Limiter, clk *limitClock)
 	}{
-		{"faster rate applies to an existing caller", perCaller(60, 10), func(t *testing.T, l *limiter, clk *limitClock) {
+		{"faster rate applies to an existing caller", perCaller(60, 10), func(t *testing.T, l *Limiter, clk *limitClock) {
 			mustMint(t, l, "a", 10, true)
-			l.reconfigure(perCaller(600, 10))
+			l.Reconfigure(perCaller(600, 10))
 			clk.advance(time.Second)
 			mustMint(t, l, "a", 10, true) // 1 at the old rate
 			mustMint(t, l, "a", 1, false)
 		}},
-		{"slower rate applies to an existing caller", perCaller(600, 10), func(t *testing.T, l *limiter, clk *limitClock) {
+		{"slower rate applies to an existing caller", perCaller(600, 10), func(t *testing.T, l *Limiter, clk *limitClock) {
 			mustMint(t, l, "a", 10, true)
-			l.reconfigure(perCaller(60, 10))
+			l.Reconfigure(perCaller(60, 10))
 			clk.advance(time.Second)
 			mustMint(t, l, "a", 2, false) // 10 at the old rate
 			mustMint(t, l, "a", 1, true)
 		}},
-		{"tokens earned before the change keep the old rate", perCaller(60, 10), func(t *testing.T, l *limiter, clk *limitClock) {
+		{"tokens earned before the change keep the old rate", perCaller(60, 10), func(t *testing.T, l *Limiter, clk *limitClock) {
 			mustMint(t, l, "a", 10, true)
 			clk.advance(2 * time.Second)
-			l.reconfigure(perCaller(6, 10))
+			l.Reconfigure(perCaller(6, 10))
 			mustMint(t, l, "a", 2, true)
 			mustMint(t, l, "a", 1, false)
 		}},
-		{"smaller burst caps the tokens held", perCaller(60, 20), func(t *testing.T, l *limiter, _ *limitClock) {
+		{"smaller burst caps the tokens held", perCaller(60, 20), func(t *testing.T, l *Limiter, _ *limitClock) {
 			mustMint(t, l, "a", 1, true) // 19 left
-			l.reconfigure(perCaller(60, 5))
+			l.Reconfigure(perCaller(60, 5))
 			mustMint(t, l, "a", 6, false)
 			mustMint(t, l, "a", 5, true)
 		}},
-		{"per-caller limit off then on", perCaller(60, 10), func(t *testing.T, l *limiter, _ *limitClock) {
+		{"per-caller limit off then on", perCaller(60, 10), func(t *testing.T, l *Limiter, _ *limitClock) {
 			mustMint(t, l, "a", 10, true)
-			l.reconfigure(perCaller(0, 10))
+			l.Reconfigure(perCaller(0, 10))
 			mustMint(t, l, "a", 1000, true)
 			if n := len(l.callers); n != 0 {
 				t.Errorf("%d callers tracked without a per-caller limit", n)
 			}
-			l.reconfigure(perCaller(60, 10))
+			l.Reconfigure(perCaller(60, 10))
 			mustMint(t, l, "a", 10, true) // a new, full bucket
 			mustMint(t, l, "a", 1, false)
 		}},
-		{"global limit on", rateConfig(nil), func(t *testing.T, l *limiter, _ *limitClock) {
+		{"global limit on", rateConfig(nil), func(t *testing.T, l *Limiter, _ *limitClock) {
 			mustMint(t, l, "a", 100, true)
-			l.reconfigure(rateConfig(func(r *config.RateLimit) { r.Mint.GlobalPerMinute = 60 }))
+			l.Reconfigure(rateConfig(func(r *config.RateLimit) { r.Mint.GlobalPerMinute = 60 }))
 			mustMint(t, l, "a", 6, true)
 			mustMint(t, l, "b", 4, true)
 			mustMint(t, l, "c", 1, false)
 		}},
-		{"validate limit on, changed, off", rateConfig(nil), func(t *testing.T, l *limiter, clk *limitClock) {
+		{"validate limit on, changed, off", rateConfig(nil), func(t *testing.T, l *Limiter, clk *limitClock) {
 			validate := func(perSecond int) config.RateLimit {
 				return rateConfig(func(r *config.RateLimit) { r.Validate = config.ValidateRate{GlobalPerSecond: perSecond, Burst: 2} })
 			}
-			l.reconfigure(validate(1))
+			l.Reconfigure(validate(1))
 			mustValidate(t, l, true)
 			mustValidate(t, l, true)
 			mustValidate(t, l, false)
-			l.reconfigure(validate(10))
+			l.Reconfigure(validate(10))
 			clk.advance(100 * time.Millisecond) // 0.1 token at the old rate
 			mustValidate(t, l, true)
 			mustValidate(t, l, false)
-			l.reconfigure(validate(0))
+			l.Reconfigure(validate(0))
 			mustValidate(t, l, true)
 			if l.validate.Load() != nil {
 				t.Error("validate bucket kept without a validate limit")
 			}
 		}},
-		{"smaller maxCallers drops the least recently used", perCaller(60, 10), func(t *testing.T, l *limiter, _ *limitClock) {
+		{"smaller maxCallers drops the least recently used", perCaller(60, 10), func(t *testing.T, l *Limiter, _ *limitClock) {
 			for _, c := range []string{"a", "b", "c", "d", "e", "a"} {
 				mustMint(t, l, c, 1, true)
 			}
 			next := perCaller(60, 10)
 			next.MaxCallers = 2
-			l.reconfigure(next)
+			l.Reconfigure(next)
 			checkCallers(t, l, "a", "e")
 		}},
 	} {
@@ -348,23 +348,23 @@ func TestLimitReconfigure(t *testing.T) {
 	}
 }
 
-func mustMint(t *testing.T, l *limiter, caller string, n int, want bool) {
+func mustMint(t *testing.T, l *Limiter, caller string, n int, want bool) {
 	t.Helper()
-	if ok, retry := l.allowMint(caller, n); ok != want {
-		t.Errorf("allowMint(%q, %d) = %v (retry %v), want %v", caller, n, ok, retry, want)
+	if ok, retry := l.AllowMint(caller, n); ok != want {
+		t.Errorf("AllowMint(%q, %d) = %v (retry %v), want %v", caller, n, ok, retry, want)
 	}
 }
 
-func mustValidate(t *testing.T, l *limiter, want bool) {
+func mustValidate(t *testing.T, l *Limiter, want bool) {
 	t.Helper()
-	if ok, retry := l.allowValidate(); ok != want {
-		t.Errorf("allowValidate() = %v (retry %v), want %v", ok, retry, want)
+	if ok, retry := l.AllowValidate(); ok != want {
+		t.Errorf("AllowValidate() = %v (retry %v), want %v", ok, retry, want)
 	}
 }
 
 // checkCallers fails unless the caller table holds exactly want, most
 // recently used first.
-func checkCallers(t *testing.T, l *limiter, want ...string) {
+func checkCallers(t *testing.T, l *Limiter, want ...string) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -455,10 +455,10 @@ func TestLimitConcurrentGlobalIsExact(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 100 {
-				if ok, _ := l.allowMint(fmt.Sprintf("c%d-%d", g, i%20), 1); ok {
+				if ok, _ := l.AllowMint(fmt.Sprintf("c%d-%d", g, i%20), 1); ok {
 					mints.Add(1)
 				}
-				if ok, _ := l.allowValidate(); ok {
+				if ok, _ := l.AllowValidate(); ok {
 					validates.Add(1)
 				}
 			}
@@ -466,7 +466,7 @@ func TestLimitConcurrentGlobalIsExact(t *testing.T) {
 	}
 	wg.Go(func() {
 		for range 50 {
-			l.reconfigure(cfg)
+			l.Reconfigure(cfg)
 		}
 	})
 	wg.Wait()
@@ -483,18 +483,18 @@ func BenchmarkAllowValidate(b *testing.B) {
 		{"unlimited", 0},
 		{"limited", 1_000_000_000}, // never refuses: measures the AllowN
 	} {
-		l := newLimiter(rateConfig(func(r *config.RateLimit) { r.Validate.GlobalPerSecond = bc.perSecond }), nil)
+		l := New(rateConfig(func(r *config.RateLimit) { r.Validate.GlobalPerSecond = bc.perSecond }), nil)
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				l.allowValidate()
+				l.AllowValidate()
 			}
 		})
 		b.Run(bc.name+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					l.allowValidate()
+					l.AllowValidate()
 				}
 			})
 		})
@@ -512,7 +512,7 @@ func BenchmarkAllowMint(b *testing.B) {
 		{"per-caller and global", func(r *config.RateLimit) { r.Mint.PerCallerPerMinute, r.Mint.GlobalPerMinute = fast, fast }, 1000},
 		{"new caller each time", func(r *config.RateLimit) { r.Mint.PerCallerPerMinute, r.MaxCallers = fast, 1000 }, 1 << 20},
 	} {
-		l := newLimiter(rateConfig(bc.mutate), nil)
+		l := New(rateConfig(bc.mutate), nil)
 		ids := make([]string, min(bc.callers, 1<<20))
 		for i := range ids {
 			ids[i] = fmt.Sprintf("caller-%d", i)
@@ -521,7 +521,7 @@ func BenchmarkAllowMint(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				l.allowMint(ids[i%len(ids)], 1)
+				l.AllowMint(ids[i%len(ids)], 1)
 				i++
 			}
 		})

@@ -1,4 +1,9 @@
-package sidecar
+// Package ratelimit is the sidecar's local rate limits, the rateLimit
+// section of the config (docs/rate-limits.md): token buckets for mint, per
+// caller and global, and for validate, global, reconfigured in place on
+// reload. What names a caller (X-Client-ID) and the 429 answer are the
+// sidecar's; the fleet-wide mint limit is the fleet tier's.
+package ratelimit
 
 import (
 	"container/list"
@@ -11,7 +16,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/config"
 )
 
-// limiter enforces the rateLimit section (docs/rate-limits.md) with token
+// Limiter enforces the rateLimit section (docs/rate-limits.md) with token
 // buckets: for mint, one bucket per caller and one global bucket, both of
 // size rateLimit.mint.burst; for validate, one global bucket. A rate of 0
 // means no bucket at all. It is safe for concurrent use.
@@ -22,18 +27,18 @@ import (
 // starts over with a full bucket if it comes back. X-Client-ID is chosen by
 // the caller, so the per-caller limit keeps well-behaved apps apart; the
 // global limit is what protects upstream from one that cycles IDs.
-type limiter struct {
+type Limiter struct {
 	now func() time.Time
 
 	// validate is the validate bucket, nil while validate is unlimited.
-	// allowValidate loads it without a lock: it is on the cache-hit path.
+	// AllowValidate loads it without a lock: it is on the cache-hit path.
 	validate atomic.Pointer[rate.Limiter]
-	// mintLimited is false while no mint rate is set; allowMint then
+	// mintLimited is false while no mint rate is set; AllowMint then
 	// returns at once, without taking mu.
 	mintLimited atomic.Bool
 
 	// mu guards the mint buckets and the caller table below, and
-	// serializes reconfigure.
+	// serializes Reconfigure.
 	mu         sync.Mutex
 	mint       config.MintRate
 	maxCallers int
@@ -48,23 +53,23 @@ type callerBucket struct {
 	lim *rate.Limiter
 }
 
-// newLimiter returns a limiter for cfg, every bucket full. now is the clock
+// New returns a Limiter for cfg, every bucket full. now is the clock
 // (nil: time.Now).
-func newLimiter(cfg config.RateLimit, now func() time.Time) *limiter {
+func New(cfg config.RateLimit, now func() time.Time) *Limiter {
 	if now == nil {
 		now = time.Now
 	}
-	l := &limiter{now: now, callers: map[string]*list.Element{}}
-	l.reconfigure(cfg)
+	l := &Limiter{now: now, callers: map[string]*list.Element{}}
+	l.Reconfigure(cfg)
 	return l
 }
 
-// reconfigure applies a reloaded rateLimit section. New rates and bursts
+// Reconfigure applies a reloaded rateLimit section. New rates and bursts
 // apply at once to the buckets in use, which keep their tokens (a larger
 // burst fills at the rate; a smaller one caps them). A limit turned on starts
 // with a full bucket; one turned off drops its buckets. A smaller maxCallers
 // drops the least recently used callers. It costs O(callers) under mu.
-func (l *limiter) reconfigure(cfg config.RateLimit) {
+func (l *Limiter) Reconfigure(cfg config.RateLimit) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -100,24 +105,24 @@ func retune(lim *rate.Limiter, now time.Time, r rate.Limit, b int) *rate.Limiter
 
 func perMinute(n int) rate.Limit { return rate.Limit(float64(n) / 60) }
 
-// allowMint reports whether caller may mint n IDs now (n = 1 for a mint,
+// AllowMint reports whether caller may mint n IDs now (n = 1 for a mint,
 // the number of requests for a batch): its own bucket and the global one
 // must both hold n tokens. If so both are charged; if not, neither is, and
 // retryAfter says when both will hold n (whole seconds, at least 1s).
-func (l *limiter) allowMint(caller string, n int) (ok bool, retryAfter time.Duration) {
+func (l *Limiter) AllowMint(caller string, n int) (ok bool, retryAfter time.Duration) {
 	return l.mintTokens(caller, n, true)
 }
 
-// canMint is allowMint without charging: whether the buckets hold n tokens
-// now. The fleet mint limit is asked between the two (api.allowMint), so
-// that its refusal spends none of the caller's tokens.
-func (l *limiter) canMint(caller string, n int) (ok bool, retryAfter time.Duration) {
+// CanMint is AllowMint without charging: whether the buckets hold n tokens
+// now. Nothing is taken, so a request that another limit (the fleet's)
+// refuses after this check costs its caller no tokens.
+func (l *Limiter) CanMint(caller string, n int) (ok bool, retryAfter time.Duration) {
 	return l.mintTokens(caller, n, false)
 }
 
 // mintTokens checks that caller's bucket and the global one hold n tokens
 // and, if take, charges both.
-func (l *limiter) mintTokens(caller string, n int, take bool) (ok bool, retryAfter time.Duration) {
+func (l *Limiter) mintTokens(caller string, n int, take bool) (ok bool, retryAfter time.Duration) {
 	if !l.mintLimited.Load() || n <= 0 {
 		return true, 0
 	}
@@ -144,10 +149,10 @@ func (l *limiter) mintTokens(caller string, n int, take bool) (ok bool, retryAft
 	return true, 0
 }
 
-// allowValidate reports whether a validate request may go ahead now; if not,
+// AllowValidate reports whether a validate request may go ahead now; if not,
 // retryAfter says when (whole seconds, at least 1s). Without a validate
 // limit it costs one atomic load; with one, one AllowN.
-func (l *limiter) allowValidate() (ok bool, retryAfter time.Duration) {
+func (l *Limiter) AllowValidate() (ok bool, retryAfter time.Duration) {
 	lim := l.validate.Load()
 	if lim == nil {
 		return true, 0
@@ -161,7 +166,7 @@ func (l *limiter) allowValidate() (ok bool, retryAfter time.Duration) {
 
 // callerLocked returns id's bucket, making it the most recently used, or a
 // new full one, dropping the least recently used caller if the table is full.
-func (l *limiter) callerLocked(id string) *rate.Limiter {
+func (l *Limiter) callerLocked(id string) *rate.Limiter {
 	if e, ok := l.callers[id]; ok {
 		l.lru.MoveToFront(e)
 		return e.Value.(*callerBucket).lim
@@ -175,7 +180,7 @@ func (l *limiter) callerLocked(id string) *rate.Limiter {
 }
 
 // evictLocked drops the least recently used caller.
-func (l *limiter) evictLocked() {
+func (l *Limiter) evictLocked() {
 	e := l.lru.Back()
 	if e == nil {
 		return

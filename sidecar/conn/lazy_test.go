@@ -1,4 +1,4 @@
-package sidecar
+package conn
 
 import (
 	"errors"
@@ -45,9 +45,9 @@ func watchdog(t *testing.T, c net.Conn) {
 	t.Cleanup(func() { stop.Stop() })
 }
 
-// lazyPipe is a lazyConn over one end of a TCP connection on 127.0.0.1, and
+// lazyPipe is a Lazy over one end of a TCP connection on 127.0.0.1, and
 // the other end.
-func lazyPipe(t *testing.T) (*lazyConn, *countingConn, net.Conn) {
+func lazyPipe(t *testing.T) (*Lazy, *countingConn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,7 +64,7 @@ func lazyPipe(t *testing.T) (*lazyConn, *countingConn, net.Conn) {
 	}
 	cc := &countingConn{Conn: c}
 	t.Cleanup(func() { _ = c.Close(); _ = peer.Close() })
-	return &lazyConn{Conn: cc}, cc, peer
+	return &Lazy{Conn: cc}, cc, peer
 }
 
 // readTimesOutAt reads from c with nothing to read and returns how long the
