@@ -41,7 +41,8 @@ func readUntilClosed(t *testing.T, c net.Conn, began time.Time, limit time.Durat
 // passes on a machine 10 times slower.
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
-	h := startTimeouts(t, "", sidecar.Timeouts{Request: 400 * time.Millisecond})
+	const requestTimeout = 400 * time.Millisecond
+	h := startTimeouts(t, "", sidecar.Timeouts{Request: requestTimeout})
 	half := dial(t, h)
 	silent := dial(t, h)
 	began := time.Now()
@@ -50,10 +51,10 @@ func TestRequestTimeout(t *testing.T) {
 	if !strings.HasPrefix(got, "HTTP/1.1 408 ") || !strings.Contains(got, "REQUEST_TIMEOUT") {
 		t.Errorf("half-sent request: answer %.200q", got)
 	}
-	if took < 400*time.Millisecond {
+	if took < requestTimeout {
 		t.Errorf("half-sent request answered after %v, before the 400ms request timeout", took)
 	}
-	if got, took := readUntilClosed(t, silent, began, 8*time.Second); !strings.HasPrefix(got, "HTTP/1.1 408 ") || took < 400*time.Millisecond {
+	if got, took := readUntilClosed(t, silent, began, 8*time.Second); !strings.HasPrefix(got, "HTTP/1.1 408 ") || took < requestTimeout {
 		t.Errorf("silent connection: closed after %v with %.200q, want a 408 after 400ms", took, got)
 	}
 }

@@ -87,16 +87,17 @@ func readTimesOutAt(t *testing.T, c net.Conn, began time.Time) time.Duration {
 func TestLazyConnExtendedDeadlineHoldsUntilAskedTime(t *testing.T) {
 	t.Parallel()
 	c, cc, _ := lazyPipe(t)
+	const extended = 300 * time.Millisecond
 	began := time.Now()
 	_ = c.SetReadDeadline(began.Add(50 * time.Millisecond))
-	_ = c.SetReadDeadline(began.Add(300 * time.Millisecond)) // later: recorded, not applied
+	_ = c.SetReadDeadline(began.Add(extended)) // later: recorded, not applied
 	if got := applied(&cc.lastRead); !got.Equal(began.Add(50 * time.Millisecond)) {
 		t.Fatalf("the connection has the deadline %v after the later one was asked for, want the earlier one still", got.Sub(began))
 	}
 	// When the earlier deadline fires, the extended one is applied, unless
 	// the read is woken so late that it has passed too: either way the read
 	// fails, and not before 300ms.
-	if took := readTimesOutAt(t, c, began); took < 300*time.Millisecond {
+	if took := readTimesOutAt(t, c, began); took < extended {
 		t.Fatalf("the read timed out after %v, before the extended deadline (300ms)", took)
 	}
 }
@@ -104,13 +105,14 @@ func TestLazyConnExtendedDeadlineHoldsUntilAskedTime(t *testing.T) {
 func TestLazyConnEarlierDeadlineAppliesAtOnce(t *testing.T) {
 	t.Parallel()
 	c, cc, _ := lazyPipe(t)
+	const shortened = 50 * time.Millisecond
 	began := time.Now()
 	_ = c.SetReadDeadline(began.Add(10 * time.Second))
-	_ = c.SetReadDeadline(began.Add(50 * time.Millisecond))
-	if got := applied(&cc.lastRead); !got.Equal(began.Add(50 * time.Millisecond)) {
+	_ = c.SetReadDeadline(began.Add(shortened))
+	if got := applied(&cc.lastRead); !got.Equal(began.Add(shortened)) {
 		t.Fatalf("the connection has the deadline %v, want the shortened one (50ms) at once", got.Sub(began))
 	}
-	if took := readTimesOutAt(t, c, began); took < 50*time.Millisecond {
+	if took := readTimesOutAt(t, c, began); took < shortened {
 		t.Fatalf("the read timed out after %v, before the shortened deadline (50ms)", took)
 	}
 }
@@ -159,12 +161,13 @@ func TestLazyConnWriteDeadline(t *testing.T) {
 		}
 	}()
 	watchdog(t, c)
+	const extended = 400 * time.Millisecond
 	began := time.Now()
 	_ = c.SetWriteDeadline(began.Add(50 * time.Millisecond))
-	_ = c.SetWriteDeadline(began.Add(400 * time.Millisecond))
+	_ = c.SetWriteDeadline(began.Add(extended))
 	n, err := c.Write(make([]byte, 64<<20))
 	took := time.Since(began)
-	if !errors.Is(err, os.ErrDeadlineExceeded) || took < 400*time.Millisecond {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || took < extended {
 		t.Fatalf("write: %v after %v, want a deadline error, not before 400ms", err, took)
 	}
 	_ = c.Close()

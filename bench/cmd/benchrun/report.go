@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"slices"
@@ -131,7 +133,33 @@ func (b *bench) writeReport() error {
 			w.f("```\n%s\n```\n", f)
 		}
 	}
-	return os.WriteFile(b.opt.out, []byte(w.String()), 0o644)
+	kept, err := keptSections(b.opt.out)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(b.opt.out, []byte(w.String()+kept), 0o644)
+}
+
+// keptMarker starts the part of the report that benchrun does not write:
+// sections measured by other means (A/B runs, the drills, the injector),
+// which a new run keeps as they are.
+const keptMarker = "<!-- bench/run writes everything above this line and keeps everything below it -->"
+
+// keptSections returns the part of the report at path from keptMarker on,
+// or "" when the file or the marker is absent.
+func keptSections(path string) (string, error) {
+	old, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the report's kept sections: %w", err)
+	}
+	i := strings.Index(string(old), keptMarker)
+	if i < 0 {
+		return "", nil
+	}
+	return "\n" + string(old[i:]), nil
 }
 
 func (w *report) header(b *bench) {
