@@ -11,6 +11,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 )
 
 // Config is the whole config file. Parse and Load return it with every
@@ -53,6 +54,11 @@ type Config struct {
 	// Fleet is the fleet tier: a cache and limits shared by a fleet's
 	// sidecars in Redis. Off without fleet.redis.addrs.
 	Fleet fleet.Config `yaml:"fleet"`
+	// Tracing exports spans of the requests that go upstream to an
+	// OpenTelemetry collector. Off without tracing.endpoint (or the
+	// OTEL_EXPORTER_OTLP_* environment variables); apps' trace context is
+	// forwarded upstream either way.
+	Tracing tracing.Config `yaml:"tracing"`
 
 	// Warnings are what loading found worth fixing that is not an error: a
 	// secret file every user may read, a file used although another user
@@ -220,6 +226,7 @@ func Defaults() Config {
 		RateLimit: defaultRateLimit(),
 		Snapshot:  Snapshot{Interval: time.Minute},
 		Fleet:     fleet.Defaults(),
+		Tracing:   tracing.Defaults(),
 	}
 }
 

@@ -12,9 +12,11 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 )
 
 // env returns a lookup func backed by m, in place of os.LookupEnv.
@@ -158,6 +160,10 @@ fleet:
   keyPrefix: "app1:"
   timeout: 20ms
   lockTtl: 3s
+tracing:
+  endpoint: http://127.0.0.1:4318/
+  sampleRatio: 0.25
+  headers: {X-Api-Key: tracing-key}
 `
 
 func TestParseFullFile(t *testing.T) {
@@ -209,7 +215,12 @@ func TestParseFullFile(t *testing.T) {
 			Timeout:   20 * time.Millisecond,
 			LockTTL:   3 * time.Second,
 		},
+		Tracing: tracing.Defaults(),
 	}
+	want.Tracing.Endpoint = "http://127.0.0.1:4318/"
+	want.Tracing.SampleRatio = 0.25
+	want.Tracing.Headers = map[string]field.Secret{"X-Api-Key": "tracing-key"}
+	want.Tracing.Export.URL = "http://127.0.0.1:4318/v1/traces"
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", *c, want)
 	}

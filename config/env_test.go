@@ -222,3 +222,23 @@ func TestParsePasswordFile(t *testing.T) {
 	_, err = Parse([]byte(fmt.Sprintf("fleet: {redis: {passwordFile: %q}}\n", good)), noEnv)
 	checkErrs(t, err, []string{"line 1: fleet.redis.passwordFile is set but fleet.redis.addrs is empty"})
 }
+
+// The OpenTelemetry variables configure tracing where the file is silent,
+// and a bad one is named in the error.
+func TestParseTracingEnv(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte("tracing: {sampleRatio: 0.5}\n"), env(map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+		"OTEL_TRACES_SAMPLER":         "always_on",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Tracing.Export.URL != "http://127.0.0.1:4318/v1/traces" || c.Tracing.SampleRatio != 0.5 {
+		t.Errorf("tracing = %+v: want the env endpoint and the file's ratio", c.Tracing)
+	}
+	_, err = Parse([]byte("listen: 127.0.0.1:0\n"), env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://collector"}))
+	if err == nil || !strings.Contains(err.Error(), "tracing.endpoint") || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_ENDPOINT") {
+		t.Errorf("error %v: want tracing.endpoint named with the variable it came from", err)
+	}
+}

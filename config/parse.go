@@ -80,6 +80,9 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (_ *Config, token
 		return nil, false, err
 	}
 	applyEnv(&c, lookupEnv, w.origins)
+	problems = appendIf(problems, c.Tracing.ApplyEnv(lookupEnv,
+		func(key string) bool { _, ok := w.origins[key]; return ok },
+		func(key, source string) { w.origins[key] = source }))
 	problems = appendIf(problems, t.resolveToken(&c, w.origins))
 	problems = append(problems, annotate(c.Upstream.TLS.ReadFiles(), w.origins, w.failed)...)
 	problems = appendIf(problems, t.resolvePassword(&c, w.origins))

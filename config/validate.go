@@ -46,6 +46,7 @@ func (c *Config) Validate() error {
 		c.Security.validate(c.Listen),
 		c.Fleet.Validate(),
 		c.validateFleetRate(),
+		c.Tracing.Validate(),
 	)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/sidecar/ratelimit"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/valyala/fasthttp"
 )
 
@@ -51,6 +52,12 @@ type api struct {
 	// fleetLimit is the fleet mint limit (fleet.go); nil while the fleet
 	// tier is off.
 	fleetLimit fleetLimit
+
+	// tracer makes the requests' server spans (tracing.go); off (or nil)
+	// without tracing.endpoint. flights links the traces that share a
+	// validate flight.
+	tracer  *tracing.Tracer
+	flights tracing.Flights
 }
 
 // link is the upstream lifecycle as the handlers see it.
@@ -103,6 +110,9 @@ type result struct {
 	attempts int
 	// limited says a local rate limit refused the request.
 	limited bool
+	// span is the request's server span, if it made one (tracing.go);
+	// handle ends it.
+	span tracing.Span
 }
 
 // reasons maps error codes to the access log's reason flags.
@@ -140,7 +150,9 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	cfg := a.cfg.Load() // one config snapshot for the whole request
 	res := a.dispatch(ctx, cfg)
 	d := time.Since(ctx.Time())
-	a.metrics.record(res, ctx.Response.StatusCode(), d)
+	status := ctx.Response.StatusCode()
+	a.endServer(ctx, &res, status)
+	a.metrics.record(res, status, d)
 	a.accessLog(ctx, cfg, res, d)
 }
 

@@ -159,7 +159,7 @@ func (h *harness) run(yaml string, fileBased bool, to sidecar.Timeouts, edit ...
 		opts.Watcher, opts.Reload = h.watcher, h.reload
 		cfg, err = h.watcher.Load()
 	} else {
-		cfg, err = config.Parse([]byte(yaml), noEnv)
+		cfg, err = config.Parse([]byte(yaml), opts.LookupEnv) // noEnv unless edit set one
 	}
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", yaml, err)

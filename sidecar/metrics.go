@@ -12,6 +12,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -141,7 +142,9 @@ func newMetrics(s *Sidecar, reg *prometheus.Registry) (*metrics, error) {
 			return nil, err
 		}
 	}
-	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// OpenMetrics when the scraper asks for it (Accept): the format that
+	// carries the histograms' exemplars, the trace IDs of sampled requests.
+	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	return m, nil
 }
 
@@ -222,6 +225,18 @@ func (s *Sidecar) scrapeCollectors() []prometheus.Collector {
 		gauge("config_generation", "Generation of the running config (1 at start).", nil, func() float64 { return float64(s.configStatus().Generation) }),
 		gauge("build_info", "Always 1; labels carry the version.", prometheus.Labels{"version": s.version, "goversion": runtime.Version()}, func() float64 { return 1 }),
 	}
+	// Tracing's families, while tracing is on (a reload may turn it on or
+	// off) or has counted anything.
+	traced := func() bool { st := s.tracer.Stats(); return s.tracer.On() || st != (tracing.Stats{}) }
+	dropped := func(reason string, f func(tracing.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "trace_spans_dropped_total",
+			Help:        "Spans dropped instead of exported, by reason: queue_full (the export queue was full), export_failed (the collector did not take them).",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(f(s.tracer.Stats())) })
+	}
+	cols = append(cols,
+		onlyWhen{counter("trace_spans_exported_total", "Spans the trace collector accepted (tracing.endpoint).", func() float64 { return float64(s.tracer.Stats().Exported) }), traced},
+		onlyWhen{dropped("queue_full", func(st tracing.Stats) uint64 { return st.DroppedQueueFull }), traced},
+		onlyWhen{dropped("export_failed", func(st tracing.Stats) uint64 { return st.DroppedExportFailed }), traced})
 	for _, st := range []upstream.BreakerState{upstream.BreakerClosed, upstream.BreakerOpen, upstream.BreakerHalfOpen} {
 		cols = append(cols, gauge("breaker_state", "1 for the breaker's current state, 0 for the others.", prometheus.Labels{"state": string(st)},
 			func() float64 { return boolFloat(s.breaker.State() == st) }))
@@ -247,7 +262,7 @@ func (m *metrics) record(res result, status int, d time.Duration) {
 		return m.requestsVec.WithLabelValues(routeNames[r], familyNames[f], statusLabels[code])
 	}).Inc()
 	if r.timed() {
-		m.duration[r].get(func() prometheus.Observer { return m.durationVec.WithLabelValues(routeNames[r]) }).Observe(d.Seconds())
+		observe(m.duration[r].get(func() prometheus.Observer { return m.durationVec.WithLabelValues(routeNames[r]) }), d, res.span.TraceID())
 	}
 	if xc := res.xc; xc != xcNone {
 		m.validate[xc].get(func() prometheus.Counter { return m.validateVec.WithLabelValues(xcNames[xc]) }).Inc()
@@ -257,10 +272,28 @@ func (m *metrics) record(res result, status int, d time.Duration) {
 	}
 }
 
+// observe adds d to a latency histogram, with the trace ID of a sampled
+// request as the bucket's exemplar ("" for none), so that a dashboard's
+// slow bucket leads to a trace.
+func observe(h prometheus.Observer, d time.Duration, traceID string) {
+	if traceID != "" {
+		if eo, ok := h.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": traceID})
+			return
+		}
+	}
+	h.Observe(d.Seconds())
+}
+
 // Attempt implements upstream.Observer.
 func (m *metrics) Attempt(op, outcome string, d time.Duration) {
+	m.AttemptTraced(op, outcome, d, "")
+}
+
+// AttemptTraced implements upstream.TraceObserver.
+func (m *metrics) AttemptTraced(op, outcome string, d time.Duration, traceID string) {
 	m.attempts.WithLabelValues(op, outcome).Inc()
-	m.attemptDur.WithLabelValues(op).Observe(d.Seconds())
+	observe(m.attemptDur.WithLabelValues(op), d, traceID)
 }
 
 // Retry implements upstream.Observer.
@@ -277,6 +310,7 @@ func (m *metrics) Handshake(outcome string, resumed bool) {
 var (
 	_ upstream.Observer          = (*metrics)(nil)
 	_ upstream.HandshakeObserver = (*metrics)(nil)
+	_ upstream.TraceObserver     = (*metrics)(nil)
 )
 
 // certExpiryCollector serves the client certificate's remaining life,

@@ -8,6 +8,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/valyala/fasthttp"
 )
 
@@ -42,7 +43,7 @@ func (a *api) mintGate() *apiError {
 // and reports false. The mint is counted as in flight before the gate:
 // shutdown sets draining, then waits, so a mint is either counted in time
 // to be waited for or sees draining.
-func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, do func(context.Context, upstreamClient)) (result, bool) {
+func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, do func(context.Context, upstreamClient, upstream.CallInfo)) (result, bool) {
 	a.busy.add()
 	defer a.busy.done()
 	client := a.client()
@@ -51,8 +52,10 @@ func (a *api) upstreamMint(ctx *fasthttp.RequestCtx, cfg *config.Config, au *aud
 	}
 	c, cancel := context.WithTimeout(context.Background(), cfg.Upstream.MintTimeout)
 	defer cancel()
-	do(c, client)
-	return result{}, true
+	info := callInfo(ctx)
+	c, span := a.startServer(ctx, c, info.Trace)
+	do(c, client, info)
+	return result{span: span}, true
 }
 
 // allowMint applies the mint rate limits to n IDs; when they refuse, it
@@ -124,13 +127,14 @@ func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, r
 	}
 	var got upstream.Minted
 	var err error
-	if res, ok := a.upstreamMint(ctx, cfg, au, func(c context.Context, client upstreamClient) {
-		got, err = client.Mint(c, req, au.key, callInfo(ctx))
-	}); !ok {
-		return res
+	up, ok := a.upstreamMint(ctx, cfg, au, func(c context.Context, client upstreamClient, info upstream.CallInfo) {
+		got, err = client.Mint(c, req, au.key, info)
+	})
+	if !ok {
+		return up
 	}
 	if err != nil {
-		return au.failUpstream(ctx, err, nil)
+		return withSpan(au.failUpstream(ctx, err, nil), up.span)
 	}
 	au.attempts = got.Attempts
 	au.minted(ctx, got.ID)
@@ -153,7 +157,7 @@ func (a *api) mintOne(ctx *fasthttp.RequestCtx, cfg *config.Config, au *audit, r
 		reply.Success = &yes
 	}
 	writeJSON(ctx, 200, reply)
-	return result{attempts: au.attempts}
+	return result{attempts: au.attempts, span: up.span}
 }
 
 // mintBatch answers POST /v1/mint/batch. On a partial failure the error
@@ -171,10 +175,11 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	}
 	var ids []string
 	var err error
-	if res, ok := a.upstreamMint(ctx, cfg, au, func(c context.Context, client upstreamClient) {
-		ids, err = client.MintBatch(c, reqs, au.key, callInfo(ctx))
-	}); !ok {
-		return res
+	up, ok := a.upstreamMint(ctx, cfg, au, func(c context.Context, client upstreamClient, info upstream.CallInfo) {
+		ids, err = client.MintBatch(c, reqs, au.key, info)
+	})
+	if !ok {
+		return up
 	}
 	au.attempts = max(upstream.AttemptsOf(err), 1)
 	now := a.now()
@@ -187,12 +192,18 @@ func (a *api) mintBatch(ctx *fasthttp.RequestCtx, cfg *config.Config) result {
 	}
 	au.minted(ctx, ids...)
 	if err != nil {
-		return au.failUpstream(ctx, err, out)
+		return withSpan(au.failUpstream(ctx, err, out), up.span)
 	}
 	writeJSON(ctx, 200, struct {
 		ChittyIDs []string `json:"chittyIds"`
 	}{ids})
-	return result{attempts: au.attempts}
+	return result{attempts: au.attempts, span: up.span}
+}
+
+// withSpan returns res carrying the request's server span.
+func withSpan(res result, span tracing.Span) result {
+	res.span = span
+	return res
 }
 
 // storeMinted stores freshly minted IDs as valid before they are returned,
@@ -216,9 +227,8 @@ func idempotencyKey(ctx *fasthttp.RequestCtx) string {
 // the request's buffers once the handler returns).
 func callInfo(ctx *fasthttp.RequestCtx) upstream.CallInfo {
 	return upstream.CallInfo{
-		RequestID:   string(ctx.Response.Header.Peek(headerRequestID)),
-		TraceParent: string(ctx.Request.Header.Peek("traceparent")),
-		TraceState:  string(ctx.Request.Header.Peek("tracestate")),
-		CallerAuth:  string(ctx.Request.Header.Peek("Authorization")),
+		RequestID:  string(ctx.Response.Header.Peek(headerRequestID)),
+		Trace:      tracing.ParseRemote(ctx.Request.Header.Peek("traceparent"), ctx.Request.Header.Peek("tracestate")),
+		CallerAuth: string(ctx.Request.Header.Peek("Authorization")),
 	}
 }

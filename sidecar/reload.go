@@ -31,6 +31,7 @@ func (s *Sidecar) applyConfig(next *config.Config) ([]string, error) {
 	s.life.Reconfigure(next.Health)
 	s.limits.Reconfigure(next.RateLimit)
 	s.reconfigureFleet(next)
+	s.tracer.Apply(next.Tracing)
 	if s.level != nil {
 		s.level.Set(next.Log.SlogLevel())
 	}

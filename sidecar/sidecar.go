@@ -27,6 +27,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/sidecar/conn"
 	"github.com/chittyos/chittyid-sidecar/sidecar/ratelimit"
 	"github.com/chittyos/chittyid-sidecar/upstream"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
@@ -66,6 +67,8 @@ type Options struct {
 	// NO_PROXY) when upstream.proxy is "", each time the upstream client
 	// is built. Nil: os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// TraceRecorder, if set, also keeps the sampled spans (tests).
+	TraceRecorder *tracing.Recorder
 }
 
 // Sidecar is the running sidecar: the process around the request
@@ -89,6 +92,7 @@ type Sidecar struct {
 	limits  *ratelimit.Limiter
 	snaps   *snapshots            // snapshot.path: restored in New, written by Run
 	late    *upstream.LateAnswers // mints awaited after their callers gave up, for every client
+	tracer  *tracing.Tracer       // spans (tracing.*); Run exports them
 	opsAddr atomic.Value          // string: the operations listener's address
 	log     *slog.Logger
 	version string
@@ -133,6 +137,8 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 		env:      opts.LookupEnv,
 	}
 	s.late = upstream.NewLateAnswers(s.lateMint)
+	exportErrs := &exportErrors{log: opts.Logger}
+	s.tracer = tracing.New(cfg.Tracing, tracing.Options{Version: opts.Version, OnExportError: exportErrs.report, Recorder: opts.TraceRecorder})
 	if opts.LogOutput != nil {
 		s.sink = newLineSink(opts.LogOutput)
 	}
@@ -170,7 +176,7 @@ func New(cfg *config.Config, opts Options) (*Sidecar, error) {
 
 func (s *Sidecar) upstreamOptions() upstream.Options {
 	return upstream.Options{Version: s.version, Observer: s.metrics, Late: s.late,
-		Sessions: s.sessions, LookupEnv: s.env}
+		Sessions: s.sessions, LookupEnv: s.env, Tracer: s.tracer}
 }
 
 // probe is one health poll of the current upstream client. A TLS or
@@ -229,6 +235,12 @@ func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
 		bg.Add(1)
 		go func() { defer bg.Done(); s.runSnapshots(lctx) }()
 	}
+	// The span exporter outlives the server: the last requests' spans go
+	// out after the drain, within one export timeout.
+	tctx, stopTracer := context.WithCancel(context.Background())
+	traced := make(chan struct{})
+	go func() { defer close(traced); s.tracer.Run(tctx) }()
+	defer func() { stopTracer(); <-traced }()
 	s.log.Info("sidecar listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.RedactedURL(),
 		"dialect", cfg.Upstream.Dialect, "format", cfg.Format.String(), "version", s.version)
 	s.logTransport(cfg)
@@ -410,6 +422,7 @@ func (s *Sidecar) newAPI(injected bool) *api {
 		now:        s.now,
 		injected:   injected,
 		ridPrefix:  hex.EncodeToString(p[:]) + "-",
+		tracer:     s.tracer,
 	}
 	a.pages[shapeClient] = [routeCount]fasthttp.RequestHandler{
 		routeHealth: s.health, routeHealthz: s.healthz, routeReadyz: s.readyz, routeMetrics: s.metrics.handler,

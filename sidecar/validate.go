@@ -9,6 +9,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
+	"github.com/chittyos/chittyid-sidecar/upstream"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/valyala/fasthttp"
 )
@@ -112,7 +113,18 @@ func (a *api) validateMiss(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []b
 	a.busy.add()
 	defer a.busy.done()
 	s := resolve.Settings{Policy: cfg.Validation.Policy(), Timeout: cfg.Upstream.ValidateTimeout, Format: cfg.Format}
-	ans, err := a.verdicts.Resolve(context.Background(), s, string(idb), local, a.askUpstream(ctx))
+	info := callInfo(ctx)
+	// Traced: the request's server span; the resolution hangs its flight
+	// wait, the flight and the fleet tier call off it (cache/resolve).
+	c, span := a.startServer(ctx, context.Background(), info.Trace)
+	ans, err := a.verdicts.Resolve(c, s, string(idb), local, a.askUpstream(info))
+	res := a.answerMiss(ctx, cfg, idb, sh, w, ans, err)
+	res.span = span
+	return res
+}
+
+// answerMiss answers a validate miss with what the resolution gave.
+func (a *api) answerMiss(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []byte, sh shape, w workerParts, ans resolve.Answer, err error) result {
 	switch {
 	case errors.Is(err, resolve.ErrDown):
 		return sh.fail(ctx, &apiError{code: codeUnavailable, message: "the ChittyID service is unreachable (state FAILED) and the ID is not cached", retryAfter: time.Second}, nil)
@@ -128,8 +140,7 @@ func (a *api) validateMiss(ctx *fasthttp.RequestCtx, cfg *config.Config, idb []b
 // and the request's own details, copied, since the flight may outlive the
 // request. A failure is logged once, by the one call its flight's callers
 // share; they answer with a fixed message.
-func (a *api) askUpstream(ctx *fasthttp.RequestCtx) resolve.Ask {
-	info := callInfo(ctx)
+func (a *api) askUpstream(info upstream.CallInfo) resolve.Ask {
 	client := a.client()
 	return func(c context.Context, id string) (resolve.Verdict, error) {
 		v, err := client.Validate(c, id, info)

@@ -10,10 +10,12 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/valyala/fasthttp"
 )
 
@@ -36,6 +38,13 @@ type Client struct {
 
 	late       *LateAnswers // nil: answers after a caller gave up are not awaited
 	lateWindow time.Duration
+
+	tracer *tracing.Tracer // health polls' root spans; nil: none
+	// url is scheme://host, for the spans' url.full; port is the
+	// server's port.
+	origin   string
+	hostname string
+	port     int
 }
 
 // Options are the parts of a Client that are not in the config file.
@@ -55,6 +64,10 @@ type Options struct {
 	// LookupEnv reads the proxy variables when upstream.proxy is "" (when
 	// New runs). Nil: os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// Tracer, if on, gives each health poll a trace of its own. The spans
+	// of calls made for a request hang off the span their context
+	// carries (tracing.With), whatever the Tracer.
+	Tracer *tracing.Tracer
 }
 
 // Observer is told about upstream attempts, for metrics. It must be fast
@@ -91,6 +104,13 @@ func Outcome(err error) string {
 		return "bad_response"
 	}
 	return "unavailable"
+}
+
+// TraceObserver, if the Observer implements it too, hears of the attempts
+// whose span is sampled through AttemptTraced instead of Attempt, with the
+// trace's ID: a latency histogram keeps it as an exemplar.
+type TraceObserver interface {
+	AttemptTraced(op, outcome string, d time.Duration, traceID string)
 }
 
 // noObserver is the Observer when none is given.
@@ -138,6 +158,13 @@ func New(cfg Config, format chittyid.Format, b *Breaker, opts Options) (*Client,
 
 		late:       opts.Late,
 		lateWindow: cfg.LateAnswerWindow,
+		tracer:     opts.Tracer,
+		origin:     u.Scheme + "://" + u.Host,
+		hostname:   u.Hostname(),
+	}
+	c.port, _ = strconv.Atoi(port)
+	if p := u.Port(); p != "" {
+		c.port, _ = strconv.Atoi(p)
 	}
 	if c.obs == nil {
 		c.obs = noObserver{}
@@ -256,9 +283,12 @@ func (c *Client) Breaker() *Breaker { return c.breaker }
 
 // CallInfo is what a call carries from the app's request to upstream.
 type CallInfo struct {
-	RequestID   string // X-Request-ID
-	TraceParent string // passed through unchanged
-	TraceState  string
+	RequestID string // X-Request-ID
+	// Trace is the app's W3C trace context (traceparent, tracestate),
+	// checked. Without a span in the call's context (tracing off) it is
+	// forwarded unchanged; with one, the span's context goes instead
+	// (tracing.Header).
+	Trace tracing.Remote
 	// CallerAuth is the app's own Authorization header, sent only when the
 	// sidecar has no token of its own.
 	CallerAuth string
@@ -280,10 +310,12 @@ func (c *Client) HasToken() bool { return c.cfg.Token != "" }
 // request is one upstream HTTP exchange, repeated identically by retries.
 type request struct {
 	op, method, path string
-	body             []byte
-	auth             string
-	idempotencyKey   string
-	info             CallInfo
+	// template is path with the ID as {id}, for the spans.
+	template       string
+	body           []byte
+	auth           string
+	idempotencyKey string
+	info           CallInfo
 	// late, for mints, reads the IDs out of an answer that arrives after
 	// the attempt's deadline (see sendWatched).
 	late func(body []byte) []string
@@ -297,16 +329,32 @@ type response struct {
 	attempts   int // set by call on success
 }
 
-// send performs one attempt with the given deadline.
-func (c *Client) send(r *request, deadline time.Time) (response, error) {
-	if r.late != nil && c.late != nil {
-		return c.late.send(c, r, deadline)
+// traceHeaders are the trace context headers of one attempt.
+type traceHeaders struct {
+	parent []byte // traceparent; nil: none
+	state  string // tracestate
+}
+
+// traceHeadersFor returns the trace context to send with an attempt made
+// in ctx for a call carrying info (tracing.Header).
+func traceHeadersFor(ctx context.Context, info CallInfo) traceHeaders {
+	tp, ts, ok := tracing.Header(ctx, info.Trace, nil)
+	if !ok {
+		return traceHeaders{}
 	}
-	return c.do(r, deadline)
+	return traceHeaders{parent: tp, state: ts}
+}
+
+// send performs one attempt with the given deadline.
+func (c *Client) send(r *request, deadline time.Time, th traceHeaders) (response, error) {
+	if r.late != nil && c.late != nil {
+		return c.late.send(c, r, deadline, th)
+	}
+	return c.do(r, deadline, th)
 }
 
 // do sends r and waits for the answer until deadline.
-func (c *Client) do(r *request, deadline time.Time) (response, error) {
+func (c *Client) do(r *request, deadline time.Time, th traceHeaders) (response, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -326,8 +374,10 @@ func (c *Client) do(r *request, deadline time.Time) (response, error) {
 		req.Header.Set("Idempotency-Key", r.idempotencyKey)
 	}
 	setIf(req, "X-Request-ID", r.info.RequestID)
-	setIf(req, "traceparent", r.info.TraceParent)
-	setIf(req, "tracestate", r.info.TraceState)
+	if th.parent != nil {
+		req.Header.SetBytesV("traceparent", th.parent)
+		setIf(req, "tracestate", th.state)
+	}
 	if r.body != nil {
 		req.Header.SetContentType("application/json")
 		req.SetBodyRaw(r.body)
@@ -345,23 +395,32 @@ func (c *Client) do(r *request, deadline time.Time) (response, error) {
 	}, nil
 }
 
+// spanName is an attempt span's name: method and path template, as
+// OpenTelemetry's HTTP conventions have it.
+func (c *Client) spanName(r *request) string { return r.method + " " + c.base + r.template }
+
 func setIf(req *fasthttp.Request, k, v string) {
 	if v != "" {
 		req.Header.Set(k, v)
 	}
 }
 
-// acquire takes an in-flight slot, waiting no longer than ctx allows.
+// acquire takes an in-flight slot, waiting no longer than ctx allows; a
+// wait shows as a span.
 func (c *Client) acquire(ctx context.Context, op string) (release func(), err error) {
 	select {
 	case c.slots <- struct{}{}:
 		return func() { <-c.slots }, nil
 	default:
 	}
+	_, span := tracing.Start(ctx, "upstream slot wait", tracing.KindInternal)
+	span.SetInt("chittyid.upstream.max_in_flight", cap(c.slots))
+	defer span.End()
 	select {
 	case c.slots <- struct{}{}:
 		return func() { <-c.slots }, nil
 	case <-ctx.Done():
+		span.Fail("timeout")
 		e := callErr(op, ErrTimeout, 0, "waited for one of %d upstream slots", cap(c.slots))
 		e.Cause = ctx.Err()
 		return nil, e

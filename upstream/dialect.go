@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 )
 
 // MintRequest is one ID to mint.
@@ -134,7 +135,7 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 	if key == "" {
 		key = NewKey()
 	}
-	r := &request{op: "mint", method: "POST", path: c.base + "/mint", body: body, auth: auth, idempotencyKey: key, info: info,
+	r := &request{op: "mint", method: "POST", path: c.base + "/mint", template: "/mint", body: body, auth: auth, idempotencyKey: key, info: info,
 		late: func(body []byte) []string {
 			var a mintAnswer
 			if json.Unmarshal(body, &a) != nil || a.id() == "" || a.isFallback() {
@@ -143,7 +144,7 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 			return []string{a.id()}
 		}}
 	if c.cfg.Dialect == DialectWorker {
-		r.path = workerMintPath(m)
+		r.path, r.template = workerMintPath(m), "/v1/mint"
 	}
 	var ans mintAnswer
 	res, err := c.call(ctx, r, c.cfg.IdempotentMint, func(res response) *CallError {
@@ -221,7 +222,7 @@ func (c *Client) MintBatch(ctx context.Context, ms []MintRequest, key string, in
 	if err != nil {
 		return make([]string, len(ms)), callErr("mint batch", ErrRejected, 0, "encoding the request: %v", err)
 	}
-	r := &request{op: "mint batch", method: "POST", path: c.base + "/mint/batch", body: body, auth: auth, idempotencyKey: key, info: info,
+	r := &request{op: "mint batch", method: "POST", path: c.base + "/mint/batch", template: "/mint/batch", body: body, auth: auth, idempotencyKey: key, info: info,
 		late: func(body []byte) []string {
 			var a batchAnswer
 			_ = json.Unmarshal(body, &a)
@@ -332,12 +333,12 @@ func (c *Client) Validate(ctx context.Context, id string, info CallInfo) (Verdic
 	if !ok {
 		return Verdict{}, callErr("validate", ErrUnauthorized, 0, "no token configured and none sent by the caller")
 	}
-	r := &request{op: "validate", method: "GET", path: c.base + "/validate/" + url.PathEscape(id), auth: auth, info: info}
+	r := &request{op: "validate", method: "GET", path: c.base + "/validate/" + url.PathEscape(id), template: "/validate/{id}", auth: auth, info: info}
 	if c.cfg.Dialect == DialectWorker {
 		body, _ := json.Marshal(struct {
 			ID string `json:"id"`
 		}{id})
-		r.method, r.path, r.body = "POST", "/api/validate", body
+		r.method, r.path, r.template, r.body = "POST", "/api/validate", "/api/validate", body
 	}
 	var v Verdict
 	_, err := c.call(ctx, r, true, func(res response) *CallError {
@@ -358,9 +359,16 @@ func (c *Client) Validate(ctx context.Context, id string, info CallInfo) (Verdic
 
 // Health makes one health poll: nil when the dialect's health route answers
 // 2xx before ctx's deadline or upstream.timeout, whichever comes first. It
-// does not go through the breaker.
+// does not go through the breaker. With tracing on, the poll is a trace of
+// its own (its span the root), sampled by tracing.sampleRatio.
 func (c *Client) Health(ctx context.Context) error {
-	r := &request{op: "health", method: "GET", path: c.base + "/health"}
+	r := &request{op: "health", method: "GET", path: c.base + "/health", template: "/health"}
+	if c.tracer.On() {
+		var span tracing.Span
+		ctx, span = c.tracer.StartRoot(ctx, c.spanName(r), tracing.KindClient)
+		c.attemptAttributes(span, r, 1, "")
+		defer func() { endAttempt(span, 0, nil) }()
+	}
 	ar := c.attempt(ctx, r, func(response) *CallError { return nil })
 	if ar.err != nil {
 		return ar.err

@@ -43,10 +43,10 @@ func (l *LateAnswers) Wait() { l.wg.Wait() }
 
 // send runs r on c until deadline for its caller; the exchange goes on
 // until lateWindow after it.
-func (l *LateAnswers) send(c *Client, r *request, deadline time.Time) (response, error) {
+func (l *LateAnswers) send(c *Client, r *request, deadline time.Time, th traceHeaders) (response, error) {
 	x := &watched{done: make(chan struct{})}
 	l.wg.Add(1)
-	go l.watch(c, r, deadline.Add(c.lateWindow), x)
+	go l.watch(c, r, deadline.Add(c.lateWindow), x, th)
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
@@ -70,9 +70,9 @@ type watched struct {
 }
 
 // watch runs the exchange for send; Wait waits for it.
-func (l *LateAnswers) watch(c *Client, r *request, deadline time.Time, x *watched) {
+func (l *LateAnswers) watch(c *Client, r *request, deadline time.Time, x *watched, th traceHeaders) {
 	defer l.wg.Done()
-	res, err := c.do(r, deadline)
+	res, err := c.do(r, deadline, th)
 	if !x.abandoned.CompareAndSwap(false, true) { // the caller gave up
 		switch {
 		case err != nil: // its text may quote upstream's bytes: redacted

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 	"github.com/valyala/fasthttp"
 )
 
@@ -38,6 +40,7 @@ type attemptResult struct {
 // not get more from the sidecar. Without one, the caller gets the error at
 // once, with BriefRetryAfter.
 func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept func(response) *CallError) (response, error) {
+	reason := ""         // why the attempt is a retry: the previous one's failure
 	rateRetried := false // a retry after a rate-limited answer was made
 	lost := false        // an attempt's answer was lost
 	fail := func(e *CallError) (response, error) {
@@ -45,22 +48,29 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 		return response{}, e
 	}
 	for attempt := 1; ; attempt++ {
+		actx, span := ctx, tracing.Span{}
+		if tracing.Traced(ctx) { // the span's name is built only then
+			actx, span = tracing.Start(ctx, c.spanName(r), tracing.KindClient)
+			c.attemptAttributes(span, r, attempt, reason)
+		}
 		var ar attemptResult
-		err := c.breaker.do(ctx, func() (outcome, error) {
+		err := c.breaker.do(actx, func() (outcome, error) {
 			began := time.Now()
-			ar = c.attempt(ctx, r, accept)
+			ar = c.attempt(actx, r, accept)
 			if ar.err == nil { // a nil *CallError is not a nil error: test it here
-				c.obs.Attempt(r.op, "ok", time.Since(began))
+				c.observe(span, r.op, "ok", time.Since(began))
 				return countSuccess, nil
 			}
-			c.obs.Attempt(r.op, Outcome(ar.err), time.Since(began))
+			c.observe(span, r.op, Outcome(ar.err), time.Since(began))
 			return ar.count, ar.err
 		})
 		if err == nil {
+			endAttempt(span, ar.res.status, nil)
 			ar.res.attempts = attempt
 			return ar.res, nil
 		}
 		if errors.Is(err, ErrCircuitOpen) {
+			endAttempt(span, 0, err)
 			wait := c.breaker.RetryIn() // whole seconds: the message and Retry-After agree
 			e := callErr(r.op, ErrCircuitOpen, 0, "ChittyID service circuit breaker is OPEN - service unavailable. Will retry in %ds", int(wait/time.Second))
 			e.RetryAfter = wait
@@ -68,6 +78,7 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 			return fail(e)
 		}
 		ce := ar.err
+		endAttempt(span, ar.res.status, ce)
 		ce.Attempts = attempt
 		lost = lost || ar.lost
 		if attempt >= c.cfg.Retry.MaxAttempts || !(ar.safe || (ar.unknown && idempotent)) {
@@ -90,12 +101,88 @@ func (c *Client) call(ctx context.Context, r *request, idempotent bool, accept f
 			return fail(ce) // the next try would not fit the caller's deadline
 		}
 		c.obs.Retry(r.op)
-		if !sleep(ctx, wait) {
+		reason = retryReason(ce)
+		if !c.wait(ctx, wait, reason, ar.res.retryAfter != 0) {
 			e := callErr(r.op, ErrTimeout, ce.Status, "deadline ran out while waiting to retry")
 			e.Attempts, e.Cause = attempt, ctx.Err()
 			return fail(e)
 		}
 	}
+}
+
+// wait sleeps d before a retry (a span "backoff" when the call is traced);
+// it reports whether the wait was complete.
+func (c *Client) wait(ctx context.Context, d time.Duration, reason string, retryAfter bool) bool {
+	_, span := tracing.Start(ctx, "backoff", tracing.KindInternal)
+	if span.Recording() {
+		span.SetInt("chittyid.backoff.ms", int(d.Milliseconds()))
+		span.SetString("chittyid.retry.reason", reason)
+		span.SetBool("chittyid.backoff.retry_after", retryAfter) // upstream named the wait
+	}
+	ok := sleep(ctx, d)
+	if !ok {
+		span.Fail("timeout")
+	}
+	span.End()
+	return ok
+}
+
+// retryReason names the failure a retry follows: the status upstream
+// answered with, else the kind of failure (Outcome).
+func retryReason(e *CallError) string {
+	if e.Status != 0 {
+		return "status " + strconv.Itoa(e.Status)
+	}
+	return Outcome(e)
+}
+
+// observe reports an attempt to the Observer, with the trace's ID when
+// its span is sampled and the Observer keeps exemplars.
+func (c *Client) observe(span tracing.Span, op, outcome string, d time.Duration) {
+	if to, ok := c.obs.(TraceObserver); ok && span.Recording() {
+		if id := span.TraceID(); id != "" {
+			to.AttemptTraced(op, outcome, d, id)
+			return
+		}
+	}
+	c.obs.Attempt(op, outcome, d)
+}
+
+// attemptAttributes describes an attempt on its span, as OpenTelemetry's
+// HTTP client conventions name things, plus the attempt's number, why it
+// is a retry and the breaker's state. Never a header: the token stays out.
+func (c *Client) attemptAttributes(span tracing.Span, r *request, attempt int, reason string) {
+	if !span.Recording() {
+		return
+	}
+	attrs := append(make([]tracing.Attr, 0, 11),
+		tracing.String("http.request.method", r.method),
+		tracing.String("url.full", c.origin+r.path),
+		tracing.String("url.template", c.base+r.template),
+		tracing.String("server.address", c.hostname),
+		tracing.Int("server.port", c.port),
+		tracing.String("chittyid.operation", r.op),
+		tracing.Int("chittyid.attempt", attempt))
+	if attempt > 1 {
+		attrs = append(attrs, tracing.Int("http.request.resend_count", attempt-1), tracing.String("chittyid.retry.reason", reason))
+	}
+	if r.op != "health" {
+		attrs = append(attrs, tracing.String("chittyid.breaker.state", string(c.breaker.State())))
+	}
+	span.SetAttrs(attrs...)
+}
+
+// endAttempt records an attempt's outcome on its span and ends it.
+func endAttempt(span tracing.Span, status int, err error) {
+	if span.Recording() {
+		if status != 0 {
+			span.SetInt("http.response.status_code", status)
+		}
+		if err != nil {
+			span.Fail(Outcome(err))
+		}
+	}
+	span.End()
 }
 
 // attempt sends r once and classifies the outcome.
@@ -109,7 +196,7 @@ func (c *Client) attempt(ctx context.Context, r *request, accept func(response) 
 		e.Cause = err
 		return attemptResult{err: e, count: countIgnore}
 	}
-	res, err := c.send(r, deadline)
+	res, err := c.send(r, deadline, traceHeadersFor(ctx, r.info))
 	if err != nil {
 		if errors.Is(err, fasthttp.ErrConnectionClosed) {
 			// Upstream closed a pooled connection: after a restart or an

@@ -8,6 +8,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 )
 
 // The fleet tier's part of a resolution (docs/fleet.md).
@@ -25,10 +26,20 @@ import (
 // its own.
 func (r *Resolver) throughFleet(ctx context.Context, s Settings, id string, ask Ask) (cache.Entry, error) {
 	p := s.fleetPolicy()
-	v, src, err := r.fleet.Fetch(ctx, id, p, func(ctx context.Context) (fleet.Verdict, error) {
-		e, err := r.upstream(ctx, s, id, ask)
+	// The fleet tier's span covers the whole of its part, a wait for
+	// another sidecar's verdict included; an upstream call made in it
+	// hangs off the flight beside it.
+	flight := tracing.From(ctx)
+	fctx, span := tracing.Start(ctx, "fleet tier fetch", tracing.KindClient)
+	v, src, err := r.fleet.Fetch(fctx, id, p, func(ctx context.Context) (fleet.Verdict, error) {
+		e, err := r.upstream(tracing.With(ctx, flight), s, id, ask)
 		return verdictOf(e), err
 	})
+	if span.Recording() {
+		span.SetAttrs(tracing.String("db.system.name", "redis"), tracing.String("chittyid.fleet.source", src.String()))
+		span.Fail(failure(err))
+	}
+	span.End()
 	switch {
 	case err != nil && src == fleet.SourceStale:
 		if e, ok := r.admitFleet(s, id, v); ok {

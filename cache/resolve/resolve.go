@@ -9,6 +9,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 )
 
 // ErrDown means upstream is known down (state FAILED) and neither tier
@@ -115,10 +116,11 @@ type Options struct {
 // Resolver answers validates from the tiers. It is safe for concurrent
 // use. Build it with New.
 type Resolver struct {
-	cache Cache
-	fleet Fleet // nil while the fleet tier is off
-	link  Link
-	now   func() time.Time
+	flights tracing.Flights // links the traces that share a flight
+	cache   Cache
+	fleet   Fleet // nil while the fleet tier is off
+	link    Link
+	now     func() time.Time
 }
 
 // New returns a Resolver over the local cache c that asks upstream only
@@ -187,11 +189,22 @@ func (r *Resolver) whileDown(ctx context.Context, s Settings, id string, local A
 func (r *Resolver) fetch(ctx context.Context, s Settings, id string, ask Ask) (Answer, error) {
 	wait, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
+	// Traced (a span in ctx): the caller's wait for the flight, linked to
+	// a flight already under way; the flight's own span when this caller
+	// starts it. The flight carries its leader's trace upstream
+	// (tracing.Flights).
+	wait, waitSpan := r.flights.StartWait(wait, "validate flight wait", id)
 	e, st, err := r.cache.Fetch(wait, id, s.Policy, func(fctx context.Context) (cache.Entry, error) {
 		fctx, cancel := context.WithTimeout(fctx, s.Timeout)
 		defer cancel()
-		return r.flight(fctx, s, id, ask)
+		fctx, span := tracing.Start(fctx, "validate flight", tracing.KindInternal)
+		defer span.End()
+		defer r.flights.Lead(fctx, id)()
+		e, err := r.flight(fctx, s, id, ask)
+		span.Fail(failure(err))
+		return e, err
 	})
+	endWait(waitSpan, st, err)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			if a, ok := r.fromFleet(ctx, s, id, false); ok {
@@ -201,6 +214,29 @@ func (r *Resolver) fetch(ctx context.Context, s Settings, id string, ask Ask) (A
 		return Answer{}, err
 	}
 	return answerOf(e, st), nil
+}
+
+// failure names err for a span's error.type: "timeout", "error", or ""
+// for none.
+func failure(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "error"
+}
+
+// endWait ends a caller's flight wait span with what the flight gave it.
+func endWait(s tracing.Span, st cache.Status, err error) {
+	if s.Recording() {
+		s.Fail(failure(err))
+		if err == nil {
+			s.SetString("chittyid.cache.status", st.String())
+		}
+	}
+	s.End()
 }
 
 // answerOf is the answer for an entry cache.Fetch returned with status

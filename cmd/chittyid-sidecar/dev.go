@@ -13,6 +13,7 @@ import (
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/sidecar"
 	"github.com/chittyos/chittyid-sidecar/upstream/sim"
+	"github.com/chittyos/chittyid-sidecar/upstream/tracing/jaegerproc"
 )
 
 // devToken is the token the dev simulator requires and the dev sidecar holds.
@@ -32,6 +33,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	useTLS := fs.Bool("tls", false, "run the pair over TLS: a throwaway CA and certificates in a temporary directory, removed at exit; the simulator requires the sidecar's client certificate")
 	fleetN := fs.Int("fleet", 0, "run N sidecars sharing the fleet tier on a redis-server that dev starts on a free loopback port and stops at exit (sidecar i listens on --listen's port + i)")
 	redisBin := fs.String("redis-server", "redis-server", "the redis-server binary for --fleet (a name looked up on PATH, or a path)")
+	tracing := fs.Bool("tracing", false, "start Jaeger ($"+jaegerproc.EnvBinary+", the one bash .ci/jaeger-tool built, or jaeger on PATH) on free loopback ports, send it the spans of every request that goes upstream and print its UI address; stopped at exit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -53,20 +55,27 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer pki.remove()
 		scfg.TLS = pki.server
 	}
+	var jaeger *devJaeger
+	if *tracing {
+		if jaeger, err = startDevJaeger(ctx, stderr); err != nil {
+			return err
+		}
+		defer jaeger.stop()
+	}
 	s, err := sim.Start(scfg, *simListen, *simControl)
 	if err != nil {
 		return fmt.Errorf("starting the simulator: %w", err)
 	}
 	defer s.Close()
 	if *fleetN > 0 {
-		if err := devFleet(ctx, plan, s, sf, pki, stdout, stderr); err != nil {
+		if err := devFleet(ctx, plan, s, sf, pki, jaeger, stdout, stderr); err != nil {
 			return err
 		}
 		return s.Close()
 	}
 	stderr = sidecar.SyncWriter(stderr)
 	defaultGC(os.LookupEnv)
-	d, err := newDevSidecar(devConfig(*listen, s.URL(), sf, pki), sidecar.Options{LogOutput: stderr}, stderr)
+	d, err := newDevSidecar(append(devConfig(*listen, s.URL(), sf, pki), jaeger.config()...), sidecar.Options{LogOutput: stderr}, stderr)
 	if err != nil {
 		return err
 	}
@@ -82,6 +91,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if pki != nil {
 		pki.print(stdout)
 	}
+	jaeger.print(stdout)
 	if err := <-ran; err != nil {
 		return err
 	}

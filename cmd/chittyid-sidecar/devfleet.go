@@ -48,14 +48,14 @@ func planDevFleet(n int, redisBin, listen string) (devFleetPlan, error) {
 // port without persistence and stops at exit (docs/fleet.md). Sidecar i
 // listens on --listen's port + i (every one on a free port when that port
 // is 0).
-func devFleet(ctx context.Context, plan devFleetPlan, s *sim.Sim, sf simFlags, pki *devPKI, stdout, stderr io.Writer) error {
+func devFleet(ctx context.Context, plan devFleetPlan, s *sim.Sim, sf simFlags, pki *devPKI, jaeger *devJaeger, stdout, stderr io.Writer) error {
 	r, err := startDevRedis(ctx, plan.bin)
 	if err != nil {
 		return err
 	}
 	defer r.stop()
 	stderr = sidecar.SyncWriter(stderr)
-	ds, err := newDevFleet(plan.addrs, s, sf, pki, r.Addr(), stderr)
+	ds, err := newDevFleet(plan.addrs, s, sf, pki, r.Addr(), jaeger.config(), stderr)
 	if err != nil {
 		return err
 	}
@@ -75,6 +75,7 @@ func devFleet(ctx context.Context, plan devFleetPlan, s *sim.Sim, sf simFlags, p
 	if pki != nil {
 		pki.print(stdout)
 	}
+	jaeger.print(stdout)
 	return <-ran
 }
 
@@ -102,7 +103,7 @@ func fleetListenAddrs(listen string, n int) ([]string, error) {
 
 // newDevFleet builds the sidecars and opens their listeners; on error it
 // releases whatever it made.
-func newDevFleet(addrs []string, s *sim.Sim, sf simFlags, pki *devPKI, redisAddr string, stderr io.Writer) (ds []*devSidecar, err error) {
+func newDevFleet(addrs []string, s *sim.Sim, sf simFlags, pki *devPKI, redisAddr, tracing string, stderr io.Writer) (ds []*devSidecar, err error) {
 	defer func() {
 		if err != nil {
 			for _, d := range ds {
@@ -114,6 +115,7 @@ func newDevFleet(addrs []string, s *sim.Sim, sf simFlags, pki *devPKI, redisAddr
 	defaultGC(os.LookupEnv)
 	for i, addr := range addrs {
 		text := append(devConfig(addr, s.URL(), sf, pki), fmt.Sprintf("fleet:\n  redis: {addrs: [%q]}\n", redisAddr)...)
+		text = append(text, tracing...)
 		d, err := newDevSidecar(text, sidecar.Options{}, stderr, "sidecar", i+1)
 		if err != nil {
 			return ds, err

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -161,9 +162,9 @@ func fetch(t *testing.T, method, url, body string) string {
 var literalAlternation = regexp.MustCompile(`^[A-Za-z0-9_-]+(\|[A-Za-z0-9_-]+)*$`)
 
 // featurePrefixes name the families of the features that can be off: the
-// fleet tier, snapshots and an https upstream. Off, a sidecar serves none
-// of them.
-var featurePrefixes = []string{"chittyid_sidecar_fleet_", "chittyid_sidecar_snapshot_", "chittyid_sidecar_upstream_tls_"}
+// fleet tier, snapshots, an https upstream and tracing. Off, a sidecar
+// serves none of them.
+var featurePrefixes = []string{"chittyid_sidecar_fleet_", "chittyid_sidecar_snapshot_", "chittyid_sidecar_upstream_tls_", "chittyid_sidecar_trace_"}
 
 // fromZero are the label values served from the start, before their first
 // use (with their feature on): the ones the shipped alerts and the
@@ -183,7 +184,7 @@ var fromZero = map[string]map[string][]string{
 
 // TestLiveMetrics runs the sidecar (-sidecar) and reads its /metrics:
 //
-//   - in dev mode (fleet tier, snapshots and TLS off): none of their
+//   - in dev mode (fleet tier, snapshots, TLS and tracing off): none of their
 //     families is served, and the process and Go runtime ones are;
 //   - as a pod with every feature on, before any API request: every family
 //     read from the source without variable labels is served, with the
@@ -204,7 +205,7 @@ func TestLiveMetrics(t *testing.T) {
 	for _, name := range sortedKeys(dev) {
 		for _, p := range featurePrefixes {
 			if strings.HasPrefix(name, p) {
-				t.Errorf("dev mode (fleet tier, snapshots and TLS off) serves %s", name)
+				t.Errorf("dev mode (fleet tier, snapshots, TLS and tracing off) serves %s", name)
 			}
 		}
 	}
@@ -215,7 +216,10 @@ func TestLiveMetrics(t *testing.T) {
 	}
 
 	u := startUpstream(t)
-	extra := "validate: {ttl: 1s, negativeTtl: 1s, staleIfError: 1h}\nlimits: {maxBatch: 2}\nrateLimit: {mint: {fleetPerMinute: 1, fleetBurst: 3}}\n"
+	// Tracing on, towards a collector that is not there: its families are
+	// served (its spans dropped and counted).
+	extra := "validate: {ttl: 1s, negativeTtl: 1s, staleIfError: 1h}\nlimits: {maxBatch: 2}\nrateLimit: {mint: {fleetPerMinute: 1, fleetBurst: 3}}\n" +
+		"tracing: {endpoint: \"http://" + closedAddr(t) + "\"}\n"
 	pod := startPod(t, *sidecarBin, "a", u.config(filepath.Join(t.TempDir(), "snapshots", "a.snap"), extra))
 	peer := startPod(t, *sidecarBin, "b", u.config(filepath.Join(t.TempDir(), "snapshots", "b.snap"), extra))
 	for _, p := range []*livePod{pod, peer} {
@@ -359,4 +363,15 @@ func podTraffic(t *testing.T, u *upstreamEnv, pod, peer *livePod) {
 	waitFor(t, "the fleet tier up again", func() bool { return pod.fleetState() == "up" })
 	u.redis.Stop() // calls fail
 	skip("gone")
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
