@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"github.com/chittyos/chittyid-sidecar/config/file"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -206,12 +207,22 @@ func (p *processor) export(ctx context.Context, exp *otlpExporter, cfg exportSet
 	}
 	if err != nil {
 		p.failed.Add(n)
-		p.onError(err, len(batch))
+		p.onError(redactHeaders(err, cfg.headers), len(batch))
 	} else {
 		p.exported.Add(n)
 	}
 	clear(batch)
 	return batch[:0]
+}
+
+// redactHeaders returns err with the values of the headers an export sent
+// redacted (field.RedactErr): its text quotes the collector's answer, and
+// a collector, hostile or broken, can echo them.
+func redactHeaders(err error, headers map[string]string) error {
+	for _, v := range headers {
+		err = field.RedactErr(err, v)
+	}
+	return err
 }
 
 // otlpExporter is an OTLP/HTTP exporter and the HTTP transport it owns
