@@ -104,18 +104,26 @@ func (t *trust) readSecretFile(key, path string, origins map[string]string) (s f
 }
 
 // checkTLSFiles judges the TLS files c names (upstream.tls, and
-// fleet.redis.tls when enabled), which their sections read themselves: a
-// file others could write could make the sidecar trust another server. A
-// file that cannot be stat'ed is left to the section's own read to report.
+// fleet.redis.tls when enabled, and the trace collector's, named by the
+// environment), which their readers read themselves: a file others could
+// write could make the sidecar trust another server, and send it the
+// upstream token, the Redis password or the collector's headers. A file
+// that cannot be stat'ed is left to its reader to report.
 func (t *trust) checkTLSFiles(c *Config) error {
 	type named struct {
 		key, path string
-		secret    bool // a private key
+		secret    bool   // a private key
+		env       string // the environment variable that names it; "": key does
 	}
-	u, r := c.Upstream.TLS, c.Fleet.Redis.TLS
-	files := []named{{"upstream.tls.caFile", u.CAFile, false}, {"upstream.tls.certFile", u.CertFile, false}, {"upstream.tls.keyFile", u.KeyFile, true}}
+	u, r, x := c.Upstream.TLS, c.Fleet.Redis.TLS, c.Tracing.Export.TLS
+	files := []named{{"upstream.tls.caFile", u.CAFile, false, ""}, {"upstream.tls.certFile", u.CertFile, false, ""}, {"upstream.tls.keyFile", u.KeyFile, true, ""}}
 	if r.Enabled {
-		files = append(files, named{"fleet.redis.tls.caFile", r.CAFile, false}, named{"fleet.redis.tls.certFile", r.CertFile, false}, named{"fleet.redis.tls.keyFile", r.KeyFile, true})
+		files = append(files, named{"fleet.redis.tls.caFile", r.CAFile, false, ""}, named{"fleet.redis.tls.certFile", r.CertFile, false, ""}, named{"fleet.redis.tls.keyFile", r.KeyFile, true, ""})
+	}
+	if c.Tracing.On() {
+		files = append(files, named{"tracing.endpoint", x.CA, false, "OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE"},
+			named{"tracing.endpoint", x.Cert, false, "OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE"},
+			named{"tracing.endpoint", x.Key, true, "OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_KEY"})
 	}
 	var errs field.Errors
 	for _, f := range files {
@@ -126,8 +134,15 @@ func (t *trust) checkTLSFiles(c *Config) error {
 		if err != nil {
 			continue
 		}
-		if err := t.judge(f.key, f.path, fi, f.secret); err != nil {
-			errs.Add(f.key, "%v", err) // err starts with the quoted path
+		what := f.key
+		if f.env != "" {
+			what = "env " + f.env
+		}
+		if err := t.judge(what, f.path, fi, f.secret); err != nil {
+			if f.env != "" {
+				err = fmt.Errorf("%s: %w", what, err)
+			}
+			errs.Add(f.key, "%v", err) // err starts with the quoted path, or the variable
 		}
 	}
 	return errs.Join()

@@ -29,24 +29,35 @@ func writeMode(t *testing.T, path, content string, mode os.FileMode) string {
 	return path
 }
 
-var trustAnyway = env(map[string]string{EnvInsecureTrustWritableFiles: "true"})
+// writeCA writes a CA bundle (tlsFiles') at path with mode.
+func writeCA(t *testing.T, path string, mode os.FileMode) string {
+	t.Helper()
+	pem, _, _ := tlsFiles(t)
+	b, err := os.ReadFile(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeMode(t, path, string(b), mode)
+}
 
 // TestLoadRefusesFilesOthersCouldWrite: a config, token, password or TLS
-// file that group or others may write is refused, naming the file and the
-// fix: whoever can write the config can send the token to a server of
-// theirs, and whoever can write the token file decides what the token is.
-// With the opt-out the file is used, with a warning. Issue 24.
+// file (the trace collector's, named by the environment, included) that
+// group or others may write is refused, naming the file and the fix:
+// whoever can write the config can send the token to a server of theirs,
+// and whoever can write the token file decides what the token is. With
+// the opt-out the file is used, with a warning. Issue 24.
 func TestLoadRefusesFilesOthersCouldWrite(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		// setup writes the files into dir and returns the config's path.
 		setup func(t *testing.T, dir string) string
-		want  string // part of the error, after the file's name
+		want  string            // part of the error, after the file's name
+		vars  map[string]string // the environment; "{dir}" stands for dir
 	}{
 		{"config file 0666", func(t *testing.T, dir string) string {
 			return writeMode(t, filepath.Join(dir, "config.yaml"), "upstream: {url: http://127.0.0.1:1/v1}\n", 0o666)
-		}, "config.yaml\" is writable by group or others (mode 0666); make it writable by its owner only (chmod go-w)"},
+		}, "config.yaml\" is writable by group or others (mode 0666); make it writable by its owner only (chmod go-w)", nil},
 		{"config file in a group-writable directory", func(t *testing.T, dir string) string {
 			sub := filepath.Join(dir, "shared")
 			if err := os.Mkdir(sub, 0o700); err != nil {
@@ -57,35 +68,40 @@ func TestLoadRefusesFilesOthersCouldWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			return path
-		}, "shared\" is writable by group or others (mode 0770)"},
+		}, "shared\" is writable by group or others (mode 0770)", nil},
 		{"token file 0666", func(t *testing.T, dir string) string {
 			tok := writeMode(t, filepath.Join(dir, "token"), "tok-123\n", 0o666)
 			return writeMode(t, filepath.Join(dir, "config.yaml"), fmt.Sprintf("upstream:\n  tokenFile: %q\n", tok), 0o600)
-		}, "line 2: upstream.tokenFile: \"" + "{dir}/token\" is writable by group or others (mode 0666)"},
+		}, "line 2: upstream.tokenFile: \"" + "{dir}/token\" is writable by group or others (mode 0666)", nil},
 		{"password file 0620", func(t *testing.T, dir string) string {
 			pw := writeMode(t, filepath.Join(dir, "redis-password"), "pw\n", 0o620)
 			return writeMode(t, filepath.Join(dir, "config.yaml"), fmt.Sprintf("fleet:\n  redis:\n    addrs: [redis:6379]\n    passwordFile: %q\n", pw), 0o600)
-		}, "fleet.redis.passwordFile: \"{dir}/redis-password\" is writable by group or others (mode 0620)"},
+		}, "fleet.redis.passwordFile: \"{dir}/redis-password\" is writable by group or others (mode 0620)", nil},
 		{"CA file 0666", func(t *testing.T, dir string) string {
-			pem, _, _ := tlsFiles(t)
-			b, err := os.ReadFile(pem)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ca := writeMode(t, filepath.Join(dir, "ca.pem"), string(b), 0o666)
+			ca := writeCA(t, filepath.Join(dir, "ca.pem"), 0o666)
 			return writeMode(t, filepath.Join(dir, "config.yaml"), fmt.Sprintf("upstream:\n  url: https://id.example/v1\n  tls: {caFile: %q}\n", ca), 0o600)
-		}, "line 3: upstream.tls.caFile \"{dir}/ca.pem\" is writable by group or others (mode 0666)"},
+		}, "line 3: upstream.tls.caFile \"{dir}/ca.pem\" is writable by group or others (mode 0666)", nil},
+		{"collector's CA file 0666", func(t *testing.T, dir string) string {
+			writeCA(t, filepath.Join(dir, "collector-ca.pem"), 0o666)
+			return writeMode(t, filepath.Join(dir, "config.yaml"), "tracing: {endpoint: https://collector.example:4318}\n", 0o600)
+		}, "tracing.endpoint env OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE: \"{dir}/collector-ca.pem\" is writable by group or others (mode 0666)",
+			map[string]string{"OTEL_EXPORTER_OTLP_CERTIFICATE": "{dir}/collector-ca.pem"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			path := tc.setup(t, dir)
 			want := strings.ReplaceAll(tc.want, "{dir}", dir)
-			c, err := Load(path, noEnv)
+			vars := map[string]string{}
+			for k, v := range tc.vars {
+				vars[k] = strings.ReplaceAll(v, "{dir}", dir)
+			}
+			c, err := Load(path, env(vars))
 			if c != nil || err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("Load = %v, %v; want an error saying %q", c, err, want)
 			}
-			c, err = Load(path, trustAnyway)
+			vars[EnvInsecureTrustWritableFiles] = "true"
+			c, err = Load(path, env(vars))
 			if err != nil {
 				t.Fatalf("with %s: %v", EnvInsecureTrustWritableFiles, err)
 			}

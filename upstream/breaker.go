@@ -191,7 +191,7 @@ type outcome uint8
 const (
 	countSuccess outcome = iota
 	countFailure
-	countIgnore // e.g. a 4xx other than 429: the caller's fault, not upstream's
+	countIgnore // a refusal, such as a 4xx (429 included): upstream is up (answerCount)
 )
 
 // do runs one attempt through the breaker. attempt reports how the breaker

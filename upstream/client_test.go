@@ -261,6 +261,54 @@ func TestRateLimitedRetries(t *testing.T) {
 	}
 }
 
+// TestRateLimitNotABreakerFailure: a rate-limited answer, a 429 (with or
+// without Retry-After) or the worker's fallback 0007, says upstream is up
+// and asks for less: however many come in a row, the breaker counts no
+// failure and stays closed, in either dialect; as many 500s open it.
+func TestRateLimitNotABreakerFailure(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		dialect upstream.Dialect
+		fault   sim.Fault
+		kind    error
+		opens   bool
+	}{
+		{"429", upstream.DialectClientV1, sim.Fault{Mode: "status", Status: 429}, upstream.ErrRateLimited, false},
+		{"429 Retry-After", upstream.DialectClientV1, sim.Fault{Mode: "status", Status: 429, RetryAfter: 30}, upstream.ErrRateLimited, false},
+		{"worker 0007", upstream.DialectWorker, sim.Fault{Mode: "fallback", ErrorCode: "0007"}, upstream.ErrRateLimited, false},
+		{"500, the control", upstream.DialectClientV1, sim.Fault{Mode: "status", Status: 500}, upstream.ErrUnavailable, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const failures = 2
+			s, c := setup(t, sim.Config{Dialect: tc.dialect, Format: chittyid.FormatNumeric}, func(cfg *upstream.Config) {
+				cfg.Breaker.Failures = failures
+			})
+			tc.fault.Routes = []string{"mint"}
+			if err := s.SetFault(tc.fault); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 * failures {
+				_, err := c.Mint(ctxFor(t, 2*time.Second), upstream.MintRequest{Entity: chittyid.EntityPEO}, "", upstream.CallInfo{})
+				if tc.opens && i >= failures {
+					tc.kind = upstream.ErrCircuitOpen
+				}
+				if !errors.Is(err, tc.kind) {
+					t.Fatalf("mint %d: %v, want %v", i+1, err, tc.kind)
+				}
+			}
+			if got, want := c.Breaker().State() == upstream.BreakerOpen, tc.opens; got != want {
+				t.Errorf("breaker %s (%d failures counted, %d trips) after %d such answers; open %v, want %v",
+					c.Breaker().State(), c.Breaker().Failures(), c.Breaker().Trips(), 2*failures, got, want)
+			}
+			if !tc.opens && c.Breaker().Failures() != 0 {
+				t.Errorf("breaker counted %d failures, want none", c.Breaker().Failures())
+			}
+		})
+	}
+}
+
 func TestInFlightCapWaitsWithinDeadline(t *testing.T) {
 	t.Parallel()
 	s, c := setup(t, sim.Config{}, func(cfg *upstream.Config) { cfg.MaxInFlight = 1; cfg.Timeout = 5 * time.Second })

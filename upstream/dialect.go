@@ -10,6 +10,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
 	"github.com/chittyos/chittyid-sidecar/upstream/tracing"
 )
@@ -153,7 +154,7 @@ func (c *Client) Mint(ctx context.Context, m MintRequest, key string, info CallI
 			return callErr("mint", ErrBadResponse, res.status, "answer is not JSON")
 		}
 		if ans.isFallback() {
-			return fallbackErr("mint", fallbackCode(ans.ErrorCode, ans.id()), redact(ans.id(), auth))
+			return fallbackErr("mint", fallbackCode(ans.ErrorCode, ans.id()), field.Redact(ans.id(), auth))
 		}
 		return c.checkMinted("mint", ans.id(), auth)
 	})
@@ -173,8 +174,8 @@ func (c *Client) checkMinted(op, id, auth string) *CallError {
 	case isFallbackID(id):
 		return fallbackErr(op, fallbackCode("", id), id)
 	case exposes(id, auth):
-		e := callErr(op, ErrBadResponse, 200, "minted id %q carries the credential the request was sent with", clip(redact(id, auth)))
-		e.Refused = []string{clip(redact(id, auth))}
+		e := callErr(op, ErrBadResponse, 200, "minted id %q carries the credential the request was sent with", clip(field.Redact(id, auth)))
+		e.Refused = []string{clip(field.Redact(id, auth))}
 		return e
 	case c.format.Check(id) != nil:
 		e := callErr(op, ErrBadResponse, 200, "minted id %q does not match the %s format", clip(id), c.format)
@@ -351,7 +352,7 @@ func (c *Client) Validate(ctx context.Context, id string, info CallInfo) (Verdic
 		if err := json.Unmarshal(res.body, &ans); err != nil || ans.Valid == nil {
 			return callErr("validate", ErrBadResponse, res.status, "answer has no boolean valid field")
 		}
-		v = Verdict{Valid: *ans.Valid, Entity: ans.Entity, Reason: clip(redact(ans.Reason+ans.Error, auth))}
+		v = Verdict{Valid: *ans.Valid, Entity: ans.Entity, Reason: clip(field.Redact(ans.Reason+ans.Error, auth))}
 		return nil
 	})
 	return v, scrub(err, auth)
@@ -386,10 +387,10 @@ func upstreamMessage(body []byte, auth string) string {
 	}
 	if json.Unmarshal(body, &ans) == nil {
 		if ans.Message != "" {
-			return clip(redact(ans.Message, auth))
+			return clip(field.Redact(ans.Message, auth))
 		}
 		if s, ok := ans.Error.(string); ok {
-			return clip(redact(s, auth))
+			return clip(field.Redact(s, auth))
 		}
 	}
 	return "upstream refused the request"

@@ -4,13 +4,15 @@
 // keeps every failure a kind callers can classify (CallError and the Err
 // values, with errors.Is).
 //
-// Every call goes through the circuit breaker (Breaker, the only user of
-// go-circuitbreaker), which opens after consecutive failures and fails
-// calls fast while it is open, and through the retry policy: a request
-// upstream certainly did not process may be sent again, one it may have
-// processed only when it is idempotent, each mint attempt with the same
-// Idempotency-Key, each retry after a full-jitter backoff or the
-// Retry-After upstream named, all within the caller's deadline. At most upstream.maxInFlight mints run at once. A fallback
+// Every mint and validate goes through the circuit breaker (Breaker, the
+// only user of go-circuitbreaker), which opens after consecutive failures
+// (a refusal, such as a 429, is none) and fails calls fast while it is
+// open, and through the retry policy: a request upstream certainly did not
+// process may be sent again, one it may have processed only when it is
+// idempotent, each mint attempt with the same Idempotency-Key, each retry
+// after a full-jitter backoff or the Retry-After upstream named, all
+// within the caller's deadline. Health polls bypass the breaker. At most
+// upstream.maxInFlight mints run at once. A fallback
 // (placeholder) ID is never handed out as a real one; a mint whose caller
 // gave up is still awaited (LateAnswers) so that no minted ID goes
 // unrecorded. Upstream's own text reaches errors only cut short, with the

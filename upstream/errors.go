@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config/field"
 )
 
 // Kinds of upstream failure. A CallError wraps exactly one of them, so
@@ -138,63 +139,15 @@ func RefusedIDs(err error) []string {
 // What upstream says may carry the credential it was sent: a hostile or
 // broken upstream can echo the Authorization header into any field. So
 // every text from upstream that leaves this package, in an error (scrub)
-// or a value, goes through one redaction (redact) before it is cut short,
-// and a value relayed to the caller (a minted ID, a version) that carries
-// it is refused or dropped (exposes).
-
-// redacted stands for the credential in upstream's text.
-const redacted = "[redacted]"
-
-// credentialOf is the credential of auth, an Authorization header value
-// ("Bearer <token>"): the token, or auth itself when it has no scheme.
-// A credential shorter than four bytes is not looked for (it would match
-// everywhere).
-func credentialOf(auth string) string {
-	if _, cred, ok := strings.Cut(auth, " "); ok {
-		auth = cred
-	}
-	if len(auth) < 4 {
-		return ""
-	}
-	return auth
-}
-
-// redact replaces the credential of auth wherever it appears in s, in any
-// letter case: "Bearer <token>", "token=<token>…" and a bare "<token>"
-// alike.
-func redact(s, auth string) string {
-	cred := credentialOf(auth)
-	if cred == "" {
-		return s
-	}
-	var b strings.Builder
-	for i := indexFold(s, cred); i >= 0; i = indexFold(s, cred) {
-		b.WriteString(s[:i])
-		b.WriteString(redacted)
-		s = s[i+len(cred):]
-	}
-	if b.Len() == 0 {
-		return s
-	}
-	b.WriteString(s)
-	return b.String()
-}
+// or a value, goes through one redaction (field.Redact) before it is cut
+// short, and a value relayed to the caller (a minted ID, a version) that
+// carries it is refused or dropped (exposes).
 
 // exposes reports whether s, a value relayed to the caller, carries the
 // credential of auth (in any letter case) or is a piece of it.
 func exposes(s, auth string) bool {
-	cred := credentialOf(auth)
-	return cred != "" && (indexFold(s, cred) >= 0 || len(s) >= 4 && indexFold(cred, s) >= 0)
-}
-
-// indexFold is strings.Index ignoring ASCII letter case.
-func indexFold(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
-			return i
-		}
-	}
-	return -1
+	cred := field.CredentialOf(auth)
+	return cred != "" && (field.IndexFold(s, cred) >= 0 || len(s) >= 4 && field.IndexFold(cred, s) >= 0)
 }
 
 // scrub returns err with the credential of auth redacted from every text
@@ -203,26 +156,14 @@ func indexFold(s, sub string) int {
 // upstream's bytes (the cause is then replaced by its redacted text).
 func scrub(err error, auth string) error {
 	var ce *CallError
-	if !errors.As(err, &ce) || credentialOf(auth) == "" {
+	if !errors.As(err, &ce) || field.CredentialOf(auth) == "" {
 		return err
 	}
 	c := *ce
-	c.Detail = redact(c.Detail, auth)
+	c.Detail = field.Redact(c.Detail, auth)
 	c.Refused, c.Placeholders = redactAll(c.Refused, auth), redactAll(c.Placeholders, auth)
-	c.Cause = redactErr(c.Cause, auth)
+	c.Cause = field.RedactErr(c.Cause, auth)
 	return &c
-}
-
-// redactErr returns err as it is, or, if its text carries the credential
-// of auth, a plain error with the redacted text.
-func redactErr(err error, auth string) error {
-	if err == nil {
-		return nil
-	}
-	if text := err.Error(); redact(text, auth) != text {
-		return errors.New(redact(text, auth))
-	}
-	return err
 }
 
 // redactAll redacts each of ids into a new slice (nil for none).
@@ -232,7 +173,7 @@ func redactAll(ids []string, auth string) []string {
 	}
 	out := make([]string, len(ids))
 	for i, id := range ids {
-		out[i] = redact(id, auth)
+		out[i] = field.Redact(id, auth)
 	}
 	return out
 }

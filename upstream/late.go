@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
 	"github.com/valyala/fasthttp"
 )
 
@@ -76,7 +77,7 @@ func (l *LateAnswers) watch(c *Client, r *request, deadline time.Time, x *watche
 	if !x.abandoned.CompareAndSwap(false, true) { // the caller gave up
 		switch {
 		case err != nil: // its text may quote upstream's bytes: redacted
-			l.report(r.op, r.idempotencyKey, r.info, nil, fmt.Errorf("awaiting the answer after the caller gave up: %w", redactErr(err, r.auth)))
+			l.report(r.op, r.idempotencyKey, r.info, nil, fmt.Errorf("awaiting the answer after the caller gave up: %w", field.RedactErr(err, r.auth)))
 		case res.status >= 200 && res.status < 300:
 			if ids := r.late(res.body); len(ids) > 0 {
 				l.report(r.op, r.idempotencyKey, r.info, redactAll(ids, r.auth), nil)

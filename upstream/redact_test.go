@@ -37,7 +37,4 @@ func TestScrub(t *testing.T) {
 			t.Errorf("exposes(%q) = %v, want %v", tc.s, got, tc.want)
 		}
 	}
-	if got := redact("no secret here", ""); got != "no secret here" {
-		t.Errorf("redact without a credential = %q", got)
-	}
 }

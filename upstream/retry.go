@@ -209,31 +209,43 @@ func (c *Client) attempt(ctx context.Context, r *request, accept func(response) 
 	switch s := res.status; {
 	case s >= 200 && s < 300:
 		if ce := accept(res); ce != nil {
-			ar.err, ar.count = ce, countFailure
-			switch {
-			case errors.Is(ce, ErrRateLimited): // a rate-limited fallback: nothing was minted
-				ar.count, ar.safe = countIgnore, !ce.minted
-			case errors.Is(ce, ErrRejected): // an invalid-request fallback: the request's fault
-				ar.count = countIgnore
-			}
+			// A rate-limited fallback minted nothing: another attempt is safe.
+			ar.err, ar.safe = ce, errors.Is(ce, ErrRateLimited) && !ce.minted
 		}
 	case s == 401 || s == 403:
-		ar.err, ar.count = callErr(r.op, ErrUnauthorized, s, "upstream refused the token"), countIgnore
+		ar.err = callErr(r.op, ErrUnauthorized, s, "upstream refused the token")
 	case s == 429:
-		ar.err, ar.count, ar.safe = callErr(r.op, ErrRateLimited, s, "upstream is rate limiting"), countFailure, true
+		ar.err, ar.safe = callErr(r.op, ErrRateLimited, s, "upstream is rate limiting"), true
 		ar.err.RetryAfter = res.retryAfter
 		if ar.err.RetryAfter == 0 {
 			ar.err.RetryAfter = BriefRetryAfter
 		}
 	case s == 503:
-		ar.err, ar.count, ar.safe = callErr(r.op, ErrUnavailable, s, "upstream is unavailable"), countFailure, true
+		ar.err, ar.safe = callErr(r.op, ErrUnavailable, s, "upstream is unavailable"), true
 		ar.err.RetryAfter = res.retryAfter
 	case s >= 500:
-		ar.err, ar.count, ar.unknown, ar.lost = callErr(r.op, ErrUnavailable, s, "upstream failed"), countFailure, true, true
+		ar.err, ar.unknown, ar.lost = callErr(r.op, ErrUnavailable, s, "upstream failed"), true, true
 	default:
-		ar.err, ar.count = callErr(r.op, ErrRejected, s, "%s", upstreamMessage(res.body, r.auth)), countIgnore
+		ar.err = callErr(r.op, ErrRejected, s, "%s", upstreamMessage(res.body, r.auth))
 	}
+	ar.count = answerCount(ar.err)
 	return ar
+}
+
+// answerCount is how the breaker counts an attempt that upstream answered,
+// by the kind of its failure e, whatever the dialect said it with (a status
+// or a worker's fallback code): a refusal (rate limited, the token
+// refused, the request rejected) comes from an upstream that is up and
+// answering, and one that asks for less load when it rate limits, so it is
+// not a failure; any other (a 5xx, a fallback, an unusable answer) is.
+func answerCount(e *CallError) outcome {
+	switch {
+	case e == nil:
+		return countSuccess
+	case errors.Is(e, ErrRateLimited), errors.Is(e, ErrUnauthorized), errors.Is(e, ErrRejected):
+		return countIgnore
+	}
+	return countFailure
 }
 
 func classifyTransport(ctx context.Context, op string, err error) attemptResult {

@@ -104,10 +104,6 @@ func validServerName(s string) bool {
 	return true
 }
 
-// maxPEMBytes bounds each TLS file: a whole public CA bundle is a few
-// hundred KiB.
-const maxPEMBytes = 1 << 20
-
 // ReadFiles reads CAFile, CertFile and KeyFile into Files and checks what
 // they hold: at least one certificate in the CA bundle, a certificate and
 // a key that belong together. Each file must be a regular file of at most
@@ -119,7 +115,7 @@ func (t *TLSConfig) ReadFiles() error {
 		if path == "" {
 			return ""
 		}
-		b, _, err := file.Read(path, maxPEMBytes)
+		b, _, err := file.Read(path, file.MaxPEMBytes)
 		if err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) {

@@ -157,10 +157,6 @@ func (c TLS) CheckFiles() error {
 	return err
 }
 
-// maxPEMBytes bounds each TLS file: a whole public CA bundle is a few
-// hundred KiB.
-const maxPEMBytes = 1 << 20
-
 // loadTLS builds the client TLS config, reading the CA and client
 // certificate files once, each a regular file of at most 1 MiB (see
 // package config/file).
@@ -199,7 +195,7 @@ func loadTLS(c TLS) (*tls.Config, error) {
 
 // readPEM reads the TLS file at path, which key names.
 func readPEM(key, path string) ([]byte, error) {
-	b, _, err := file.Read(path, maxPEMBytes)
+	b, _, err := file.Read(path, file.MaxPEMBytes)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {

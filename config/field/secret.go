@@ -11,7 +11,7 @@ func (s Secret) String() string {
 	if s == "" {
 		return ""
 	}
-	return "[redacted]"
+	return Redacted
 }
 
 // GoString keeps %#v from printing the value.

@@ -38,3 +38,19 @@ func TestSecretNeverPrints(t *testing.T) {
 		t.Errorf("an empty secret prints %q, want nothing", Secret("").String())
 	}
 }
+
+// TestRedact: the credential of a header value is replaced in any letter
+// case, as often as it appears, scheme or not; a value too short to look
+// for (or none) leaves the text as it is.
+func TestRedact(t *testing.T) {
+	for _, tc := range []struct{ text, v, want string }{
+		{"auth: Bearer s3cret-TOKEN", "Bearer s3cret-TOKEN", "auth: Bearer [redacted]"},
+		{"S3CRET-token=s3cret-token;", "s3cret-TOKEN", "[redacted]=[redacted];"},
+		{"no secret here", "", "no secret here"},
+		{"key abc in text", "abc", "key abc in text"},
+	} {
+		if got := Redact(tc.text, tc.v); got != tc.want {
+			t.Errorf("Redact(%q, %q) = %q, want %q", tc.text, tc.v, got, tc.want)
+		}
+	}
+}

@@ -35,6 +35,10 @@ var (
 	ErrInsecure = errors.New("file others could write")
 )
 
+// MaxPEMBytes bounds a TLS file (a CA bundle, a certificate, a private
+// key): a whole public CA bundle is a few hundred KiB.
+const MaxPEMBytes = 1 << 20
+
 // insecureError is Check's error: its own text, matching ErrInsecure.
 type insecureError struct{ msg string }
 

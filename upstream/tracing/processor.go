@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/chittyos/chittyid-sidecar/config/field"
+	"github.com/chittyos/chittyid-sidecar/config/file"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -206,12 +207,22 @@ func (p *processor) export(ctx context.Context, exp *otlpExporter, cfg exportSet
 	}
 	if err != nil {
 		p.failed.Add(n)
-		p.onError(err, len(batch))
+		p.onError(redactHeaders(err, cfg.headers), len(batch))
 	} else {
 		p.exported.Add(n)
 	}
 	clear(batch)
 	return batch[:0]
+}
+
+// redactHeaders returns err with the values of the headers an export sent
+// redacted (field.RedactErr): its text quotes the collector's answer, and
+// a collector, hostile or broken, can echo them.
+func redactHeaders(err error, headers map[string]string) error {
+	for _, v := range headers {
+		err = field.RedactErr(err, v)
+	}
+	return err
 }
 
 // otlpExporter is an OTLP/HTTP exporter and the HTTP transport it owns
@@ -265,7 +276,9 @@ func (x *otlpExporter) shutdown() {
 
 // TLSFiles are the files an https collector is trusted and authenticated
 // with (OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE, _CLIENT_CERTIFICATE,
-// _CLIENT_KEY), read when the exporter is built.
+// _CLIENT_KEY), read when the exporter is built, as the sidecar reads
+// every TLS file: a regular file only, without blocking on a FIFO, of at
+// most file.MaxPEMBytes.
 type TLSFiles struct {
 	CA, Cert, Key string
 }
@@ -277,7 +290,7 @@ func (f TLSFiles) config() (*tls.Config, error) {
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if f.CA != "" {
-		pem, err := os.ReadFile(f.CA)
+		pem, _, err := file.Read(f.CA, file.MaxPEMBytes)
 		if err != nil {
 			return nil, fmt.Errorf("reading the collector's CA (%s): %w", EnvCertificate, err)
 		}
@@ -287,7 +300,15 @@ func (f TLSFiles) config() (*tls.Config, error) {
 		}
 	}
 	if f.Cert != "" || f.Key != "" {
-		cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		certPEM, _, err := file.Read(f.Cert, file.MaxPEMBytes)
+		if err != nil {
+			return nil, fmt.Errorf("reading the client certificate for the collector (%s): %w", EnvClientCertificate, err)
+		}
+		keyPEM, _, err := file.Read(f.Key, file.MaxPEMBytes)
+		if err != nil {
+			return nil, fmt.Errorf("reading the client key for the collector (%s): %w", EnvClientKey, err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("loading the client certificate for the collector (%s, %s): %w", EnvClientCertificate, EnvClientKey, err)
 		}

@@ -40,7 +40,8 @@ type Options struct {
 	// Version is the resource's service.version.
 	Version string
 	// OnExportError, if set, hears of every failed export (for the log).
-	// Its error never holds the headers' values.
+	// Its error never holds the headers' values, even where it quotes a
+	// collector's answer that echoed them.
 	OnExportError func(err error, spans int)
 	// Recorder, if set, also keeps every sampled span that ends (tests).
 	Recorder *Recorder

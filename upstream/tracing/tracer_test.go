@@ -2,10 +2,15 @@ package tracing
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/config/field"
 )
 
 var timeZero time.Time
@@ -175,5 +180,48 @@ func TestCollectorDownCountsDrops(t *testing.T) {
 	<-done
 	if st := tr.Stats(); st.DroppedExportFailed != 4 || st.Exported != 0 || failures == 0 {
 		t.Errorf("stats %+v, %d failures reported: want the 4 queued spans failed", st, failures)
+	}
+}
+
+// TestExportErrorRedactsHeaders: a collector that refuses an export and
+// echoes the headers it was sent (the API key whole, its credential in
+// another letter case) in its answer, which the export's error quotes,
+// never gets their values into what OnExportError hears.
+func TestExportErrorRedactsHeaders(t *testing.T) {
+	t.Parallel()
+	const key, auth = "collector-key-0042", "Bearer Tok3n-of-the-collector"
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, "bad key %q, bad auth %s", r.Header.Get("X-Api-Key"), strings.ToUpper(r.Header.Get("Authorization")))
+	}))
+	t.Cleanup(collector.Close)
+	cfg := Defaults()
+	cfg.Endpoint = collector.URL
+	cfg.Headers = map[string]field.Secret{"X-Api-Key": key, "Authorization": auth}
+	env := map[string]string{EnvBatchSize: "1"}
+	if err := cfg.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, func(string) bool { return true }, func(string, string) {}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 1)
+	tr := New(cfg, Options{OnExportError: func(err error, _ int) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tr.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	_, s := tr.StartServer(context.Background(), Remote{}, "x", time.Now())
+	s.End()
+	select {
+	case err := <-errs:
+		text := strings.ToLower(err.Error())
+		if strings.Contains(text, strings.ToLower(key)) || strings.Contains(text, "tok3n-of-the-collector") || !strings.Contains(text, "bad key") || strings.Count(text, field.Redacted) != 2 {
+			t.Errorf("export error %q: want the collector's answer with both values [redacted]", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no export error reported")
 	}
 }
