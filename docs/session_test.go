@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -155,15 +156,63 @@ func (r *pageRun) mapPorts(s string) string {
 	})
 }
 
-// freePort is a port nothing listens on now ("0" if there is none, which
-// makes the command fail visibly).
+// freePort is a port nothing listens on now, for an address that a
+// command binds later (a config file's listen, say), or that nothing
+// should answer on; "0" if there is none, which makes the command fail
+// visibly. Where the kernel says which ports it hands out itself (Linux:
+// ip_local_port_range), the port is one below that range, never given out
+// twice by this process: what binds port 0 or connects out, anywhere on
+// the machine and at any moment, gets a port from that range, and so
+// cannot take this one before the command binds it. Elsewhere it is one
+// the kernel picks.
 func freePort() string {
+	if p, ok := portBelowEphemeral(); ok {
+		return strconv.Itoa(p)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "0"
 	}
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// givenOut are the ports portBelowEphemeral has handed out.
+var givenOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// portBelowEphemeral is a port between 10000 and the kernel's ephemeral
+// range that this process has not handed out and nothing listens on.
+func portBelowEphemeral() (int, bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, false
+	}
+	low, err := strconv.Atoi(strings.Fields(string(b) + " 0")[0])
+	if err != nil || low <= 10000 {
+		return 0, false
+	}
+	givenOut.Lock()
+	defer givenOut.Unlock()
+	if givenOut.ports == nil {
+		givenOut.ports = map[int]bool{}
+	}
+	for range 100 {
+		p := 10000 + rand.IntN(low-10000)
+		if givenOut.ports[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		givenOut.ports[p] = true
+		return p, true
+	}
+	return 0, false
 }
 
 // isSidecar says whether cmd runs the sidecar binary's sub command in
