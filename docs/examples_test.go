@@ -24,7 +24,11 @@ package docs
 //     of a $NAME such as the dev token. It names it ($ID, $TOKEN).
 //   - 127.0.0.1:PORT in a command or an expected line is an address the
 //     text chose (8787 is dev's and serve's default): the test gives each
-//     such port of a page a free one, the same every time it appears.
+//     such port of a page a free one, the same every time it appears. A
+//     command that starts the sidecar binary (in the foreground or with
+//     '&') and prints an address it is the first to name binds port 0
+//     there instead, and the port it prints is the page's from then on: a
+//     port picked free in advance can be taken before the command binds it.
 //   - "go run ./cmd/chittyid-sidecar" and "chittyid-sidecar" run a binary
 //     the test built; "go build -o FILE ./cmd/chittyid-sidecar" copies it.
 //     A command running dev, serve or upstream-sim in the foreground runs
@@ -375,6 +379,26 @@ func TestMatcher(t *testing.T) {
 	}
 	if _, err := m.match(`{"chittyId":"CT-1","chitty_id":"CT-2"}`, []string{`{"chittyId":"$ID","chitty_id":"$ID"}`}); err == nil {
 		t.Error("one name matched two values")
+	}
+}
+
+// TestLearnPorts: a command that starts a listener and prints its address
+// binds port 0 for a port the page names first, and the port it prints is
+// the page's; a port the page already gave out is kept.
+func TestLearnPorts(t *testing.T) {
+	t.Parallel()
+	r := &pageRun{ports: map[string]string{"8787": "41000"}, vars: map[string]string{}}
+	want := []string{"API http://127.0.0.1:8791/v1, control http://127.0.0.1:8792 (sidecar 127.0.0.1:8787)"}
+	cmd, learn := r.learnPorts("upstream-sim --listen 127.0.0.1:8791 --control 127.0.0.1:8792 --peer 127.0.0.1:8787 &", want)
+	if cmd != "upstream-sim --listen 127.0.0.1:0 --control 127.0.0.1:0 --peer 127.0.0.1:8787 &" || len(learn) != 2 {
+		t.Fatalf("command %q, learning %v", cmd, learn)
+	}
+	got, err := matcher{vars: r.vars}.match("API http://127.0.0.1:40323/v1, control http://127.0.0.1:46675 (sidecar 127.0.0.1:41000)\n", []string{r.mapPorts(want[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.keep(got, learn); err != nil || r.ports["8791"] != "40323" || r.ports["8792"] != "46675" || r.ports["8787"] != "41000" || len(r.vars) != 0 {
+		t.Fatalf("ports %v, vars %v, %v", r.ports, r.vars, err)
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,7 +88,7 @@ func runSteps(t *testing.T, bin string, steps []step, logDir string) (err error)
 		return err
 	}
 	defer r.close()
-	if len(steps) > 0 && !isSidecar(r.rewrite(steps[0].cmd), "dev") {
+	if len(steps) > 0 && !isSidecar(r.binary(steps[0].cmd), "dev") {
 		implicit := step{page: steps[0].page, line: 0, cmd: "go run ./cmd/chittyid-sidecar dev", want: []string{
 			"sidecar: http://127.0.0.1:8787 (apps: …",
 			"upstream simulator: $SIM (…",
@@ -133,10 +135,12 @@ var (
 
 // rewrite makes a command as written run here: the built binary for go
 // run and go build, a free port for each port the text chose.
-func (r *pageRun) rewrite(cmd string) string {
+func (r *pageRun) rewrite(cmd string) string { return r.mapPorts(r.binary(cmd)) }
+
+// binary is cmd with the built binary for go run and go build.
+func (r *pageRun) binary(cmd string) string {
 	cmd = goRun.ReplaceAllLiteralString(cmd, shq(r.bin))
-	cmd = goBuild.ReplaceAllString(cmd, "cp "+shq(r.bin)+" $1")
-	return r.mapPorts(cmd)
+	return goBuild.ReplaceAllString(cmd, "cp "+shq(r.bin)+" $1")
 }
 
 func (r *pageRun) mapPorts(s string) string {
@@ -152,9 +156,19 @@ func (r *pageRun) mapPorts(s string) string {
 	})
 }
 
-// freePort is a port nothing listens on now ("0" if there is none, which
-// makes the command fail visibly).
+// freePort is a port nothing listens on now, for an address that a
+// command binds later (a config file's listen, say), or that nothing
+// should answer on; "0" if there is none, which makes the command fail
+// visibly. Where the kernel says which ports it hands out itself (Linux:
+// ip_local_port_range), the port is one below that range, never given out
+// twice by this process: what binds port 0 or connects out, anywhere on
+// the machine and at any moment, gets a port from that range, and so
+// cannot take this one before the command binds it. Elsewhere it is one
+// the kernel picks.
 func freePort() string {
+	if p, ok := portBelowEphemeral(); ok {
+		return strconv.Itoa(p)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "0"
@@ -163,12 +177,55 @@ func freePort() string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
+// givenOut are the ports portBelowEphemeral has handed out.
+var givenOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// portBelowEphemeral is a port between 10000 and the kernel's ephemeral
+// range that this process has not handed out and nothing listens on.
+func portBelowEphemeral() (int, bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, false
+	}
+	low, err := strconv.Atoi(strings.Fields(string(b) + " 0")[0])
+	if err != nil || low <= 10000 {
+		return 0, false
+	}
+	givenOut.Lock()
+	defer givenOut.Unlock()
+	if givenOut.ports == nil {
+		givenOut.ports = map[int]bool{}
+	}
+	for range 100 {
+		p := 10000 + rand.IntN(low-10000)
+		if givenOut.ports[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		givenOut.ports[p] = true
+		return p, true
+	}
+	return 0, false
+}
+
 // isSidecar says whether cmd runs the sidecar binary's sub command in
 // the foreground.
 func isSidecar(cmd, sub string) bool {
 	f := strings.Fields(cmd)
-	return len(f) >= 2 && filepath.Base(strings.Trim(f[0], `'"`)) == "chittyid-sidecar" && f[1] == sub &&
-		!strings.HasSuffix(strings.TrimSpace(cmd), "&")
+	return runsBinary(cmd) && len(f) >= 2 && f[1] == sub && !strings.HasSuffix(strings.TrimSpace(cmd), "&")
+}
+
+// runsBinary says whether cmd runs the sidecar binary.
+func runsBinary(cmd string) bool {
+	f := strings.Fields(cmd)
+	return len(f) >= 1 && filepath.Base(strings.Trim(f[0], `'"`)) == "chittyid-sidecar"
 }
 
 // step runs one command and checks what it printed.
@@ -176,19 +233,32 @@ func (r *pageRun) step(s step) error {
 	if problem := handWritten(s, r.vars); problem != "" {
 		return errors.New(problem)
 	}
-	cmd := r.rewrite(s.cmd)
-	want := make([]string, len(s.want))
-	for i, w := range s.want {
+	text, bin := s.cmd, r.binary(s.cmd)
+	server := isSidecar(bin, "dev") || isSidecar(bin, "serve") || isSidecar(bin, "upstream-sim")
+	if isSidecar(bin, "dev") && !strings.Contains(text, "--listen") {
+		text += " --listen 127.0.0.1:8787" // dev's default, which the text's addresses name
+	}
+	want := slices.Clone(s.want)
+	var learn map[string]string
+	if server || runsBinary(bin) && strings.HasSuffix(strings.TrimSpace(bin), "&") {
+		text, learn = r.learnPorts(text, want)
+	}
+	cmd := r.rewrite(text)
+	for i, w := range want {
 		want[i] = r.mapPorts(w)
 	}
 	r.n++
 	out := filepath.Join(r.dir, fmt.Sprintf(".out-%d", r.n))
 	fmt.Fprintf(&r.log, "\n$ %s\n", cmd)
+	var got map[string]string
 	var err error
-	if isSidecar(cmd, "dev") || isSidecar(cmd, "serve") || isSidecar(cmd, "upstream-sim") {
-		err = r.server(cmd, out, want)
+	if server {
+		got, err = r.server(cmd, out, want)
 	} else {
-		err = r.command(cmd, out, want, s.exit)
+		got, err = r.command(cmd, out, want, s.exit)
+	}
+	if err == nil {
+		err = r.keep(got, learn)
 	}
 	b, _ := os.ReadFile(out)
 	r.lastOut = string(b)
@@ -196,15 +266,72 @@ func (r *pageRun) step(s step) error {
 	return err
 }
 
-// command runs cmd in the page's shell.
-func (r *pageRun) command(cmd, out string, want []string, exit int) error {
+// learnPorts lets a command that starts a listener bind port 0 for each
+// port the text chose that it names first, when the lines it prints name
+// that port too: the command gets 127.0.0.1:0, the expected lines a
+// $NAME in its place, and keep records the port it printed. A free port
+// picked here and bound later by the command could be taken in between by
+// anything else on the machine binding or connecting; port 0 cannot be.
+// It returns the command and the names it put in want, by port.
+func (r *pageRun) learnPorts(cmd string, want []string) (string, map[string]string) {
+	learn := map[string]string{}
+	for _, m := range addrRe.FindAllStringSubmatch(cmd, -1) {
+		port := m[1]
+		if _, known := r.ports[port]; known || port == "0" || learn[port] != "" {
+			continue
+		}
+		name := "LEARNED_PORT_" + port
+		for i, w := range want {
+			if w2 := replacePort(w, port, "$"+name); w2 != w {
+				want[i], learn[port] = w2, name
+			}
+		}
+		if learn[port] != "" {
+			cmd = replacePort(cmd, port, "0")
+		}
+	}
+	return cmd, learn
+}
+
+// replacePort puts with in place of port in s's 127.0.0.1:PORT addresses.
+func replacePort(s, port, with string) string {
+	return addrRe.ReplaceAllStringFunc(s, func(a string) string {
+		if a[len("127.0.0.1:"):] != port {
+			return a
+		}
+		return "127.0.0.1:" + with
+	})
+}
+
+// keep gives the names a command's output matched their values: a
+// learned port (learnPorts) joins the page's ports, anything else is a
+// $NAME for the commands after it.
+func (r *pageRun) keep(got, learn map[string]string) error {
+	for port, name := range learn {
+		p, err := strconv.Atoi(got[name])
+		if err != nil || p <= 0 {
+			return fmt.Errorf("port %s: it printed %q where its address goes", port, got[name])
+		}
+		r.ports[port] = got[name]
+		delete(got, name)
+	}
+	for k, v := range got {
+		r.vars[k] = v
+		r.sh.export(k, v)
+	}
+	return nil
+}
+
+// command runs cmd in the page's shell and returns the values of the
+// $NAMEs its output gave values.
+func (r *pageRun) command(cmd, out string, want []string, exit int) (map[string]string, error) {
 	status, err := r.sh.run(cmd, out, stepTimeout)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(&r.log, "[exit status %d]\n", status)
 	if status != exit {
-		return fmt.Errorf("exit status %d, want %d", status, exit)
+		return nil, fmt.Errorf("exit status %d, want %d", status, exit)
 	}
 	patience := afterExit
 	if strings.HasSuffix(strings.TrimSpace(cmd), "&") {
@@ -213,34 +340,28 @@ func (r *pageRun) command(cmd, out string, want []string, exit int) error {
 	return r.await(out, want, patience, nil)
 }
 
-// server starts cmd as in another terminal and waits for what the text
-// says it prints.
-func (r *pageRun) server(cmd, out string, want []string) error {
-	if isSidecar(cmd, "dev") && !strings.Contains(cmd, "--listen") {
-		cmd += " --listen " + r.mapPorts("127.0.0.1:8787")
-	}
+// server starts cmd as in another terminal, waits for what the text
+// says it prints and returns the values of the $NAMEs it gave values.
+func (r *pageRun) server(cmd, out string, want []string) (map[string]string, error) {
 	sv, err := startServer(cmd, out, r.dir, r.envWithVars())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.servers = append(r.servers, sv)
 	return r.await(out, want, serverPatient, sv.done)
 }
 
 // await polls out until want's lines are there, patience passes, or
-// exited (a server's end) is closed.
-func (r *pageRun) await(out string, want []string, patience time.Duration, exited <-chan struct{}) error {
+// exited (a server's end) is closed; it returns the values of the $NAMEs
+// the lines gave values.
+func (r *pageRun) await(out string, want []string, patience time.Duration, exited <-chan struct{}) (map[string]string, error) {
 	m := matcher{vars: r.vars}
 	deadline := time.Now().Add(patience)
 	for {
 		b, _ := os.ReadFile(out)
 		got, err := m.match(string(b), want)
 		if err == nil {
-			for k, v := range got {
-				r.vars[k] = v
-				r.sh.export(k, v)
-			}
-			return nil
+			return got, nil
 		}
 		select {
 		case <-exited:
@@ -248,11 +369,11 @@ func (r *pageRun) await(out string, want []string, patience time.Duration, exite
 			if _, err2 := m.match(string(b), want); err2 == nil {
 				continue
 			}
-			return fmt.Errorf("it exited: %w", err)
+			return nil, fmt.Errorf("it exited: %w", err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			return err
+			return nil, err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

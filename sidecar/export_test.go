@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"maps"
 
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
@@ -16,10 +17,28 @@ import (
 // drive it without a listener.
 func (s *Sidecar) Handler() fasthttp.RequestHandler { return s.api.handle }
 
-// WaitState blocks until the upstream lifecycle is in state want or ctx
-// ends.
-func (s *Sidecar) WaitState(ctx context.Context, want fsm.State) error {
-	return s.life.Wait(ctx, want)
+// WaitState blocks until the upstream lifecycle is in one of the states
+// want or ctx ends. It wakes on transitions only (Lifecycle.Wait, one per
+// state, all ended before it returns).
+func (s *Sidecar) WaitState(ctx context.Context, want ...fsm.State) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(want))
+	for _, st := range want {
+		go func() { errs <- s.life.Wait(ctx, st) }()
+	}
+	var failed []error
+	for range want {
+		if err := <-errs; err != nil {
+			failed = append(failed, err)
+		} else {
+			cancel() // one is reached: the others' waits end
+		}
+	}
+	if len(failed) == len(want) {
+		return errors.Join(failed...)
+	}
+	return nil
 }
 
 // OpsAddr returns the operations listener's address once Run has opened it,

@@ -236,14 +236,25 @@ func (h *harness) stop() error {
 	return err
 }
 
-// waitState waits (event-driven, at most 10s) for a lifecycle state.
-func (h *harness) waitState(want fsm.State) {
+// waitState waits (event-driven, at most 10s) for a lifecycle state, or
+// for any of several.
+func (h *harness) waitState(want ...fsm.State) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := h.sc.WaitState(ctx, want); err != nil {
-		h.t.Fatalf("state %s not reached: %v; /health: %s", want, err, h.do("GET", "/health", "").raw)
+	if err := h.sc.WaitState(ctx, want...); err != nil {
+		h.t.Fatalf("state %v not reached: %v; /health: %s", want, err, h.do("GET", "/health", "").raw)
 	}
+}
+
+// waitDown waits for the link to be down after failed polls: RECONNECTING,
+// or FAILED once the reconnect attempts have run out. With reconnect polls
+// 10-40ms apart (fastHealth, tlsHealth) RECONNECTING lasts well under a
+// tenth of a second, less than a busy machine may take to look: a test of
+// what holds while upstream cannot be reached waits for either.
+func (h *harness) waitDown() {
+	h.t.Helper()
+	h.waitState(fsm.Reconnecting, fsm.Failed)
 }
 
 // reply is an HTTP answer with its JSON body decoded.

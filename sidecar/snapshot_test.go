@@ -119,7 +119,7 @@ func TestRestartDuringUpstreamOutageAnswersFromSnapshot(t *testing.T) {
 
 	// The restart, with upstream refusing connections.
 	after := startWith(t, sim.Config{}, extra, refuseFirst(t))
-	after.waitState(fsm.Reconnecting)
+	after.waitDown()
 	if got := after.ready(); got != 200 {
 		t.Errorf("restored a snapshot, upstream down: /readyz %d, want 200 under degraded", got)
 	}

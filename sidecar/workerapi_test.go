@@ -73,7 +73,7 @@ func TestWorkerMintPassesRegionUpstream(t *testing.T) {
 func TestWorkerHealthFollowsReadiness(t *testing.T) {
 	t.Parallel()
 	h := startWith(t, sim.Config{}, fastHealth+"readiness: {policy: connected}\n", refuseFirst(t))
-	h.waitState(fsm.Reconnecting)
+	h.waitDown()
 	r := h.do("GET", "/api/health", "")
 	if r.status != 503 || r.body["status"] != "unhealthy" || r.body["service"] != "chittyid-sidecar" || r.body["timestamp"] == nil {
 		t.Errorf("/api/health while not ready: HTTP %d %s", r.status, r.raw)
