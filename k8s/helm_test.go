@@ -256,6 +256,53 @@ func checkWebhooks(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ns
 	return errors.Join(errs...)
 }
 
+// TestChartValuesAccepted: values the schema takes render a chart whose
+// objects and injector config load: an external issuer, the sidecar's
+// resources, one replica (no disruption budget, which would block every
+// drain).
+func TestChartValuesAccepted(t *testing.T) {
+	t.Parallel()
+	r, err := renderChart("ops", map[string]any{
+		"replicas": 1,
+		"tls": map[string]any{"certManager": map[string]any{"issuerRef": map[string]any{
+			"group": "awspca.cert-manager.io", "kind": "AWSPCAClusterIssuer", "name": "corp-ca"}}},
+		"sidecar": map[string]any{"resources": map[string]any{
+			"requests": map[string]any{"cpu": "20m", "memory": "64Mi"}, "limits": map[string]any{"cpu": 1, "memory": "256Mi"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range r.order {
+		if strings.HasPrefix(key, "PodDisruptionBudget ") || strings.HasPrefix(key, "Issuer ") {
+			t.Errorf("renders %s (one replica, an issuer of the user's)", key)
+		}
+	}
+	var cert struct {
+		Spec struct {
+			IssuerRef map[string]string `json:"issuerRef"`
+		} `json:"spec"`
+	}
+	if err := sigsyaml.Unmarshal(r.objects["Certificate "+releaseName+"-serving"], &cert); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"group": "awspca.cert-manager.io", "kind": "AWSPCAClusterIssuer", "name": "corp-ca"}; !maps.Equal(cert.Spec.IssuerRef, want) {
+		t.Errorf("serving Certificate's issuerRef %v, want %v", cert.Spec.IssuerRef, want)
+	}
+	var cm corev1.ConfigMap
+	r.decode(t, "ConfigMap "+releaseName, &cm)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(cm.Data["config.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := inject.LoadConfig(path)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, cm.Data["config.yaml"])
+	}
+	if got := cfg.Resources.Limits[corev1.ResourceMemory]; got.String() != "256Mi" {
+		t.Errorf("the injector's sidecar memory limit %s, want the values' 256Mi", got.String())
+	}
+}
+
 // TestChartValues: values change what they say, and bad values fail at
 // install (values.schema.json) with the value's name.
 func TestChartValues(t *testing.T) {
@@ -304,6 +351,10 @@ func TestChartValues(t *testing.T) {
 		{"no Secret without cert-manager", map[string]any{"tls": map[string]any{"certManager": map[string]any{"enabled": false}}}, "secretName"},
 		{"bad ConfigMap name", map[string]any{"sidecar": map[string]any{"configMap": "Bad_Name"}}, "configMap"},
 		{"bad quantity", map[string]any{"sidecar": map[string]any{"maxResources": map[string]any{"memory": "lots"}}}, "memory"},
+		{"sidecar resources without limits", map[string]any{"sidecar": map[string]any{"resources": map[string]any{"requests": map[string]any{"cpu": "10m", "memory": "64Mi"}}}}, "limits"},
+		{"sidecar limits without cpu", map[string]any{"sidecar": map[string]any{"resources": map[string]any{
+			"requests": map[string]any{"cpu": "10m", "memory": "64Mi"}, "limits": map[string]any{"memory": "128Mi"}}}}, "cpu"},
+		{"issuer without a name", map[string]any{"tls": map[string]any{"certManager": map[string]any{"issuerRef": map[string]any{"kind": "ClusterIssuer"}}}}, "name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -146,7 +146,7 @@ func (in *Injector) Mutate(pod *corev1.Pod, mode Mode) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := in.checkConflicts(pod); err != nil {
+	if err := in.checkConflicts(pod, o.port); err != nil {
 		return Result{}, err
 	}
 	var p patch
@@ -208,13 +208,28 @@ func hasContainer(pod *corev1.Pod, name string) bool {
 }
 
 // checkConflicts refuses a pod that already uses a name the sidecar's
-// volumes need: merging would hand the sidecar the app's volume.
-func (in *Injector) checkConflicts(pod *corev1.Pod) error {
+// volumes need (merging would hand the sidecar the app's volume), or
+// declares a port the sidecar listens on (apiPort on the pod's loopback,
+// the operations port on all of its addresses): the containers share the
+// pod's network, and whichever starts second could not listen.
+func (in *Injector) checkConflicts(pod *corev1.Pod, apiPort int32) error {
 	var errs []error
 	for _, v := range in.tpl.Volumes {
 		for _, pv := range pod.Spec.Volumes {
 			if pv.Name == v.Name {
 				errs = append(errs, fmt.Errorf("the pod already has a volume named %s, which the sidecar needs; rename it, or annotate the pod %s: \"false\"", v.Name, AnnotationInject))
+			}
+		}
+	}
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, p := range c.Ports {
+				switch p.ContainerPort {
+				case apiPort:
+					errs = append(errs, fmt.Errorf("container %s declares port %d, where the sidecar's API listens (127.0.0.1:%d); move the sidecar's with the annotation %s", c.Name, apiPort, apiPort, AnnotationAPIPort))
+				case in.opsPort:
+					errs = append(errs, fmt.Errorf("container %s declares port %d, where the sidecar's operations listener (/metrics, probes) listens; the pod cannot have the sidecar: annotate it %s: \"false\"", c.Name, in.opsPort, AnnotationInject))
+				}
 			}
 		}
 	}

@@ -337,6 +337,15 @@ func TestDenials(t *testing.T) {
 		{"volume name taken", nil, func(p *corev1.Pod) { p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: volumeToken}) },
 			[]string{"already has a volume named chittyid-token"}},
 		{"hostNetwork", nil, func(p *corev1.Pod) { p.Spec.HostNetwork = true }, []string{"hostNetwork"}},
+		{"the app's port is the API's", nil, func(p *corev1.Pod) { p.Spec.Containers[1].Ports = []corev1.ContainerPort{{ContainerPort: 8787}} },
+			[]string{"container worker declares port 8787", "id.chitty.cc/api-port"}},
+		{"the app's port is the API's moved there", map[string]string{AnnotationAPIPort: "8080"},
+			func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+			},
+			[]string{"container app declares port 8080"}},
+		{"the app's port is the ops port", nil, func(p *corev1.Pod) { p.Spec.InitContainers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9090}} },
+			[]string{"container migrate declares port 9090", "operations listener"}},
 		{"inject neither true nor false", map[string]string{AnnotationInject: "yes"}, nil, []string{`must be "true" or "false", got "yes"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,9 +4,8 @@
 // connection, each timed from the request's first byte written to the
 // response's last byte read. It reports p50, p90, p99 and the largest of
 // 1,000 reviews per round, and the injector's RSS, and writes them into
-// bench/RESULTS.md between the injector markers. Standard library only: the
-// review is JSON written out here, so the sidecar's module needs no
-// Kubernetes types.
+// bench/RESULTS.md between the injector markers. The review is JSON
+// written out here, so the sidecar's module needs no Kubernetes types.
 //
 //	go run ./bench/cmd/injectorbench [--rounds 3] [--reviews 1000] [--out bench/RESULTS.md]
 package main
@@ -14,19 +13,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +29,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/chittyos/chittyid-sidecar/upstream/sim"
 )
 
 const (
@@ -240,41 +235,20 @@ func reviewBody() []byte {
 	return b
 }
 
-// certificates writes a CA-signed certificate for 127.0.0.1 and returns
-// a pool that trusts it.
+// certificates writes a certificate for 127.0.0.1 from a throwaway CA
+// (upstream/sim's, as benchrun's TLS scenario) and returns a pool that
+// trusts it.
 func certificates(dir string) (*x509.CertPool, string, string, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := sim.NewCA("injectorbench CA")
 	if err != nil {
 		return nil, "", "", err
 	}
-	caTpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "injectorbench CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTpl, caTpl, &caKey.PublicKey, caKey)
+	leaf, err := ca.Issue(sim.LeafSpec{Names: []string{"127.0.0.1"}})
 	if err != nil {
 		return nil, "", "", err
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, "", "", err
-	}
-	tpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "chittyid-injector"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, "", "", err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, "", "", err
-	}
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	err = errors.Join(
-		os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600),
-		os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, certFile, keyFile, err
+	certFile, keyFile, err := leaf.WriteFiles(dir, "tls")
+	return ca.Pool(), certFile, keyFile, err
 }
 
 func waitUp(c *http.Client, url string) error {

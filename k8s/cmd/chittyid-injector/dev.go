@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -37,7 +39,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
-	if err := findBinaries(stderr); err != nil {
+	if err := findBinaries(ctx, stderr); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "chittyid-injector-dev-")
@@ -85,7 +87,7 @@ The API server (%s) and the injector (%s) run until Ctrl-C. With kubectl:
 // findBinaries sets the environment's kube-apiserver and etcd from
 // .ci/k8s-tools, which builds them on first use (minutes) and then reuses
 // the cached build, when they are not set already.
-func findBinaries(stderr io.Writer) error {
+func findBinaries(ctx context.Context, stderr io.Writer) error {
 	if _, _, err := kubeapi.Binaries(); err == nil {
 		return nil
 	}
@@ -94,7 +96,11 @@ func findBinaries(stderr io.Writer) error {
 		return fmt.Errorf("dev needs kube-apiserver and etcd: set %s and %s, or run it in a clone of the repository, whose .ci/k8s-tools builds them", kubeapi.EnvAPIServer, kubeapi.EnvEtcd)
 	}
 	fmt.Fprintln(stderr, "dev: building or finding kube-apiserver and etcd with "+script+" (the first build takes minutes)")
-	cmd := exec.Command("bash", script)
+	cmd := exec.CommandContext(ctx, "bash", script)
+	// Its own process group, all of it stopped with ctx: the script's go
+	// build and the compilers under it, not the script alone.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.Stderr = stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -203,20 +209,27 @@ func demo(ctx context.Context, c *kubeapi.Cluster, url string, stdout io.Writer)
 	}
 	pod := kubeapi.RestrictedPod("demo-app", map[string]string{inject.AnnotationInject: "true"})
 	fmt.Fprintf(stdout, "Creating this pod in namespace demo (enforcing the restricted Pod Security Standard):\n\n%s\n", mustYAML(pod))
-	// The API server takes the webhook configuration up from a watch.
-	var got corev1.Pod
-	var resp *kubeapi.Response
-	var err error
+	// The API server takes the webhook configuration up from a watch:
+	// dry runs until one comes back injected.
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err = cl.Create(ctx, "/api/v1/namespaces/demo/pods?dryRun=All", pod, &got)
-		if err != nil || got.Annotations[inject.AnnotationStatus] == inject.StatusInjected || time.Now().After(deadline) {
+		var got corev1.Pod
+		if _, err := cl.Create(ctx, "/api/v1/namespaces/demo/pods?dryRun=All", pod, &got); err != nil {
+			return fmt.Errorf("creating the demo pod (dry run): %w", err)
+		}
+		if got.Annotations[inject.AnnotationStatus] == inject.StatusInjected {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return errors.New("the API server did not call the injector within 30s of registering it")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	if err == nil {
-		resp, err = cl.Create(ctx, "/api/v1/namespaces/demo/pods", pod, &got)
-	}
+	var got corev1.Pod
+	resp, err := cl.Create(ctx, "/api/v1/namespaces/demo/pods", pod, &got)
 	if err != nil {
 		return fmt.Errorf("creating the demo pod: %w", err)
 	}
