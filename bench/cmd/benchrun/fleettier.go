@@ -47,6 +47,11 @@ type scenarioFResult struct {
 	FleetValidates, LocalValidates int64
 	FleetAnswers                   map[string]int
 	FleetDuration, LocalDuration   time.Duration
+	// FleetCalls sums the four sidecars' /health fleet.stats after that
+	// pass: what made an ID reach upstream more than once (a Redis call
+	// that failed or missed fleet.timeout, the tier skipped after it, a
+	// lock taken over or a peer's fetch that failed).
+	FleetCalls fleetCalls
 	// A fifth sidecar's first pass over the IDs (sequential, one
 	// connection): upstream validates, answers; then its second pass.
 	NewcomerValidates int64
@@ -124,6 +129,14 @@ func (b *bench) scenarioF(ctx context.Context) error {
 	}
 	b.logf("  %d upstream validates (%.2f per ID) in %s; answers %s", res.FleetValidates, float64(res.FleetValidates)/float64(res.IDs),
 		res.FleetDuration.Round(time.Millisecond), fmtCounts(res.FleetAnswers))
+	for _, sc := range withTier {
+		c, err := fleetStats(ctx, sc.addr)
+		if err != nil {
+			return err
+		}
+		res.FleetCalls.add(c)
+	}
+	b.logf("  fleet tier calls: %s", res.FleetCalls)
 	b.logf("(f) the same through %d sidecars without it", fleetSidecars)
 	if res.LocalValidates, _, res.LocalDuration, err = b.throughEvery(ctx, sim, without, ids); err != nil {
 		return err
@@ -318,6 +331,42 @@ func (b *bench) startFleetSidecar(ctx context.Context, name string, sim *simProc
 	return nil, fmt.Errorf("%s: the fleet tier is not up after 20s (see logs/%s.log)", name, name)
 }
 
+// fleetCalls are the counters of /health fleet.stats that explain an
+// upstream validate beyond the first for an ID.
+type fleetCalls struct {
+	Errors       int64 `json:"errors"`
+	Skipped      int64 `json:"skipped"`
+	Takeovers    int64 `json:"takeovers"`
+	PeerFailures int64 `json:"peerFailures"`
+}
+
+func (c *fleetCalls) add(o fleetCalls) {
+	c.Errors += o.Errors
+	c.Skipped += o.Skipped
+	c.Takeovers += o.Takeovers
+	c.PeerFailures += o.PeerFailures
+}
+
+func (c fleetCalls) String() string {
+	return fmt.Sprintf("%d failed, %d skipped, %d locks taken over, %d peer fetches failed", c.Errors, c.Skipped, c.Takeovers, c.PeerFailures)
+}
+
+// fleetStats reads the sidecar's /health fleet.stats.
+func fleetStats(ctx context.Context, addr string) (fleetCalls, error) {
+	var doc struct {
+		Fleet struct {
+			Stats *fleetCalls `json:"stats"`
+		} `json:"fleet"`
+	}
+	if _, err := call(ctx, http.MethodGet, "http://"+addr+"/health", "", nil, &doc); err != nil {
+		return fleetCalls{}, fmt.Errorf("reading %s's /health: %w", addr, err)
+	}
+	if doc.Fleet.Stats == nil {
+		return fleetCalls{}, fmt.Errorf("%s's /health has no fleet.stats", addr)
+	}
+	return *doc.Fleet.Stats, nil
+}
+
 // fleetState is the sidecar's /health fleet.state, or "" if unknown.
 func fleetState(ctx context.Context, addr string) string {
 	var doc struct {
@@ -482,6 +531,7 @@ func (w *report) scenarioF() {
 	w.f("| Measure | Value |\n|---|---:|\n")
 	w.f("| upstream validates, with the fleet tier | %d (%.2f per ID, %s) |\n", f.FleetValidates, float64(f.FleetValidates)/float64(f.IDs), f.FleetDuration.Round(time.Millisecond))
 	w.f("| answers, with the fleet tier | %s |\n", fmtCounts(f.FleetAnswers))
+	w.f("| fleet tier calls in that pass (an ID past 1.00 per ID is one of these) | %s |\n", f.FleetCalls)
 	w.f("| upstream validates, without it | %d (%.2f per ID, %s) |\n", f.LocalValidates, float64(f.LocalValidates)/float64(f.IDs), f.LocalDuration.Round(time.Millisecond))
 	if f.NewcomerAnswers != nil {
 		w.f("| a fifth sidecar's first pass: upstream validates | %d of %d (%d failed answers) |\n", f.NewcomerValidates, f.IDs, f.NewcomerErrors)
