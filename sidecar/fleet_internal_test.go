@@ -2,15 +2,14 @@ package sidecar
 
 import (
 	"context"
-	"errors"
 	"math"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/fleettest"
 	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/config"
 	"github.com/chittyos/chittyid-sidecar/fsm"
@@ -21,110 +20,23 @@ import (
 )
 
 // The fleet tier through the handlers, over the fakes of api_test.go and
-// a fake fleet tier: what each tier's answer looks like (X-Cache,
+// a fake fleet tier (cache/fleet/fleettest): what each tier's answer looks like (X-Cache,
 // X-Cache-Tier, Age), minted IDs shared, the fleet mint limit. The
 // resolution itself is cache/resolve's, tested there; the tests on real
 // redis-server processes (fleet_test.go) cover the same paths across
 // sidecars.
 
-// fakeFleet is a fleet tier in a map. Fetch follows fleet.Tier's contract
-// for one sidecar: a fresh verdict is a fleet hit; otherwise fetch runs and
-// its verdict is kept; when fetch fails, a verdict past its TTL comes back
-// as SourceStale with the error. down makes every call fail (Redis
-// unavailable): Fetch then calls fetch itself, AllowMint fails open.
-type fakeFleet struct {
-	mu       sync.Mutex
-	verdicts map[string]fleet.Verdict
-	puts     map[string]fleet.Verdict
-	lives    map[string]time.Duration
-	gets     int
-	putCalls int
-	down     bool
-	// mintOK and retryAfter are AllowMint's answer; mints counts the tokens
-	// asked for.
-	mintOK     bool
-	retryAfter time.Duration
-	mints      []int
-}
-
-func newFakeFleet() *fakeFleet {
-	return &fakeFleet{verdicts: map[string]fleet.Verdict{}, puts: map[string]fleet.Verdict{}, lives: map[string]time.Duration{}, mintOK: true}
-}
-
-var errFakeRedis = errors.New("fake redis down")
-
-func (f *fakeFleet) Get(_ context.Context, id string) (fleet.Verdict, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.gets++
-	if f.down {
-		return fleet.Verdict{}, false, errFakeRedis
-	}
-	v, ok := f.verdicts[id]
-	return v, ok, nil
-}
-
-func (f *fakeFleet) Put(_ context.Context, id string, v fleet.Verdict, life time.Duration) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.putCalls++
-	if f.down {
-		return errFakeRedis
-	}
-	f.verdicts[id], f.puts[id], f.lives[id] = v, v, life
-	return nil
-}
-
-func (f *fakeFleet) Fetch(ctx context.Context, id string, p fleet.Policy, fetch func(context.Context) (fleet.Verdict, error)) (fleet.Verdict, fleet.Source, error) {
-	f.mu.Lock()
-	v, found := f.verdicts[id]
-	down := f.down
-	f.mu.Unlock()
-	if !down && found {
-		ttl := p.NegativeTTL
-		if v.Valid {
-			ttl = p.TTL
-		}
-		if time.Since(v.FetchedAt) < ttl {
-			return v, fleet.SourceFleet, nil
-		}
-	}
-	got, err := fetch(ctx)
-	switch {
-	case err != nil && found && !down:
-		return v, fleet.SourceStale, err
-	case err != nil:
-		return fleet.Verdict{}, fleet.SourceNone, err
-	}
-	if !down {
-		f.mu.Lock()
-		f.verdicts[id] = got
-		f.mu.Unlock()
-	}
-	return got, fleet.SourceFetched, nil
-}
-
-func (f *fakeFleet) AllowMint(_ context.Context, n, _, _ int) (bool, time.Duration, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down {
-		return true, 0, errFakeRedis
-	}
-	f.mints = append(f.mints, n)
-	return f.mintOK, f.retryAfter, nil
-}
-
 // newFleetFixture is newFixture with the fake fleet tier wired in.
-func newFleetFixture(t *testing.T, yaml string, state fsm.State) (*fixture, *fakeFleet) {
+func newFleetFixture(t *testing.T, yaml string, state fsm.State) (*fixture, *fleettest.Tier) {
 	t.Helper()
 	f := newFixture(t, yaml, state, open)
-	ff := newFakeFleet()
+	ff := fleettest.New()
 	f.withFleet(ff)
 	return f, ff
 }
 
 // withFleet wires ff in as the fleet tier, for verdicts and the mint limit.
-func (f *fixture) withFleet(ff *fakeFleet) {
+func (f *fixture) withFleet(ff *fleettest.Tier) {
 	f.api.verdicts = resolve.New(f.cache, f.link, resolve.Options{Fleet: ff})
 	f.api.fleetLimit = ff
 }
@@ -180,7 +92,7 @@ func TestFleetValidate(t *testing.T) {
 			t.Parallel()
 			f, ff := newFleetFixture(t, "", tc.state)
 			f.client.validate = tc.validate
-			ff.down = tc.down
+			ff.Down = tc.down
 			began := time.Now() // the verdicts' ages count from here
 			switch e := (cache.Entry{Valid: true, FetchedAt: ago(2 * time.Hour), Value: []byte("PEO")}); tc.local {
 			case "fresh":
@@ -194,7 +106,7 @@ func TestFleetValidate(t *testing.T) {
 				if val == "" {
 					val = "PEO"
 				}
-				ff.verdicts[unitID] = fleet.Verdict{Valid: true, Value: []byte(val), FetchedAt: ago(tc.fleetAge)}
+				ff.Verdicts[unitID] = fleet.Verdict{Valid: true, Value: []byte(val), FetchedAt: ago(tc.fleetAge)}
 			}
 			ctx, body, _ := f.do("GET", "/v1/validate/"+unitID, "")
 			if got := ctx.Response.StatusCode(); got != tc.status {
@@ -227,7 +139,7 @@ func TestFleetValidate(t *testing.T) {
 				}
 			}
 			if tc.name == "forged fleet entry is not served" {
-				if v := ff.puts[unitID]; string(v.Value) != "PEO" || !v.Valid {
+				if v := ff.Written[unitID]; string(v.Value) != "PEO" || !v.Valid {
 					t.Errorf("the forged entry was not replaced by upstream's verdict: %+v", v)
 				}
 			}
@@ -315,15 +227,15 @@ func TestFleetMint(t *testing.T) {
 		if ctx.Response.StatusCode() != 200 {
 			t.Fatalf("mint: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
-		v, ok := ff.puts[unitID]
+		v, ok := ff.Written[unitID]
 		if !ok || !v.Valid || string(v.Value) != "PLACE" || v.FetchedAt.Before(before) {
 			t.Errorf("fleet tier holds %+v (%v), want a valid PLACE verdict fetched now", v, ok)
 		}
-		if life := ff.lives[unitID]; life != 10*time.Minute+24*time.Hour {
+		if life := ff.Lives[unitID]; life != 10*time.Minute+24*time.Hour {
 			t.Errorf("life %v, want ttl + staleIfError", life)
 		}
-		if len(ff.mints) != 0 {
-			t.Errorf("fleet mint limit asked %v without rateLimit.mint.fleetPerMinute", ff.mints)
+		if len(ff.Mints) != 0 {
+			t.Errorf("fleet mint limit asked %v without rateLimit.mint.fleetPerMinute", ff.Mints)
 		}
 	})
 	t.Run("a batch's IDs are written, the missing ones skipped", func(t *testing.T) {
@@ -336,22 +248,22 @@ func TestFleetMint(t *testing.T) {
 		if ctx.Response.StatusCode() != 503 {
 			t.Fatalf("partial batch: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
-		if len(ff.puts) != 2 || string(ff.puts["CT-A-CHI-1234-P-24-A-1"].Value) != "PEO" || string(ff.puts["CT-A-CHI-1234-P-24-A-3"].Value) != "INFO" {
-			t.Errorf("fleet tier holds %v, want the two minted IDs with their entities", ff.puts)
+		if len(ff.Written) != 2 || string(ff.Written["CT-A-CHI-1234-P-24-A-1"].Value) != "PEO" || string(ff.Written["CT-A-CHI-1234-P-24-A-3"].Value) != "INFO" {
+			t.Errorf("fleet tier holds %v, want the two minted IDs with their entities", ff.Written)
 		}
 	})
 	t.Run("Redis down does not fail the mint", func(t *testing.T) {
 		t.Parallel()
 		f, ff := newFleetFixture(t, "rateLimit: {mint: {fleetPerMinute: 60, fleetBurst: 10}}\nlimits: {maxBatch: 10}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected)
-		ff.down = true
+		ff.Down = true
 		f.client.mint = minted
 		if ctx, _, _ := f.do("POST", "/v1/mint", `{"entity":"PEO"}`); ctx.Response.StatusCode() != 200 {
 			t.Fatalf("mint with Redis down: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 		// The fleet limit's call failed: the ID is not written to the
 		// fleet tier, so the mint waits on Redis once, not twice.
-		if ff.putCalls != 0 {
-			t.Errorf("%d writes to the fleet tier after Redis failed the mint limit's call, want none", ff.putCalls)
+		if ff.Puts != 0 {
+			t.Errorf("%d writes to the fleet tier after Redis failed the mint limit's call, want none", ff.Puts)
 		}
 		if _, ok := f.cache.fresh[unitID]; !ok {
 			t.Error("the minted ID is not in the local cache")
@@ -371,19 +283,19 @@ func TestFleetMint(t *testing.T) {
 			{true, 200, 2},  // so the next mint goes through
 			{true, 429, 2},  // and the one after is refused locally, without asking the fleet
 		} {
-			ff.mu.Lock()
-			ff.mintOK = step.fleetOK
-			ff.mu.Unlock()
+			ff.Mu.Lock()
+			ff.MintOK = step.fleetOK
+			ff.Mu.Unlock()
 			ctx, body, _ := f.do("POST", "/v1/mint", `{"entity":"PEO"}`)
-			if ctx.Response.StatusCode() != step.status || len(ff.mints) != step.fleet {
-				t.Errorf("mint %d: HTTP %d %v, %d fleet limit calls; want %d, %d", i+1, ctx.Response.StatusCode(), body, len(ff.mints), step.status, step.fleet)
+			if ctx.Response.StatusCode() != step.status || len(ff.Mints) != step.fleet {
+				t.Errorf("mint %d: HTTP %d %v, %d fleet limit calls; want %d, %d", i+1, ctx.Response.StatusCode(), body, len(ff.Mints), step.status, step.fleet)
 			}
 		}
 	})
 	t.Run("the fleet limit refuses after the local ones", func(t *testing.T) {
 		t.Parallel()
 		f, ff := newFleetFixture(t, "rateLimit: {mint: {fleetPerMinute: 60, fleetBurst: 10}}\nlimits: {maxBatch: 10}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected)
-		ff.mintOK, ff.retryAfter = false, 1500*time.Millisecond
+		ff.MintOK, ff.RetryAfter = false, 1500*time.Millisecond
 		f.client.mint = minted
 		ctx, body, res := f.do("POST", "/v1/mint/batch", `{"requests":[{"entity":"PEO"},{"entity":"EVNT"}]}`)
 		if ctx.Response.StatusCode() != 429 || body["error"] != codeRateLimited || string(ctx.Response.Header.Peek("Retry-After")) != "2" {
@@ -392,20 +304,20 @@ func TestFleetMint(t *testing.T) {
 		if res.code != codeRateLimited || res.limited {
 			t.Errorf("result %+v: want RATE_LIMITED, not counted as a local limit", res)
 		}
-		if f.client.calls != 0 || len(ff.mints) != 1 || ff.mints[0] != 2 {
-			t.Errorf("%d upstream calls, fleet asked for %v tokens; want none upstream, 2 tokens", f.client.calls, ff.mints)
+		if f.client.calls != 0 || len(ff.Mints) != 1 || ff.Mints[0] != 2 {
+			t.Errorf("%d upstream calls, fleet asked for %v tokens; want none upstream, 2 tokens", f.client.calls, ff.Mints)
 		}
 	})
 	t.Run("a local refusal does not ask the fleet", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, "rateLimit: {mint: {fleetPerMinute: 60, fleetBurst: 10}}\nlimits: {maxBatch: 10}\nfleet: {redis: {addrs: [\"127.0.0.1:1\"]}}\n", fsm.Connected, fakeLimits{validateOK: true})
-		ff := newFakeFleet()
+		ff := fleettest.New()
 		f.withFleet(ff)
 		if ctx, _, _ := f.do("POST", "/v1/mint", `{"entity":"PEO"}`); ctx.Response.StatusCode() != 429 {
 			t.Fatalf("locally refused mint: %d", ctx.Response.StatusCode())
 		}
-		if len(ff.mints) != 0 {
-			t.Errorf("the fleet limit was asked for %v after a local refusal", ff.mints)
+		if len(ff.Mints) != 0 {
+			t.Errorf("the fleet limit was asked for %v after a local refusal", ff.Mints)
 		}
 	})
 }

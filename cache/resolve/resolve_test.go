@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/chittyos/chittyid-sidecar/cache"
 	"github.com/chittyos/chittyid-sidecar/cache/fleet"
+	"github.com/chittyos/chittyid-sidecar/cache/fleet/fleettest"
 	"github.com/chittyos/chittyid-sidecar/cache/resolve"
 	"github.com/chittyos/chittyid-sidecar/fsm"
 	"github.com/chittyos/chittyid-sidecar/upstream/chittyid"
@@ -38,101 +38,7 @@ var settings = resolve.Settings{
 
 var (
 	errUpstream = errors.New("upstream: unavailable")
-	errRedis    = errors.New("fake redis down")
 )
-
-// fakeFleet is the fleet tier of one sidecar in a map, following
-// fleet.Tier's contract: a fresh verdict is SourceFleet; otherwise fetch
-// runs (this sidecar holds the lock) and its verdict is kept for its life;
-// when no fresh verdict can be had, one past its TTL comes back as
-// SourceStale with the error. down fails every call (Redis unavailable):
-// Fetch then calls fetch itself. held makes another sidecar hold the
-// lock: Fetch waits for its verdict (sent on held) or for ctx; peerFailed
-// says its fetch failed. gate, if set, holds every Fetch until it closes.
-type fakeFleet struct {
-	mu         sync.Mutex
-	verdicts   map[string]fleet.Verdict
-	lives      map[string]time.Duration
-	puts, gets int
-	fetches    int
-	down       bool
-	held       chan fleet.Verdict
-	peerFailed bool
-	gate       chan struct{}
-}
-
-func newFakeFleet() *fakeFleet {
-	return &fakeFleet{verdicts: map[string]fleet.Verdict{}, lives: map[string]time.Duration{}}
-}
-
-func (f *fakeFleet) Get(_ context.Context, id string) (fleet.Verdict, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.gets++
-	if f.down {
-		return fleet.Verdict{}, false, errRedis
-	}
-	v, ok := f.verdicts[id]
-	return v, ok, nil
-}
-
-func (f *fakeFleet) Put(_ context.Context, id string, v fleet.Verdict, life time.Duration) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.puts++
-	if f.down {
-		return errRedis
-	}
-	f.verdicts[id], f.lives[id] = v, life
-	return nil
-}
-
-func (f *fakeFleet) Fetch(ctx context.Context, id string, p fleet.Policy, fetch func(context.Context) (fleet.Verdict, error)) (fleet.Verdict, fleet.Source, error) {
-	if f.gate != nil {
-		<-f.gate
-	}
-	f.mu.Lock()
-	f.fetches++
-	v, found := f.verdicts[id]
-	down, held, peerFailed := f.down, f.held, f.peerFailed
-	f.mu.Unlock()
-	if down {
-		got, err := fetch(ctx)
-		return got, fleet.SourceFetched, err
-	}
-	ttl := p.NegativeTTL
-	if v.Valid {
-		ttl = p.TTL
-	}
-	if found && time.Since(v.FetchedAt) < ttl {
-		return v, fleet.SourceFleet, nil
-	}
-	staleOr := func(err error) (fleet.Verdict, fleet.Source, error) {
-		if found {
-			return v, fleet.SourceStale, err
-		}
-		return fleet.Verdict{}, fleet.SourceNone, err
-	}
-	switch {
-	case peerFailed:
-		return staleOr(fleet.ErrPeerFailed)
-	case held != nil:
-		select {
-		case got := <-held:
-			return got, fleet.SourceFleet, nil
-		case <-ctx.Done():
-			return staleOr(fmt.Errorf("waiting for the fleet's fetch: %w", ctx.Err()))
-		}
-	}
-	got, err := fetch(ctx)
-	if err != nil {
-		return staleOr(err)
-	}
-	f.mu.Lock()
-	f.verdicts[id], f.lives[id] = got, p.Life(got)
-	f.mu.Unlock()
-	return got, fleet.SourceFetched, nil
-}
 
 // fakeLink is the lifecycle in one state.
 type fakeLink struct{ state atomic.Value }
@@ -181,7 +87,7 @@ func newCache(t *testing.T) *cache.Cache {
 type rig struct {
 	r     *resolve.Resolver
 	cache *cache.Cache
-	fleet *fakeFleet
+	fleet *fleettest.Tier
 	up    *fakeUpstream
 	link  *fakeLink
 }
@@ -191,7 +97,7 @@ func newRig(t *testing.T, state fsm.State, withFleet bool) *rig {
 	g := &rig{cache: newCache(t), up: &fakeUpstream{answer: valid}, link: link(state)}
 	opts := resolve.Options{}
 	if withFleet {
-		g.fleet = newFakeFleet()
+		g.fleet = fleettest.New()
 		opts.Fleet = g.fleet
 	}
 	g.r = resolve.New(g.cache, g.link, opts)
@@ -272,10 +178,10 @@ func TestResolve(t *testing.T) {
 					if val == "" {
 						val = "PEO"
 					}
-					g.fleet.verdicts[id] = fleet.Verdict{Valid: true, Value: []byte(val), FetchedAt: ago(tc.fleetAge)}
+					g.fleet.Verdicts[id] = fleet.Verdict{Valid: true, Value: []byte(val), FetchedAt: ago(tc.fleetAge)}
 				}
 				if g.fleet != nil {
-					g.fleet.down = tc.down
+					g.fleet.Down = tc.down
 				}
 				a, err := g.validate(context.Background())
 				if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
@@ -303,7 +209,7 @@ func TestResolve(t *testing.T) {
 					t.Errorf("local cache holds %+v (%v), want a fresh entry fetched %v ago", e, st, tc.stored)
 				}
 				if tc.fleetTo != "" {
-					v := g.fleet.verdicts[id]
+					v := g.fleet.Verdicts[id]
 					if string(v.Value) != tc.fleetTo || !v.FetchedAt.Equal(time.Now()) {
 						t.Errorf("fleet tier holds %+v, want %q fetched now", v, tc.fleetTo)
 					}
@@ -332,10 +238,10 @@ func TestResolveCoalescesWaiters(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				g := newRig(t, fsm.Connected, true)
 				if tc.fleetFresh {
-					g.fleet.verdicts[id] = fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: ago(time.Minute)}
+					g.fleet.Verdicts[id] = fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: ago(time.Minute)}
 				}
 				release := make(chan struct{})
-				g.fleet.gate = release
+				g.fleet.Gate = release
 				const n = 50
 				answers := make(chan resolve.Answer, n)
 				for range n {
@@ -357,8 +263,8 @@ func TestResolveCoalescesWaiters(t *testing.T) {
 				if got := g.up.calls.Load(); got != tc.asked {
 					t.Errorf("%d upstream validates for %d callers, want %d", got, n, tc.asked)
 				}
-				if g.fleet.fetches != 1 {
-					t.Errorf("%d fleet tier fetches for %d callers, want 1", g.fleet.fetches, n)
+				if g.fleet.Fetches != 1 {
+					t.Errorf("%d fleet tier fetches for %d callers, want 1", g.fleet.Fetches, n)
 				}
 				if st := g.cache.Stats(); st.Coalesced != n-1 {
 					t.Errorf("%d callers coalesced, want %d", st.Coalesced, n-1)
@@ -395,14 +301,14 @@ func TestResolveFleetLockHeldElsewhere(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				g := newRig(t, fsm.Connected, true)
-				g.fleet.held, g.fleet.peerFailed = make(chan fleet.Verdict), tc.peerFailed
+				g.fleet.Held, g.fleet.PeerFailed = make(chan fleet.Verdict), tc.peerFailed
 				if tc.fleetStale {
-					g.fleet.verdicts[id] = fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: ago(time.Hour)}
+					g.fleet.Verdicts[id] = fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: ago(time.Hour)}
 				}
 				if tc.verdictIn > 0 {
 					go func() {
 						time.Sleep(tc.verdictIn)
-						g.fleet.held <- fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: time.Now()}
+						g.fleet.Held <- fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: time.Now()}
 					}()
 				}
 				start := time.Now()
@@ -431,12 +337,12 @@ func TestResolveCallerGivesUpThenFleet(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		g := newRig(t, fsm.Connected, true)
-		g.fleet.held = make(chan fleet.Verdict) // another sidecar holds the lock and never tells this one
+		g.fleet.Held = make(chan fleet.Verdict) // another sidecar holds the lock and never tells this one
 		go func() {
 			time.Sleep(500 * time.Millisecond)
-			g.fleet.mu.Lock()
-			g.fleet.verdicts[id] = fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: time.Now()}
-			g.fleet.mu.Unlock()
+			g.fleet.Mu.Lock()
+			g.fleet.Verdicts[id] = fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: time.Now()}
+			g.fleet.Mu.Unlock()
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -444,8 +350,8 @@ func TestResolveCallerGivesUpThenFleet(t *testing.T) {
 		if err != nil || a.Tier != resolve.TierFleet || a.Stale {
 			t.Fatalf("answer %+v, %v; want a fresh verdict of the fleet tier", a, err)
 		}
-		if g.fleet.gets != 1 {
-			t.Errorf("%d fleet lookups after the deadline, want 1", g.fleet.gets)
+		if g.fleet.Gets != 1 {
+			t.Errorf("%d fleet lookups after the deadline, want 1", g.fleet.Gets)
 		}
 		if _, st := g.cache.Lookup(id, settings.Policy, time.Now()); st != cache.StatusHit {
 			t.Errorf("the fleet verdict is not stored locally (%v)", st)
@@ -461,7 +367,7 @@ func TestResolveFleetClockAhead(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		g := newRig(t, fsm.Failed, true)
-		g.fleet.verdicts[id] = fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: time.Now().Add(time.Hour)}
+		g.fleet.Verdicts[id] = fleet.Verdict{Valid: true, Value: []byte("PEO"), FetchedAt: time.Now().Add(time.Hour)}
 		a, err := g.validate(context.Background())
 		if err != nil || a.Tier != resolve.TierFleet || !a.Entry.FetchedAt.Equal(time.Now()) {
 			t.Errorf("answer %+v, %v; want the fleet verdict, fetched now", a, err)
@@ -493,13 +399,13 @@ func TestStoreMinted(t *testing.T) {
 					if !withFleet {
 						continue
 					}
-					v := g.fleet.verdicts[ids[i]]
-					if !v.Valid || string(v.Value) != want || !v.FetchedAt.Equal(now) || g.fleet.lives[ids[i]] != 10*time.Minute+24*time.Hour {
-						t.Errorf("fleet %s: %+v for %v, want valid %s fetched now, for ttl + staleIfError", ids[i], v, g.fleet.lives[ids[i]], want)
+					v := g.fleet.Verdicts[ids[i]]
+					if !v.Valid || string(v.Value) != want || !v.FetchedAt.Equal(now) || g.fleet.Lives[ids[i]] != 10*time.Minute+24*time.Hour {
+						t.Errorf("fleet %s: %+v for %v, want valid %s fetched now, for ttl + staleIfError", ids[i], v, g.fleet.Lives[ids[i]], want)
 					}
 				}
-				if want := map[bool]int{true: 2}[withFleet]; tc.withFleet && g.fleet.puts != want {
-					t.Errorf("%d fleet writes, want %d (the empty ID skipped; none unless shared)", g.fleet.puts, want)
+				if want := map[bool]int{true: 2}[withFleet]; tc.withFleet && g.fleet.Puts != want {
+					t.Errorf("%d fleet writes, want %d (the empty ID skipped; none unless shared)", g.fleet.Puts, want)
 				}
 			})
 		})
@@ -537,7 +443,7 @@ func TestAdmit(t *testing.T) {
 // nothing and leaves the ID where it is.
 func TestLookupHitAllocatesNothing(t *testing.T) {
 	c := newCache(t)
-	r := resolve.New(c, link(fsm.Connected), resolve.Options{Fleet: newFakeFleet()})
+	r := resolve.New(c, link(fsm.Connected), resolve.Options{Fleet: fleettest.New()})
 	if err := c.Store(id, resolve.Minted(chittyid.EntityPEO, time.Now())); err != nil {
 		t.Fatal(err)
 	}
