@@ -15,7 +15,7 @@ import (
 // TestSnapshotRefusesSpecialFiles: a FIFO at the snapshot's path (with
 // no writer: opening it for reading would wait forever, before the
 // sidecar listens) and a link to an endless device are refused at once as
-// not snapshots. Issue 24.
+// not snapshots.
 func TestSnapshotRefusesSpecialFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

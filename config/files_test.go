@@ -45,7 +45,7 @@ func writeCA(t *testing.T, path string, mode os.FileMode) string {
 // group or others may write is refused, naming the file and the fix:
 // whoever can write the config can send the token to a server of theirs,
 // and whoever can write the token file decides what the token is. With
-// the opt-out the file is used, with a warning. Issue 24.
+// the opt-out the file is used, with a warning.
 func TestLoadRefusesFilesOthersCouldWrite(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -114,7 +114,7 @@ func TestLoadRefusesFilesOthersCouldWrite(t *testing.T) {
 
 // TestLoadRefusesFilesOfAnotherUser: a config or token file that belongs
 // to another user is refused (only root can give a file away, so this
-// runs as root only). Issue 24.
+// runs as root only).
 func TestLoadRefusesFilesOfAnotherUser(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
@@ -200,7 +200,6 @@ func TestLoadJudgesLinksByTarget(t *testing.T) {
 // FIFO without a writer, or larger than 8 KiB, and a config file larger
 // than 1 MiB, are refused at once, naming what is wrong, without reading
 // them (/dev/zero was read until memory ran out; a FIFO blocked forever).
-// Issue 24.
 func TestLoadRefusesSpecialAndHugeFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -254,7 +253,7 @@ func TestTrustOptOutValue(t *testing.T) {
 // writable by others, or a token file swapped for a FIFO, is rejected:
 // the running config stays, Status says why, and the check returns at once
 // rather than waiting for a writer to open the FIFO. A token file whose
-// mode alone changes is checked again too. Issue 24.
+// mode alone changes is checked again too.
 func TestWatcherRefusesFilesOthersCouldWrite(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -17,7 +17,7 @@ import (
 // it (a version that carries it is replaced by the sidecar's own, an ID
 // that carries it is refused), and neither does any log line: the audit
 // line's refusedIds, placeholderIds and error show [redacted]. Before, the
-// version was relayed as is and a refused ID was logged as is. Issue 24.
+// version was relayed as is and a refused ID was logged as is.
 func TestUpstreamEchoingTheTokenNeverReachesAppOrLog(t *testing.T) {
 	t.Parallel()
 	var answer atomic.Value // the mint answer; {token} stands for the token

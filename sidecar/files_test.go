@@ -20,7 +20,7 @@ import (
 // is refused at start, and at reload, where the running config stays and
 // /health's config.lastError says why. Before, another local user could
 // point upstream.url at a listener of theirs and receive the token with
-// the next mint. Issue 24.
+// the next mint.
 func TestConfigOthersCouldWriteIsRefused(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "config.yaml")
@@ -58,7 +58,7 @@ func TestConfigOthersCouldWriteIsRefused(t *testing.T) {
 // still stops when told to. Before, the poll waited forever for a writer,
 // reloads stopped silently and a SIGTERM never finished the shutdown.
 // /dev/zero as the token file is refused at load instead of read until
-// memory runs out. Issue 24.
+// memory runs out.
 func TestSpecialTokenFileDoesNotHang(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -116,7 +116,6 @@ func TestSpecialTokenFileDoesNotHang(t *testing.T) {
 // waiting for a writer before it listens. Then its token file is swapped
 // for a FIFO: a reload poll refuses it, and SIGTERM still stops the
 // process cleanly. Before, both FIFOs hung it for good (SIGKILL needed).
-// Issue 24.
 func TestSpecialFilesAndSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")

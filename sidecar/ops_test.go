@@ -13,7 +13,7 @@ import (
 // cannot read /metrics or /health: a Host that is not loopback, the
 // listener's address or listed in metrics.allowedHosts gets 403. The
 // probes answer anyone, as on the API. Before, the operations listener
-// checked no Host. Issue 24.
+// checked no Host.
 func TestOpsListenerChecksHost(t *testing.T) {
 	t.Parallel()
 	h := start(t, sim.Config{}, "metrics: {listen: 127.0.0.1:0, allowedHosts: [metrics.apps.svc]}\n")

@@ -19,7 +19,6 @@ import (
 // half-closes (shutdown(SHUT_WR), as `nc -N` or a client that signals the
 // end of its request does) still reads the answer; the audit line says
 // "ok", not "orphaned". Before, the FIN alone counted as a caller gone.
-// Issue 24.
 func TestAuditHalfClosedCallerGetsItsID(t *testing.T) {
 	t.Parallel()
 	h := start(t, sim.Config{}, "")

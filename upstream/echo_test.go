@@ -23,7 +23,7 @@ const goodID = "CT-A-AAA-0100-P-26-A-0"
 // into what the client returns: a minted ID that carries it is refused
 // (and listed redacted), a version that carries it is dropped, and every
 // error, refused ID, placeholder, reason and late answer has it replaced
-// by [redacted]. Issue 24.
+// by [redacted].
 func TestUpstreamEchoingTheTokenIsRedacted(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -11,7 +11,7 @@ import (
 // TestCheckConfigJudgesFiles: check-config refuses a config others could
 // write and a token file that is a device (it used to read /dev/zero until
 // memory ran out), and prints a warning for a token file every user may
-// read. Issue 24.
+// read.
 func TestCheckConfigJudgesFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
