@@ -351,33 +351,39 @@ func (c fleetCalls) String() string {
 	return fmt.Sprintf("%d failed, %d skipped, %d locks taken over, %d peer fetches failed", c.Errors, c.Skipped, c.Takeovers, c.PeerFailures)
 }
 
-// fleetStats reads the sidecar's /health fleet.stats.
-func fleetStats(ctx context.Context, addr string) (fleetCalls, error) {
+// fleetHealth is the fleet section of the sidecar's /health: the tier's
+// state and its call counters (nil while the tier is off).
+type fleetHealth struct {
+	State string      `json:"state"`
+	Stats *fleetCalls `json:"stats"`
+}
+
+func readFleetHealth(ctx context.Context, addr string) (fleetHealth, error) {
 	var doc struct {
-		Fleet struct {
-			Stats *fleetCalls `json:"stats"`
-		} `json:"fleet"`
+		Fleet fleetHealth `json:"fleet"`
 	}
 	if _, err := call(ctx, http.MethodGet, "http://"+addr+"/health", "", nil, &doc); err != nil {
-		return fleetCalls{}, fmt.Errorf("reading %s's /health: %w", addr, err)
+		return fleetHealth{}, fmt.Errorf("reading %s's /health: %w", addr, err)
 	}
-	if doc.Fleet.Stats == nil {
+	return doc.Fleet, nil
+}
+
+// fleetStats is the sidecar's /health fleet.stats.
+func fleetStats(ctx context.Context, addr string) (fleetCalls, error) {
+	h, err := readFleetHealth(ctx, addr)
+	if err != nil {
+		return fleetCalls{}, err
+	}
+	if h.Stats == nil {
 		return fleetCalls{}, fmt.Errorf("%s's /health has no fleet.stats", addr)
 	}
-	return *doc.Fleet.Stats, nil
+	return *h.Stats, nil
 }
 
 // fleetState is the sidecar's /health fleet.state, or "" if unknown.
 func fleetState(ctx context.Context, addr string) string {
-	var doc struct {
-		Fleet struct {
-			State string `json:"state"`
-		} `json:"fleet"`
-	}
-	if _, err := call(ctx, http.MethodGet, "http://"+addr+"/health", "", nil, &doc); err != nil {
-		return ""
-	}
-	return doc.Fleet.State
+	h, _ := readFleetHealth(ctx, addr)
+	return h.State
 }
 
 // throughEvery validates every ID through every sidecar, the sidecars at
